@@ -1,0 +1,1 @@
+//! Strict Stripe webhook signature verification (being written: see issue 2).

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Creates or refreshes the git-ignored Python virtual environments the tests use, from the pinned
+# requirement files beside this script. Idempotent and quick when nothing changed (a stamp holds the
+# hash of the requirement file). Prints nothing on the fast path.
+#
+# usage: scripts/venv.sh [test|checkov|all]   (default: test)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-python3}"
+
+ensure() {
+    local dir="$1" req="$2"
+    local stamp="$dir/.requirements.sha256"
+    local want
+    want="$(sha256sum "$req" | cut -d' ' -f1)"
+    if [[ -x "$dir/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return 0
+    fi
+    echo "venv: installing $(basename "$req") into ${dir#"$root"/} (pinned; once per change)" >&2
+    if ! "$python" -m venv "$dir"; then
+        echo "venv: cannot create a virtual environment with $python; install python3-venv" >&2
+        exit 1
+    fi
+    if ! "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"; then
+        echo "venv: pip could not install $req; is the package registry reachable?" >&2
+        exit 1
+    fi
+    echo "$want" >"$stamp"
+}
+
+case "${1:-test}" in
+    test) ensure "$root/.venv" "$root/scripts/requirements-test.txt" ;;
+    checkov) ensure "$root/.venv-checkov" "$root/scripts/requirements-checkov.txt" ;;
+    all)
+        ensure "$root/.venv" "$root/scripts/requirements-test.txt"
+        ensure "$root/.venv-checkov" "$root/scripts/requirements-checkov.txt"
+        ;;
+    *) echo "usage: scripts/venv.sh [test|checkov|all]" >&2; exit 2 ;;
+esac
