@@ -10,10 +10,14 @@ python="${PYTHON:-python3}"
 
 ensure() {
     local dir="$1" req="$2"
+    # One installer at a time: parallel test binaries may call this together.
+    exec 9>"$dir.lock"
+    flock 9
     local stamp="$dir/.requirements.sha256"
     local want
     want="$(sha256sum "$req" | cut -d' ' -f1)"
     if [[ -x "$dir/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        exec 9>&-
         return 0
     fi
     echo "venv: installing $(basename "$req") into ${dir#"$root"/} (pinned; once per change)" >&2
@@ -26,6 +30,7 @@ ensure() {
         exit 1
     fi
     echo "$want" >"$stamp"
+    exec 9>&-
 }
 
 case "${1:-test}" in

@@ -1,0 +1,2 @@
+//! placeholder: being written (issue 2)
+fn main() {}
