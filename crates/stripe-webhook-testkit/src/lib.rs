@@ -11,6 +11,9 @@
 //! assert!(root.join("Cargo.toml").exists());
 //! ```
 
+pub mod http;
+pub mod server;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,4 +97,14 @@ pub fn python_bin_dir(env: PythonEnv) -> PathBuf {
 /// See [`python_bin_dir`].
 pub fn python() -> PathBuf {
     python_bin_dir(PythonEnv::Test).join("python")
+}
+
+/// A string unique within this process run (for scratch file names).
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }

@@ -1,0 +1,161 @@
+//! Runs a real server binary on a free loopback port for a test, and stops it.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::http;
+
+/// A running server process, killed on drop if still running.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    log: PathBuf,
+    _log_dir: tempfile_dir::Dir,
+}
+
+mod tempfile_dir {
+    use std::path::PathBuf;
+
+    /// A scratch directory removed on drop (kept small: std only).
+    #[derive(Debug)]
+    pub(crate) struct Dir(pub(crate) PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl ServerProcess {
+    /// Starts `bin` with `HOST=127.0.0.1`, `PORT=<free port>` and `envs` (nothing else of the
+    /// caller's `STRIPE_*`/`SINK`/`ARCHIVE_DIR` environment leaks in), then waits until
+    /// `GET /health` answers 200.
+    ///
+    /// # Panics
+    /// If it exits or is not healthy within 60 s; the panic carries its log.
+    pub fn start(bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+        Self::start_on(bin, crate::free_port(), envs)
+    }
+
+    /// Like [`ServerProcess::start`], on a given port (for restarts on the same address).
+    ///
+    /// # Panics
+    /// See [`ServerProcess::start`].
+    pub fn start_on(bin: &Path, port: u16, envs: &[(&str, &str)]) -> ServerProcess {
+        let dir = std::env::temp_dir().join(format!(
+            "swh-server-log-{}-{}",
+            std::process::id(),
+            crate::unique_suffix()
+        ));
+        std::fs::create_dir_all(&dir).expect("create log dir");
+        let log = dir.join("server.log");
+        let log_file = File::create(&log).expect("create log file");
+        let mut cmd = Command::new(bin);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("STRIPE_")
+                || key.starts_with("FIREHOSE_")
+                || key.starts_with("OVERSIZE_")
+                || matches!(key.as_str(), "SINK" | "ARCHIVE_DIR" | "PORT" | "HOST" | "MAX_BODY_BYTES")
+            {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log"))
+            .stderr(log_file);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let mut server = ServerProcess {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            _log_dir: tempfile_dir::Dir(dir),
+        };
+        server.wait_healthy(Duration::from_secs(60));
+        server
+    }
+
+    fn wait_healthy(&mut self, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("server exited before it was healthy ({status}); log:\n{}", self.logs());
+                }
+            }
+            if let Ok(r) = http::request(self.addr, "GET", "/health", &[], b"") {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "server not healthy within {timeout:?}; log:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the process wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends SIGTERM and waits (up to 60 s) for the process to exit.
+    ///
+    /// # Panics
+    /// If it does not exit in time.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let status = self.signal_and_wait("TERM");
+        (status, self.logs())
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill(mut self) -> String {
+        let _ = self.signal_and_wait("KILL");
+        self.logs()
+    }
+
+    fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        let mut child = self.child.take().expect("process already stopped");
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("server did not exit within 60 s of SIG{signal}; log:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
