@@ -123,8 +123,10 @@ mod tests {
 
     #[test]
     fn parses_status_headers_and_body() {
-        let r = parse_response(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokEXTRA")
-            .expect("parse");
+        let r = parse_response(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokEXTRA",
+        )
+        .expect("parse");
         assert_eq!(r.status, 413);
         assert_eq!(r.header("x-a"), Some("b"));
         assert_eq!(r.body, b"ok");

@@ -61,7 +61,10 @@ impl ServerProcess {
             if key.starts_with("STRIPE_")
                 || key.starts_with("FIREHOSE_")
                 || key.starts_with("OVERSIZE_")
-                || matches!(key.as_str(), "SINK" | "ARCHIVE_DIR" | "PORT" | "HOST" | "MAX_BODY_BYTES")
+                || matches!(
+                    key.as_str(),
+                    "SINK" | "ARCHIVE_DIR" | "PORT" | "HOST" | "MAX_BODY_BYTES"
+                )
             {
                 cmd.env_remove(key);
             }
@@ -73,7 +76,9 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let mut server = ServerProcess {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -87,15 +92,18 @@ impl ServerProcess {
     fn wait_healthy(&mut self, timeout: Duration) {
         let started = Instant::now();
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("server exited before it was healthy ({status}); log:\n{}", self.logs());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "server exited before it was healthy ({status}); log:\n{}",
+                    self.logs()
+                );
             }
-            if let Ok(r) = http::request(self.addr, "GET", "/health", &[], b"") {
-                if r.status == 200 {
-                    return;
-                }
+            if let Ok(r) = http::request(self.addr, "GET", "/health", &[], b"")
+                && r.status == 200
+            {
+                return;
             }
             assert!(
                 started.elapsed() < timeout,
@@ -144,7 +152,10 @@ impl ServerProcess {
             }
             if started.elapsed() > Duration::from_secs(60) {
                 let _ = child.kill();
-                panic!("server did not exit within 60 s of SIG{signal}; log:\n{}", self.logs());
+                panic!(
+                    "server did not exit within 60 s of SIG{signal}; log:\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
