@@ -1,1 +1,51 @@
-//! Strict Stripe webhook signature verification (being written: see issue 2).
+//! Strict, constant-time verification of Stripe webhook signatures (`Stripe-Signature`).
+//!
+//! Pure and synchronous: a `&[u8]` body and an `Option<&str>` header in, a small
+//! [`Verified`] or [`VerifyError`] out. No async runtime, no HTTP framework. HMAC-SHA256 comes from
+//! the RustCrypto `hmac` and `sha2` crates, comparison from `subtle`.
+//!
+//! The verifier implements Stripe's scheme exactly (key: the secret's UTF-8 bytes, `whsec_`
+//! included; message: `t`, `.`, the raw body bytes; lowercase hex HMAC-SHA256 in `v1`) and is
+//! stricter than the official SDKs where they disagree on input Stripe never produces: exactly one
+//! `t` of canonical digits, `v1` only as 64 lowercase hex characters, no trimming, size and
+//! candidate caps before any HMAC work, and distinct errors for stale and future timestamps.
+//! Several secrets may be configured at once (rotation, Connect, `stripe listen`).
+//!
+//! ```
+//! use stripe_webhook_verify::{Secret, Tolerance, Verifier, VerifyError, signature_header};
+//!
+//! let secret = Secret::new("whsec_test_secret")?;
+//! let verifier = Verifier::new(vec![secret.clone()])?.with_tolerance(Tolerance::seconds(300)?);
+//!
+//! let body = br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#;
+//! let header = signature_header(&[&secret], 1_700_000_000, body);
+//!
+//! let verified = verifier.verify_at(body, Some(&header), 1_700_000_060)?;
+//! assert_eq!((verified.timestamp, verified.secret_index), (1_700_000_000, 0));
+//!
+//! // A replay ten minutes later is stale, and says so.
+//! let err = verifier.verify_at(body, Some(&header), 1_700_000_600).unwrap_err();
+//! assert_eq!(err, VerifyError::Stale { age_secs: 600, tolerance_secs: 300 });
+//! assert_eq!(err.to_string(), "timestamp is 600 s old, tolerance is 300 s");
+//!
+//! // A forged body does not verify.
+//! let err = verifier.verify_at(b"{}", Some(&header), 1_700_000_060).unwrap_err();
+//! assert_eq!(err.reason(), "no_matching_signature");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod header;
+mod secret;
+mod verifier;
+
+#[cfg(test)]
+mod rules;
+
+pub use error::{ConfigError, MalformedHeader, SecretSource, VerifyError};
+pub use header::{MAX_HEADER_BYTES, MAX_TIMESTAMP, MAX_V1_SIGNATURES, SignatureHeader};
+pub use secret::{SECRET_ENV_VAR, Secret, WHSEC_PREFIX, parse_secrets, parse_secrets_named};
+pub use verifier::{
+    Clock, DEFAULT_TOLERANCE_SECS, FixedClock, SystemClock, Tolerance, Verified, Verifier, sign,
+    signature_header,
+};

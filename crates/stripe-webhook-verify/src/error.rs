@@ -1,0 +1,177 @@
+//! Error types: [`VerifyError`] for rejected webhooks, [`ConfigError`] for refused configuration.
+
+use std::fmt;
+
+/// Why a `Stripe-Signature` header was rejected as malformed (see [`VerifyError::Malformed`]).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MalformedHeader {
+    /// No `t=` element.
+    NoTimestamp,
+    /// More than one `t=` element: ambiguous, since SDKs disagree on which one wins.
+    DuplicateTimestamp,
+    /// A `t` value that is not 1 to 12 ASCII digits without a leading zero.
+    BadTimestamp,
+}
+
+impl MalformedHeader {
+    /// A stable snake_case label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MalformedHeader::NoTimestamp => "no_timestamp",
+            MalformedHeader::DuplicateTimestamp => "duplicate_timestamp",
+            MalformedHeader::BadTimestamp => "bad_timestamp",
+        }
+    }
+}
+
+impl fmt::Display for MalformedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MalformedHeader::NoTimestamp => "no t= timestamp element",
+            MalformedHeader::DuplicateTimestamp => "more than one t= timestamp element",
+            MalformedHeader::BadTimestamp => {
+                "t= is not 1 to 12 decimal digits without a leading zero"
+            }
+        })
+    }
+}
+
+/// Why a webhook was rejected. Every variant maps to HTTP 400 at the edge (see
+/// [`VerifyError::public_message`]); the `Display` text is for operators and never contains an
+/// expected MAC or a secret.
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// No `Stripe-Signature` header, or an empty one.
+    #[error("Stripe-Signature header is missing or empty")]
+    MissingHeader,
+    /// The header is longer than the limit; refused before any HMAC work.
+    #[error("Stripe-Signature header is {len} bytes, the limit is {max} bytes")]
+    HeaderTooLarge {
+        /// The header's length in bytes.
+        len: usize,
+        /// The limit ([`crate::MAX_HEADER_BYTES`]).
+        max: usize,
+    },
+    /// The header's timestamp is missing, duplicated or not canonical digits.
+    #[error("malformed Stripe-Signature header: {0}")]
+    Malformed(MalformedHeader),
+    /// No `v1=` element holds 64 lowercase hex characters.
+    #[error("Stripe-Signature header has no v1 signature (64 lowercase hex characters)")]
+    NoV1Signature,
+    /// More `v1=` elements than the limit; refused before any HMAC work.
+    #[error("Stripe-Signature header has {count} v1 signatures, the limit is {max}")]
+    TooManySignatures {
+        /// How many `v1=` elements the header has.
+        count: usize,
+        /// The limit ([`crate::MAX_V1_SIGNATURES`]).
+        max: usize,
+    },
+    /// No `v1` signature matches the body under any configured secret.
+    #[error(
+        "no v1 signature matches the body under any configured secret \
+         (wrong signing secret for this endpoint, or the body was altered before verification)"
+    )]
+    NoMatchingSignature,
+    /// The signature is valid but the timestamp is older than the tolerance (replay or clock skew).
+    #[error("timestamp is {age_secs} s old, tolerance is {tolerance_secs} s")]
+    Stale {
+        /// `now - t` in seconds.
+        age_secs: u64,
+        /// The configured tolerance in seconds.
+        tolerance_secs: u64,
+    },
+    /// The signature is valid but the timestamp is further in the future than the allowed skew.
+    #[error(
+        "timestamp is {ahead_secs} s in the future, the allowed clock skew is {max_skew_secs} s"
+    )]
+    Future {
+        /// `t - now` in seconds.
+        ahead_secs: u64,
+        /// The configured maximum future skew in seconds.
+        max_skew_secs: u64,
+    },
+}
+
+impl VerifyError {
+    /// A stable snake_case label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader => "missing_header",
+            VerifyError::HeaderTooLarge { .. } => "header_too_large",
+            VerifyError::Malformed(_) => "malformed_header",
+            VerifyError::NoV1Signature => "no_v1_signature",
+            VerifyError::TooManySignatures { .. } => "too_many_signatures",
+            VerifyError::NoMatchingSignature => "no_matching_signature",
+            VerifyError::Stale { .. } => "stale_timestamp",
+            VerifyError::Future { .. } => "future_timestamp",
+        }
+    }
+
+    /// A short message safe to return to the (untrusted) client in a 400 response.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader => "missing Stripe-Signature header",
+            VerifyError::HeaderTooLarge { .. }
+            | VerifyError::Malformed(_)
+            | VerifyError::NoV1Signature
+            | VerifyError::TooManySignatures { .. } => "malformed Stripe-Signature header",
+            VerifyError::NoMatchingSignature => "signature verification failed",
+            VerifyError::Stale { .. } | VerifyError::Future { .. } => {
+                "timestamp outside the tolerance zone"
+            }
+        }
+    }
+}
+
+/// Where a refused secret came from, for [`ConfigError`] messages (never the value itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A single secret passed to [`crate::Secret::new`].
+    Single,
+    /// Element `index` (1-based) of a comma-separated list read from variable `list`.
+    Element {
+        /// The list's name, e.g. `STRIPE_WEBHOOK_SECRET`.
+        list: String,
+        /// 1-based position in the list.
+        index: usize,
+    },
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Single => f.write_str("the webhook signing secret"),
+            SecretSource::Element { list, index } => write!(f, "{list} element {index}"),
+        }
+    }
+}
+
+/// A configuration the verifier refuses at construction time. Messages say what to fix and never
+/// contain a secret.
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A secret that is empty or only whitespace.
+    #[error("{0} is blank: set it to the endpoint's signing secret (whsec_...)")]
+    BlankSecret(SecretSource),
+    /// A secret with leading/trailing whitespace or a control character such as a newline.
+    #[error(
+        "{0} has leading/trailing whitespace or a newline (check your .env file); \
+         it is refused rather than trimmed"
+    )]
+    SecretWhitespace(SecretSource),
+    /// An empty secret list.
+    #[error("{0} is empty: set it to one or more comma-separated signing secrets (whsec_...)")]
+    EmptySecretList(String),
+    /// A verifier built with no secret.
+    #[error("a webhook verifier needs at least one signing secret")]
+    NoSecrets,
+    /// A tolerance of zero seconds (use `Tolerance::Disabled` to turn the age check off).
+    #[error(
+        "tolerance must be a positive number of seconds; \
+         use Tolerance::Disabled to turn the timestamp check off explicitly"
+    )]
+    ZeroTolerance,
+}

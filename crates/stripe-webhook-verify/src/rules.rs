@@ -1,0 +1,615 @@
+//! One test per rule of the strict profile (shared/specs/verification.md), named after the rule.
+
+use crate::verifier::HMAC_CALLS;
+use crate::*;
+
+const T: i64 = 1_700_000_000;
+const BODY: &[u8] = br#"{"id":"evt_1"}"#;
+
+fn secret(s: &str) -> Secret {
+    Secret::new(s).expect("valid secret")
+}
+
+fn verifier(secrets: &[&str]) -> Verifier {
+    Verifier::new(secrets.iter().map(|s| secret(s)).collect()).expect("non-empty")
+}
+
+fn sig(s: &str) -> String {
+    sign(&secret(s), T, BODY)
+}
+
+fn check(v: &Verifier, header: &str) -> Result<Verified, VerifyError> {
+    v.verify_at(BODY, Some(header), T)
+}
+
+fn hmac_calls<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = HMAC_CALLS.with(|c| c.get());
+    let r = f();
+    (r, HMAC_CALLS.with(|c| c.get()) - before)
+}
+
+// ---- The algorithm ----
+
+#[test]
+fn key_is_the_secret_utf8_bytes_with_prefix_not_base64_decoded() {
+    // Independent vector: Python's hmac.new(b"whsec_test_secret", b'1700000000.{"id":"evt_1"}', sha256).
+    let expected = "248a374f50f943a28b0f6ab50faf9a7e7e29b710fa26df9fb1618b9bf8ea9c9a";
+    assert_eq!(sign(&secret("whsec_test_secret"), T, BODY), expected);
+    let v = verifier(&["whsec_test_secret"]);
+    assert!(check(&v, &format!("t={T},v1={expected}")).is_ok());
+}
+
+#[test]
+fn message_is_timestamp_dot_raw_body_bytes_even_if_not_utf8() {
+    // Python: hmac.new(b"whsec_test_secret", b"1700000000.\xff\xfe\x00", sha256).
+    let body = b"\xff\xfe\x00";
+    let expected = "85d4833a625631e100b3adc6ffb883f0d4731dea854b842839400e28c283a066";
+    assert_eq!(sign(&secret("whsec_test_secret"), T, body), expected);
+    let v = verifier(&["whsec_test_secret"]);
+    let header = format!("t={T},v1={expected}");
+    assert_eq!(
+        v.verify_at(body, Some(&header), T),
+        Ok(Verified {
+            timestamp: T,
+            secret_index: 0
+        })
+    );
+}
+
+#[test]
+fn expected_signature_is_lowercase_hex_64() {
+    let s = sig("whsec_a");
+    assert_eq!(s.len(), 64);
+    assert!(
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
+    assert_eq!(
+        signature_header(&[&secret("whsec_a")], T, BODY),
+        format!("t={T},v1={s}")
+    );
+}
+
+#[test]
+fn accept_if_any_v1_matches_under_any_secret() {
+    let v = verifier(&["whsec_a", "whsec_b"]);
+    let junk = "0".repeat(64);
+    let header = format!("t={T},v1={junk},v1={}", sig("whsec_b"));
+    assert_eq!(
+        check(&v, &header),
+        Ok(Verified {
+            timestamp: T,
+            secret_index: 1
+        })
+    );
+    assert_eq!(
+        check(&v, &format!("t={T},v1={}", sig("whsec_c"))),
+        Err(VerifyError::NoMatchingSignature)
+    );
+}
+
+#[test]
+fn age_check_comes_after_the_signature_check() {
+    let v = verifier(&["whsec_a"]);
+    let forged = format!("t={T},v1={}", "0".repeat(64));
+    // Long after T: a forgery is reported as a forgery, not as stale.
+    assert_eq!(
+        v.verify_at(BODY, Some(&forged), T + 10_000),
+        Err(VerifyError::NoMatchingSignature)
+    );
+    let genuine = format!("t={T},v1={}", sig("whsec_a"));
+    assert!(matches!(
+        v.verify_at(BODY, Some(&genuine), T + 10_000),
+        Err(VerifyError::Stale { .. })
+    ));
+}
+
+#[test]
+fn v0_and_unknown_schemes_and_keys_are_ignored() {
+    let v = verifier(&["whsec_a"]);
+    let good = sig("whsec_a");
+    let header = format!("v0={good},t={T},v2=zz,foo=bar,v1={good},v0=abc");
+    assert!(check(&v, &header).is_ok());
+    // A v0 holding the right MAC is still not a v1 signature.
+    assert_eq!(
+        check(&v, &format!("t={T},v0={good}")),
+        Err(VerifyError::NoV1Signature)
+    );
+}
+
+// ---- Header grammar ----
+
+#[test]
+fn no_trimming_space_before_key_is_not_the_key() {
+    let v = verifier(&["whsec_a"]);
+    let good = sig("whsec_a");
+    assert_eq!(
+        check(&v, &format!("t={T}, v1={good}")),
+        Err(VerifyError::NoV1Signature)
+    );
+    assert_eq!(
+        check(&v, &format!(" t={T},v1={good}")),
+        Err(VerifyError::Malformed(MalformedHeader::NoTimestamp))
+    );
+    assert_eq!(
+        check(&v, &format!("t={T},v1= {good}")),
+        Err(VerifyError::NoV1Signature)
+    );
+    assert_eq!(
+        check(&v, &format!("t={T},v1={good} ")),
+        Err(VerifyError::NoV1Signature)
+    );
+}
+
+#[test]
+fn elements_without_equals_and_empty_elements_are_ignored() {
+    let v = verifier(&["whsec_a"]);
+    let header = format!(",junk,t={T},,v1={},", sig("whsec_a"));
+    assert!(check(&v, &header).is_ok());
+}
+
+#[test]
+fn split_on_first_equals_only() {
+    let v = verifier(&["whsec_a"]);
+    // "t==1" has key "t" and value "=1": not digits.
+    assert_eq!(
+        check(&v, &format!("t=={T},v1={}", sig("whsec_a"))),
+        Err(VerifyError::Malformed(MalformedHeader::BadTimestamp))
+    );
+    assert_eq!(
+        check(&v, &format!("t={T},v1={}=", sig("whsec_a"))),
+        Err(VerifyError::NoV1Signature)
+    );
+}
+
+#[test]
+fn duplicate_t_is_rejected() {
+    let v = verifier(&["whsec_a"]);
+    let good = sig("whsec_a");
+    let dup = Err(VerifyError::Malformed(MalformedHeader::DuplicateTimestamp));
+    assert_eq!(check(&v, &format!("t={T},t={T},v1={good}")), dup);
+    assert_eq!(check(&v, &format!("t=1,v1={good},t={T}")), dup);
+    assert_eq!(check(&v, &format!("t={T},v1={good},t=abc")), dup);
+}
+
+#[test]
+fn missing_t_is_rejected() {
+    let v = verifier(&["whsec_a"]);
+    assert_eq!(
+        check(&v, &format!("v1={}", sig("whsec_a"))),
+        Err(VerifyError::Malformed(MalformedHeader::NoTimestamp))
+    );
+}
+
+#[test]
+fn t_is_1_to_12_digits_without_leading_zero() {
+    let v = verifier(&["whsec_a"]);
+    for bad in [
+        "abc",
+        "",
+        "+1",
+        "-1",
+        "0123",
+        "123abc",
+        " 1700000000",
+        "1700000000 ",
+        "1_700",
+        "1.5e9",
+        "12345678901234567890",
+        "1234567890123",
+        "00",
+        "１７",
+    ] {
+        let header = format!("t={bad},v1={}", "0".repeat(64));
+        assert_eq!(
+            check(&v, &header),
+            Err(VerifyError::Malformed(MalformedHeader::BadTimestamp)),
+            "t={bad:?}"
+        );
+    }
+    for (good, t) in [("0", 0), ("7", 7), ("999999999999", MAX_TIMESTAMP)] {
+        let s = secret("whsec_a");
+        let header = format!("t={good},v1={}", sign(&s, t, BODY));
+        let got = v.verify_ignoring_timestamp(BODY, Some(&header));
+        assert_eq!(
+            got,
+            Ok(Verified {
+                timestamp: t,
+                secret_index: 0
+            }),
+            "t={good}"
+        );
+    }
+}
+
+#[test]
+fn v1_must_be_exactly_64_lowercase_hex() {
+    let v = verifier(&["whsec_a"]);
+    let good = sig("whsec_a");
+    for bad in [
+        good[..63].to_owned(),
+        format!("{good}0"),
+        good.to_uppercase(),
+        format!("{}g", &good[..63]),
+        format!("{}é", &good[..62]),
+        "sig=junk".to_owned(),
+        String::new(),
+    ] {
+        assert_eq!(
+            check(&v, &format!("t={T},v1={bad}")),
+            Err(VerifyError::NoV1Signature),
+            "{bad}"
+        );
+    }
+    // An unusable v1 beside a good one does not spoil it.
+    assert!(check(&v, &format!("t={T},v1={},v1={good}", good.to_uppercase())).is_ok());
+}
+
+#[test]
+fn header_over_8_kib_is_refused_before_any_hmac() {
+    let v = verifier(&["whsec_a"]);
+    let base = format!("t={T},v1={}", sig("whsec_a"));
+    let pad = |total: usize| format!("{base},x={}", "y".repeat(total - base.len() - 3));
+    let at_limit = pad(MAX_HEADER_BYTES);
+    assert_eq!(at_limit.len(), 8192);
+    assert!(check(&v, &at_limit).is_ok());
+    let over = pad(MAX_HEADER_BYTES + 1);
+    let (result, calls) = hmac_calls(|| check(&v, &over));
+    assert_eq!(
+        result,
+        Err(VerifyError::HeaderTooLarge {
+            len: 8193,
+            max: 8192
+        })
+    );
+    assert_eq!(calls, 0);
+}
+
+#[test]
+fn more_than_16_v1_candidates_are_refused_before_any_hmac() {
+    let v = verifier(&["whsec_a"]);
+    let good = sig("whsec_a");
+    let with = |n: usize| format!("t={T}{}", format!(",v1={good}").repeat(n));
+    assert!(check(&v, &with(16)).is_ok());
+    let (result, calls) = hmac_calls(|| check(&v, &with(17)));
+    assert_eq!(
+        result,
+        Err(VerifyError::TooManySignatures { count: 17, max: 16 })
+    );
+    assert_eq!(calls, 0);
+    // Unusable v1 values count too: the cap is on v1 elements.
+    let junk = format!("t={T},v1={good}{}", ",v1=x".repeat(16));
+    assert_eq!(
+        check(&v, &junk),
+        Err(VerifyError::TooManySignatures { count: 17, max: 16 })
+    );
+}
+
+#[test]
+fn one_hmac_per_secret_not_per_candidate() {
+    let v = verifier(&["whsec_a", "whsec_b", "whsec_c"]);
+    let header = format!(
+        "t={T}{},v1={}",
+        format!(",v1={}", "0".repeat(64)).repeat(15),
+        sig("whsec_c")
+    );
+    let (result, calls) = hmac_calls(|| check(&v, &header));
+    assert_eq!(
+        result,
+        Ok(Verified {
+            timestamp: T,
+            secret_index: 2
+        })
+    );
+    assert_eq!(calls, 3);
+}
+
+#[test]
+fn unsigned_header_is_no_v1_signature() {
+    let v = verifier(&["whsec_a"]);
+    let (result, calls) = hmac_calls(|| check(&v, &format!("t={T}")));
+    assert_eq!(result, Err(VerifyError::NoV1Signature));
+    assert_eq!(calls, 0);
+}
+
+#[test]
+fn missing_or_empty_header_is_missing_header() {
+    let v = verifier(&["whsec_a"]);
+    assert_eq!(v.verify_at(BODY, None, T), Err(VerifyError::MissingHeader));
+    assert_eq!(
+        v.verify_at(BODY, Some(""), T),
+        Err(VerifyError::MissingHeader)
+    );
+}
+
+// ---- Time ----
+
+#[test]
+fn stale_is_a_distinct_error_with_the_age() {
+    let v = verifier(&["whsec_a"]).with_tolerance(Tolerance::seconds(300).expect("positive"));
+    let header = format!("t={T},v1={}", sig("whsec_a"));
+    let err = v.verify_at(BODY, Some(&header), T + 412).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::Stale {
+            age_secs: 412,
+            tolerance_secs: 300
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "timestamp is 412 s old, tolerance is 300 s"
+    );
+    assert_eq!(err.reason(), "stale_timestamp");
+}
+
+#[test]
+fn age_equal_to_tolerance_is_accepted() {
+    let v = verifier(&["whsec_a"]).with_tolerance(Tolerance::seconds(60).expect("positive"));
+    let header = format!("t={T},v1={}", sig("whsec_a"));
+    assert!(v.verify_at(BODY, Some(&header), T + 60).is_ok());
+    assert_eq!(
+        v.verify_at(BODY, Some(&header), T + 61),
+        Err(VerifyError::Stale {
+            age_secs: 61,
+            tolerance_secs: 60
+        })
+    );
+}
+
+#[test]
+fn future_beyond_max_skew_is_a_distinct_error() {
+    let header = format!("t={T},v1={}", sig("whsec_a"));
+    let v = verifier(&["whsec_a"]);
+    assert!(v.verify_at(BODY, Some(&header), T - 300).is_ok());
+    let err = v.verify_at(BODY, Some(&header), T - 301).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::Future {
+            ahead_secs: 301,
+            max_skew_secs: 300
+        }
+    );
+    assert_eq!(err.reason(), "future_timestamp");
+    let strict = v.with_max_future_skew(5);
+    assert!(strict.verify_at(BODY, Some(&header), T - 5).is_ok());
+    assert_eq!(
+        strict.verify_at(BODY, Some(&header), T - 6),
+        Err(VerifyError::Future {
+            ahead_secs: 6,
+            max_skew_secs: 5
+        })
+    );
+}
+
+#[test]
+fn tolerance_zero_is_a_config_error_and_disabled_is_explicit() {
+    assert_eq!(Tolerance::seconds(0), Err(ConfigError::ZeroTolerance));
+    assert_eq!(
+        Tolerance::default(),
+        Tolerance::seconds(300).expect("positive")
+    );
+    let v = verifier(&["whsec_a"]).with_tolerance(Tolerance::Disabled);
+    let header = format!("t={T},v1={}", sig("whsec_a"));
+    assert!(v.verify_at(BODY, Some(&header), T + 100_000_000).is_ok());
+    assert!(v.verify_at(BODY, Some(&header), 0).is_ok());
+    assert!(v.verify_at(b"x", Some(&header), 0).is_err());
+    let strict = verifier(&["whsec_a"]);
+    assert!(
+        strict
+            .verify_ignoring_timestamp(BODY, Some(&header))
+            .is_ok()
+    );
+}
+
+#[test]
+fn clock_is_injected() {
+    let header = format!("t={T},v1={}", sig("whsec_a"));
+    let v = verifier(&["whsec_a"]).with_clock(FixedClock(T + 300));
+    assert!(v.verify(BODY, Some(&header)).is_ok());
+    let v = v.with_clock(FixedClock(T + 301));
+    assert!(matches!(
+        v.verify(BODY, Some(&header)),
+        Err(VerifyError::Stale { age_secs: 301, .. })
+    ));
+    // The system clock is far past T.
+    let v = verifier(&["whsec_a"]);
+    assert!(matches!(
+        v.verify(BODY, Some(&header)),
+        Err(VerifyError::Stale { .. })
+    ));
+    assert!(SystemClock.now_unix_secs() > T);
+}
+
+#[test]
+fn extreme_clocks_do_not_overflow() {
+    let header = format!(
+        "t={MAX_TIMESTAMP},v1={}",
+        sign(&secret("whsec_a"), MAX_TIMESTAMP, BODY)
+    );
+    let v = verifier(&["whsec_a"]);
+    assert!(matches!(
+        v.verify_at(BODY, Some(&header), i64::MIN),
+        Err(VerifyError::Future { .. })
+    ));
+    let header = format!("t=0,v1={}", sign(&secret("whsec_a"), 0, BODY));
+    assert_eq!(
+        v.verify_at(BODY, Some(&header), i64::MAX),
+        Err(VerifyError::Stale {
+            age_secs: i64::MAX as u64,
+            tolerance_secs: 300
+        })
+    );
+}
+
+// ---- Secrets ----
+
+#[test]
+fn several_secrets_rotation_good_signature_first_or_last() {
+    let v = verifier(&["whsec_new"]);
+    let (old, new) = (sig("whsec_old"), sig("whsec_new"));
+    assert!(check(&v, &format!("t={T},v1={new},v1={old}")).is_ok());
+    assert!(check(&v, &format!("t={T},v1={old},v1={new}")).is_ok());
+    let both = verifier(&["whsec_old", "whsec_new"]);
+    assert_eq!(
+        check(&both, &format!("t={T},v1={new}")).map(|x| x.secret_index),
+        Ok(1)
+    );
+    let header = signature_header(&[&secret("whsec_old"), &secret("whsec_new")], T, BODY);
+    assert_eq!(header, format!("t={T},v1={old},v1={new}"));
+    assert_eq!(check(&v, &header).map(|x| x.secret_index), Ok(0));
+    assert_eq!(both.secret_count(), 2);
+}
+
+#[test]
+fn blank_secret_is_refused_at_construction() {
+    for blank in ["", " ", "\n", "\t \r\n"] {
+        assert_eq!(
+            Secret::new(blank).err(),
+            Some(ConfigError::BlankSecret(SecretSource::Single))
+        );
+    }
+    assert_eq!(Verifier::new(vec![]).err(), Some(ConfigError::NoSecrets));
+    assert_eq!(
+        parse_secrets("").err(),
+        Some(ConfigError::EmptySecretList("STRIPE_WEBHOOK_SECRET".into()))
+    );
+    let err = parse_secrets("whsec_a,").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "STRIPE_WEBHOOK_SECRET element 2 is blank: set it to the endpoint's signing secret (whsec_...)"
+    );
+}
+
+#[test]
+fn whitespace_or_newline_padded_secret_is_refused_not_trimmed() {
+    for bad in [
+        "whsec_a\n",
+        " whsec_a",
+        "whsec_a ",
+        "whsec_a\r\n",
+        "\twhsec_a",
+        "whsec_a\nwhsec_b",
+    ] {
+        assert_eq!(
+            Secret::new(bad).err(),
+            Some(ConfigError::SecretWhitespace(SecretSource::Single)),
+            "{bad:?}"
+        );
+    }
+    let err = parse_secrets("whsec_a, whsec_b").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "STRIPE_WEBHOOK_SECRET element 2 has leading/trailing whitespace or a newline \
+         (check your .env file); it is refused rather than trimmed"
+    );
+    let err = parse_secrets_named("MY_SECRETS", "whsec_a\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("MY_SECRETS element 1 has leading/trailing whitespace")
+    );
+    let ok = parse_secrets("whsec_a,whsec_b").expect("two secrets");
+    assert_eq!(ok.len(), 2);
+}
+
+#[test]
+fn non_whsec_secret_is_allowed_and_flagged() {
+    let s = secret("sk_test_not_a_webhook_secret");
+    assert!(!s.has_whsec_prefix());
+    assert!(secret("whsec_x").has_whsec_prefix());
+    let v = Verifier::new(vec![s.clone()]).expect("allowed");
+    let header = signature_header(&[&s], T, BODY);
+    assert!(check(&v, &header).is_ok());
+    assert_eq!(
+        v.secrets().iter().filter(|s| !s.has_whsec_prefix()).count(),
+        1
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_debug_display_or_errors() {
+    let value = "whsec_S3cr3tV4lue";
+    let s = secret(value);
+    let v = Verifier::new(vec![s.clone(), secret("other_S3cr3tV4lue")]).expect("valid");
+    let texts = [
+        format!("{s:?}"),
+        format!("{s}"),
+        format!("{v:?}"),
+        format!(
+            "{:?}",
+            parse_secrets(&format!("{value},{value} ")).unwrap_err()
+        ),
+        parse_secrets(&format!("{value},{value} "))
+            .unwrap_err()
+            .to_string(),
+    ];
+    for text in &texts {
+        assert!(!text.contains("S3cr3t"), "{text}");
+    }
+    assert_eq!(texts[0], "Secret(whsec_…redacted)");
+    assert_eq!(format!("{}", secret("x")), "Secret(…redacted)");
+}
+
+// ---- Errors ----
+
+#[test]
+fn errors_tell_the_operator_what_went_wrong_without_expected_macs() {
+    let v = verifier(&["whsec_a"]);
+    let expected = sig("whsec_a");
+    let wrong = format!("t={T},v1={}", "1".repeat(64));
+    let errors = [
+        v.verify_at(BODY, None, T).unwrap_err(),
+        check(&v, &"x".repeat(9000)).unwrap_err(),
+        check(&v, "t=1,t=2").unwrap_err(),
+        check(&v, &format!("t={T}")).unwrap_err(),
+        check(&v, &format!("t={T}{}", ",v1=x".repeat(17))).unwrap_err(),
+        check(&v, &wrong).unwrap_err(),
+        v.verify_at(BODY, Some(&format!("t={T},v1={expected}")), T + 999)
+            .unwrap_err(),
+        v.verify_at(BODY, Some(&format!("t={T},v1={expected}")), T - 999)
+            .unwrap_err(),
+    ];
+    let reasons: Vec<_> = errors.iter().map(VerifyError::reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            "missing_header",
+            "header_too_large",
+            "malformed_header",
+            "no_v1_signature",
+            "too_many_signatures",
+            "no_matching_signature",
+            "stale_timestamp",
+            "future_timestamp"
+        ]
+    );
+    for e in &errors {
+        let (display, debug) = (e.to_string(), format!("{e:?}"));
+        assert!(!display.contains(&expected) && !debug.contains(&expected));
+        assert!(!e.public_message().is_empty());
+    }
+    assert_eq!(
+        errors[1].to_string(),
+        "Stripe-Signature header is 9000 bytes, the limit is 8192 bytes"
+    );
+    assert_eq!(
+        errors[2].to_string(),
+        "malformed Stripe-Signature header: more than one t= timestamp element"
+    );
+    assert_eq!(
+        errors[7].to_string(),
+        "timestamp is 999 s in the future, the allowed clock skew is 300 s"
+    );
+}
+
+// ---- Also in the crate ----
+
+#[test]
+fn sign_and_header_builder_share_the_verification_hmac_path() {
+    let s = secret("whsec_a");
+    let (header, calls) = hmac_calls(|| signature_header(&[&s, &s], T, BODY));
+    assert_eq!(calls, 2);
+    let parsed = SignatureHeader::parse(&header).expect("valid");
+    assert_eq!(parsed.signatures().len(), 2);
+    assert_eq!(hex::encode(parsed.signatures()[0]), sign(&s, T, BODY));
+}
