@@ -1,0 +1,45 @@
+output "bucket_name" {
+  description = "The archive bucket (Athena's LOCATION is s3://<bucket>/webhooks/)."
+  value       = aws_s3_bucket.archive.id
+}
+
+output "bucket_arn" {
+  value = aws_s3_bucket.archive.arn
+}
+
+output "delivery_stream_name" {
+  description = "Set as FIREHOSE_DELIVERY_STREAM_NAME."
+  value       = aws_kinesis_firehose_delivery_stream.archive.name
+}
+
+output "delivery_stream_arn" {
+  value = aws_kinesis_firehose_delivery_stream.archive.arn
+}
+
+output "producer_policy_arn" {
+  description = "Attach to the role the webhook server runs as."
+  value       = aws_iam_policy.producer.arn
+}
+
+output "region" {
+  description = "Set as AWS_REGION."
+  value       = data.aws_region.current.region
+}
+
+output "firehose_log_group_name" {
+  value = aws_cloudwatch_log_group.firehose.name
+}
+
+output "alarm_topic_arn" {
+  value = one(aws_sns_topic.alarms[*].arn)
+}
+
+output "server_environment" {
+  description = "The environment variables to give the webhook server (plus STRIPE_WEBHOOK_SECRET)."
+  value       = "SINK=firehose AWS_REGION=${data.aws_region.current.region} FIREHOSE_DELIVERY_STREAM_NAME=${aws_kinesis_firehose_delivery_stream.archive.name} OVERSIZE_S3_BUCKET=${aws_s3_bucket.archive.id}"
+}
+
+output "webhook_url" {
+  description = "Register this URL as the Stripe webhook endpoint (only with lambda_enabled)."
+  value       = var.lambda_enabled ? "${aws_lambda_function_url.webhook[0].function_url}webhook/stripe" : null
+}
