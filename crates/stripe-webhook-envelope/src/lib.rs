@@ -1,7 +1,47 @@
 //! Envelope v1: turns a verified Stripe webhook body into one archive record.
 //!
-//! (Crate docs, `encode` and its tests are being written: see issue 2.)
+//! A record is one line of JSON ending in `\n` (no other `\n` or `\r`), ready to be appended
+//! to an NDJSON file or sent as one Firehose record:
+//!
+//! ```text
+//! {"v":1,"timestamp":"2026-11-26T22:14:41.123Z","id":"evt_…","type":"charge.succeeded",
+//!  "object":"event","created":1795731280,"livemode":false,"api_version":"2025-10-29.clover",
+//!  "account":null,"data":{"object":{…}},"raw":"{\n  \"id\": …","signature":"t=…,v1=…"}
+//! ```
+//!
+//! (wrapped here). [`encode`] extracts the fields from the raw bytes with a strict single-pass
+//! JSON scanner and never re-serialises a value: `data` keeps its original tokens with only
+//! the insignificant whitespace removed. `raw` and `signature` (on by default, see
+//! [`EnvelopeOptions`]) let anyone holding the endpoint secret re-verify a record later.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use stripe_webhook_envelope::{encode, EnvelopeOptions, ReceivedAt};
+//!
+//! let body = Bytes::from_static(
+//!     b"{\n  \"id\": \"evt_1\",\n  \"object\": \"event\",\n  \"created\": 1795731280,\n  \
+//!       \"data\": {\n    \"object\": {\"amount\": 1.10}\n  },\n  \"type\": \"charge.succeeded\"\n}",
+//! );
+//! let at = ReceivedAt::from_unix_millis(1_795_731_281_123);
+//! let record = encode(body.clone(), "t=1795731281,v1=abc", at, &EnvelopeOptions::default())?;
+//!
+//! assert!(record.line().ends_with(b"\n"));
+//! assert_eq!(record.id(), "evt_1");
+//! assert_eq!(record.event_type(), "charge.succeeded");
+//! assert_eq!(record.body(), &body);
+//! let line = std::str::from_utf8(record.line()).unwrap();
+//! assert!(line.starts_with(
+//!     r#"{"v":1,"timestamp":"2026-11-26T22:14:41.123Z","id":"evt_1","type":"charge.succeeded","object":"event","created":1795731280,"livemode":null,"api_version":null,"account":null,"data":{"object":{"amount":1.10}},"raw":"{\n  \"id\""#
+//! ));
+//! # Ok::<(), stripe_webhook_envelope::EnvelopeError>(())
+//! ```
 
+mod encode;
+mod error;
+mod escape;
 mod record;
+mod scan;
 
+pub use encode::{EnvelopeOptions, encode};
+pub use error::EnvelopeError;
 pub use record::{ARCHIVE_PREFIX, EventMeta, Partition, ReceivedAt, Record};

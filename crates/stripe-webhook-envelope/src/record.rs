@@ -1,10 +1,14 @@
 //! The archive record and its receipt time: the types every sink consumes.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+use crate::escape;
 
 /// When this service received a webhook, with millisecond precision, in UTC.
 ///
@@ -127,6 +131,14 @@ pub struct Record {
     pub(crate) line: Bytes,
     pub(crate) meta: EventMeta,
     pub(crate) received_at: ReceivedAt,
+    /// The verified body the line was encoded from.
+    pub(crate) body: Bytes,
+    /// The `Stripe-Signature` header that verified `body`.
+    pub(crate) signature_header: Arc<str>,
+    /// Where `"data":` starts in `line`: everything before it is the envelope header.
+    pub(crate) data_offset: usize,
+    /// Whether `raw` and `signature` are in the line.
+    pub(crate) include_raw: bool,
 }
 
 impl Record {
@@ -163,6 +175,54 @@ impl Record {
     /// Always false: a record is never empty. Present for API symmetry with [`Record::len`].
     pub fn is_empty(&self) -> bool {
         self.line.is_empty()
+    }
+
+    /// The exact verified body bytes the record was encoded from (a cheap clone of the
+    /// [`Bytes`] given to [`encode`](crate::encode)).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The `Stripe-Signature` header that verified [`Record::body`].
+    pub fn signature_header(&self) -> &str {
+        &self.signature_header
+    }
+
+    /// The small pointer record for an event whose record is too large for Firehose
+    /// (more than 1,024,000 bytes), once its body is stored at `s3://{bucket}/{key}`.
+    ///
+    /// Same envelope fields up to `account`, then `"data":null`, `"raw":null` and the
+    /// `signature` (when the record carried them), and
+    /// `"oversize":{"bucket":…,"key":…,"bytes":<body length>,"sha256":"<hex of the body>"}`.
+    /// The pointer keeps [`Record::body`] and [`Record::signature_header`], so calling this
+    /// again on a pointer gives the same pointer.
+    pub fn oversize_pointer(&self, bucket: &str, key: &str) -> Record {
+        let header = &self.line[..self.data_offset];
+        let mut line = Vec::with_capacity(
+            header.len() + 256 + bucket.len() + key.len() + self.signature_header.len(),
+        );
+        line.extend_from_slice(header);
+        line.extend_from_slice(b"\"data\":null");
+        if self.include_raw {
+            line.extend_from_slice(b",\"raw\":null,\"signature\":");
+            escape::json_string_into(&mut line, &self.signature_header);
+        }
+        line.extend_from_slice(b",\"oversize\":{\"bucket\":");
+        escape::json_string_into(&mut line, bucket);
+        line.extend_from_slice(b",\"key\":");
+        escape::json_string_into(&mut line, key);
+        line.extend_from_slice(format!(",\"bytes\":{},\"sha256\":\"", self.body.len()).as_bytes());
+        line.extend_from_slice(hex::encode(Sha256::digest(&self.body)).as_bytes());
+        line.extend_from_slice(b"\"}}\n");
+        Record {
+            line: Bytes::from(line),
+            meta: self.meta.clone(),
+            received_at: self.received_at,
+            body: self.body.clone(),
+            signature_header: Arc::clone(&self.signature_header),
+            data_offset: self.data_offset,
+            include_raw: self.include_raw,
+        }
     }
 }
 

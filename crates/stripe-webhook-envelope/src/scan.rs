@@ -1,0 +1,576 @@
+//! A strict, single-pass, non-allocating JSON validator that reports where the top-level
+//! members of an object are, so values can be copied with their original text.
+//!
+//! Strictness matches RFC 8259 as `serde_json` reads it: no trailing commas, no comments,
+//! no leading zeros, no raw control characters in strings, `\u` escapes must form valid
+//! UTF-16 (no lone surrogates). Nesting depth is unlimited (the scanner is iterative), so deep
+//! input can never overflow the stack.
+
+/// Where a JSON syntax error is, and what was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    /// What was expected or found, for the error message.
+    pub(crate) what: &'static str,
+    /// Byte offset into the body.
+    pub(crate) offset: usize,
+}
+
+type Result<T> = std::result::Result<T, SyntaxError>;
+
+/// A byte range of the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+impl Span {
+    pub(crate) fn of(self, body: &[u8]) -> &[u8] {
+        &body[self.start..self.end]
+    }
+}
+
+/// One member of the top-level object: its key token (quotes included) and value token.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Member {
+    pub(crate) key: Span,
+    /// Whether the key contains a `\` escape (then it must be decoded before comparing).
+    pub(crate) key_escaped: bool,
+    pub(crate) value: Span,
+}
+
+/// What the body's top-level value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TopLevel {
+    /// Empty or whitespace only.
+    Empty,
+    /// A valid JSON object.
+    Object,
+    /// A valid JSON value of another kind (named for the error message).
+    Other(&'static str),
+}
+
+/// Bytes that end a run of ordinary string content: `"`, `\` and control characters.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// The kind of a JSON value, from its first byte (for error messages).
+pub(crate) fn kind_of(first: u8) -> &'static str {
+    match first {
+        b'{' => "an object",
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        _ => "a number",
+    }
+}
+
+pub(crate) fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// Validates `body` (already known to be UTF-8) as one JSON value and, if it is an object,
+/// calls `on_member` for each of its members in order.
+pub(crate) fn scan_top_level(
+    body: &[u8],
+    mut on_member: impl FnMut(Member) -> std::result::Result<(), crate::EnvelopeError>,
+) -> std::result::Result<TopLevel, ScanFailure> {
+    let mut s = Scanner {
+        b: body,
+        pos: 0,
+        stack: Vec::new(),
+    };
+    s.skip_ws();
+    let Some(first) = s.peek() else {
+        return Ok(TopLevel::Empty);
+    };
+    let top = if first == b'{' {
+        s.pos += 1;
+        s.skip_ws();
+        if s.peek() == Some(b'}') {
+            s.pos += 1;
+        } else {
+            loop {
+                let (key, key_escaped) = s.string()?;
+                s.skip_ws();
+                s.expect(b':', "expected `:` after an object key")?;
+                s.skip_ws();
+                let start = s.pos;
+                s.value()?;
+                let value = Span { start, end: s.pos };
+                on_member(Member {
+                    key,
+                    key_escaped,
+                    value,
+                })
+                .map_err(ScanFailure::Envelope)?;
+                s.skip_ws();
+                match s.peek() {
+                    Some(b',') => {
+                        s.pos += 1;
+                        s.skip_ws();
+                    }
+                    Some(b'}') => {
+                        s.pos += 1;
+                        break;
+                    }
+                    _ => return Err(s.err("expected `,` or `}` after an object member").into()),
+                }
+            }
+        }
+        TopLevel::Object
+    } else {
+        s.value()?;
+        TopLevel::Other(kind_of(first))
+    };
+    s.skip_ws();
+    if s.pos != body.len() {
+        return Err(s.err("trailing characters after the JSON value").into());
+    }
+    Ok(top)
+}
+
+/// Why scanning stopped.
+#[derive(Debug)]
+pub(crate) enum ScanFailure {
+    Syntax(SyntaxError),
+    /// The member callback refused the body (e.g. a duplicate field).
+    Envelope(crate::EnvelopeError),
+}
+
+impl From<SyntaxError> for ScanFailure {
+    fn from(e: SyntaxError) -> Self {
+        Self::Syntax(e)
+    }
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    pos: usize,
+    /// Open containers: `true` for an object, `false` for an array.
+    stack: Vec<bool>,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn err(&self, what: &'static str) -> SyntaxError {
+        SyntaxError {
+            what,
+            offset: self.pos,
+        }
+    }
+
+    fn expect(&mut self, c: u8, what: &'static str) -> Result<()> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.err(what))
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(&c) = self.b.get(self.pos) {
+            if !is_ws(c) {
+                break;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// One complete value (iteratively: containers push onto `stack`).
+    fn value(&mut self) -> Result<()> {
+        let base = self.stack.len();
+        'value: loop {
+            match self.peek() {
+                Some(b'{') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(b'}') {
+                        self.pos += 1;
+                    } else {
+                        self.stack.push(true);
+                        self.key_colon()?;
+                        continue 'value;
+                    }
+                }
+                Some(b'[') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                    } else {
+                        self.stack.push(false);
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                None => return Err(self.err("unexpected end of input, expected a value")),
+                Some(_) => return Err(self.err("expected a value")),
+            }
+            // After a complete value: close containers or move to the next element.
+            loop {
+                if self.stack.len() == base {
+                    return Ok(());
+                }
+                let in_object = self.stack[self.stack.len() - 1];
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.skip_ws();
+                        if in_object {
+                            self.key_colon()?;
+                        }
+                        continue 'value;
+                    }
+                    Some(b'}') if in_object => {
+                        self.pos += 1;
+                        self.stack.pop();
+                    }
+                    Some(b']') if !in_object => {
+                        self.pos += 1;
+                        self.stack.pop();
+                    }
+                    None => return Err(self.err("unexpected end of input inside a container")),
+                    Some(_) if in_object => {
+                        return Err(self.err("expected `,` or `}` after an object member"));
+                    }
+                    Some(_) => return Err(self.err("expected `,` or `]` after an array element")),
+                }
+            }
+        }
+    }
+
+    /// `"key"` `:` and the whitespace after it, positioned at the member's value.
+    fn key_colon(&mut self) -> Result<()> {
+        self.string()?;
+        self.skip_ws();
+        self.expect(b':', "expected `:` after an object key")?;
+        self.skip_ws();
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<()> {
+        if self.b[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.err("invalid literal (expected `true`, `false` or `null`)"))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<()> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return Err(self.err("invalid number: leading zero"));
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err("invalid number: expected a digit")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.err("invalid number: expected a digit after `.`"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err("invalid number: expected a digit in the exponent"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A string token; returns its span (quotes included) and whether it has escapes.
+    fn string(&mut self) -> Result<(Span, bool)> {
+        let start = self.pos;
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a string"));
+        }
+        self.pos += 1;
+        let mut escaped = false;
+        loop {
+            let rest = &self.b[self.pos..];
+            let run = rest
+                .iter()
+                .position(|&c| STRING_STOP[usize::from(c)])
+                .ok_or(SyntaxError {
+                    what: "unterminated string",
+                    offset: self.b.len(),
+                })?;
+            self.pos += run;
+            match self.b[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok((
+                        Span {
+                            start,
+                            end: self.pos,
+                        },
+                        escaped,
+                    ));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                _ => return Err(self.err("control character in string (must be escaped)")),
+            }
+        }
+    }
+
+    /// An escape sequence starting at `\`.
+    fn escape(&mut self) -> Result<()> {
+        match self.b.get(self.pos + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 2;
+                Ok(())
+            }
+            Some(b'u') => {
+                let unit = self.hex4(self.pos + 2)?;
+                match unit {
+                    0xD800..=0xDBFF => {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        let next = self.pos + 6;
+                        if self.b.get(next) == Some(&b'\\') && self.b.get(next + 1) == Some(&b'u') {
+                            let low = self.hex4(next + 2)?;
+                            if (0xDC00..=0xDFFF).contains(&low) {
+                                self.pos = next + 6;
+                                return Ok(());
+                            }
+                        }
+                        Err(self.err("lone leading surrogate in `\\u` escape"))
+                    }
+                    0xDC00..=0xDFFF => Err(self.err("lone trailing surrogate in `\\u` escape")),
+                    _ => {
+                        self.pos += 6;
+                        Ok(())
+                    }
+                }
+            }
+            _ => Err(self.err("invalid escape in string")),
+        }
+    }
+
+    fn hex4(&self, at: usize) -> Result<u16> {
+        let digits = self.b.get(at..at + 4).ok_or(SyntaxError {
+            what: "invalid `\\u` escape: expected 4 hex digits",
+            offset: self.pos,
+        })?;
+        let mut v: u16 = 0;
+        for &d in digits {
+            let n = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => {
+                    return Err(SyntaxError {
+                        what: "invalid `\\u` escape: expected 4 hex digits",
+                        offset: self.pos,
+                    });
+                }
+            };
+            v = (v << 4) | u16::from(n);
+        }
+        Ok(v)
+    }
+}
+
+/// Appends `value` (a validated JSON value) to `out` without insignificant whitespace.
+/// Strings, numbers and literals keep their exact original text.
+pub(crate) fn compact_into(out: &mut Vec<u8>, value: &[u8]) {
+    let mut i = 0;
+    let n = value.len();
+    while i < n {
+        // A run of structural bytes, numbers and literals.
+        let run_start = i;
+        while i < n && !is_ws(value[i]) && value[i] != b'"' {
+            i += 1;
+        }
+        out.extend_from_slice(&value[run_start..i]);
+        if i == n {
+            break;
+        }
+        if value[i] == b'"' {
+            let end = string_end(value, i);
+            out.extend_from_slice(&value[i..end]);
+            i = end;
+        } else {
+            while i < n && is_ws(value[i]) {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The end (one past the closing quote) of the validated string token starting at `open`.
+fn string_end(v: &[u8], open: usize) -> usize {
+    let mut i = open + 1;
+    loop {
+        match v[i] {
+            b'"' => return i + 1,
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(s: &str) -> std::result::Result<TopLevel, SyntaxError> {
+        match scan_top_level(s.as_bytes(), |_| Ok(())) {
+            Ok(t) => Ok(t),
+            Err(ScanFailure::Syntax(e)) => Err(e),
+            Err(ScanFailure::Envelope(e)) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn accepts_what_serde_json_accepts() {
+        for ok in [
+            "{}",
+            " { \"a\" : [ 1 , -0.5e+3 , true , false , null , \"x\\u00e9\\ud83d\\ude00\\n\" , { } , [ ] ] } ",
+            "[]",
+            "0",
+            "-0",
+            "1E5",
+            "\"\"",
+            "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+        ] {
+            assert!(check(ok).is_ok(), "{ok}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(ok).is_ok(),
+                "{ok}"
+            );
+        }
+        assert_eq!(check("{}"), Ok(TopLevel::Object));
+        assert_eq!(check("[1]"), Ok(TopLevel::Other("an array")));
+        assert_eq!(check("  \n"), Ok(TopLevel::Empty));
+    }
+
+    #[test]
+    fn rejects_what_serde_json_rejects() {
+        for bad in [
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "[1,]",
+            "[1 2]",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "-",
+            "+1",
+            "tru",
+            "nul",
+            "\"abc",
+            "\"a\tb\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "{} {}",
+            "{'a':1}",
+            "[1]]",
+            "{\"a\":1]",
+            "[1}",
+            "{1:2}",
+        ] {
+            assert!(check(bad).is_err(), "accepted {bad:?}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(bad).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_offsets_point_at_the_problem() {
+        assert_eq!(check("{\"a\":1,}").unwrap_err().offset, 7);
+        assert_eq!(check("[1 2]").unwrap_err().offset, 3);
+        assert_eq!(check("\"abc").unwrap_err().what, "unterminated string");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let deep = "[".repeat(1_000_000) + &"]".repeat(1_000_000);
+        assert_eq!(check(&deep), Ok(TopLevel::Other("an array")));
+        let unclosed = "[".repeat(1_000_000);
+        assert!(check(&unclosed).is_err());
+    }
+
+    #[test]
+    fn compacts_without_touching_tokens() {
+        let mut out = Vec::new();
+        compact_into(
+            &mut out,
+            b"{\n  \"a b\" : [ 1.10 , 1e2,\t\"\\\" x \\\\\" ],\r\n  \"c\": { } }",
+        );
+        assert_eq!(out, b"{\"a b\":[1.10,1e2,\"\\\" x \\\\\"],\"c\":{}}");
+    }
+
+    #[test]
+    fn reports_members_in_order() {
+        let mut keys = Vec::new();
+        let body = br#"{ "id" : "evt_1", "d\u0061ta": {"x": [1]} }"#;
+        scan_top_level(body, |m| {
+            keys.push((
+                m.key.of(body).to_vec(),
+                m.key_escaped,
+                m.value.of(body).to_vec(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(keys[0], (b"\"id\"".to_vec(), false, b"\"evt_1\"".to_vec()));
+        assert_eq!(
+            keys[1],
+            (b"\"d\\u0061ta\"".to_vec(), true, b"{\"x\": [1]}".to_vec())
+        );
+    }
+}
