@@ -1,2 +1,61 @@
-//! placeholder: being written (issue 2)
-fn main() {}
+//! Verification cost against its floor: one-shot HMAC-SHA256 over `t.` + body.
+//!
+//! For 1 KiB, 4 KiB, 64 KiB and 1 MiB bodies, `raw HMAC-SHA256` is the floor (hmac + sha2, keyed and
+//! run once per iteration) and `Verifier::verify_at` verifies a valid one-signature header with one
+//! secret. Run: `cargo bench -p stripe-webhook-benches --bench verify`.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use stripe_webhook_verify::{Secret, Verifier, signature_header};
+
+const SECRET: &str = "whsec_bench_0123456789abcdefghijklmnopqrstuv";
+const T: i64 = 1_700_000_000;
+const SIZES: &[(usize, &str)] = &[
+    (1 << 10, "1KiB"),
+    (4 << 10, "4KiB"),
+    (64 << 10, "64KiB"),
+    (1 << 20, "1MiB"),
+];
+
+fn body(len: usize) -> Vec<u8> {
+    let pattern = br#"{"id":"evt_1NzExample","object":"event","data":{"object":{"amount":2000}}},"#;
+    pattern.iter().copied().cycle().take(len).collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let secret = Secret::new(SECRET).expect("valid secret");
+    let verifier = Verifier::new(vec![secret.clone()]).expect("one secret");
+    let mut group = c.benchmark_group("verify");
+    for &(len, label) in SIZES {
+        let body = body(len);
+        let header = signature_header(&[&secret], T, &body);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_with_input(
+            BenchmarkId::new("raw HMAC-SHA256", label),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    let mut mac =
+                        Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key");
+                    mac.update(b"1700000000.");
+                    mac.update(black_box(body));
+                    mac.finalize().into_bytes()
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("Verifier::verify_at", label),
+            &body,
+            |b, body| {
+                b.iter(|| verifier.verify_at(black_box(body), Some(black_box(&header)), T + 1));
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
