@@ -1,0 +1,153 @@
+"""Shared fixtures: the pinned tools, the parsed templates, and one checkov run per directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from layout_spec import CFN_LAMBDA, CFN_MAIN, INFRA, ROOT, TERRAFORM_DIR
+
+VENV_BIN = ROOT / ".venv" / "bin"
+CHECKOV_BIN = ROOT / ".venv-checkov" / "bin" / "checkov"
+CHECKOV_DIRS = {
+    "cloudformation": INFRA / "cloudformation",
+    "terraform": TERRAFORM_DIR,
+}
+
+
+def _ensure_venvs() -> None:
+    """Installs or refreshes both pinned virtual environments (idempotent, quiet when current)."""
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "venv.sh"), "all"], capture_output=True, text=True, timeout=900
+    )
+    if r.returncode != 0:
+        pytest.fail(f"scripts/venv.sh all failed (the pinned Python tools are required):\n{r.stderr}")
+
+
+@pytest.fixture(scope="session")
+def tool_bins() -> dict[str, Path]:
+    """Paths of the pinned command-line tools; fails (never skips) when one is missing."""
+    _ensure_venvs()
+    bins = {"cfn-lint": VENV_BIN / "cfn-lint", "checkov": CHECKOV_BIN}
+    for name, path in bins.items():
+        if not path.is_file():
+            pytest.fail(f"{name} not found at {path}: run `bash scripts/venv.sh all`")
+    return bins
+
+
+@pytest.fixture(scope="session")
+def checkov_reports(tool_bins: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Runs checkov once per directory (both at once) and returns each JSON report."""
+    procs = {
+        framework: subprocess.Popen(
+            [
+                str(tool_bins["checkov"]),
+                "--directory", str(path),
+                "--framework", framework,
+                "--output", "json",
+                "--skip-download",  # offline, no platform calls: the default policies only
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for framework, path in CHECKOV_DIRS.items()
+    }
+    reports: dict[str, dict[str, Any]] = {}
+    for framework, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        try:
+            report = json.loads(out)
+        except json.JSONDecodeError:
+            pytest.fail(f"checkov ({framework}) printed no JSON report (exit {proc.returncode}):\n{err}\n{out[:2000]}")
+        if isinstance(report, list):
+            # One entry per framework; we ask for one.
+            (report,) = [r for r in report if r.get("check_type") == framework]
+        assert "results" in report and "summary" in report, f"unexpected checkov report: {str(report)[:2000]}"
+        reports[framework] = report
+    return reports
+
+
+def load_cfn(path: Path) -> dict[str, Any]:
+    """A CloudFormation template with its short-form tags decoded (`!Ref x` -> {"Ref": "x"})."""
+    from cfnlint.decode import cfn_yaml
+
+    return cfn_yaml.load(str(path))
+
+
+@pytest.fixture(scope="session")
+def cfn_main() -> dict[str, Any]:
+    return load_cfn(CFN_MAIN)
+
+
+@pytest.fixture(scope="session")
+def cfn_lambda() -> dict[str, Any]:
+    return load_cfn(CFN_LAMBDA)
+
+
+@dataclass
+class Terraform:
+    """Every *.tf file of infra/terraform merged by block kind."""
+
+    resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    data: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locals: dict[str, Any] = field(default_factory=dict)
+    terraform: list[dict[str, Any]] = field(default_factory=list)
+
+    def resource(self, kind: str, name: str) -> dict[str, Any]:
+        assert kind in self.resources and name in self.resources[kind], f"missing resource {kind}.{name}"
+        return self.resources[kind][name]
+
+    def resolve(self, value: Any) -> Any:
+        """Replaces a whole-string `${local.x}` or `${var.x}` by the local's value or the variable's default."""
+        while isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+            ref = value[2:-1]
+            if ref.startswith("local.") and ref[6:] in self.locals:
+                value = self.locals[ref[6:]]
+            elif ref.startswith("var.") and ref[4:] in self.variables:
+                value = self.variables[ref[4:]]["default"]
+            else:
+                break
+        return value
+
+
+def load_terraform(directory: Path = TERRAFORM_DIR) -> Terraform:
+    import hcl2
+    from hcl2.utils import SerializationOptions
+
+    options = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=True)
+    tf = Terraform()
+    files = sorted(directory.glob("*.tf"))
+    assert files, f"no *.tf files in {directory}"
+    for path in files:
+        with path.open() as f:
+            doc = hcl2.load(f, serialization_options=options)
+        for block in doc.get("resource", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    assert name not in tf.resources.get(kind, {}), f"duplicate resource {kind}.{name}"
+                    tf.resources.setdefault(kind, {})[name] = body
+        for block in doc.get("data", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    tf.data.setdefault(kind, {})[name] = body
+        for block in doc.get("variable", []):
+            tf.variables.update(block)
+        for block in doc.get("output", []):
+            tf.outputs.update(block)
+        for block in doc.get("locals", []):
+            tf.locals.update({k: v for k, v in block.items() if not k.startswith("__")})
+        tf.terraform.extend(doc.get("terraform", []))
+    return tf
+
+
+@pytest.fixture(scope="session")
+def terraform() -> Terraform:
+    return load_terraform()

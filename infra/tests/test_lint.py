@@ -1,0 +1,150 @@
+"""Static checks: cfn-lint, checkov (every suppression justified and actually used), Terraform shape."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import CHECKOV_DIRS, Terraform
+from layout_spec import CFN_LAMBDA, CFN_MAIN
+
+SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+):(.*)$")
+MIN_REASON_CHARS = 40
+
+
+@pytest.mark.parametrize("template", [CFN_MAIN, CFN_LAMBDA], ids=lambda p: p.name)
+def test_cfn_lint_is_clean(tool_bins: dict[str, Path], template: Path) -> None:
+    r = subprocess.run([str(tool_bins["cfn-lint"]), str(template)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"cfn-lint {template.name} (exit {r.returncode}):\n{r.stdout}{r.stderr}"
+
+
+@pytest.mark.parametrize("framework", sorted(CHECKOV_DIRS))
+def test_checkov_is_clean(checkov_reports: dict[str, dict[str, Any]], framework: str) -> None:
+    report = checkov_reports[framework]
+    summary = report["summary"]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for c in report["results"].get("failed_checks", [])
+    ]
+    assert summary["parsing_errors"] == 0, summary
+    assert summary["resource_count"] >= 10, f"checkov saw too few resources: {summary}"
+    assert summary["passed"] > 0, summary
+    assert not failed and summary["failed"] == 0, "checkov failures:\n" + "\n".join(failed)
+
+
+def _skip_comments(directory: Path) -> Counter[tuple[str, str, str]]:
+    """(file name, check id, reason) of every `# checkov:skip=ID:reason` comment in a directory."""
+    found: Counter[tuple[str, str, str]] = Counter()
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in {".yaml", ".tf"}:
+            continue
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                m = SKIP_COMMENT.search(line)
+                assert m, f"{path.name}: malformed checkov skip comment: {line.strip()}"
+                found[(path.name, m.group(1), m.group(2).strip())] += 1
+    return found
+
+
+@pytest.mark.parametrize("framework", sorted(CHECKOV_DIRS))
+def test_every_checkov_skip_is_justified_and_used(checkov_reports: dict[str, dict[str, Any]], framework: str) -> None:
+    comments = _skip_comments(CHECKOV_DIRS[framework])
+    assert comments, "expected the documented suppressions (e.g. CKV_AWS_18 on the bucket)"
+    for (name, check, reason), _ in comments.items():
+        assert len(reason) >= MIN_REASON_CHARS, f"{name} {check}: the reason must say why ({reason!r})"
+    skipped = Counter(
+        (c["file_path"].lstrip("/"), c["check_id"], c["check_result"]["suppress_comment"].strip())
+        for c in checkov_reports[framework]["results"].get("skipped_checks", [])
+    )
+    # Every comment suppressed a check that would otherwise run, and nothing was skipped without one.
+    assert skipped == comments, f"stale or unexplained suppressions:\n comments: {comments}\n checkov: {skipped}"
+
+
+def test_skip_comments_sit_inside_their_terraform_resource(terraform: Terraform) -> None:
+    """python-hcl2 keeps comments on the block they are in: each skip belongs to a resource body."""
+    in_resources = {
+        (kind, name, c["value"].removeprefix("checkov:skip=").split(":", 1)[0])
+        for kind, named in terraform.resources.items()
+        for name, body in named.items()
+        for c in body.get("__comments__", [])
+        if c["value"].startswith("checkov:skip=")
+    }
+    total = sum(n for (f, _, _), n in _skip_comments(CHECKOV_DIRS["terraform"]).items())
+    assert len(in_resources) == total, in_resources
+
+
+EXPECTED_TF_RESOURCES = {
+    "aws_s3_bucket.archive",
+    "aws_s3_bucket_ownership_controls.archive",
+    "aws_s3_bucket_public_access_block.archive",
+    "aws_s3_bucket_server_side_encryption_configuration.archive",
+    "aws_s3_bucket_versioning.archive",
+    "aws_s3_bucket_lifecycle_configuration.archive",
+    "aws_s3_bucket_policy.archive",
+    "aws_cloudwatch_log_group.firehose",
+    "aws_cloudwatch_log_stream.firehose",
+    "aws_iam_role.firehose",
+    "aws_iam_role_policy.firehose_deliver",
+    "aws_kinesis_firehose_delivery_stream.archive",
+    "aws_iam_policy.producer",
+    "aws_sns_topic.alarms",
+    "aws_sns_topic_subscription.alarm_email",
+    "aws_cloudwatch_metric_alarm.firehose",
+    "aws_cloudwatch_log_group.lambda",
+    "aws_iam_role.lambda",
+    "aws_iam_role_policy_attachment.lambda_producer",
+    "aws_iam_role_policy.lambda_logs",
+    "aws_lambda_function.webhook",
+    "aws_lambda_function_url.webhook",
+    "aws_lambda_permission.url_public_invoke",
+    "aws_lambda_permission.url_invoke_function",
+}
+
+EXPECTED_TF_VARIABLES = {
+    "bucket_name",
+    "environment",
+    "delivery_stream_name",
+    "buffer_size_mib",
+    "buffer_interval_seconds",
+    "glacier_transition_days",
+    "expiration_days",
+    "noncurrent_version_expiration_days",
+    "log_retention_days",
+    "alarm_email",
+    "create_alarm_topic",
+    "data_freshness_threshold_seconds",
+    "lambda_enabled",
+    "function_name",
+    "code_s3_bucket",
+    "code_s3_key",
+    "code_s3_object_version",
+    "architecture",
+    "stripe_webhook_secret",
+    "reserved_concurrency",
+    "memory_size",
+    "timeout_seconds",
+    "lambda_log_retention_days",
+}
+
+
+def test_terraform_declares_the_expected_resources_and_variables(terraform: Terraform) -> None:
+    declared = {f"{kind}.{name}" for kind, named in terraform.resources.items() for name in named}
+    assert declared == EXPECTED_TF_RESOURCES, {
+        "missing": EXPECTED_TF_RESOURCES - declared,
+        "unexpected": declared - EXPECTED_TF_RESOURCES,
+    }
+    assert set(terraform.variables) == EXPECTED_TF_VARIABLES, {
+        "missing": EXPECTED_TF_VARIABLES - set(terraform.variables),
+        "unexpected": set(terraform.variables) - EXPECTED_TF_VARIABLES,
+    }
+    for name, body in terraform.variables.items():
+        assert body.get("description") or name in {"bucket_name"}, f"variable {name} needs a description"
+        assert name == "bucket_name" or "default" in body, f"only bucket_name is required; {name} needs a default"
+    assert terraform.variables["stripe_webhook_secret"].get("sensitive") is True
+    providers = terraform.terraform[0]["required_providers"][0]
+    assert providers["aws"]["source"] == "hashicorp/aws"
