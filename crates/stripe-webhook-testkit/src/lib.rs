@@ -11,7 +11,9 @@
 //! assert!(root.join("Cargo.toml").exists());
 //! ```
 
+pub mod firehose_fault;
 pub mod http;
+pub mod moto;
 pub mod server;
 
 use std::net::TcpListener;
