@@ -1,10 +1,45 @@
-//! The [`RecordSink`] trait: where verified Stripe webhook records are made durable.
+//! Where verified Stripe webhook records are made durable: the [`RecordSink`] trait, the durable
+//! [`FileSink`] (the default for servers) and the in-memory [`MemorySink`] (tests, embedding).
 //!
-//! (Crate docs, the memory sink and the file sink are being written: see issue 3.)
+//! Every sink keeps one contract: [`RecordSink::put`] resolves `Ok` only once the record is
+//! durable in its backend; any error carries a [`SinkErrorKind`] that says whether retrying may
+//! help, and the webhook is answered so that Stripe retries.
+//!
+//! The file sink writes the archive layout shared with S3:
+//! `<ARCHIVE_DIR>/webhooks/year=YYYY/month=MM/day=DD/<segment>.ndjson`, sealed to `.ndjson.gz`.
+//! See [`FileSink`] for durability, group commit, sealing and crash recovery.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
+//! use stripe_webhook_sink::{MemorySink, RecordSink, SinkErrorKind};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let sink = MemorySink::new(1);
+//! let body = Bytes::from_static(br#"{"id":"evt_1","object":"event","type":"charge.succeeded","data":{}}"#);
+//! let record = encode(body, "t=1,v1=00", ReceivedAt::now(), &EnvelopeOptions::default()).unwrap();
+//!
+//! sink.put(record.clone()).await.unwrap();
+//! assert_eq!(sink.len(), 1);
+//! assert_eq!(sink.records()[0].id(), "evt_1");
+//! assert!(sink.lines()[0].ends_with(b"\n"));
+//!
+//! // Bounded: a full sink fails fast, and the error says a retry may succeed.
+//! let err = sink.put(record).await.unwrap_err();
+//! assert_eq!(err.kind(), SinkErrorKind::Overloaded);
+//! assert!(err.is_retryable());
+//! # });
+//! ```
 
 mod error;
+mod file;
+mod memory;
 
 pub use error::{SinkError, SinkErrorKind};
+pub use file::{
+    FileSink, FileSinkConfig, FileSinkStats, RecoveredSegment, RecoveryOutcome, RecoveryReport,
+};
+pub use memory::MemorySink;
 pub use stripe_webhook_envelope::Record;
 
 use async_trait::async_trait;

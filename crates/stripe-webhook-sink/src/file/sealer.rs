@@ -1,0 +1,107 @@
+//! The sealer thread: compresses (or renames) segments the writer is done with, off the ack path.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::Counters;
+use super::segment::{self, Segment};
+use crate::{SinkError, SinkErrorKind};
+
+/// How often segments whose sealing failed are retried.
+const RETRY_EVERY: Duration = Duration::from_secs(10);
+
+/// A segment to seal: its first `valid_len` bytes are whole lines. `file` holds its lock until the
+/// seal is complete, so no recovering process touches it meanwhile.
+pub(crate) struct SealJob {
+    pub(crate) segment: Segment,
+    pub(crate) file: File,
+    pub(crate) valid_len: u64,
+}
+
+pub(crate) enum SealCommand {
+    Seal(SealJob),
+    /// Answered once every job sent before it has been attempted.
+    Barrier(oneshot::Sender<Result<(), SinkError>>),
+    /// Retries failed jobs once more, answers, and ends the thread.
+    Stop(oneshot::Sender<Result<(), SinkError>>),
+}
+
+pub(crate) struct Sealer {
+    pub(crate) compress: bool,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) failed: Vec<SealJob>,
+}
+
+impl Sealer {
+    pub(crate) fn run(mut self, rx: Receiver<SealCommand>) {
+        loop {
+            let command = if self.failed.is_empty() {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                rx.recv_timeout(RETRY_EVERY)
+            };
+            match command {
+                Ok(SealCommand::Seal(job)) => self.seal(job),
+                Ok(SealCommand::Barrier(ack)) => {
+                    let _ = ack.send(Ok(()));
+                }
+                Ok(SealCommand::Stop(ack)) => {
+                    let _ = ack.send(self.retry_failed());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.retry_failed();
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.retry_failed();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn seal(&mut self, job: SealJob) {
+        match segment::seal(&job.segment, &job.file, job.valid_len, self.compress) {
+            Ok(outcome) => {
+                self.counters.segment_sealed();
+                tracing::debug!(
+                    segment = %job.segment.open_path().display(),
+                    bytes = job.valid_len,
+                    ?outcome,
+                    "sealed archive segment"
+                );
+            }
+            Err(error) => {
+                self.counters.seal_failed();
+                tracing::error!(
+                    segment = %job.segment.open_path().display(),
+                    %error,
+                    "could not seal archive segment; its records stay durable in the .ndjson, retrying"
+                );
+                self.failed.push(job);
+            }
+        }
+    }
+
+    fn retry_failed(&mut self) -> Result<(), SinkError> {
+        for job in std::mem::take(&mut self.failed) {
+            self.seal(job);
+        }
+        if self.failed.is_empty() {
+            Ok(())
+        } else {
+            Err(SinkError::new(
+                SinkErrorKind::Unavailable,
+                format!(
+                    "{} archive segment(s) could not be sealed; their records are durable in the \
+                     .ndjson files and are sealed by the next FileSink::open",
+                    self.failed.len()
+                ),
+            ))
+        }
+    }
+}

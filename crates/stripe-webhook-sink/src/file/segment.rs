@@ -1,0 +1,388 @@
+//! Segment files on disk: names, creation under an exclusive lock, torn-tail detection and sealing.
+//!
+//! One segment has a unique stem `<unix-millis>-<pid>-<random 64-bit hex>` and, over its life,
+//! these names in its partition directory:
+//!
+//! | name                         | meaning                                                        |
+//! |------------------------------|----------------------------------------------------------------|
+//! | `<stem>.ndjson.creating`     | being created; renamed to `.ndjson` once locked                 |
+//! | `<stem>.ndjson`              | open (locked by its writer) or orphaned (lock free): unsealed   |
+//! | `<stem>.ndjson.gz.tmp`       | gzip being written while sealing; never read                    |
+//! | `<stem>.ndjson.gz`           | sealed, compressed (appears atomically, by rename)              |
+//! | `<stem>.sealed.ndjson`       | sealed, uncompressed (`compress_sealed = false`)                |
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+const OPEN: &str = ".ndjson";
+const CREATING: &str = ".ndjson.creating";
+const GZ: &str = ".ndjson.gz";
+const GZ_TMP: &str = ".ndjson.gz.tmp";
+const SEALED_PLAIN: &str = ".sealed.ndjson";
+
+/// What a file in a partition directory is, judging by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Creating,
+    Open,
+    GzTmp,
+    Gz,
+    SealedPlain,
+}
+
+/// A segment: its partition directory and unique stem.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Segment {
+    dir: PathBuf,
+    stem: String,
+}
+
+impl Segment {
+    /// A fresh, unique segment name in `dir`.
+    pub(crate) fn new_unique(dir: &Path) -> Self {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let stem = format!(
+            "{millis}-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        Self {
+            dir: dir.to_path_buf(),
+            stem,
+        }
+    }
+
+    /// Splits a file path into its segment and role; `None` for files that are not segments.
+    pub(crate) fn parse(path: &Path) -> Option<(Self, Role)> {
+        let name = path.file_name()?.to_str()?;
+        // Longest suffixes first: `.sealed.ndjson` and `.ndjson.gz.tmp` end like shorter ones.
+        let (stem, role) = [
+            (GZ_TMP, Role::GzTmp),
+            (GZ, Role::Gz),
+            (CREATING, Role::Creating),
+            (SEALED_PLAIN, Role::SealedPlain),
+            (OPEN, Role::Open),
+        ]
+        .into_iter()
+        .find_map(|(suffix, role)| name.strip_suffix(suffix).map(|stem| (stem, role)))?;
+        if stem.is_empty() || stem.starts_with('.') {
+            return None;
+        }
+        Some((
+            Self {
+                dir: path.parent()?.to_path_buf(),
+                stem: stem.to_owned(),
+            },
+            role,
+        ))
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn path(&self, role: Role) -> PathBuf {
+        let suffix = match role {
+            Role::Creating => CREATING,
+            Role::Open => OPEN,
+            Role::GzTmp => GZ_TMP,
+            Role::Gz => GZ,
+            Role::SealedPlain => SEALED_PLAIN,
+        };
+        self.dir.join(format!("{}{suffix}", self.stem))
+    }
+
+    /// The open (unsealed) segment file.
+    pub(crate) fn open_path(&self) -> PathBuf {
+        self.path(Role::Open)
+    }
+}
+
+/// Makes the entries of `dir` (created, renamed or removed files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (a directory under `base`) and syncs every directory from it up to `base`, so the
+/// new entries survive a crash.
+pub(crate) fn create_dirs_durably(base: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    let mut current = Some(dir);
+    while let Some(d) = current {
+        sync_dir(d)?;
+        if d == base {
+            break;
+        }
+        current = d.parent();
+    }
+    Ok(())
+}
+
+/// Opens an existing segment file for reading and appending (the handle that carries the lock).
+pub(crate) fn open_existing(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).append(true).open(path)
+}
+
+/// Takes the exclusive advisory lock without waiting: `Ok(false)` if another handle holds it.
+pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Creates a new, empty, exclusively locked segment in `dir` and makes its name durable.
+///
+/// The file is created as `.ndjson.creating`, locked, then renamed to `.ndjson`: a recovering
+/// process only ever sees an `.ndjson` that is already locked, so it can never seal a segment
+/// this writer is about to append to.
+pub(crate) fn create(dir: &Path) -> io::Result<(Segment, File)> {
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        let segment = Segment::new_unique(dir);
+        let creating = segment.path(Role::Creating);
+        let file = match OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&creating)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        // Someone recovering stale `.creating` files holds it: they will remove it; pick another name.
+        if !try_lock(&file)? {
+            continue;
+        }
+        match fs::rename(&creating, segment.open_path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                let _ = fs::remove_file(&creating);
+                return Err(e);
+            }
+        }
+        sync_dir(dir)?;
+        return Ok((segment, file));
+    }
+    Err(io::Error::other(
+        "could not create a uniquely named segment file",
+    ))
+}
+
+/// The length of the longest prefix of `file` that holds only whole, plausible lines.
+///
+/// Cuts (a) bytes after the last `\n` (a write torn by a crash) and (b) everything from the line
+/// holding the first NUL byte on (a crash can leave unsynced ranges zero-filled; NUL never occurs in
+/// JSON text, and everything written after an unsynced range was never acknowledged either).
+pub(crate) fn whole_lines_len(file: &File) -> io::Result<u64> {
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    let mut kept = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(kept),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        let scan_end = chunk.iter().position(|&b| b == 0);
+        if let Some(i) = chunk[..scan_end.unwrap_or(n)]
+            .iter()
+            .rposition(|&b| b == b'\n')
+        {
+            kept = offset + i as u64 + 1;
+        }
+        if scan_end.is_some() {
+            return Ok(kept);
+        }
+        offset += n as u64;
+    }
+}
+
+/// How a seal ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sealed {
+    /// Written to its sealed name.
+    Sealed,
+    /// The segment held no whole line; its file was removed.
+    Empty,
+}
+
+/// Seals a segment whose first `valid_len` bytes are whole lines; `file` is its locked handle.
+///
+/// Crash-safe at every step: the sealed name appears atomically (rename after fsync), and the
+/// `.ndjson` is removed only once the sealed file is durable. Idempotent: if a previous attempt got
+/// as far as the `.ndjson.gz`, only the removal is redone.
+pub(crate) fn seal(
+    segment: &Segment,
+    file: &File,
+    valid_len: u64,
+    compress: bool,
+) -> io::Result<Sealed> {
+    let open = segment.open_path();
+    let dir = segment.dir();
+    if file.metadata()?.len() > valid_len {
+        file.set_len(valid_len)?;
+        file.sync_data()?;
+    }
+    if valid_len == 0 {
+        fs::remove_file(&open)?;
+        sync_dir(dir)?;
+        return Ok(Sealed::Empty);
+    }
+    if !compress {
+        fs::rename(&open, segment.path(Role::SealedPlain))?;
+        sync_dir(dir)?;
+        return Ok(Sealed::Sealed);
+    }
+    let gz = segment.path(Role::Gz);
+    if !gz.exists() {
+        let tmp = segment.path(Role::GzTmp);
+        let out = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut encoder = GzEncoder::new(BufWriter::new(out), Compression::default());
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(0))?;
+        let copied = io::copy(&mut Read::take(reader, valid_len), &mut encoder)?;
+        if copied != valid_len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment shorter than its valid length",
+            ));
+        }
+        let mut out = encoder.finish()?;
+        out.flush()?;
+        let out = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        out.sync_all()?;
+        drop(out);
+        fs::rename(&tmp, &gz)?;
+        sync_dir(dir)?;
+    }
+    fs::remove_file(&open)?;
+    sync_dir(dir)?;
+    Ok(Sealed::Sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::GzDecoder;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let dir = Path::new("/a/b");
+        let s = Segment::new_unique(dir);
+        let t = Segment::new_unique(dir);
+        assert_ne!(s, t);
+        for role in [
+            Role::Creating,
+            Role::Open,
+            Role::GzTmp,
+            Role::Gz,
+            Role::SealedPlain,
+        ] {
+            assert_eq!(Segment::parse(&s.path(role)), Some((s.clone(), role)));
+        }
+        let name = s.open_path();
+        let name = name.file_name().unwrap().to_str().unwrap();
+        let parts: Vec<&str> = name.trim_end_matches(".ndjson").split('-').collect();
+        assert_eq!(parts.len(), 3, "{name}");
+        assert_eq!(parts[1], std::process::id().to_string());
+        assert_eq!(parts[2].len(), 16);
+        assert_eq!(Segment::parse(Path::new("/a/b/.healthcheck")), None);
+        assert_eq!(Segment::parse(Path::new("/a/b/notes.txt")), None);
+        assert_eq!(Segment::parse(Path::new("/a/b/.ndjson")), None);
+    }
+
+    fn file_with(content: &[u8]) -> (tempfile::TempDir, PathBuf, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ndjson");
+        fs::write(&path, content).unwrap();
+        let file = open_existing(&path).unwrap();
+        (dir, path, file)
+    }
+
+    #[test]
+    fn whole_lines_len_cuts_torn_tail_and_zero_fill() {
+        for (content, expected) in [
+            (&b""[..], 0),
+            (b"{}\n", 3),
+            (b"{}\n{\"a\":1}\n{\"b", 11),
+            (b"{\"b", 0),
+            (b"{}\n\0\0\0\0\n{}\n", 3),
+            (b"{}\n{\"a\0\":1}\n", 3),
+        ] {
+            let (_dir, _path, file) = file_with(content);
+            assert_eq!(whole_lines_len(&file).unwrap(), expected, "{content:?}");
+        }
+        // Across read-buffer boundaries.
+        let mut big = vec![b'x'; 100_000];
+        big.push(b'\n');
+        big.extend_from_slice(&[b'y'; 70_000]);
+        let (_dir, _path, file) = file_with(&big);
+        assert_eq!(whole_lines_len(&file).unwrap(), 100_001);
+    }
+
+    #[test]
+    fn create_locks_and_seal_compresses_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, mut file) = create(dir.path()).unwrap();
+        assert!(segment.open_path().exists());
+        assert!(!segment.path(Role::Creating).exists());
+        // Another handle cannot take the lock while we hold it.
+        let other = open_existing(&segment.open_path()).unwrap();
+        assert!(!try_lock(&other).unwrap());
+        file.write_all(b"{\"a\":1}\n{\"b\":2}\n{\"tor").unwrap();
+        assert_eq!(seal(&segment, &file, 16, true).unwrap(), Sealed::Sealed);
+        assert!(!segment.open_path().exists());
+        assert!(!segment.path(Role::GzTmp).exists());
+        let mut text = String::new();
+        GzDecoder::new(File::open(segment.path(Role::Gz)).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    #[test]
+    fn seal_plain_renames_and_empty_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, mut file) = create(dir.path()).unwrap();
+        file.write_all(b"{}\n").unwrap();
+        assert_eq!(seal(&segment, &file, 3, false).unwrap(), Sealed::Sealed);
+        assert_eq!(fs::read(segment.path(Role::SealedPlain)).unwrap(), b"{}\n");
+        let (empty, file) = create(dir.path()).unwrap();
+        assert_eq!(seal(&empty, &file, 0, true).unwrap(), Sealed::Empty);
+        assert!(!empty.open_path().exists());
+        assert!(!empty.path(Role::Gz).exists());
+    }
+
+    #[test]
+    fn seal_after_crash_between_rename_and_remove_only_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, mut file) = create(dir.path()).unwrap();
+        file.write_all(b"{}\n").unwrap();
+        fs::write(segment.path(Role::Gz), b"already sealed").unwrap();
+        assert_eq!(seal(&segment, &file, 3, true).unwrap(), Sealed::Sealed);
+        assert_eq!(fs::read(segment.path(Role::Gz)).unwrap(), b"already sealed");
+        assert!(!segment.open_path().exists());
+    }
+}
