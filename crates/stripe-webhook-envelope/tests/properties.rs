@@ -1,0 +1,317 @@
+//! Properties of `encode` over generated JSON: arbitrary values with random insignificant
+//! whitespace, string escapes (short, `\u`, surrogate pairs), arbitrary Unicode and numbers in
+//! many textual forms; plus arbitrary and mutated bytes checked against `serde_json`.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use stripe_webhook_envelope::{EnvelopeError, EnvelopeOptions, ReceivedAt, encode};
+
+/// A generated JSON value: its pretty text (with random whitespace) and the same tokens with
+/// no whitespace between them.
+#[derive(Clone, Debug)]
+struct Json {
+    pretty: String,
+    compact: String,
+}
+
+impl Json {
+    fn token(t: String) -> Self {
+        Self {
+            pretty: t.clone(),
+            compact: t,
+        }
+    }
+}
+
+fn ws() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just(String::new()),
+        1 => "[ \t\n\r]{1,4}",
+        1 => (0usize..6).prop_map(|depth| format!("\n{}", "  ".repeat(depth))),
+    ]
+}
+
+/// One piece of string content, as written inside the quotes.
+fn string_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => any::<char>()
+            .prop_filter("needs escaping", |c| *c >= ' ' && *c != '"' && *c != '\\')
+            .prop_map(String::from),
+        1 => prop::sample::select(vec!["\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t"])
+            .prop_map(str::to_owned),
+        // A BMP code unit (not a surrogate), hex in either case.
+        1 => (any::<char>().prop_filter("BMP", |c| (*c as u32) < 0x10000), any::<bool>())
+            .prop_map(|(c, upper)| {
+                let s = format!("\\u{:04x}", c as u32);
+                if upper { s.to_uppercase().replace("\\U", "\\u") } else { s }
+            }),
+        // A supplementary character as an escaped surrogate pair.
+        1 => (0x10000u32..=0x10FFFF).prop_map(|cp| {
+            let v = cp - 0x10000;
+            format!("\\u{:04X}\\u{:04x}", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF))
+        }),
+        1 => (0u8..0x20).prop_map(|b| format!("\\u{b:04x}")),
+        1 => Just("Zoë Ångström 東京 😀 \u{2028}\u{2029}".to_owned()),
+    ]
+}
+
+fn string_token() -> impl Strategy<Value = String> {
+    prop::collection::vec(string_piece(), 0..8).prop_map(|p| format!("\"{}\"", p.concat()))
+}
+
+fn number_token() -> impl Strategy<Value = String> {
+    "-?(0|[1-9][0-9]{0,15})(\\.[0-9]{1,6})?([eE][+-]?[0-9]{1,2})?"
+}
+
+fn json() -> impl Strategy<Value = Json> {
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        number_token(),
+        string_token(),
+    ]
+    .prop_map(Json::token);
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            (
+                prop::collection::vec((ws(), inner.clone(), ws()), 0..6),
+                ws()
+            )
+                .prop_map(|(items, empty_ws)| {
+                    let pretty: Vec<String> = items
+                        .iter()
+                        .map(|(a, v, b)| format!("{a}{}{b}", v.pretty))
+                        .collect();
+                    let compact: Vec<&str> = items.iter().map(|(_, v, _)| &*v.compact).collect();
+                    Json {
+                        pretty: if items.is_empty() {
+                            format!("[{empty_ws}]")
+                        } else {
+                            format!("[{}]", pretty.join(","))
+                        },
+                        compact: format!("[{}]", compact.join(",")),
+                    }
+                }),
+            (
+                prop::collection::vec((ws(), string_token(), ws(), ws(), inner, ws()), 0..6),
+                ws()
+            )
+                .prop_map(|(members, empty_ws)| {
+                    let pretty: Vec<String> = members
+                        .iter()
+                        .map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{}{d}", v.pretty))
+                        .collect();
+                    let compact: Vec<String> = members
+                        .iter()
+                        .map(|(_, k, _, _, v, _)| format!("{k}:{}", v.compact))
+                        .collect();
+                    Json {
+                        pretty: if members.is_empty() {
+                            format!("{{{empty_ws}}}")
+                        } else {
+                            format!("{{{}}}", pretty.join(","))
+                        },
+                        compact: format!("{{{}}}", compact.join(",")),
+                    }
+                }),
+        ]
+    })
+}
+
+/// A generated event body: id, type, data and a filler member in random order, random whitespace.
+#[derive(Clone, Debug)]
+struct Event {
+    body: String,
+    id: String,
+    ty: String,
+    data: Json,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    (
+        string_token(),
+        string_token(),
+        json(),
+        json(),
+        Just(vec![0usize, 1, 2, 3]).prop_shuffle(),
+        prop::collection::vec(ws(), 18),
+    )
+        .prop_map(|(id, ty, data, filler, order, w)| {
+            let members: Vec<String> = order
+                .iter()
+                .enumerate()
+                .map(|(i, &m)| {
+                    let (k, v) = match m {
+                        0 => ("\"id\"", id.as_str()),
+                        1 => ("\"type\"", ty.as_str()),
+                        2 => ("\"data\"", data.pretty.as_str()),
+                        _ => ("\"request\"", filler.pretty.as_str()),
+                    };
+                    format!(
+                        "{}{k}{}:{}{v}{}",
+                        w[4 * i],
+                        w[4 * i + 1],
+                        w[4 * i + 2],
+                        w[4 * i + 3]
+                    )
+                })
+                .collect();
+            Event {
+                body: format!("{}{{{}}}{}", w[16], members.join(","), w[17]),
+                id,
+                ty,
+                data,
+            }
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordLine<'a> {
+    v: u8,
+    timestamp: String,
+    id: String,
+    #[serde(rename = "type")]
+    ty: String,
+    object: Option<IgnoredAny>,
+    created: Option<IgnoredAny>,
+    livemode: Option<IgnoredAny>,
+    api_version: Option<IgnoredAny>,
+    account: Option<IgnoredAny>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    raw: Option<String>,
+    signature: Option<String>,
+}
+
+const AT: ReceivedAt = ReceivedAt::from_unix_millis(1_795_731_281_123);
+
+fn assert_one_line(line: &[u8]) {
+    assert_eq!(line.last(), Some(&b'\n'));
+    assert!(
+        !line[..line.len() - 1]
+            .iter()
+            .any(|&b| b == b'\n' || b == b'\r')
+    );
+}
+
+/// A syntax-level outcome: did the encoder accept the bytes as JSON?
+fn accepted_as_json(r: &Result<stripe_webhook_envelope::Record, EnvelopeError>) -> bool {
+    !matches!(
+        r,
+        Err(EnvelopeError::NotJson { .. } | EnvelopeError::EmptyBody)
+    )
+}
+
+/// The encoder agrees with serde_json: whatever serde_json parses (as a `Value`, which checks
+/// surrogates) the encoder accepts as JSON; whatever the encoder accepts, serde_json's
+/// grammar-only parser (`IgnoredAny`, no number range or surrogate checks) accepts; and a
+/// parsed object with string `id` and `type` is only refused for a duplicate member.
+fn check_against_serde_json(bytes: &[u8]) {
+    let r = encode(
+        Bytes::copy_from_slice(bytes),
+        "t=1,v1=00",
+        AT,
+        &EnvelopeOptions::default(),
+    );
+    let value = serde_json::from_slice::<Value>(bytes);
+    if value.is_ok() {
+        assert!(accepted_as_json(&r), "serde_json parsed it: {r:?}");
+    }
+    if accepted_as_json(&r) {
+        assert!(serde_json::from_slice::<IgnoredAny>(bytes).is_ok(), "{r:?}");
+    }
+    if let Ok(v) = value {
+        if v.get("id").is_some_and(Value::is_string) && v.get("type").is_some_and(Value::is_string)
+        {
+            assert!(
+                matches!(r, Ok(_) | Err(EnvelopeError::DuplicateField { .. })),
+                "{r:?}"
+            );
+        }
+    }
+    if let Ok(record) = r {
+        assert_one_line(record.line());
+        let rec: RecordLine<'_> = serde_json::from_slice(record.line()).unwrap();
+        assert_eq!(rec.raw.unwrap().as_bytes(), bytes);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn generated_events_round_trip(ev in event(), signature in any::<String>(), raw in any::<bool>()) {
+        let options = EnvelopeOptions::default().include_raw(raw);
+        let body = Bytes::from(ev.body.clone());
+        let record = encode(body.clone(), &signature, AT, &options).unwrap();
+        let line = record.line();
+        assert_one_line(line);
+
+        let rec: RecordLine<'_> = serde_json::from_slice(line).unwrap();
+        prop_assert_eq!(rec.v, 1);
+        prop_assert_eq!(rec.timestamp, AT.rfc3339_millis());
+        // data: exactly the original tokens without whitespace, and the same value.
+        prop_assert_eq!(rec.data.get(), ev.data.compact.as_str());
+        let body_value: Value = serde_json::from_str(&ev.body).unwrap();
+        let rec_data: Value = serde_json::from_str(rec.data.get()).unwrap();
+        prop_assert_eq!(&rec_data, &body_value["data"]);
+        // id and type: decoded for the meta, verbatim in the line.
+        prop_assert_eq!(&rec.id, body_value["id"].as_str().unwrap());
+        prop_assert_eq!(record.id(), rec.id.as_str());
+        prop_assert_eq!(&rec.ty, body_value["type"].as_str().unwrap());
+        prop_assert_eq!(record.event_type(), rec.ty.as_str());
+        let text = std::str::from_utf8(line).unwrap();
+        let id_type = format!(",\"id\":{},\"type\":{},", ev.id, ev.ty);
+        prop_assert!(text.contains(&id_type));
+        prop_assert!(rec.object.is_none() && rec.created.is_none() && rec.livemode.is_none());
+        prop_assert!(rec.api_version.is_none() && rec.account.is_none());
+        if raw {
+            prop_assert_eq!(rec.raw.as_deref(), Some(ev.body.as_str()));
+            prop_assert_eq!(rec.signature.unwrap(), signature.clone());
+        } else {
+            prop_assert!(rec.raw.is_none() && rec.signature.is_none());
+        }
+        prop_assert_eq!(record.body(), &body);
+        prop_assert_eq!(record.signature_header(), signature.as_str());
+
+        let pointer = record.oversize_pointer("bucket", "oversize/key");
+        assert_one_line(pointer.line());
+        let p: Value = serde_json::from_slice(pointer.line()).unwrap();
+        prop_assert!(p["data"].is_null());
+        prop_assert_eq!(&p["oversize"]["bytes"], &Value::from(ev.body.len()));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_agree_with_serde_json(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        check_against_serde_json(&bytes);
+    }
+
+    #[test]
+    fn mutated_events_agree_with_serde_json(
+        ev in event(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..4),
+    ) {
+        let mut bytes = ev.body.into_bytes();
+        for (at, op, byte) in edits {
+            const ALPHABET: &[u8] = b"{}[]\",:\\ \n0-.eEtnu1";
+            let byte = ALPHABET[usize::from(byte) % ALPHABET.len()];
+            if bytes.is_empty() {
+                bytes.push(byte);
+                continue;
+            }
+            let i = at.index(bytes.len());
+            match op {
+                0 => { bytes.remove(i); }
+                1 => bytes.insert(i, byte),
+                _ => bytes[i] = byte,
+            }
+        }
+        check_against_serde_json(&bytes);
+    }
+}
