@@ -12,6 +12,7 @@ Python from the fixture files alone.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import os
 import re
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+import cost_model
 from athena_ddl import duckdb_type, parse_table_ddl
 from layout_spec import (
     ARCHIVE_PREFIX,
@@ -35,6 +37,7 @@ from layout_spec import (
     ATHENA_TABLE,
     ATHENA_TABLE_DDL,
     FIXTURE_EVENTS_DIR,
+    INFRA,
     PARTITION_KEYS,
     ROOT,
 )
@@ -169,12 +172,10 @@ def _post(base: str, body: bytes, header: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-@pytest.fixture(scope="session")
-def archive(server_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Archive:
+def write_archive(binary: Path, work: Path, fixtures: list[Fixture], *, rounds: int, include_raw: bool) -> Archive:
+    """Runs the real server with the file sink, delivers the fixtures, shuts it down gracefully."""
     import stripe
 
-    fixtures = load_fixtures()
-    work = tmp_path_factory.mktemp("archive")
     archive_dir, log = work / "archive", work / "server.log"
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -186,10 +187,11 @@ def archive(server_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Ar
         "PORT": str(port),
         "SINK": "file",
         "ARCHIVE_DIR": str(archive_dir),
+        "ENVELOPE_INCLUDE_RAW": "true" if include_raw else "false",
         "RUST_LOG": "warn",
     }
     with log.open("wb") as log_file:
-        proc = subprocess.Popen([str(server_binary)], env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(binary)], env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         _wait_healthy(proc, base, log)
         days = {_utc_day(dt.datetime.now(dt.UTC))}
@@ -197,7 +199,7 @@ def archive(server_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Ar
         now = int(time.time())
         # First deliveries, then Stripe's retries of some of them, each signed anew (older t= per
         # round so every delivery of one event has a distinct signature, all within tolerance).
-        for round_ in range(3):
+        for round_ in range(rounds):
             for i, fx in enumerate(fixtures):
                 if round_ >= copies(i):
                     continue
@@ -221,6 +223,33 @@ def archive(server_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Ar
             proc.kill()
             proc.wait()
     return Archive(archive_dir, fixtures, deliveries, days)
+
+
+@pytest.fixture(scope="session")
+def archive(server_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    """Every fixture delivered once, twice or three times, with raw and signature (the default)."""
+    return write_archive(
+        server_binary, tmp_path_factory.mktemp("archive"), load_fixtures(), rounds=3, include_raw=True
+    )
+
+
+@pytest.fixture(scope="session")
+def archive_raw_off(server_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    """Every fixture delivered once, with ENVELOPE_INCLUDE_RAW=false (for the record sizes)."""
+    return write_archive(
+        server_binary, tmp_path_factory.mktemp("archive-raw-off"), load_fixtures(), rounds=1, include_raw=False
+    )
+
+
+def archived_lines(archive: Archive) -> dict[str, bytes]:
+    """The first archived line of each fixture event, by fixture file name."""
+    names = {fx.id: fx.name for fx in archive.fixtures}
+    lines: dict[str, bytes] = {}
+    for path in sorted((archive.root / ARCHIVE_PREFIX).rglob("*.ndjson.gz")):
+        for line in gzip.decompress(path.read_bytes()).splitlines(keepends=True):
+            lines.setdefault(names[json.loads(line)["id"]], line)
+    assert set(lines) == set(names.values())
+    return lines
 
 
 @pytest.fixture(scope="session")
@@ -403,3 +432,26 @@ def test_oversize_pointers(duck: Any) -> None:
 def test_partition_columns_are_strings_like_athena(duck: Any) -> None:
     types = dict(duck.execute(f"SELECT column_name, column_type FROM (DESCRIBE {ATHENA_TABLE})").fetchall())
     assert all(types[k] == "VARCHAR" for k in PARTITION_KEYS), types
+
+
+def test_raw_off_records_carry_no_body_or_signature(archive_raw_off: Archive) -> None:
+    for name, line in archived_lines(archive_raw_off).items():
+        record = json.loads(line)
+        assert record.get("raw") is None and record.get("signature") is None, name
+
+
+def test_cost_table_in_readme_is_current(archive: Archive, archive_raw_off: Archive) -> None:
+    """infra/README.md's cost table is what cost_model computes from the real server's records."""
+    raw_on = cost_model.Variant("raw on", archived_lines(archive))
+    raw_off = cost_model.Variant("raw off", archived_lines(archive_raw_off))
+    assert raw_off.mean_bytes < raw_on.mean_bytes
+    block = cost_model.render(raw_on, raw_off)
+    readme_path = INFRA / "README.md"
+    readme = readme_path.read_text()
+    begin, end = readme.find(cost_model.BEGIN), readme.find(cost_model.END)
+    assert begin >= 0 and end > begin, f"{readme_path} must hold the generated cost table markers"
+    current = readme[begin : end + len(cost_model.END)]
+    if current != block and os.environ.get("UPDATE_README") == "1":
+        readme_path.write_text(readme[:begin] + block + readme[end + len(cost_model.END) :])
+        return
+    assert current == block, "the README cost table is stale; rerun with UPDATE_README=1:\n" + block
