@@ -133,6 +133,15 @@ impl ServerProcess {
         (status, self.logs())
     }
 
+    /// Waits (up to 60 s) for a process that was already signalled by the test to exit.
+    ///
+    /// # Panics
+    /// If it does not exit in time.
+    pub fn terminate_after_signal(mut self) -> (ExitStatus, String) {
+        let status = self.signal_and_wait("0");
+        (status, self.logs())
+    }
+
     /// Sends SIGKILL and waits.
     pub fn kill(mut self) -> String {
         let _ = self.signal_and_wait("KILL");

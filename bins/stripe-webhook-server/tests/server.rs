@@ -1,0 +1,542 @@
+//! The real server binary on a free loopback port, driven over HTTP, archiving to a temporary
+//! directory with the file sink.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stripe_webhook_testkit::archive::{read_records, segment_files};
+use stripe_webhook_testkit::http::{post_webhook, request};
+use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_verify::{Secret, signature_header};
+
+const SECRET: &str = "whsec_test_server_secret";
+const OLD_SECRET: &str = "whsec_test_rotated_out";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+fn secret(s: &str) -> Secret {
+    Secret::new(s).expect("secret")
+}
+
+fn sign(s: &str, t: i64, body: &[u8]) -> String {
+    signature_header(&[&secret(s)], t, body)
+}
+
+/// A realistic pretty-printed event with a given id (multi-byte UTF-8 included).
+fn event(id: &str) -> Vec<u8> {
+    format!(
+        "{{\n  \"id\": \"{id}\",\n  \"object\": \"event\",\n  \"api_version\": \"2025-10-29.clover\",\n  \"created\": 1764195281,\n  \"data\": {{\n    \"object\": {{\n      \"id\": \"ch_3Q\",\n      \"object\": \"charge\",\n      \"amount\": 2000,\n      \"currency\": \"eur\",\n      \"description\": \"Zoë — 東京 ☕\"\n    }}\n  }},\n  \"livemode\": false,\n  \"pending_webhooks\": 1,\n  \"request\": {{\n    \"id\": null,\n    \"idempotency_key\": null\n  }},\n  \"type\": \"charge.succeeded\"\n}}"
+    )
+    .into_bytes()
+}
+
+fn start(archive: &Path, extra: &[(&str, &str)]) -> ServerProcess {
+    let dir = archive.to_str().expect("utf-8 path");
+    let mut envs = vec![
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ("SINK", "file"),
+        ("ARCHIVE_DIR", dir),
+    ];
+    envs.extend_from_slice(extra);
+    ServerProcess::start(bin(), &envs)
+}
+
+fn by_id(records: &[serde_json::Value]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for r in records {
+        *counts
+            .entry(r["id"].as_str().expect("id").to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn signed_events_are_archived_byte_exact_and_sealed_on_shutdown() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let body = event(&format!("evt_exact_{i}"));
+        let header = sign(SECRET, now(), &body);
+        let r = post_webhook(server.addr, Some(&header), &body).expect("post");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), r#"{"received":true}"#);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        sent.push((body, header));
+    }
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "exit {status}; log:\n{logs}");
+    let files = segment_files(archive.path());
+    assert!(!files.is_empty());
+    assert!(
+        files
+            .iter()
+            .all(|f| f.to_string_lossy().ends_with(".ndjson.gz")),
+        "shutdown seals every segment: {files:?}"
+    );
+    let records = read_records(archive.path());
+    assert_eq!(records.len(), sent.len());
+    for (record, (body, header)) in records.iter().zip(&sent) {
+        assert_eq!(record["raw"].as_str().expect("raw").as_bytes(), &body[..]);
+        assert_eq!(record["signature"].as_str(), Some(header.as_str()));
+        assert_eq!(record["type"], "charge.succeeded");
+        assert_eq!(record["data"]["object"]["description"], "Zoë — 東京 ☕");
+    }
+    assert!(
+        logs.contains("webhook archived"),
+        "one log line per webhook:\n{logs}"
+    );
+    assert!(!logs.contains(SECRET), "the secret never reaches the log");
+}
+
+#[test]
+fn every_signature_problem_is_400_and_nothing_is_archived() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let body = event("evt_forged");
+    let t = now();
+    let good = sign(SECRET, t, &body);
+    let v1 = good.split_once(",v1=").expect("v1").1.to_owned();
+    let cases: Vec<(&str, Option<String>, Vec<u8>, &str)> = vec![
+        ("missing header", None, body.clone(), "missing_header"),
+        (
+            "empty header",
+            Some(String::new()),
+            body.clone(),
+            "missing_header",
+        ),
+        (
+            "garbage",
+            Some("garbage".into()),
+            body.clone(),
+            "malformed_header",
+        ),
+        (
+            "wrong secret",
+            Some(sign("whsec_someone_else", t, &body)),
+            body.clone(),
+            "no_matching_signature",
+        ),
+        (
+            "tampered body",
+            Some(good.clone()),
+            [&body[..], b" "].concat(),
+            "no_matching_signature",
+        ),
+        (
+            "stale",
+            Some(sign(SECRET, t - 301 - 5, &body)),
+            body.clone(),
+            "stale_timestamp",
+        ),
+        (
+            "future",
+            Some(sign(SECRET, t + 3600, &body)),
+            body.clone(),
+            "future_timestamp",
+        ),
+        (
+            "duplicate t",
+            Some(format!("t={t},t={t},v1={v1}")),
+            body.clone(),
+            "malformed_header",
+        ),
+        (
+            "upper-case hex",
+            Some(format!("t={t},v1={}", v1.to_uppercase())),
+            body.clone(),
+            "no_v1_signature",
+        ),
+        (
+            "v0 only",
+            Some(format!("t={t},v0={v1}")),
+            body.clone(),
+            "no_v1_signature",
+        ),
+        (
+            "leading zero t",
+            Some(format!("t=0{t},v1={v1}")),
+            body.clone(),
+            "malformed_header",
+        ),
+        (
+            "padded key",
+            Some(format!("t={t}, v1={v1}")),
+            body.clone(),
+            "no_v1_signature",
+        ),
+    ];
+    for (name, header, body, reason) in cases {
+        let r = post_webhook(server.addr, header.as_deref(), &body).expect("post");
+        assert_eq!(r.status, 400, "{name}: {}", r.text());
+        let json: serde_json::Value = serde_json::from_slice(&r.body).expect("json body");
+        assert_eq!(json["reason"], reason, "{name}");
+        assert!(
+            !r.text().contains(&v1),
+            "{name}: the response never reveals a signature"
+        );
+    }
+    // Non-UTF-8 header bytes.
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .write_all(
+            &[
+                &b"POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nConnection: close\r\nStripe-Signature: t=1,v1=\xff\r\nContent-Length: 2\r\n\r\n{}"[..],
+            ]
+            .concat(),
+        )
+        .expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+
+    let (status, logs) = server.terminate();
+    assert!(status.success());
+    assert!(
+        read_records(archive.path()).is_empty(),
+        "nothing forged is archived"
+    );
+    assert!(logs.contains("stale_timestamp") && logs.contains("future_timestamp"));
+}
+
+#[test]
+fn a_verified_body_that_is_not_an_event_is_400() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    for body in [
+        &b"[1,2]"[..],
+        b"{\"id\":1,\"type\":\"x\"}",
+        b"not json",
+        b"",
+    ] {
+        let r = post_webhook(server.addr, Some(&sign(SECRET, now(), body)), body).expect("post");
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(body));
+        assert!(r.text().contains("not a Stripe event"), "{}", r.text());
+    }
+    let (_, logs) = server.terminate();
+    assert!(read_records(archive.path()).is_empty());
+    assert!(logs.contains("misconfigured sender"), "{logs}");
+}
+
+#[test]
+fn bodies_over_the_limit_get_413_and_are_not_buffered() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[("MAX_BODY_BYTES", "4096")]);
+    // Declared too large: answered before the body is sent.
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .write_all(b"POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\nStripe-Signature: t=1,v1=00\r\n\r\n")
+        .expect("write head");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut raw = vec![0; 1024];
+    let n = stream.read(&mut raw).expect("answer before any body byte");
+    assert!(
+        raw[..n].starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&raw[..n])
+    );
+
+    // Chunked, no length declared, over the limit while reading.
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    let mut req = b"POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nStripe-Signature: t=1,v1=00\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        req.extend_from_slice(b"400\r\n");
+        req.extend_from_slice(&[b'a'; 0x400]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&req).expect("write chunked");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    assert!(
+        raw.starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+
+    // Exactly at the limit is fine (and verified as usual).
+    let mut body = event("evt_at_limit");
+    let pad = 4096 - body.len();
+    body.splice(1..1, std::iter::repeat_n(b' ', pad));
+    assert_eq!(body.len(), 4096);
+    let r = post_webhook(server.addr, Some(&sign(SECRET, now(), &body)), &body).expect("post");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let (_, _) = server.terminate();
+    let records = read_records(archive.path());
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["id"], "evt_at_limit");
+}
+
+#[test]
+fn secret_rotation_accepts_either_secret() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let both = format!("{OLD_SECRET},{SECRET}");
+    let server = start(archive.path(), &[("STRIPE_WEBHOOK_SECRET", &both)]);
+    let t = now();
+    let a = event("evt_old");
+    let b = event("evt_new");
+    let c = event("evt_both");
+    let both_sigs = signature_header(&[&secret(OLD_SECRET), &secret(SECRET)], t, &c);
+    for (body, header) in [
+        (&a, sign(OLD_SECRET, t, &a)),
+        (&b, sign(SECRET, t, &b)),
+        (&c, both_sigs),
+    ] {
+        let r = post_webhook(server.addr, Some(&header), body).expect("post");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let d = event("evt_other");
+    let r = post_webhook(server.addr, Some(&sign("whsec_unknown", t, &d)), &d).expect("post");
+    assert_eq!(r.status, 400);
+    server.terminate();
+    assert_eq!(read_records(archive.path()).len(), 3);
+}
+
+#[test]
+fn concurrent_load_archives_every_acknowledged_event_exactly_once() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let addr = server.addr;
+    let threads: Vec<_> = (0..32)
+        .map(|thread| {
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0..25 {
+                    let id = format!("evt_load_{thread}_{i}");
+                    let body = event(&id);
+                    let r =
+                        post_webhook(addr, Some(&sign(SECRET, now(), &body)), &body).expect("post");
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    acked.push(id);
+                }
+                acked
+            })
+        })
+        .collect();
+    let acked: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
+    server.terminate();
+    let counts = by_id(&read_records(archive.path()));
+    assert_eq!(counts.len(), acked.len());
+    for id in &acked {
+        assert_eq!(counts.get(id), Some(&1), "{id}");
+    }
+}
+
+#[test]
+fn restart_recovers_a_torn_segment() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let body = event("evt_before_crash");
+    let r = post_webhook(server.addr, Some(&sign(SECRET, now(), &body)), &body).expect("post");
+    assert_eq!(r.status, 200);
+    server.kill();
+    // A crash mid-write: half a record after the last acknowledged line.
+    let open: Vec<_> = segment_files(archive.path())
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".ndjson"))
+        .collect();
+    assert_eq!(open.len(), 1, "one open segment after SIGKILL: {open:?}");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&open[0])
+        .expect("open segment");
+    file.write_all(br#"{"v":1,"timestamp":"2026-11-26T00:00:00.000Z","id":"evt_torn","#)
+        .expect("append torn line");
+    drop(file);
+
+    let server = start(archive.path(), &[]);
+    let body = event("evt_after_crash");
+    let r = post_webhook(server.addr, Some(&sign(SECRET, now(), &body)), &body).expect("post");
+    assert_eq!(r.status, 200);
+    let (status, logs) = server.terminate();
+    assert!(status.success());
+    assert!(
+        logs.to_lowercase().contains("torn"),
+        "recovery is reported:\n{logs}"
+    );
+    let counts = by_id(&read_records(archive.path()));
+    assert_eq!(counts.get("evt_before_crash"), Some(&1));
+    assert_eq!(counts.get("evt_after_crash"), Some(&1));
+    assert!(
+        !counts.contains_key("evt_torn"),
+        "a torn line is never served"
+    );
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_webhooks() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let body = event("evt_in_flight");
+    let header = sign(SECRET, now(), &body);
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    let head = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {header}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(&body[..10]).expect("part of the body");
+    stream.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.pid();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(&body[10..]).expect("rest of the body");
+    let mut raw = Vec::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let _ = stream.read_to_end(&mut raw);
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    let (status, logs) = server.terminate_after_signal();
+    assert!(status.success(), "{logs}");
+    assert_eq!(
+        by_id(&read_records(archive.path())).get("evt_in_flight"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn routes_health_metrics_404_and_405() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let health = request(server.addr, "GET", "/health", &[], b"").expect("health");
+    assert_eq!(health.status, 200);
+    assert!(health.text().contains(r#""status":"ok""#));
+    let r = request(server.addr, "GET", "/webhook/stripe", &[], b"").expect("get");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    assert_eq!(
+        request(server.addr, "POST", "/health", &[], b"")
+            .expect("post")
+            .status,
+        405
+    );
+    assert_eq!(
+        request(server.addr, "POST", "/webhook", &[], b"")
+            .expect("post")
+            .status,
+        404
+    );
+    assert_eq!(
+        request(server.addr, "GET", "/", &[], b"")
+            .expect("get")
+            .status,
+        404
+    );
+    let body = event("evt_metrics");
+    assert_eq!(
+        post_webhook(server.addr, Some(&sign(SECRET, now(), &body)), &body)
+            .expect("post")
+            .status,
+        200
+    );
+    assert_eq!(
+        post_webhook(server.addr, None, &body).expect("post").status,
+        400
+    );
+    let metrics = request(server.addr, "GET", "/metrics", &[], b"")
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains(r#"stripe_webhook_requests_total{outcome="accepted"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"stripe_webhook_verification_failures_total{reason="missing_header"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stripe_webhook_sink_put_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stripe_webhook_archived_bytes_total"),
+        "{metrics}"
+    );
+    server.terminate();
+}
+
+#[test]
+fn refuses_to_start_without_a_valid_secret() {
+    for (secret, expect) in [
+        (None, "Stripe Dashboard"),
+        (Some("whsec_abc\n"), "whitespace"),
+        (Some(""), "Stripe Dashboard"),
+    ] {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.env_remove("STRIPE_WEBHOOK_SECRET")
+            .env("PORT", "0")
+            .env("SINK", "memory");
+        if let Some(s) = secret {
+            cmd.env("STRIPE_WEBHOOK_SECRET", s);
+        }
+        let out = cmd.output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{secret:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.to_lowercase().contains(&expect.to_lowercase()),
+            "{secret:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("whsec_abc"),
+            "the secret is never printed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let out = std::process::Command::new(bin())
+        .arg("--help")
+        .output()
+        .expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "PORT",
+        "HOST",
+        "STRIPE_WEBHOOK_SECRET",
+        "SINK",
+        "ARCHIVE_DIR",
+        "MAX_BODY_BYTES",
+        "SIGNATURE_TOLERANCE_SECS",
+        "AWS_REGION",
+        "FIREHOSE_DELIVERY_STREAM_NAME",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {var}")),
+            "--help lacks {var}:\n{help}"
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! Record selection shared by every archive command: receipt dates, timestamps, type globs, ids
+//! and livemode.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use clap::Args;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
+
+use crate::record::Envelope;
+
+/// Which archive to read and which records to select (flattened into each archive command).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SelectArgs {
+    /// The archive: a local directory (the server's ARCHIVE_DIR, its `webhooks/` folder, or any
+    /// folder of segments) or an S3 prefix, e.g. `s3://my-archive/webhooks/`.
+    pub(crate) source: String,
+    /// First receipt date to read (UTC, inclusive), from the `year=/month=/day=` partitions.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub(crate) from: Option<Date>,
+    /// Last receipt date to read (UTC, inclusive).
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub(crate) to: Option<Date>,
+    /// Only records received at or after this instant (RFC 3339, or a date for its midnight UTC).
+    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
+    pub(crate) since: Option<i64>,
+    /// Only records received before this instant (RFC 3339, or a date for its midnight UTC).
+    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
+    pub(crate) until: Option<i64>,
+    /// Only these event types; globs with `*` and `?` (`invoice.*`). Repeatable or comma-separated.
+    #[arg(long = "type", value_name = "GLOB", value_delimiter = ',')]
+    pub(crate) types: Vec<String>,
+    /// Only these event ids. Repeatable or comma-separated.
+    #[arg(long = "id", value_name = "EVT_ID", value_delimiter = ',')]
+    pub(crate) ids: Vec<String>,
+    /// Only the event ids listed in this file, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ids_file: Option<PathBuf>,
+    /// Only live-mode (`true`) or test-mode (`false`) events.
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) livemode: Option<bool>,
+}
+
+/// An inclusive range of receipt dates (either end open).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DayRange {
+    /// First day, inclusive.
+    pub(crate) from: Option<Date>,
+    /// Last day, inclusive.
+    pub(crate) to: Option<Date>,
+}
+
+impl DayRange {
+    /// Whether `day` is in the range.
+    pub(crate) fn contains(&self, day: Date) -> bool {
+        self.from.is_none_or(|f| day >= f) && self.to.is_none_or(|t| day <= t)
+    }
+
+    /// Whether `day` is after the range's end.
+    pub(crate) fn is_after(&self, day: Date) -> bool {
+        self.to.is_some_and(|t| day > t)
+    }
+}
+
+/// The compiled selection.
+#[derive(Debug, Default)]
+pub(crate) struct Filters {
+    /// Receipt dates.
+    pub(crate) days: DayRange,
+    since: Option<i64>,
+    until: Option<i64>,
+    types: Vec<Glob>,
+    ids: Option<HashSet<String>>,
+    livemode: Option<bool>,
+}
+
+impl Filters {
+    /// Compiles the arguments (reading `--ids-file`).
+    ///
+    /// # Errors
+    /// An unreadable ids file.
+    pub(crate) fn from_args(args: &SelectArgs) -> Result<Filters, String> {
+        let mut ids: Option<HashSet<String>> = None;
+        if !args.ids.is_empty() {
+            ids.get_or_insert_default()
+                .extend(args.ids.iter().map(|s| s.trim().to_owned()));
+        }
+        if let Some(path) = &args.ids_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--ids-file {}: {e}", path.display()))?;
+            ids.get_or_insert_default().extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        Ok(Filters {
+            days: DayRange {
+                from: args.from,
+                to: args.to,
+            },
+            since: args.since,
+            until: args.until,
+            types: args.types.iter().map(|t| Glob::new(t.trim())).collect(),
+            ids,
+            livemode: args.livemode,
+        })
+    }
+
+    /// Whether a record is selected.
+    pub(crate) fn matches(&self, e: &Envelope<'_>) -> bool {
+        if let Some(ids) = &self.ids
+            && !ids.contains(e.id.as_ref())
+        {
+            return false;
+        }
+        if !self.types.is_empty() && !self.types.iter().any(|g| g.matches(&e.event_type)) {
+            return false;
+        }
+        if let Some(live) = self.livemode
+            && e.livemode != Some(live)
+        {
+            return false;
+        }
+        if (self.days.from.is_some() || self.days.to.is_some())
+            && !parse_date(e.day()).is_ok_and(|d| self.days.contains(d))
+        {
+            return false;
+        }
+        if self.since.is_some() || self.until.is_some() {
+            let Ok(t) = parse_instant(&e.timestamp) else {
+                return false;
+            };
+            if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t >= u) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Parses `YYYY-MM-DD`.
+pub(crate) fn parse_date(s: &str) -> Result<Date, String> {
+    Date::parse(s, format_description!("[year]-[month]-[day]"))
+        .map_err(|e| format!("{s:?} is not a YYYY-MM-DD date: {e}"))
+}
+
+/// Parses an RFC 3339 instant (or a `YYYY-MM-DD` date, meaning its midnight UTC) into Unix
+/// milliseconds.
+pub(crate) fn parse_instant(s: &str) -> Result<i64, String> {
+    let t = match OffsetDateTime::parse(s, &Rfc3339) {
+        Ok(t) => t,
+        Err(_) => parse_date(s)
+            .map(|d| d.midnight().assume_utc())
+            .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))?,
+    };
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string())
+}
+
+/// The receipt date of a path or key with `year=YYYY/month=MM/day=DD` components.
+pub(crate) fn partition_date(path: &str) -> Option<Date> {
+    let mut year = None;
+    let mut month = None;
+    let mut day = None;
+    for part in path.split(['/', '\\']) {
+        if let Some(v) = part.strip_prefix("year=") {
+            year = v.parse::<i32>().ok();
+        } else if let Some(v) = part.strip_prefix("month=") {
+            month = v.parse::<u8>().ok();
+        } else if let Some(v) = part.strip_prefix("day=") {
+            day = v.parse::<u8>().ok();
+        }
+    }
+    let month = time::Month::try_from(month?).ok()?;
+    Date::from_calendar_date(year?, month, day?).ok()
+}
+
+/// A glob over event types: `*` matches any run of characters (dots included), `?` one character;
+/// everything else matches itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Glob(Vec<char>);
+
+impl Glob {
+    /// Compiles a pattern.
+    pub(crate) fn new(pattern: &str) -> Glob {
+        Glob(pattern.chars().collect())
+    }
+
+    /// Whether `text` matches the whole pattern.
+    pub(crate) fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        let (p, t) = (&self.0, &text);
+        let (mut pi, mut ti) = (0, 0);
+        let mut backtrack: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            match p.get(pi) {
+                Some('*') => {
+                    backtrack = Some((pi, ti));
+                    pi += 1;
+                }
+                Some(&c) if c == '?' || c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
+                }
+                _ => match backtrack {
+                    Some((star, matched)) => {
+                        pi = star + 1;
+                        ti = matched + 1;
+                        backtrack = Some((star, matched + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        p[pi..].iter().all(|&c| c == '*')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn globs_match_event_types() {
+        let g = Glob::new("invoice.*");
+        assert!(g.matches("invoice.paid"));
+        assert!(g.matches("invoice.payment_failed"));
+        assert!(!g.matches("invoiceitem.created"));
+        assert!(!g.matches("charge.succeeded"));
+        assert!(Glob::new("*.succeeded").matches("payment_intent.succeeded"));
+        assert!(Glob::new("customer.*.updated").matches("customer.subscription.updated"));
+        assert!(!Glob::new("customer.*.updated").matches("customer.updated"));
+        assert!(Glob::new("charge.?ucceeded").matches("charge.succeeded"));
+        assert!(Glob::new("*").matches(""));
+        assert!(!Glob::new("").matches("a"));
+    }
+
+    #[test]
+    fn dates_instants_and_partitions() {
+        assert_eq!(
+            parse_instant("2026-11-26T22:14:41.123Z"),
+            Ok(1_795_731_281_123)
+        );
+        assert_eq!(parse_instant("2026-11-26"), Ok(1_795_651_200_000));
+        assert_eq!(
+            parse_instant("2026-11-26T23:14:41.123+01:00"),
+            Ok(1_795_731_281_123)
+        );
+        assert!(parse_instant("yesterday").is_err());
+        assert!(parse_date("2026-13-01").is_err());
+        let d = partition_date("webhooks/year=2026/month=11/day=26/1-2-3.ndjson.gz");
+        assert_eq!(d, parse_date("2026-11-26").ok());
+        assert_eq!(partition_date("webhooks/year=2026/month=11/x.gz"), None);
+        let range = DayRange {
+            from: parse_date("2026-11-02").ok(),
+            to: parse_date("2026-11-03").ok(),
+        };
+        assert!(!range.contains(parse_date("2026-11-01").expect("date")));
+        assert!(range.contains(parse_date("2026-11-03").expect("date")));
+        assert!(range.is_after(parse_date("2026-11-04").expect("date")));
+    }
+
+    fn record(id: &str, ty: &str, ts: &str, live: &str) -> Vec<u8> {
+        format!(r#"{{"v":1,"timestamp":"{ts}","id":"{id}","type":"{ty}","livemode":{live},"data":{{}}}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn filters_combine() {
+        let args = SelectArgs {
+            source: ".".into(),
+            from: None,
+            to: parse_date("2026-11-26").ok(),
+            since: parse_instant("2026-11-20T00:00:00Z").ok(),
+            until: None,
+            types: vec!["invoice.*".into(), "charge.succeeded".into()],
+            ids: vec![],
+            ids_file: None,
+            livemode: Some(true),
+        };
+        let f = Filters::from_args(&args).expect("filters");
+        let ok = record("evt_1", "invoice.paid", "2026-11-26T23:59:59.999Z", "true");
+        assert!(f.matches(&Envelope::parse(&ok).expect("parse")));
+        for bad in [
+            record("evt_1", "invoice.paid", "2026-11-27T00:00:00.000Z", "true"),
+            record("evt_1", "invoice.paid", "2026-11-19T23:59:59.999Z", "true"),
+            record("evt_1", "charge.failed", "2026-11-26T00:00:00.000Z", "true"),
+            record("evt_1", "invoice.paid", "2026-11-26T00:00:00.000Z", "false"),
+            record("evt_1", "invoice.paid", "2026-11-26T00:00:00.000Z", "null"),
+        ] {
+            assert!(!f.matches(&Envelope::parse(&bad).expect("parse")));
+        }
+        let f = Filters::from_args(&SelectArgs {
+            ids: vec!["evt_2".into()],
+            livemode: None,
+            types: vec![],
+            ..args
+        })
+        .expect("filters");
+        assert!(!f.matches(&Envelope::parse(&ok).expect("parse")));
+        let two = record("evt_2", "x", "2026-11-21T00:00:00.000Z", "false");
+        assert!(f.matches(&Envelope::parse(&two).expect("parse")));
+    }
+
+    proptest! {
+        #[test]
+        fn a_literal_glob_matches_only_itself(a in "[a-z._]{0,12}", b in "[a-z._]{0,12}") {
+            prop_assert!(Glob::new(&a).matches(&a));
+            prop_assert_eq!(Glob::new(&a).matches(&b), a == b);
+        }
+
+        #[test]
+        fn star_prefix_and_suffix(prefix in "[a-z.]{0,6}", rest in "[a-z.]{0,10}") {
+            let text = format!("{prefix}{rest}");
+            let star = format!("{prefix}*");
+            prop_assert!(Glob::new(&star).matches(&text));
+            let star_suffix = format!("*{rest}");
+            prop_assert!(Glob::new(&star_suffix).matches(&text));
+            prop_assert!(Glob::new("*").matches(&text));
+        }
+    }
+}

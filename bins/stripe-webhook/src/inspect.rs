@@ -1,0 +1,252 @@
+//! `cat` (selected records as stored, NDJSON on stdout) and `stats` (counts by day and type).
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+
+use clap::Args;
+
+use crate::archive::{Archive, Source};
+use crate::filter::{Filters, SelectArgs};
+use crate::record::Envelope;
+use crate::select::for_each_selected;
+use crate::{Failure, Outcome};
+
+/// Arguments of `cat`.
+#[derive(Args, Debug)]
+pub(crate) struct CatArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Print only the first record of each event id.
+    #[arg(long)]
+    dedupe: bool,
+}
+
+/// Arguments of `stats`.
+#[derive(Args, Debug)]
+pub(crate) struct StatsArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Print the counts as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Writes every selected record to stdout exactly as stored, one per line.
+pub(crate) fn cat(archive: &Archive, args: &CatArgs) -> Result<Outcome, Failure> {
+    let source = Source::parse(&args.select.source)?;
+    let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
+    let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut write_error: Option<io::Error> = None;
+    let counts = for_each_selected(
+        archive,
+        &source,
+        &filters,
+        &mut |line, envelope| {
+            if args.dedupe && !seen.insert(envelope.id.into_owned()) {
+                return ControlFlow::Continue(());
+            }
+            match out
+                .write_all(line.bytes)
+                .and_then(|()| out.write_all(b"\n"))
+            {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    write_error = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        },
+        &mut |problem| {
+            eprintln!("unreadable: {problem}");
+            ControlFlow::Continue(())
+        },
+    )?;
+    if write_error.is_none()
+        && let Err(e) = out.flush()
+    {
+        write_error = Some(e);
+    }
+    match write_error {
+        // The reader went away (`| head`): not an error of ours.
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Outcome::Clean),
+        Some(e) => Err(Failure::Runtime(format!("writing to stdout: {e}"))),
+        None if counts.unreadable > 0 => {
+            eprintln!(
+                "{} unreadable line(s) or segment(s) (listed above)",
+                counts.unreadable
+            );
+            Ok(Outcome::Problems)
+        }
+        None => Ok(Outcome::Clean),
+    }
+}
+
+/// Counts of the selected records.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    records: u64,
+    distinct: HashSet<String>,
+    duplicate_copies: u64,
+    duplicated_ids: HashSet<String>,
+    raw_off: u64,
+    oversize: u64,
+    unreadable: u64,
+    by_day_type: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    fn add(&mut self, e: &Envelope<'_>) {
+        self.records += 1;
+        if !self.distinct.insert(e.id.to_string()) {
+            self.duplicate_copies += 1;
+            self.duplicated_ids.insert(e.id.to_string());
+        }
+        match (e.raw.is_some(), e.oversize.is_some()) {
+            (false, true) => self.oversize += 1,
+            (false, false) => self.raw_off += 1,
+            _ => {}
+        }
+        *self
+            .by_day_type
+            .entry(e.day().to_owned())
+            .or_default()
+            .entry(e.event_type.to_string())
+            .or_default() += 1;
+    }
+
+    fn by_day(&self) -> BTreeMap<&str, u64> {
+        self.by_day_type
+            .iter()
+            .map(|(day, types)| (day.as_str(), types.values().sum()))
+            .collect()
+    }
+
+    fn by_type(&self) -> BTreeMap<&str, u64> {
+        let mut out: BTreeMap<&str, u64> = BTreeMap::new();
+        for types in self.by_day_type.values() {
+            for (ty, n) in types {
+                *out.entry(ty.as_str()).or_default() += n;
+            }
+        }
+        out
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut duplicated: Vec<&String> = self.duplicated_ids.iter().collect();
+        duplicated.sort();
+        serde_json::json!({
+            "records": self.records,
+            "distinct_ids": self.distinct.len(),
+            "duplicate_copies": self.duplicate_copies,
+            "duplicated_ids": duplicated,
+            "raw_off": self.raw_off,
+            "oversize_pointers": self.oversize,
+            "unreadable": self.unreadable,
+            "by_day": self.by_day(),
+            "by_type": self.by_type(),
+            "by_day_and_type": self.by_day_type,
+        })
+    }
+
+    fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "records: {}  distinct ids: {}  duplicate copies: {} (of {} ids)",
+            self.records,
+            self.distinct.len(),
+            self.duplicate_copies,
+            self.duplicated_ids.len()
+        );
+        let _ = writeln!(
+            s,
+            "raw off (not replayable or verifiable): {}  oversize pointers: {}  unreadable: {}",
+            self.raw_off, self.oversize, self.unreadable
+        );
+        let _ = writeln!(s, "\nby day:");
+        for (day, n) in self.by_day() {
+            let _ = writeln!(s, "  {day}  {n:>10}");
+        }
+        let _ = writeln!(s, "\nby type:");
+        for (ty, n) in self.by_type() {
+            let _ = writeln!(s, "  {n:>10}  {ty}");
+        }
+        let _ = writeln!(s, "\nby day and type:");
+        for (day, types) in &self.by_day_type {
+            for (ty, n) in types {
+                let _ = writeln!(s, "  {day}  {n:>10}  {ty}");
+            }
+        }
+        s
+    }
+}
+
+/// Prints counts by day and type, duplicates by id, raw-off and oversize records.
+pub(crate) fn stats(archive: &Archive, args: &StatsArgs) -> Result<Outcome, Failure> {
+    let source = Source::parse(&args.select.source)?;
+    let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
+    let mut stats = Stats::default();
+    let counts = for_each_selected(
+        archive,
+        &source,
+        &filters,
+        &mut |_, envelope| {
+            stats.add(&envelope);
+            ControlFlow::Continue(())
+        },
+        &mut |problem| {
+            eprintln!("unreadable: {problem}");
+            ControlFlow::Continue(())
+        },
+    )?;
+    stats.unreadable = counts.unreadable;
+    if args.json {
+        println!("{}", stats.to_json());
+    } else {
+        print!("{}", stats.to_text());
+    }
+    Ok(if counts.unreadable > 0 {
+        Outcome::Problems
+    } else {
+        Outcome::Clean
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_days_types_duplicates_and_kinds() {
+        let mut stats = Stats::default();
+        let lines = [
+            r#"{"timestamp":"2026-11-26T01:00:00.000Z","id":"evt_1","type":"a","raw":"{}"}"#,
+            r#"{"timestamp":"2026-11-26T02:00:00.000Z","id":"evt_1","type":"a","raw":"{}"}"#,
+            r#"{"timestamp":"2026-11-27T02:00:00.000Z","id":"evt_2","type":"b"}"#,
+            r#"{"timestamp":"2026-11-27T03:00:00.000Z","id":"evt_3","type":"a","raw":null,"oversize":{"bucket":"b","key":"k","bytes":1,"sha256":"00"}}"#,
+        ];
+        for line in lines {
+            stats.add(&Envelope::parse(line.as_bytes()).expect("parse"));
+        }
+        let json = stats.to_json();
+        assert_eq!(json["records"], 4);
+        assert_eq!(json["distinct_ids"], 3);
+        assert_eq!(json["duplicate_copies"], 1);
+        assert_eq!(json["duplicated_ids"], serde_json::json!(["evt_1"]));
+        assert_eq!(json["raw_off"], 1);
+        assert_eq!(json["oversize_pointers"], 1);
+        assert_eq!(
+            json["by_day"],
+            serde_json::json!({"2026-11-26": 2, "2026-11-27": 2})
+        );
+        assert_eq!(json["by_type"], serde_json::json!({"a": 3, "b": 1}));
+        assert_eq!(json["by_day_and_type"]["2026-11-27"]["b"], 1);
+        let text = stats.to_text();
+        assert!(text.contains("duplicate copies: 1 (of 1 ids)"), "{text}");
+        let row = format!("  2026-11-27  {:>10}  b", 1);
+        assert!(text.contains(&row), "{text}");
+    }
+}
