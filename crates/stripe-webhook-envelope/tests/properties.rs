@@ -226,14 +226,14 @@ fn check_against_serde_json(bytes: &[u8]) {
     if accepted_as_json(&r) {
         assert!(serde_json::from_slice::<IgnoredAny>(bytes).is_ok(), "{r:?}");
     }
-    if let Ok(v) = value {
-        if v.get("id").is_some_and(Value::is_string) && v.get("type").is_some_and(Value::is_string)
-        {
-            assert!(
-                matches!(r, Ok(_) | Err(EnvelopeError::DuplicateField { .. })),
-                "{r:?}"
-            );
-        }
+    if let Ok(v) = value
+        && v.get("id").is_some_and(Value::is_string)
+        && v.get("type").is_some_and(Value::is_string)
+    {
+        assert!(
+            matches!(r, Ok(_) | Err(EnvelopeError::DuplicateField { .. })),
+            "{r:?}"
+        );
     }
     if let Ok(record) = r {
         assert_one_line(record.line());
