@@ -42,6 +42,11 @@ mod verifier;
 #[cfg(test)]
 mod rules;
 
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use error::{ConfigError, MalformedHeader, SecretSource, VerifyError};
 pub use header::{MAX_HEADER_BYTES, MAX_TIMESTAMP, MAX_V1_SIGNATURES, SignatureHeader};
 pub use secret::{SECRET_ENV_VAR, Secret, WHSEC_PREFIX, parse_secrets, parse_secrets_named};
