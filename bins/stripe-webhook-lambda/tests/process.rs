@@ -1,0 +1,185 @@
+//! Process test: the real `bootstrap` binary against the testkit's Runtime API emulator, through
+//! several invocations of every event shape, with the file sink in a temporary directory.
+
+mod support;
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stripe_webhook_testkit::archive;
+use stripe_webhook_testkit::lambda_runtime_api::{InvocationResult, LambdaRuntimeApi};
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn spawn(api: &LambdaRuntimeApi, envs: &[(&str, &str)], log: &Path) -> Child {
+    let log = File::create(log).expect("create log");
+    Command::new(env!("CARGO_BIN_EXE_stripe-webhook-lambda"))
+        .env_clear()
+        .envs(api.function_env())
+        .env("RUST_LOG", "info")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn the lambda binary")
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if started.elapsed() > within {
+            let _ = child.kill();
+            panic!("the lambda process did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exact() {
+    let api = LambdaRuntimeApi::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive_dir = dir.path().join("archive");
+    let log = dir.path().join("lambda.log");
+    let started = Instant::now();
+    let mut child = spawn(
+        &api,
+        &[
+            ("SINK", "file"),
+            ("ARCHIVE_DIR", archive_dir.to_str().expect("utf-8 path")),
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ],
+        &log,
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let first_poll = api
+        .wait_first_poll(TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no /invocation/next within {TIMEOUT:?}; log:\n{}", logs()));
+    let init = first_poll - started;
+    eprintln!("init (process start to first /invocation/next): {init:?}");
+    assert!(init < Duration::from_secs(10), "init took {init:?}");
+
+    // Accepted: every shape, text and base64, real bodies.
+    let mut accepted = Vec::new();
+    for (i, shape) in SHAPES.iter().enumerate() {
+        for base64 in [false, true] {
+            let body = stripe_body(BODIES[i % BODIES.len()]);
+            let event = webhook_event(shape, &body, base64, Some(&sign(&body)));
+            let result = api.invoke(&event, TIMEOUT).await;
+            let (status, _) = check_response(shape, &result.json());
+            assert_eq!(status, 200, "{shape} base64={base64}; log:\n{}", logs());
+            accepted.push(body);
+        }
+    }
+
+    // Refused, answered in shape.
+    let body = stripe_body("customer.created.json");
+    let forged = webhook_event("apigw-rest-v1", &body, false, Some(&sign(b"other")));
+    let (status, json) = check_response("apigw-rest-v1", &api.invoke(&forged, TIMEOUT).await.json());
+    assert_eq!((status, json["reason"].as_str()), (400, Some("no_matching_signature")));
+    let mut bad_base64 = webhook_event("alb", &body, true, Some(&sign(&body)));
+    bad_base64["body"] = "%%%not-base64%%%".into();
+    let (status, json) = check_response("alb", &api.invoke(&bad_base64, TIMEOUT).await.json());
+    assert_eq!((status, json["reason"].as_str()), (400, Some("bad_body_encoding")));
+
+    // Not an HTTP event, and not even JSON: reported as invocation errors, the runtime goes on.
+    match api.invoke(&json!({"key1": "value1"}), TIMEOUT).await {
+        InvocationResult::Error { body, .. } => {
+            let error: Value = serde_json::from_slice(&body).expect("error JSON");
+            assert_eq!(error["errorType"], "NotAnHttpEvent", "{error}");
+        }
+        other => panic!("expected an invocation error, got {other:?}"),
+    }
+    let id = api.enqueue_raw(bytes::Bytes::from_static(b"this is not JSON"));
+    let result = api.wait_result(&id, TIMEOUT).await.expect("an answer");
+    assert!(matches!(result, InvocationResult::Error { .. }), "{result:?}");
+
+    // Still serving after the errors.
+    let body = stripe_body("customer.created.json");
+    let event = webhook_event("function-url", &body, true, Some(&sign(&body)));
+    assert_eq!(check_response("function-url", &api.invoke(&event, TIMEOUT).await.json()).0, 200);
+    accepted.push(body);
+    assert!(api.in_flight().is_empty());
+
+    // Every acknowledged record is readable before shutdown (the open segment).
+    let records = archive::read_records(&archive_dir);
+    assert_eq!(records.len(), accepted.len(), "log:\n{}", logs());
+
+    // SIGTERM: the sink is closed (segments sealed) and the process exits 0.
+    sigterm(&child);
+    let status = wait_exit(&mut child, TIMEOUT);
+    let logs = logs();
+    assert!(status.success(), "exit {status}; log:\n{logs}");
+
+    let records = archive::read_records(&archive_dir);
+    assert_eq!(records.len(), accepted.len());
+    for (record, body) in records.iter().zip(&accepted) {
+        assert_eq!(record["raw"].as_str().map(str::as_bytes), Some(body.as_slice()));
+    }
+    assert!(
+        archive::segment_files(&archive_dir)
+            .iter()
+            .all(|p| p.to_string_lossy().ends_with(".ndjson.gz")),
+        "segments sealed on shutdown: {:?}",
+        archive::segment_files(&archive_dir)
+    );
+
+    // JSON logs: one init line, one line per archived webhook.
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line not JSON ({e}): {l}")))
+        .collect();
+    let count = |message: &str| {
+        lines
+            .iter()
+            .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with(message)))
+            .count()
+    };
+    assert_eq!(count("initialised"), 1, "{logs}");
+    assert_eq!(count("webhook archived"), accepted.len(), "{logs}");
+    assert!(!logs.contains(SECRET), "the secret must never be logged");
+    let init_ms = lines
+        .iter()
+        .find_map(|l| l["init_ms"].as_f64())
+        .expect("init_ms logged");
+    eprintln!("init inside the process (main to runtime loop): {init_ms:.2} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_error_is_reported_to_init_error_and_the_process_exits() {
+    let api = LambdaRuntimeApi::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("lambda.log");
+    let mut child = spawn(&api, &[("SINK", "memory")], &log);
+    let report = api
+        .wait_init_error(TIMEOUT)
+        .await
+        .expect("an /init/error report");
+    assert_eq!(report.error_type.as_deref(), Some("Runtime.InitError"));
+    let body: Value = serde_json::from_slice(&report.body).expect("JSON");
+    assert!(
+        body["errorMessage"].as_str().is_some_and(|m| m.contains("STRIPE_WEBHOOK_SECRET")),
+        "{body}"
+    );
+    let status = wait_exit(&mut child, TIMEOUT);
+    assert!(!status.success());
+    assert!(api.next_polls().is_empty(), "no invocation after a failed init");
+}
