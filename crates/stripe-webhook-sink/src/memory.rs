@@ -136,3 +136,76 @@ impl RecordSink for MemorySink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
+
+    fn record(id: &str) -> Record {
+        let body = format!(r#"{{"id":"{id}","type":"x.y","object":"event","data":{{}}}}"#);
+        encode(
+            Bytes::from(body),
+            "t=1,v1=00",
+            ReceivedAt::from_unix_millis(1_795_731_281_123),
+            &EnvelopeOptions::default(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bounded_in_order_and_inspectable() {
+        let sink = MemorySink::new(2);
+        sink.put(record("evt_1")).await.unwrap();
+        sink.put(record("evt_2")).await.unwrap();
+        let full = sink.put(record("evt_3")).await.unwrap_err();
+        assert_eq!(full.kind(), SinkErrorKind::Overloaded);
+        assert_eq!(sink.len(), 2);
+        let ids: Vec<String> = sink.records().iter().map(|r| r.id().to_owned()).collect();
+        assert_eq!(ids, ["evt_1", "evt_2"]);
+        assert_eq!(sink.lines()[1], record("evt_2").line());
+        assert_eq!(sink.take().len(), 2);
+        assert!(sink.is_empty());
+        sink.put(record("evt_3")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn injected_failures() {
+        let sink = MemorySink::new(10);
+        sink.fail_next(SinkErrorKind::Timeout);
+        sink.fail_next(SinkErrorKind::Permanent);
+        assert_eq!(
+            sink.put(record("a")).await.unwrap_err().kind(),
+            SinkErrorKind::Timeout
+        );
+        assert_eq!(
+            sink.put(record("a")).await.unwrap_err().kind(),
+            SinkErrorKind::Permanent
+        );
+        sink.put(record("a")).await.unwrap();
+
+        sink.set_failure(Some(SinkErrorKind::Unavailable));
+        for _ in 0..2 {
+            assert_eq!(
+                sink.put(record("b")).await.unwrap_err().kind(),
+                SinkErrorKind::Unavailable
+            );
+        }
+        assert!(sink.healthcheck().await.is_err());
+        sink.set_failure(None);
+        sink.healthcheck().await.unwrap();
+        sink.put(record("b")).await.unwrap();
+        assert_eq!(sink.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn refuses_puts_after_shutdown() {
+        let sink = MemorySink::new(10);
+        sink.put(record("a")).await.unwrap();
+        sink.shutdown().await.unwrap();
+        let err = sink.put(record("b")).await.unwrap_err();
+        assert_eq!(err.kind(), SinkErrorKind::ShuttingDown);
+        assert_eq!(sink.len(), 1, "records stay inspectable after shutdown");
+        sink.flush().await.unwrap();
+    }
+}

@@ -307,7 +307,10 @@ impl FileSink {
     }
 
     fn shutting_down() -> SinkError {
-        SinkError::new(SinkErrorKind::ShuttingDown, "the file sink is shutting down")
+        SinkError::new(
+            SinkErrorKind::ShuttingDown,
+            "the file sink is shutting down",
+        )
     }
 
     /// Sends a command, waiting for queue space (on the blocking pool) if needed. `false` if the

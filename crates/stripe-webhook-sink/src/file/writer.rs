@@ -207,7 +207,8 @@ impl Writer {
             match append_and_sync(&mut open.file, &self.buf) {
                 Ok(()) => {
                     open.len += self.buf.len() as u64;
-                    self.counters.committed(chunk.len() as u64, self.buf.len() as u64);
+                    self.counters
+                        .committed(chunk.len() as u64, self.buf.len() as u64);
                     for put in chunk {
                         let _ = put.ack.send(Ok(()));
                     }
@@ -336,16 +337,21 @@ fn segment_for<'a>(
                     io_error(&format!("creating a segment in {}", dir.display()), &e)
                 })?;
             counters.segment_created();
-            let millis = received_at.unix_millis();
             Ok(entry.insert(OpenSegment {
                 segment,
                 file,
                 len: 0,
                 opened: Instant::now(),
-                day_end_millis: millis - millis.rem_euclid(DAY_MILLIS) + DAY_MILLIS,
+                day_end_millis: day_end_millis(received_at),
             }))
         }
     }
+}
+
+/// The end of `t`'s UTC day in Unix milliseconds (Unix time has no leap seconds: days are equal).
+fn day_end_millis(t: ReceivedAt) -> i64 {
+    let millis = t.unix_millis();
+    millis - millis.rem_euclid(DAY_MILLIS) + DAY_MILLIS
 }
 
 fn append_and_sync(file: &mut File, buf: &[u8]) -> io::Result<()> {
@@ -370,4 +376,147 @@ fn refuse(command: Command) {
         Command::Flush(ack) | Command::Shutdown(ack) => ack,
     };
     let _ = ack.send(Ok(()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::io::Read;
+    use std::sync::mpsc;
+
+    const T: i64 = 1_795_731_281_123; // 2026-11-26T22:14:41.123Z
+
+    fn put(line: &str, millis: i64) -> (Put, oneshot::Receiver<Result<(), SinkError>>) {
+        let (ack, answer) = oneshot::channel();
+        let put = Put {
+            line: Bytes::copy_from_slice(line.as_bytes()),
+            received_at: ReceivedAt::from_unix_millis(millis),
+            ack,
+        };
+        (put, answer)
+    }
+
+    fn writer(dir: &std::path::Path) -> (Writer, mpsc::Receiver<SealCommand>) {
+        let (tx, rx) = mpsc::channel();
+        let settings = Settings {
+            dir: dir.to_path_buf(),
+            max_segment_bytes: 1 << 20,
+            max_segment_age: Duration::from_secs(3600),
+            day_seal_grace: Duration::from_secs(120),
+        };
+        (Writer::new(settings, Arc::default(), tx), rx)
+    }
+
+    #[test]
+    fn day_end_is_the_next_utc_midnight() {
+        let midnight = 1_795_737_600_000; // 2026-11-27T00:00:00.000Z
+        assert_eq!(day_end_millis(ReceivedAt::from_unix_millis(T)), midnight);
+        assert_eq!(
+            day_end_millis(ReceivedAt::from_unix_millis(midnight - 1)),
+            midnight
+        );
+        assert_eq!(
+            day_end_millis(ReceivedAt::from_unix_millis(midnight)),
+            midnight + DAY_MILLIS
+        );
+    }
+
+    #[test]
+    fn one_write_and_one_sync_per_touched_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _seals) = writer(dir.path());
+        let next_day = T + DAY_MILLIS;
+        let (mut puts, answers): (Vec<_>, Vec<_>) = [
+            ("{\"a\":1}\n", T),
+            ("{\"b\":2}\n", next_day),
+            ("{\"c\":3}\n", T),
+        ]
+        .into_iter()
+        .map(|(line, millis)| put(line, millis))
+        .unzip();
+        w.commit(&mut puts);
+        for answer in answers {
+            answer.blocking_recv().unwrap().unwrap();
+        }
+        let stats = w.counters.snapshot();
+        assert_eq!((stats.records, stats.batches, stats.syncs), (3, 1, 2));
+        let day = |millis: i64| ReceivedAt::from_unix_millis(millis).partition();
+        let read = |millis| fs::read(w.segments[&day(millis)].segment.open_path()).unwrap();
+        assert_eq!(read(T), b"{\"a\":1}\n{\"c\":3}\n");
+        assert_eq!(read(next_day), b"{\"b\":2}\n");
+    }
+
+    #[test]
+    fn failed_write_is_not_acknowledged_and_never_glued_onto() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, seals) = writer(dir.path());
+        let partition = ReceivedAt::from_unix_millis(T).partition();
+        let (first, answer) = put("{\"n\":1}\n", T);
+        w.commit(&mut vec![first]);
+        answer.blocking_recv().unwrap().unwrap();
+
+        // A torn write reached the file, and the handle can no longer write.
+        let path = w.segments[&partition].segment.open_path();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"tor")
+            .unwrap();
+        w.segments.get_mut(&partition).unwrap().file = File::open(&path).unwrap();
+        let (second, answer) = put("{\"n\":2}\n", T);
+        w.commit(&mut vec![second]);
+        let error = answer.blocking_recv().unwrap().unwrap_err();
+        assert_eq!(error.kind(), SinkErrorKind::Unavailable);
+        assert_eq!(w.counters.snapshot().write_errors, 1);
+        assert!(
+            !w.segments.contains_key(&partition),
+            "the failed segment is retired"
+        );
+
+        // The retired segment is sealed with its last good length only.
+        let Ok(SealCommand::Seal(job)) = seals.try_recv() else {
+            panic!("the failed segment was not handed to the sealer");
+        };
+        assert_eq!(job.valid_len, 8);
+        let writable = segment::open_existing(&path).unwrap();
+        segment::seal(&job.segment, &writable, job.valid_len, true).unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(File::open(job.segment.path(segment::Role::Gz)).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "{\"n\":1}\n");
+
+        // The next record goes to a fresh segment.
+        let (third, answer) = put("{\"n\":3}\n", T);
+        w.commit(&mut vec![third]);
+        answer.blocking_recv().unwrap().unwrap();
+        let fresh = w.segments[&partition].segment.open_path();
+        assert_ne!(fresh, path);
+        assert_eq!(fs::read(fresh).unwrap(), b"{\"n\":3}\n");
+    }
+
+    #[test]
+    fn size_limit_splits_a_batch_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, seals) = writer(dir.path());
+        w.settings.max_segment_bytes = 16; // two 8-byte lines per segment
+        let (mut puts, answers): (Vec<_>, Vec<_>) =
+            (0..5).map(|n| put(&format!("{{\"n\":{n}}}\n"), T)).unzip();
+        w.commit(&mut puts);
+        for answer in answers {
+            answer.blocking_recv().unwrap().unwrap();
+        }
+        let sealed: Vec<u64> = seals
+            .try_iter()
+            .map(|command| match command {
+                SealCommand::Seal(job) => job.valid_len,
+                _ => panic!("unexpected sealer command"),
+            })
+            .collect();
+        assert_eq!(sealed, [16, 16]);
+        assert_eq!(w.segments.len(), 1);
+        assert_eq!(w.counters.snapshot().syncs, 3);
+    }
 }
