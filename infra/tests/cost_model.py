@@ -9,7 +9,9 @@ constants here when prices change, then regenerate the README block:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
+import re
 from dataclasses import dataclass
 
 GIB = 1024**3
@@ -58,9 +60,13 @@ class Variant:
 
     @property
     def gzip_ratio(self) -> float:
-        """Compressed / raw size of the distinct records concatenated, as one Firehose object."""
-        data = b"".join(self.lines[k] for k in sorted(self.lines))
-        return len(gzip.compress(data, compresslevel=6)) / len(data)
+        """Compressed / raw size of the distinct records concatenated, as one Firehose object.
+
+        The receipt time and the signature differ on every run; they are replaced by same-length
+        stand-ins (a fixed time, a hash of the event id as the HMAC) so the table is reproducible.
+        """
+        data = b"".join(_stable(self.lines[k]) for k in sorted(self.lines))
+        return len(gzip.compress(data, compresslevel=6, mtime=0)) / len(data)
 
 
 def _usd(x: float) -> str:
@@ -128,3 +134,10 @@ def _body_bytes(line: bytes) -> int:
     import json
 
     return len(json.loads(line)["raw"].encode("utf-8"))
+
+
+def _stable(line: bytes) -> bytes:
+    event_id = re.search(rb'"id":"([^"]+)"', line).group(1)  # type: ignore[union-attr]
+    line = re.sub(rb'"timestamp":"[^"]{24}"', b'"timestamp":"2026-01-01T00:00:00.000Z"', line, count=1)
+    mac = hashlib.sha256(event_id).hexdigest().encode()
+    return re.sub(rb'("signature":"t=)\d{10},v1=[0-9a-f]{64}"', rb"\g<1>1767225600,v1=" + mac + b'"', line, count=1)
