@@ -40,7 +40,7 @@ pub struct FirehoseSinkConfig {
     /// The S3 bucket for bodies of records over [`MAX_RECORD_BYTES`] (`OVERSIZE_S3_BUCKET`). Without
     /// it such records fail [`stripe_webhook_sink::SinkErrorKind::Permanent`].
     pub oversize_bucket: Option<String>,
-    /// The key prefix in the oversize bucket (default `oversize/`).
+    /// The key prefix in the oversize bucket (default `oversize/`; a missing trailing `/` is added).
     pub oversize_prefix: String,
     /// How long `shutdown` waits for queued records to be sent before failing the rest (default 6 s).
     pub shutdown_timeout: Duration,
@@ -88,6 +88,9 @@ impl FirehoseSinkConfig {
             MAX_BATCH_BYTES,
         );
         self.retry_max_backoff = self.retry_max_backoff.max(self.retry_base);
+        if !self.oversize_prefix.is_empty() && !self.oversize_prefix.ends_with('/') {
+            self.oversize_prefix.push('/');
+        }
         self
     }
 }
@@ -122,7 +125,9 @@ mod tests {
         c.max_in_flight = 0;
         c.max_batch_records = 10_000;
         c.max_batch_bytes = 1;
+        c.oversize_prefix = "big".to_owned();
         let c = c.normalized();
+        assert_eq!(c.oversize_prefix, "big/");
         assert_eq!(c.max_in_flight, 1);
         assert_eq!(c.max_batch_records, MAX_BATCH_RECORDS);
         assert!(c.max_batch_bytes >= wire_len(MAX_RECORD_BYTES));
