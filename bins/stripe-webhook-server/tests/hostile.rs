@@ -1,0 +1,452 @@
+//! Hostile input against the real server binary: slow clients, lying lengths, garbage, thousands of
+//! malformed signatures, replays, smuggling attempts, every other path and method. Each gets its
+//! precise status, nothing is archived, the server stays up and its memory stays bounded.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use stripe_webhook_testkit::archive::read_records;
+use stripe_webhook_testkit::http::{post_webhook, request};
+use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_verify::{Secret, signature_header};
+
+const SECRET: &str = "whsec_hostile_test";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+fn sign(t: i64, body: &[u8]) -> String {
+    signature_header(&[&Secret::new(SECRET).expect("secret")], t, body)
+}
+
+fn event(id: &str) -> Vec<u8> {
+    format!(r#"{{"id":"{id}","object":"event","type":"invoice.paid","created":1,"livemode":false,"data":{{"object":{{"id":"in_1"}}}}}}"#)
+        .into_bytes()
+}
+
+fn start(archive: &Path, extra: &[(&str, &str)]) -> ServerProcess {
+    let mut envs = vec![
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ("SINK", "file"),
+        ("ARCHIVE_DIR", archive.to_str().expect("utf-8")),
+    ];
+    envs.extend_from_slice(extra);
+    ServerProcess::start(bin(), &envs)
+}
+
+/// Sends raw bytes and reads the answer (until close or `wait`).
+fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(wait)).expect("timeout");
+    stream.write_all(bytes).expect("write");
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+fn status_of(raw: &[u8]) -> u16 {
+    std::str::from_utf8(raw.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn assert_alive(server: &ServerProcess) {
+    let health = request(server.addr, "GET", "/health", &[], b"").expect("health");
+    assert_eq!(health.status, 200, "server still serving");
+}
+
+#[test]
+fn slow_clients_cannot_exhaust_connections() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(
+        archive.path(),
+        &[
+            ("HEADER_READ_TIMEOUT_SECS", "1"),
+            ("BODY_READ_TIMEOUT_SECS", "1"),
+            ("MAX_CONNECTIONS", "32"),
+        ],
+    );
+    // 100 slowloris connections dribbling headers, more than the connection cap.
+    let mut slow: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).expect("connect");
+            s.write_all(b"POST /webhook/stripe HTTP/1.1\r\nHo")
+                .expect("write");
+            s
+        })
+        .collect();
+    for s in &mut slow {
+        let _ = s.write_all(b"s");
+    }
+    // A legitimate webhook still gets through once the slow ones time out.
+    let started = Instant::now();
+    let body = event("evt_after_slowloris");
+    let r = post_webhook(server.addr, Some(&sign(now(), &body)), &body).expect("post");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A body dribbled byte by byte past the body timeout: 408, nothing archived.
+    let body = event("evt_dribbled");
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let head = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {}\r\nContent-Length: {}\r\n\r\n",
+        sign(now(), &body),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("head");
+    let mut answer = Vec::new();
+    for b in &body {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        s.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 512];
+        if let Ok(n) = s.read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+            if n > 0 {
+                break;
+            }
+        }
+        s.set_nonblocking(false).expect("blocking");
+    }
+    s.set_nonblocking(false).expect("blocking");
+    let _ = s.read_to_end(&mut answer);
+    assert_eq!(
+        status_of(&answer),
+        408,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(slow);
+    assert_alive(&server);
+    server.terminate();
+    let records = read_records(archive.path());
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["id"], "evt_after_slowloris");
+}
+
+#[test]
+fn lying_lengths_garbage_and_smuggling_are_refused() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(
+        archive.path(),
+        &[("BODY_READ_TIMEOUT_SECS", "2"), ("MAX_BODY_BYTES", "65536")],
+    );
+    let body = event("evt_hostile");
+    let sig = sign(now(), &body);
+    let wait = Duration::from_secs(10);
+
+    // Content-Length larger than what is sent, connection left open: 408 after the body timeout.
+    let head = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len() + 100
+    );
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(&body).expect("body");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert_eq!(status_of(&out), 408, "{}", String::from_utf8_lossy(&out));
+
+    // Content-Length larger than what is sent, then the client half-closes: 400, not archived.
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(&body).expect("body");
+    s.shutdown(std::net::Shutdown::Write).expect("half close");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(
+        out.is_empty() || status_of(&out) == 400,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // Content-Length shorter than the body: the signature covers the whole body, so the truncated
+    // body does not verify; the leftover bytes are not a request.
+    let mut req = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len() - 5
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let out = raw_exchange(server.addr, &req, wait);
+    assert_eq!(status_of(&out), 400, "{}", String::from_utf8_lossy(&out));
+
+    // Both Content-Length and Transfer-Encoding (request smuggling): the chunked framing wins, the
+    // connection is closed after the answer (RFC 9112 6.3), so a request hidden behind the body
+    // is never processed.
+    let smuggled = event("evt_smuggled");
+    let mut req = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {sig}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    req.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+    req.extend_from_slice(&body);
+    req.extend_from_slice(b"\r\n0\r\n\r\n");
+    req.extend_from_slice(
+        format!(
+            "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {}\r\nContent-Length: {}\r\n\r\n",
+            sign(now(), &smuggled),
+            smuggled.len()
+        )
+        .as_bytes(),
+    );
+    req.extend_from_slice(&smuggled);
+    let out = raw_exchange(server.addr, &req, wait);
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(status_of(&out), 200, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("HTTP/1.1").count(),
+        1,
+        "one answer only: {text}"
+    );
+
+    // Header injection attempts: a NUL or bare CR in a header value, obs-fold continuation lines.
+    for injected in [
+        &b"Stripe-Signature: t=1\0,v1=00\r\n"[..],
+        b"Stripe-Signature: t=1\r,v1=00\r\n",
+        b"Stripe-Signature: t=1,\r\n v1=00\r\n",
+        b"Stripe-Signature\r\n",
+    ] {
+        let mut req = b"POST /webhook/stripe HTTP/1.1\r\nHost: x\r\n".to_vec();
+        req.extend_from_slice(injected);
+        req.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        req.extend_from_slice(&body);
+        let out = raw_exchange(server.addr, &req, wait);
+        assert_eq!(
+            status_of(&out),
+            400,
+            "{:?}: {}",
+            String::from_utf8_lossy(injected),
+            String::from_utf8_lossy(&out)
+        );
+    }
+
+    // Garbage and binary bodies, signed or not.
+    let mut rng_state = 0x2545_f491_4f6c_dd1d_u64;
+    for len in [1usize, 7, 100, 4096, 60_000] {
+        let garbage: Vec<u8> = (0..len)
+            .map(|_| {
+                rng_state ^= rng_state << 13;
+                rng_state ^= rng_state >> 7;
+                rng_state ^= rng_state << 17;
+                rng_state as u8
+            })
+            .collect();
+        let unsigned = post_webhook(server.addr, Some("t=1,v1=abc"), &garbage).expect("post");
+        assert_eq!(unsigned.status, 400);
+        let signed =
+            post_webhook(server.addr, Some(&sign(now(), &garbage)), &garbage).expect("post");
+        assert_eq!(signed.status, 400, "signed garbage is not an event");
+        assert!(signed.text().contains("not a Stripe event"));
+    }
+
+    // Replay of a captured request after the tolerance.
+    drop(server);
+    let server = start(archive.path(), &[("SIGNATURE_TOLERANCE_SECS", "1")]);
+    let captured = event("evt_captured");
+    let t = now();
+    let header = sign(t, &captured);
+    let first = post_webhook(server.addr, Some(&header), &captured).expect("post");
+    assert_eq!(first.status, 200, "{}", first.text());
+    while now() - t <= 1 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let replayed = post_webhook(server.addr, Some(&header), &captured).expect("post");
+    assert_eq!(replayed.status, 400);
+    assert!(
+        replayed.text().contains("stale_timestamp"),
+        "{}",
+        replayed.text()
+    );
+
+    assert_alive(&server);
+    server.terminate();
+    let ids: Vec<_> = read_records(archive.path())
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["evt_hostile".to_owned(), "evt_captured".to_owned()],
+        "only the genuine events are archived; nothing smuggled, truncated or replayed"
+    );
+}
+
+#[test]
+fn ten_thousand_malformed_signatures_get_400_with_bounded_memory() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let addr = server.addr;
+    let body = event("evt_never");
+    let t = now();
+    let threads: Vec<_> = (0..8u64)
+        .map(|seed| {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (seed + 1).wrapping_mul(0x1000_0000_01b3);
+                let mut next = move || {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state
+                };
+                let alphabet = b"t=v1,0123456789abcdefABCDEF =,;\"'\\x-_";
+                // One keep-alive connection per thread; reconnect when the server closes it.
+                let mut stream = TcpStream::connect(addr).expect("connect");
+                stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+                let mut statuses = [0u32; 600];
+                for i in 0..1250 {
+                    let len = (next() % 200) as usize;
+                    let mut header: String = (0..len)
+                        .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+                        .collect();
+                    if i % 3 == 0 {
+                        header = format!("t={t},v1={}", &header[..header.len().min(64)]);
+                    }
+                    let req = format!(
+                        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {header}\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let mut sent = stream.write_all(req.as_bytes()).and_then(|()| stream.write_all(&body));
+                    if sent.is_err() {
+                        stream = TcpStream::connect(addr).expect("reconnect");
+                        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+                        sent = stream.write_all(req.as_bytes()).and_then(|()| stream.write_all(&body));
+                    }
+                    sent.expect("send");
+                    let status = read_one_response(&mut stream);
+                    statuses[status as usize] += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut total = [0u32; 600];
+    for t in threads {
+        for (i, n) in t.join().expect("thread").iter().enumerate() {
+            total[i] += n;
+        }
+    }
+    assert_eq!(total[400], 10_000, "every malformed header answered 400");
+    let rss = rss_kib(server.pid());
+    assert!(
+        rss > 0 && rss < 200 * 1024,
+        "RSS {rss} KiB after 10,000 bad requests"
+    );
+    assert_alive(&server);
+    server.terminate();
+    assert!(read_records(archive.path()).is_empty());
+}
+
+/// Reads one keep-alive response (head + Content-Length body) and returns its status.
+fn read_one_response(stream: &mut TcpStream) -> u16 {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return 0,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = stream.read_exact(&mut body);
+    status_of(&buf)
+}
+
+#[test]
+fn every_other_path_and_method_is_404_or_405() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let body = event("evt_wrong_door");
+    let sig = sign(now(), &body);
+    for method in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let r = request(
+            server.addr,
+            method,
+            "/webhook/stripe",
+            &[("Stripe-Signature", &sig)],
+            &body,
+        )
+        .expect("request");
+        assert_eq!(r.status, 405, "{method}");
+    }
+    for path in [
+        "/",
+        "/webhook",
+        "/webhook/stripe/",
+        "/webhook/stripe/x",
+        "/WEBHOOK/STRIPE",
+        "/webhook/stripe%2f",
+        "/../webhook/stripe",
+        "/health/x",
+        "/metrics.txt",
+        "/favicon.ico",
+    ] {
+        let r = request(
+            server.addr,
+            "POST",
+            path,
+            &[("Stripe-Signature", &sig)],
+            &body,
+        )
+        .expect("request");
+        assert_eq!(r.status, 404, "{path}");
+    }
+    // A query string does not change the route.
+    let r = request(
+        server.addr,
+        "POST",
+        "/webhook/stripe?x=1",
+        &[("Stripe-Signature", &sig)],
+        &body,
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_alive(&server);
+    server.terminate();
+    assert_eq!(read_records(archive.path()).len(), 1);
+}
