@@ -444,15 +444,17 @@ fn list_local(dir: &Path, top: bool, out: &mut Vec<(PathBuf, u64)>) -> io::Resul
             if !(top && NOT_RECORDS.contains(&name)) {
                 list_local(&path, false, out)?;
             }
-        } else if meta.is_file()
-            && !name.ends_with(".tmp")
-            && !name.ends_with(".creating")
-            && !(name.ends_with(".ndjson") && path.with_file_name(format!("{name}.gz")).exists())
-        {
+        } else if meta.is_file() && is_segment_name(&path, name) {
             out.push((path, meta.len()));
         }
     }
     Ok(())
+}
+
+fn is_segment_name(path: &Path, name: &str) -> bool {
+    let temporary = name.ends_with(".tmp") || name.ends_with(".creating");
+    let mid_seal = name.ends_with(".ndjson") && path.with_file_name(format!("{name}.gz")).exists();
+    !temporary && !mid_seal
 }
 
 /// A blocking [`Read`] over an S3 object body, driven on the runtime from a non-runtime thread.

@@ -204,6 +204,7 @@ pub(crate) fn replay(
     handle: &Handle,
     args: &ReplayArgs,
 ) -> Result<Outcome, Failure> {
+    let _runtime = handle.enter();
     let source = Source::parse(&args.select.source)?;
     let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
     let target = args
@@ -303,12 +304,12 @@ pub(crate) fn replay(
             }
             shared.summary().selected += 1;
             let id = envelope.id.as_ref();
-            if already_sent.contains(id) {
-                shared.summary().skip(SKIP_CHECKPOINT);
-                return ControlFlow::Continue(());
-            }
             if !args.no_dedupe && !seen.insert(id.to_owned()) {
                 shared.summary().skip(SKIP_DUPLICATE);
+                return ControlFlow::Continue(());
+            }
+            if already_sent.contains(id) {
+                shared.summary().skip(SKIP_CHECKPOINT);
                 return ControlFlow::Continue(());
             }
             let body = match envelope.body() {
