@@ -197,6 +197,30 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 /// directory) or [`SinkErrorKind::Unavailable`] (everything else, e.g. disk full: may clear). After
 /// a failed write or sync, the records of that batch are not acknowledged, the segment is cut back
 /// to its last synced length and retired, and later records go to a new segment.
+///
+/// ```
+/// use bytes::Bytes;
+/// use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
+/// use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap(); // ARCHIVE_DIR
+/// let (sink, report) = FileSink::open(FileSinkConfig::new(dir.path())).await.unwrap();
+/// report.log();
+/// sink.healthcheck().await.unwrap();
+///
+/// let body = Bytes::from_static(br#"{"id":"evt_1","object":"event","type":"charge.succeeded","data":{}}"#);
+/// let received_at = ReceivedAt::now();
+/// let record = encode(body, "t=1,v1=00", received_at, &EnvelopeOptions::default()).unwrap();
+/// sink.put(record).await.unwrap(); // durable: written and fdatasync'ed
+/// sink.shutdown().await.unwrap(); // seals: the segment is now a .ndjson.gz
+///
+/// let partition = dir.path().join("webhooks").join(received_at.partition().to_string());
+/// let sealed = std::fs::read_dir(partition).unwrap().next().unwrap().unwrap();
+/// assert!(sealed.file_name().to_str().unwrap().ends_with(".ndjson.gz"));
+/// assert_eq!(sink.stats().records, 1);
+/// # });
+/// ```
 pub struct FileSink {
     tx: mpsc::SyncSender<Command>,
     closing: AtomicBool,

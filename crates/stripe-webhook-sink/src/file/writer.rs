@@ -24,6 +24,8 @@ const MAX_BATCH: usize = 4096;
 /// The writer wakes at least this often to seal segments that reached their age or day end.
 const MAX_IDLE: Duration = Duration::from_secs(30);
 const DAY_MILLIS: i64 = 86_400_000;
+/// The write buffer is released when a batch grew it beyond this.
+const KEEP_BUF_BYTES: usize = 8 * 1024 * 1024;
 
 pub(crate) type Ack = oneshot::Sender<Result<(), SinkError>>;
 
@@ -159,6 +161,10 @@ impl Writer {
                 .count();
             let group: Vec<Put> = puts.drain(..n).collect();
             self.commit_partition(partition, group);
+        }
+        // Do not keep a segment-sized buffer around after one large batch.
+        if self.buf.capacity() > KEEP_BUF_BYTES {
+            self.buf = Vec::new();
         }
     }
 
