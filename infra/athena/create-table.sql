@@ -15,7 +15,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS stripe_webhooks.events (
   `data` string COMMENT 'the event data member as JSON text (null for thin events): json_extract_scalar(data, ''$.object.amount'')',
   `raw` string COMMENT 'the exact verified request body (null when the server runs with ENVELOPE_INCLUDE_RAW=false)',
   `signature` string COMMENT 'the Stripe-Signature header that verified raw',
-  `oversize` struct<`bucket`:string,`key`:string,`size`:bigint> COMMENT 'pointer to the body in S3 when the record exceeded Firehose''s limit, else null'
+  `oversize` struct<`bucket`:string,`key`:string,`bytes`:bigint,`sha256`:string> COMMENT 'pointer to the body in S3 when the record exceeded Firehose''s limit, else null'
 )
 COMMENT 'Stripe webhooks received by stripe-webhook-server, envelope v1'
 PARTITIONED BY (

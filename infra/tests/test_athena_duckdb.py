@@ -424,7 +424,7 @@ def test_oversize_pointers(duck: Any) -> None:
     """The file sink has no record limit, so no pointers; the query still runs against the DDL's struct."""
     cursor = duck.execute((ATHENA_QUERIES_DIR / "oversize-pointers.sql").read_text())
     assert [d[0] for d in cursor.description] == [
-        "id", "type", "received_at", "body_bucket", "body_key", "body_bytes", "body_uri",
+        "id", "type", "received_at", "body_bucket", "body_key", "body_bytes", "body_sha256", "body_uri",
     ]
     assert cursor.fetchall() == []
 

@@ -357,7 +357,7 @@ def test_athena_table_matches_the_layout() -> None:
         ("created", "string"),  # integer for snapshot events, ISO string for thin events
         ("livemode", "boolean"),
         ("data", "string"),  # JSON text: json_extract_scalar(data, '$.object.amount')
-        ("oversize", "struct<bucket:string,key:string,size:bigint>"),
+        ("oversize", "struct<bucket:string,key:string,bytes:bigint,sha256:string>"),
     ],
 )
 def test_athena_column_types(field: str, athena_type: str) -> None:

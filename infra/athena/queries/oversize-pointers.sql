@@ -6,7 +6,8 @@ SELECT
   "timestamp" AS received_at,
   oversize.bucket AS body_bucket,
   oversize.key AS body_key,
-  oversize.size AS body_bytes,
+  oversize.bytes AS body_bytes,
+  oversize.sha256 AS body_sha256,
   concat('s3://', oversize.bucket, '/', oversize.key) AS body_uri
 FROM stripe_webhooks.events
 WHERE oversize IS NOT NULL
