@@ -149,12 +149,14 @@ impl HttpEvent {
                 .find(|(key, _)| key.eq_ignore_ascii_case(name))
                 .map(|(_, value)| value)
         }
-        find(&self.headers, name).and_then(Value::as_str).or_else(|| {
-            find(&self.multi_value_headers, name)
-                .and_then(Value::as_array)
-                .and_then(|values| values.first())
-                .and_then(Value::as_str)
-        })
+        find(&self.headers, name)
+            .and_then(Value::as_str)
+            .or_else(|| {
+                find(&self.multi_value_headers, name)
+                    .and_then(Value::as_array)
+                    .and_then(|values| values.first())
+                    .and_then(Value::as_str)
+            })
     }
 
     /// Whether the body came base64-encoded.
@@ -235,6 +237,10 @@ impl HttpResponse {
         let object = response
             .as_object_mut()
             .unwrap_or_else(|| unreachable!("json! object literal"));
+        if shape == Shape::HttpV2 {
+            // Optional for AWS; emulators built on `aws_lambda_events` (cargo lambda watch) require it.
+            object.insert("cookies".into(), Value::Array(Vec::new()));
+        }
         if let Shape::Alb { multi_value } = shape {
             let reason = http::StatusCode::from_u16(self.status)
                 .ok()
@@ -338,6 +344,7 @@ mod tests {
         assert_eq!(v2["headers"]["retry-after"], "1");
         assert_eq!(v2["isBase64Encoded"], false);
         assert!(v2.get("statusDescription").is_none());
+        assert_eq!(v2["cookies"], json!([]));
 
         let alb = r
             .clone()

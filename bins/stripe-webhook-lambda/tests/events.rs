@@ -13,7 +13,7 @@ use stripe_webhook_sink::{MemorySink, SinkErrorKind};
 use stripe_webhook_verify::Verifier;
 use support::*;
 
-fn function(max_body_bytes: usize) -> (Function, Arc<MemorySink>) {
+fn new_function(max_body_bytes: usize) -> (Function, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::new(1000));
     let ingest = Ingest::new(
         Verifier::new(vec![secret()]).expect("verifier"),
@@ -40,7 +40,7 @@ fn header<'a>(shape: &str, response: &'a Value, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn signed_bodies_are_accepted_and_archived_byte_exact_in_every_shape() {
-    let (function, sink) = function(1 << 20);
+    let (function, sink) = new_function(1 << 20);
     let mut expected = Vec::new();
     for shape in SHAPES {
         for base64 in [false, true] {
@@ -79,7 +79,7 @@ async fn signed_bodies_are_accepted_and_archived_byte_exact_in_every_shape() {
 
 #[tokio::test]
 async fn signature_problems_are_refused_400_in_every_shape() {
-    let (function, sink) = function(1 << 20);
+    let (function, sink) = new_function(1 << 20);
     let body = stripe_body("customer.created.json");
     let other = stripe_body("charge.succeeded.json");
     let cases = [
@@ -104,10 +104,16 @@ async fn signature_problems_are_refused_400_in_every_shape() {
 
 #[tokio::test]
 async fn malformed_base64_is_answered_400_not_an_invocation_error() {
-    let (function, sink) = function(1 << 20);
+    let (function, sink) = new_function(1 << 20);
     let body = stripe_body("charge.succeeded.json");
     for shape in SHAPES {
-        for bad in ["not base64 at all!", "eyJpZCI", "eyJ=aWQiOg==", "====", "e30=\n"] {
+        for bad in [
+            "not base64 at all!",
+            "eyJpZCI",
+            "eyJ=aWQiOg==",
+            "====",
+            "e30=\n",
+        ] {
             let mut event = webhook_event(shape, &body, true, Some(&sign(&body)));
             event["body"] = bad.into();
             let response = call(&function, event).await;
@@ -122,7 +128,7 @@ async fn malformed_base64_is_answered_400_not_an_invocation_error() {
 #[tokio::test]
 async fn oversized_bodies_get_413_text_and_base64() {
     let body = stripe_body("customer.created.json");
-    let (function, sink) = function(body.len() - 1);
+    let (function, sink) = new_function(body.len() - 1);
     for shape in SHAPES {
         for base64 in [false, true] {
             let event = webhook_event(shape, &body, base64, Some(&sign(&body)));
@@ -134,15 +140,18 @@ async fn oversized_bodies_get_413_text_and_base64() {
     }
     assert!(sink.is_empty());
     // Exactly at the limit is fine.
-    let (function, sink) = function(body.len());
+    let (function, sink) = new_function(body.len());
     let event = webhook_event("function-url", &body, true, Some(&sign(&body)));
-    assert_eq!(check_response("function-url", &call(&function, event).await).0, 200);
+    assert_eq!(
+        check_response("function-url", &call(&function, event).await).0,
+        200
+    );
     assert_eq!(sink.len(), 1);
 }
 
 #[tokio::test]
 async fn stage_and_base_path_prefixes_route_to_the_webhook() {
-    let (function, sink) = function(1 << 20);
+    let (function, sink) = new_function(1 << 20);
     let body = stripe_body("charge.succeeded.json");
     for (shape, path) in [
         ("apigw-rest-v1", "/prod/webhook/stripe"),
@@ -161,12 +170,15 @@ async fn stage_and_base_path_prefixes_route_to_the_webhook() {
 
 #[tokio::test]
 async fn health_not_found_and_method_not_allowed() {
-    let (function, sink) = function(1 << 20);
+    let (function, sink) = new_function(1 << 20);
     for shape in SHAPES {
         let mut event = shape_fixture(shape);
         set_route(&mut event, "GET", "/prod/health");
         let (status, json) = check_response(shape, &call(&function, event).await);
-        assert_eq!((status, json), (200, json!({"status": "ok", "sink": "memory"})));
+        assert_eq!(
+            (status, json),
+            (200, json!({"status": "ok", "sink": "memory"}))
+        );
 
         for (method, path, expected, allow) in [
             ("GET", "/webhook/stripe", 405, Some("POST")),
@@ -181,7 +193,11 @@ async fn health_not_found_and_method_not_allowed() {
             let response = call(&function, event).await;
             let (status, _) = check_response(shape, &response);
             assert_eq!(status, expected, "{shape} {method} {path}");
-            assert_eq!(header(shape, &response, "allow"), allow, "{shape} {method} {path}");
+            assert_eq!(
+                header(shape, &response, "allow"),
+                allow,
+                "{shape} {method} {path}"
+            );
         }
     }
     assert!(sink.is_empty());
@@ -189,16 +205,28 @@ async fn health_not_found_and_method_not_allowed() {
 
 #[tokio::test]
 async fn storage_trouble_is_503_with_retry_after_and_500_when_permanent() {
-    let (function, sink) = function(1 << 20);
+    let (function, sink) = new_function(1 << 20);
     let body = stripe_body("charge.succeeded.json");
     for shape in SHAPES {
         sink.fail_next(SinkErrorKind::Unavailable);
-        let response = call(&function, webhook_event(shape, &body, false, Some(&sign(&body)))).await;
+        let response = call(
+            &function,
+            webhook_event(shape, &body, false, Some(&sign(&body))),
+        )
+        .await;
         assert_eq!(check_response(shape, &response).0, 503, "{shape}");
-        assert_eq!(header(shape, &response, "retry-after"), Some("1"), "{shape}");
+        assert_eq!(
+            header(shape, &response, "retry-after"),
+            Some("1"),
+            "{shape}"
+        );
 
         sink.fail_next(SinkErrorKind::Permanent);
-        let response = call(&function, webhook_event(shape, &body, true, Some(&sign(&body)))).await;
+        let response = call(
+            &function,
+            webhook_event(shape, &body, true, Some(&sign(&body))),
+        )
+        .await;
         assert_eq!(check_response(shape, &response).0, 500, "{shape}");
     }
     assert!(sink.is_empty());
@@ -206,9 +234,13 @@ async fn storage_trouble_is_503_with_retry_after_and_500_when_permanent() {
 
 #[tokio::test]
 async fn a_body_that_verifies_but_is_not_an_event_is_400() {
-    let (function, sink) = function(1 << 20);
+    let (function, sink) = new_function(1 << 20);
     let body = b"[1,2,3]";
-    let response = call(&function, webhook_event("alb", body, true, Some(&sign(body)))).await;
+    let response = call(
+        &function,
+        webhook_event("alb", body, true, Some(&sign(body))),
+    )
+    .await;
     let (status, json) = check_response("alb", &response);
     assert_eq!(status, 400);
     assert_eq!(json["error"], "verified body is not a Stripe event");
@@ -217,9 +249,16 @@ async fn a_body_that_verifies_but_is_not_an_event_is_400() {
 
 #[tokio::test]
 async fn a_payload_that_is_not_an_http_event_is_an_invocation_error() {
-    let (function, _) = function(1 << 20);
-    for payload in [json!({"key1": "value1"}), json!("text"), json!({"requestContext": {"http": {}}})] {
-        let error = function.handle(payload.clone()).await.expect_err("not HTTP");
+    let (function, _) = new_function(1 << 20);
+    for payload in [
+        json!({"key1": "value1"}),
+        json!("text"),
+        json!({"requestContext": {"http": {}}}),
+    ] {
+        let error = function
+            .handle(payload.clone())
+            .await
+            .expect_err("not HTTP");
         let diagnostic = lambda_runtime::Diagnostic::from(error);
         assert_eq!(diagnostic.error_type, "NotAnHttpEvent", "{payload}");
         assert!(diagnostic.error_message.contains("not an HTTP request"));

@@ -93,12 +93,19 @@ async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exac
     // Refused, answered in shape.
     let body = stripe_body("customer.created.json");
     let forged = webhook_event("apigw-rest-v1", &body, false, Some(&sign(b"other")));
-    let (status, json) = check_response("apigw-rest-v1", &api.invoke(&forged, TIMEOUT).await.json());
-    assert_eq!((status, json["reason"].as_str()), (400, Some("no_matching_signature")));
+    let (status, json) =
+        check_response("apigw-rest-v1", &api.invoke(&forged, TIMEOUT).await.json());
+    assert_eq!(
+        (status, json["reason"].as_str()),
+        (400, Some("no_matching_signature"))
+    );
     let mut bad_base64 = webhook_event("alb", &body, true, Some(&sign(&body)));
     bad_base64["body"] = "%%%not-base64%%%".into();
     let (status, json) = check_response("alb", &api.invoke(&bad_base64, TIMEOUT).await.json());
-    assert_eq!((status, json["reason"].as_str()), (400, Some("bad_body_encoding")));
+    assert_eq!(
+        (status, json["reason"].as_str()),
+        (400, Some("bad_body_encoding"))
+    );
 
     // Not an HTTP event, and not even JSON: reported as invocation errors, the runtime goes on.
     match api.invoke(&json!({"key1": "value1"}), TIMEOUT).await {
@@ -110,12 +117,18 @@ async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exac
     }
     let id = api.enqueue_raw(bytes::Bytes::from_static(b"this is not JSON"));
     let result = api.wait_result(&id, TIMEOUT).await.expect("an answer");
-    assert!(matches!(result, InvocationResult::Error { .. }), "{result:?}");
+    assert!(
+        matches!(result, InvocationResult::Error { .. }),
+        "{result:?}"
+    );
 
     // Still serving after the errors.
     let body = stripe_body("customer.created.json");
     let event = webhook_event("function-url", &body, true, Some(&sign(&body)));
-    assert_eq!(check_response("function-url", &api.invoke(&event, TIMEOUT).await.json()).0, 200);
+    assert_eq!(
+        check_response("function-url", &api.invoke(&event, TIMEOUT).await.json()).0,
+        200
+    );
     accepted.push(body);
     assert!(api.in_flight().is_empty());
 
@@ -132,7 +145,10 @@ async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exac
     let records = archive::read_records(&archive_dir);
     assert_eq!(records.len(), accepted.len());
     for (record, body) in records.iter().zip(&accepted) {
-        assert_eq!(record["raw"].as_str().map(str::as_bytes), Some(body.as_slice()));
+        assert_eq!(
+            record["raw"].as_str().map(str::as_bytes),
+            Some(body.as_slice())
+        );
     }
     assert!(
         archive::segment_files(&archive_dir)
@@ -150,7 +166,11 @@ async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exac
     let count = |message: &str| {
         lines
             .iter()
-            .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with(message)))
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
             .count()
     };
     assert_eq!(count("initialised"), 1, "{logs}");
@@ -176,10 +196,15 @@ async fn a_configuration_error_is_reported_to_init_error_and_the_process_exits()
     assert_eq!(report.error_type.as_deref(), Some("Runtime.InitError"));
     let body: Value = serde_json::from_slice(&report.body).expect("JSON");
     assert!(
-        body["errorMessage"].as_str().is_some_and(|m| m.contains("STRIPE_WEBHOOK_SECRET")),
+        body["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("STRIPE_WEBHOOK_SECRET")),
         "{body}"
     );
     let status = wait_exit(&mut child, TIMEOUT);
     assert!(!status.success());
-    assert!(api.next_polls().is_empty(), "no invocation after a failed init");
+    assert!(
+        api.next_polls().is_empty(),
+        "no invocation after a failed init"
+    );
 }

@@ -60,8 +60,8 @@ pub fn shape_fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -144,7 +144,10 @@ pub fn check_response(shape: &str, response: &Value) -> (u16, Value) {
             "{shape}: statusDescription {description:?}"
         );
     } else {
-        assert!(response.get("statusDescription").is_none(), "{shape}: {response}");
+        assert!(
+            response.get("statusDescription").is_none(),
+            "{shape}: {response}"
+        );
     }
     let body = response["body"]
         .as_str()
