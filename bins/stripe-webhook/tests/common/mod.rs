@@ -131,3 +131,75 @@ pub fn event_body(fixture: &str, id: &str, live: bool) -> String {
         body
     }
 }
+
+/// One request received by a [`Sink`].
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The `Stripe-Signature` header.
+    pub signature: String,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+/// A trivial HTTP/1.1 sink on a loopback port: answers every POST `200` (and closes the
+/// connection) and keeps what it received.
+pub struct Sink {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Sink {
+    /// Starts the sink on a background thread (it lives until the test process ends).
+    pub fn start() -> Sink {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = std::sync::Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut signature = String::new();
+                let mut length = 0_usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        let value = value.trim().to_owned();
+                        match name.to_ascii_lowercase().as_str() {
+                            "stripe-signature" => signature = value,
+                            "content-length" => length = value.parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                store
+                    .lock()
+                    .expect("lock")
+                    .push(Received { signature, body });
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Sink { addr, received }
+    }
+
+    /// The URL to replay to.
+    pub fn url(&self) -> String {
+        format!("http://{}/webhook/stripe", self.addr)
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+}
