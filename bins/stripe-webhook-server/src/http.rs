@@ -129,20 +129,22 @@ async fn route(req: Request<Incoming>, state: &State, limits: Limits) -> Respons
 }
 
 fn health(state: &State) -> Response<Full<Bytes>> {
-    if state.shutting_down.load(Ordering::SeqCst) {
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                r#"{{"status":"shutting_down","sink":"{}"}}"#,
-                state.sink_name
-            ),
-        )
+    let sink = state.ingest.sink().health();
+    let detail = serde_json::to_string(&sink.detail).unwrap_or_else(|_| "\"\"".to_owned());
+    let (status, word) = if state.shutting_down.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+    } else if !sink.healthy {
+        (StatusCode::SERVICE_UNAVAILABLE, "sink_unhealthy")
     } else {
-        json(
-            StatusCode::OK,
-            format!(r#"{{"status":"ok","sink":"{}"}}"#, state.sink_name),
-        )
-    }
+        (StatusCode::OK, "ok")
+    };
+    json(
+        status,
+        format!(
+            r#"{{"status":"{word}","sink":"{}","sink_detail":{detail}}}"#,
+            state.sink_name
+        ),
+    )
 }
 
 async fn webhook(req: Request<Incoming>, state: &State, limits: Limits) -> Response<Full<Bytes>> {

@@ -326,6 +326,14 @@ impl RecordSink for FirehoseSink {
         "firehose"
     }
 
+    fn health(&self) -> stripe_webhook_sink::SinkHealth {
+        let h = self.last_health();
+        stripe_webhook_sink::SinkHealth {
+            healthy: h.healthy,
+            detail: h.detail,
+        }
+    }
+
     async fn healthcheck(&self) -> Result<(), SinkError> {
         let stream = &self.engine.config.stream_name;
         let region = &self.region;

@@ -67,4 +67,29 @@ pub trait RecordSink: Send + Sync + 'static {
     /// Stops taking records, flushes, and releases resources (seals open files, …).
     /// Later `put` calls fail with [`SinkErrorKind::ShuttingDown`].
     async fn shutdown(&self) -> Result<(), SinkError>;
+
+    /// The last known state, from memory: never calls the backend, so `/health` may be polled as
+    /// often as a load balancer likes. The default says healthy.
+    fn health(&self) -> SinkHealth {
+        SinkHealth::ok()
+    }
+}
+
+/// A sink's last known state, as `/health` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkHealth {
+    /// Whether the sink can take records as far as it knows.
+    pub healthy: bool,
+    /// A one-line operator-facing description (`ok`, `ACTIVE`, the last permanent error, …).
+    pub detail: String,
+}
+
+impl SinkHealth {
+    /// Healthy, detail `ok`.
+    pub fn ok() -> Self {
+        Self {
+            healthy: true,
+            detail: "ok".to_owned(),
+        }
+    }
 }
