@@ -17,8 +17,9 @@
 //!
 //! Prints one JSON line: `requests`, `seconds`, `rps`, `p50_ms`, `p99_ms`, `max_ms`, `errors`
 //! (non-200 answers and transport failures over the whole run), plus `ok_total`,
-//! `status_counts`, `transport_errors`, `connections` and `gen_us` (measured cost of building and
-//! signing one request body before the run).
+//! `status_counts`, `transport_errors`, `connections`, `gen_us` (measured cost of building and
+//! signing one request body before the run) and `id_tag` (the prefix every event id of this run
+//! starts with, to find its records in an archive).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -322,6 +323,7 @@ async fn run(cli: Cli) -> Result<String, String> {
         "warmup_s": cli.warmup,
         "gen_us": (gen_us * 100.0).round() / 100.0,
         "mean_body_bytes": mean_body_bytes,
+        "id_tag": format!("evt_{}", generator.ids.tag),
     })
     .to_string())
 }
