@@ -461,6 +461,24 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
         1
     );
 
+    let out = run(&[
+        "replay",
+        archive,
+        "--dry-run",
+        "--no-dedupe",
+        "--type",
+        "charge.*",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let charges = read_records(dir.path())
+        .iter()
+        .filter(|r| {
+            r["type"].as_str().is_some_and(|t| t.starts_with("charge.")) && r["raw"].is_string()
+        })
+        .count();
+    assert_eq!(count(&out, "would send"), charges as u64);
+    assert!(stdout(&out).contains("skipped: 2\n"), "{}", describe(&out));
+
     // A refusal is reported with its status (the archive's secret is wrong for the target).
     let out = run(&[
         "replay",
