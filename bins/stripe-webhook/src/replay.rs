@@ -137,11 +137,17 @@ impl Checkpoint {
     /// Opens (creating) `path` and reads the ids it holds. A torn last line (no `\n`: the append
     /// was cut short by a crash) is cut off: that id may be sent once more, never lost.
     fn open(path: &Path) -> io::Result<(Checkpoint, HashSet<String>)> {
+        let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
+        if !existed {
+            // Make the new file's directory entry durable too.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+            File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+        }
         let mut ids = HashSet::new();
         let mut reader = BufReader::new(&mut file);
         let mut line = Vec::new();

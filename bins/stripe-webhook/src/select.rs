@@ -6,6 +6,9 @@ use crate::archive::{Archive, ArchiveError, Event, Line, Source};
 use crate::filter::Filters;
 use crate::record::Envelope;
 
+/// How many unreadable lines of one segment are listed individually.
+pub(crate) const PROBLEMS_LISTED_PER_SEGMENT: u64 = 20;
+
 /// Counts of a scan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ScanCounts {
@@ -34,8 +37,10 @@ impl std::fmt::Display for Problem<'_> {
     }
 }
 
-/// Streams the records of `source` that `filters` select to `on_record`, and every unreadable
-/// line or segment to `on_problem` (after counting it). Either callback may stop the scan.
+/// Streams the records of `source` that `filters` select to `on_record`, and unreadable lines or
+/// segments to `on_problem`: all are counted, the first [`PROBLEMS_LISTED_PER_SEGMENT`] of each
+/// segment are listed (then one line saying the rest are not), so a stray non-archive file cannot
+/// flood a report. Either callback may stop the scan.
 ///
 /// # Errors
 /// When the source cannot be listed at all.
@@ -48,6 +53,23 @@ pub(crate) fn for_each_selected(
 ) -> Result<ScanCounts, ArchiveError> {
     let mut counts = ScanCounts::default();
     let progress = archive.progress().clone();
+    let mut current_segment = String::new();
+    let mut in_segment: u64 = 0;
+    let mut report = |problem: Problem<'_>| {
+        if problem.segment != current_segment {
+            current_segment = problem.segment.to_owned();
+            in_segment = 0;
+        }
+        in_segment += 1;
+        match in_segment {
+            n if n <= PROBLEMS_LISTED_PER_SEGMENT => on_problem(problem),
+            n if n == PROBLEMS_LISTED_PER_SEGMENT + 1 => on_problem(Problem {
+                reason: "more unreadable lines in this segment (counted, not listed)",
+                ..problem
+            }),
+            _ => ControlFlow::Continue(()),
+        }
+    };
     archive.scan(source, filters.days, &mut |event| match event {
         Event::Line(line) => {
             counts.lines += 1;
@@ -62,7 +84,7 @@ pub(crate) fn for_each_selected(
                 Ok(_) => ControlFlow::Continue(()),
                 Err(reason) => {
                     counts.unreadable += 1;
-                    on_problem(Problem {
+                    report(Problem {
                         segment: line.segment,
                         number: line.number,
                         reason: &reason,
@@ -76,7 +98,7 @@ pub(crate) fn for_each_selected(
             reason,
         } => {
             counts.unreadable += 1;
-            on_problem(Problem {
+            report(Problem {
                 segment,
                 number,
                 reason: &reason,

@@ -615,3 +615,33 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(count(&out, "verified"), posted.len() as u64);
 }
+
+#[test]
+fn unreadable_lines_are_counted_listed_briefly_and_make_exit_code_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let day = dir.path().join("webhooks/year=2026/month=11/day=26");
+    std::fs::create_dir_all(&day).expect("mkdir");
+    let good =
+        r#"{"v":1,"timestamp":"2026-11-26T10:00:00.000Z","id":"evt_ok","type":"x","data":{}}"#;
+    let mut junk = format!("{good}\n");
+    for i in 0..50 {
+        junk.push_str(&format!("not json {i}\n"));
+    }
+    junk.push_str("{\"torn\":");
+    std::fs::write(day.join("1-1-a.ndjson"), junk).expect("write");
+    let out = run(&["cat", dir.path().to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(stdout(&out), format!("{good}\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let listed = stderr
+        .lines()
+        .filter(|l| l.starts_with("unreadable: "))
+        .count();
+    assert_eq!(listed, 21, "{stderr}");
+    assert!(
+        stderr.contains("1-1-a.ndjson:2: not an envelope record"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("counted, not listed"), "{stderr}");
+    assert!(stderr.contains("51 unreadable line(s)"), "{stderr}");
+}
