@@ -208,3 +208,67 @@ async fn a_configuration_error_is_reported_to_init_error_and_the_process_exits()
         "no invocation after a failed init"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_stream_configured_the_firehose_sink_is_the_default_and_built_once() {
+    use stripe_webhook_testkit::firehose_fault::FirehoseFault;
+    let fault = FirehoseFault::start("stripe-webhooks-lambda-test").await;
+    let api = LambdaRuntimeApi::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("lambda.log");
+    let endpoint = fault.endpoint_url();
+    let stream = fault.stream_name();
+    let started = Instant::now();
+    let mut child = spawn(
+        &api,
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("FIREHOSE_DELIVERY_STREAM_NAME", &stream),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+        ],
+        &log,
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let first_poll = api
+        .wait_first_poll(TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no /invocation/next; log:\n{}", logs()));
+    eprintln!(
+        "init with the Firehose sink (SDK config + DescribeDeliveryStream on loopback): {:?}",
+        first_poll - started
+    );
+
+    let mut bodies = Vec::new();
+    for (shape, name) in [
+        ("function-url", "customer.created.json"),
+        ("apigw-rest-v1", "invoice.paid.json"),
+    ] {
+        let body = stripe_body(name);
+        let event = webhook_event(shape, &body, true, Some(&sign(&body)));
+        let (status, _) = check_response(shape, &api.invoke(&event, TIMEOUT).await.json());
+        assert_eq!(status, 200, "{shape}; log:\n{}", logs());
+        bodies.push(body);
+    }
+    let accepted = fault.accepted();
+    assert_eq!(accepted.len(), bodies.len());
+    for (data, body) in accepted.iter().zip(&bodies) {
+        let line: Value = serde_json::from_slice(data).expect("record JSON");
+        assert_eq!(
+            line["raw"].as_str().map(str::as_bytes),
+            Some(body.as_slice())
+        );
+    }
+    let describes = fault
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "DescribeDeliveryStream")
+        .count();
+    assert_eq!(describes, 1, "one start-up health check, in init only");
+    sigterm(&child);
+    let status = wait_exit(&mut child, TIMEOUT);
+    assert!(status.success(), "{status}; log:\n{}", logs());
+}
