@@ -179,7 +179,8 @@ pub fn encode(
     let data = value(Field::Data);
     let mut capacity = 320 + data.map_or(0, |d| d.end - d.start);
     if options.includes_raw() {
-        capacity += escape::estimate(bytes.len()) + escape::estimate(signature_header.len());
+        // The escaper works in a buffer of twice the text's length (see json_string_into).
+        capacity += 2 * bytes.len() + 2 * signature_header.len() + 64;
     }
     let mut line = Vec::with_capacity(capacity);
     line.extend_from_slice(b"{\"v\":1,\"timestamp\":\"");
@@ -214,6 +215,10 @@ pub fn encode(
         escape::json_string_into(&mut line, signature_header);
     }
     line.extend_from_slice(b"}\n");
+    if line.capacity() - line.len() > line.len() / 8 {
+        // Give back the escaper's headroom (in place for large buffers) before the record is kept.
+        line.shrink_to_fit();
+    }
 
     Ok(Record {
         line: Bytes::from(line),

@@ -1,5 +1,7 @@
 //! Writing arbitrary UTF-8 text as a JSON string, byte-wise, with no raw `\n` or `\r` in the output.
 
+use crate::swar;
+
 /// For each byte: 0 if it is copied as is, otherwise the character after the `\`
 /// (`u` meaning a `\u00XX` escape).
 static ESCAPE: [u8; 256] = {
@@ -21,43 +23,61 @@ static ESCAPE: [u8; 256] = {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// An upper bound on the escaped length of `len` bytes of typical pretty-printed JSON,
-/// used to pre-size buffers (the buffer still grows if the text needs more).
-pub(crate) fn estimate(len: usize) -> usize {
-    len + len / 4 + 2
-}
-
 /// Appends `text` to `out` as a JSON string literal, quotes included.
 ///
 /// `"` and `\` are escaped, as are all control characters (`\n`, `\r`, `\t`, `\b`, `\f`,
 /// others as `\u00XX`). Everything else, including non-ASCII UTF-8 and U+2028/U+2029, is
 /// copied unchanged, so the output never contains a raw `\n` or `\r`.
+///
+/// Runs of plain bytes are copied eight at a time into a pre-sized buffer (each byte of
+/// JSON text needs at most two output bytes; the rare six-byte `\u00XX` grows it).
 pub(crate) fn json_string_into(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    out.push(b'"');
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let e = ESCAPE[usize::from(b)];
-        if e == 0 {
+    let text = text.as_bytes();
+    let n = text.len();
+    let mut w = out.len();
+    // Invariant: out.len() >= w + 2 * (n - i) + 9 (room for 8-byte stores and the closing quote).
+    out.resize(w + 2 * n + 10, 0);
+    out[w] = b'"';
+    w += 1;
+    let mut i = 0;
+    while i < n {
+        let x = swar::load(text, i);
+        let m = swar::string_specials(x);
+        out[w..w + 8].copy_from_slice(&x.to_le_bytes());
+        // Zero padding past the end counts as special, so `k` never passes the end.
+        let k = if m == 0 { 8 } else { swar::first(m) }.min(n - i);
+        i += k;
+        w += k;
+        if m == 0 || i == n {
             continue;
         }
-        out.extend_from_slice(&bytes[run_start..i]);
-        if e == b'u' {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
-        } else {
-            out.extend_from_slice(&[b'\\', e]);
+        let b = text[i];
+        match ESCAPE[usize::from(b)] {
+            b'u' => {
+                let need = w + 6 + 2 * (n - i - 1) + 9;
+                if out.len() < need {
+                    out.resize(need, 0);
+                }
+                out[w..w + 6].copy_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
+                w += 6;
+            }
+            e => {
+                out[w] = b'\\';
+                out[w + 1] = e;
+                w += 2;
+            }
         }
-        run_start = i + 1;
+        i += 1;
     }
-    out.extend_from_slice(&bytes[run_start..]);
-    out.push(b'"');
+    out[w] = b'"';
+    out.truncate(w + 1);
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ mod error;
 mod escape;
 mod record;
 mod scan;
+mod swar;
 
 pub use encode::{EnvelopeOptions, encode};
 pub use error::EnvelopeError;

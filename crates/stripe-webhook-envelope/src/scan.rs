@@ -6,6 +6,8 @@
 //! UTF-16 (no lone surrogates). Nesting depth is unlimited (the scanner is iterative), so deep
 //! input can never overflow the stack.
 
+use crate::swar;
+
 /// Where a JSON syntax error is, and what was wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SyntaxError {
@@ -50,18 +52,7 @@ pub(crate) enum TopLevel {
     Other(&'static str),
 }
 
-/// Bytes that end a run of ordinary string content: `"`, `\` and control characters.
-static STRING_STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
+const SPACES: u64 = 0x2020_2020_2020_2020;
 
 /// The kind of a JSON value, from its first byte (for error messages).
 pub(crate) fn kind_of(first: u8) -> &'static str {
@@ -183,6 +174,18 @@ impl Scanner<'_> {
     }
 
     fn skip_ws(&mut self) {
+        // Pretty-printed bodies indent with runs of spaces: skip them eight at a time.
+        if self.peek() == Some(b'\n') {
+            self.pos += 1;
+            loop {
+                let not_space = swar::load(self.b, self.pos) ^ SPACES;
+                if not_space != 0 {
+                    self.pos += (not_space.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                self.pos += 8;
+            }
+        }
         while let Some(&c) = self.b.get(self.pos) {
             if !is_ws(c) {
                 break;
@@ -330,16 +333,19 @@ impl Scanner<'_> {
         self.pos += 1;
         let mut escaped = false;
         loop {
-            let rest = &self.b[self.pos..];
-            let run = rest
-                .iter()
-                .position(|&c| STRING_STOP[usize::from(c)])
-                .ok_or(SyntaxError {
+            let m = swar::string_specials(swar::load(self.b, self.pos));
+            if m == 0 {
+                self.pos += 8;
+                continue;
+            }
+            self.pos += swar::first(m);
+            let Some(&c) = self.b.get(self.pos) else {
+                return Err(SyntaxError {
                     what: "unterminated string",
                     offset: self.b.len(),
-                })?;
-            self.pos += run;
-            match self.b[self.pos] {
+                });
+            };
+            match c {
                 b'"' => {
                     self.pos += 1;
                     return Ok((
@@ -418,41 +424,64 @@ impl Scanner<'_> {
 
 /// Appends `value` (a validated JSON value) to `out` without insignificant whitespace.
 /// Strings, numbers and literals keep their exact original text.
+///
+/// Copies eight bytes at a time into a pre-sized buffer: outside strings up to the next
+/// whitespace or `"`, inside strings up to the next `"` or `\`.
 pub(crate) fn compact_into(out: &mut Vec<u8>, value: &[u8]) {
-    let mut i = 0;
     let n = value.len();
+    let mut w = out.len();
+    // The output is never longer than the input; 8 more bytes for the last store.
+    out.resize(w + n + 8, 0);
+    let mut i = 0;
+    let mut in_string = false;
     while i < n {
-        // A run of structural bytes, numbers and literals.
-        let run_start = i;
-        while i < n && !is_ws(value[i]) && value[i] != b'"' {
-            i += 1;
+        let x = swar::load(value, i);
+        let m = if in_string {
+            swar::equal(x, b'"') | swar::equal(x, b'\\')
+        } else {
+            // Outside strings, bytes up to 0x20 can only be whitespace in valid JSON;
+            // the zero padding past the end stops the run too.
+            swar::less_than(x, 0x21) | swar::equal(x, b'"')
+        };
+        out[w..w + 8].copy_from_slice(&x.to_le_bytes());
+        if m == 0 {
+            i += 8;
+            w += 8;
+            continue;
         }
-        out.extend_from_slice(&value[run_start..i]);
-        if i == n {
+        let k = swar::first(m);
+        i += k;
+        w += k;
+        if i >= n {
             break;
         }
-        if value[i] == b'"' {
-            let end = string_end(value, i);
-            out.extend_from_slice(&value[i..end]);
-            i = end;
-        } else {
-            while i < n && is_ws(value[i]) {
+        match value[i] {
+            b'"' => {
+                in_string = !in_string;
+                w += 1;
                 i += 1;
+            }
+            b'\\' => {
+                // An escape: keep both bytes (the second may be `"` or `\`).
+                out[w + 1] = value[i + 1];
+                w += 2;
+                i += 2;
+            }
+            _ => {
+                // Whitespace: skip it, and a run of indentation spaces eight at a time.
+                i += 1;
+                loop {
+                    let not_space = swar::load(value, i) ^ SPACES;
+                    if not_space != 0 {
+                        i += swar::first(not_space);
+                        break;
+                    }
+                    i += 8;
+                }
             }
         }
     }
-}
-
-/// The end (one past the closing quote) of the validated string token starting at `open`.
-fn string_end(v: &[u8], open: usize) -> usize {
-    let mut i = open + 1;
-    loop {
-        match v[i] {
-            b'"' => return i + 1,
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
+    out.truncate(w.min(out.len()));
 }
 
 #[cfg(test)]
