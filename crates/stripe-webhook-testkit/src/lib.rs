@@ -11,8 +11,10 @@
 //! assert!(root.join("Cargo.toml").exists());
 //! ```
 
+pub mod archive;
 pub mod firehose_fault;
 pub mod http;
+pub mod lambda_runtime_api;
 pub mod moto;
 pub mod server;
 
