@@ -113,6 +113,11 @@ pub struct Config {
     #[arg(long, env = "FIREHOSE_LINGER_MS", default_value_t = 0)]
     pub firehose_linger_ms: u64,
 
+    /// Firehose: send one `PutRecord` per webhook instead of micro-batched `PutRecordBatch` calls.
+    /// The Node service's design, kept only as a benchmark baseline: never use it in production.
+    #[arg(long, env = "FIREHOSE_ONE_CALL_PER_RECORD", default_value_t = false, action = clap::ArgAction::Set, hide = true)]
+    pub firehose_one_call_per_record: bool,
+
     /// Firehose: S3 bucket for events over Firehose's 1,024,000-byte record limit.
     #[arg(long, env = "OVERSIZE_S3_BUCKET")]
     pub oversize_s3_bucket: Option<String>,
@@ -338,6 +343,7 @@ impl Config {
                 config.linger = Duration::from_millis(self.firehose_linger_ms);
                 config.oversize_bucket = self.oversize_s3_bucket.clone();
                 config.oversize_prefix = self.oversize_s3_prefix.clone();
+                config.one_call_per_record = self.firehose_one_call_per_record;
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
                 if let Some(region) = &self.aws_region {
                     loader = loader.region(aws_config::Region::new(region.clone()));
