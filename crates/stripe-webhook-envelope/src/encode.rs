@@ -14,9 +14,10 @@ use crate::scan::{self, Member, ScanFailure, Span, TopLevel};
 ///
 /// By default a record carries `raw` (the exact body) and `signature` (the `Stripe-Signature`
 /// header), so anyone holding the endpoint secret can re-verify it later and replay tools can
-/// resend the exact bytes. They roughly double a record's size: a typical 4 KiB pretty-printed
-/// event makes a ~3 KiB record without them and a ~8 KiB one with them, and Firehose bills each
-/// record rounded up to 5 KiB (so 1 billing unit becomes 2). Turn them off with
+/// resend the exact bytes. They more than double a record's size (`raw` is the whole
+/// pretty-printed body, escaped): the 3,869-byte `charge.succeeded` fixture makes a 2,626-byte
+/// record without them and a 7,040-byte one with them. Firehose bills each record rounded up to
+/// 5 KiB, so that event costs 2 billing units instead of 1. Turn them off with
 /// [`EnvelopeOptions::include_raw`] where storage cost matters more than re-verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvelopeOptions {
