@@ -63,9 +63,8 @@ pub fn read_records(dir: &Path) -> Vec<serde_json::Value> {
             path.display()
         );
         for line in content[..content.len() - 1].split(|b| *b == b'\n') {
-            let value: serde_json::Value = serde_json::from_slice(line).unwrap_or_else(|e| {
-                panic!("{}: a line is not JSON ({e})", path.display())
-            });
+            let value: serde_json::Value = serde_json::from_slice(line)
+                .unwrap_or_else(|e| panic!("{}: a line is not JSON ({e})", path.display()));
             records.push(value);
         }
     }
