@@ -1,6 +1,7 @@
 //! `encode`: a verified body and its signature header to one envelope v1 line.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -8,7 +9,7 @@ use bytes::Bytes;
 use crate::error::EnvelopeError;
 use crate::escape;
 use crate::record::{EventMeta, ReceivedAt, Record};
-use crate::scan::{self, Member, ScanFailure, Span, TopLevel};
+use crate::scan::{self, Member, ScanFailure, Scratch, Span, TopLevel};
 
 /// How [`encode`] builds records.
 ///
@@ -132,10 +133,44 @@ pub fn encode(
 ) -> Result<Record, EnvelopeError> {
     let text = std::str::from_utf8(&body)
         .map_err(|e| EnvelopeError::not_json(&body, "invalid UTF-8", e.valid_up_to()))?;
-    let bytes = text.as_bytes();
+    let mut scratch = SCRATCH.try_with(RefCell::take).unwrap_or_default();
+    let encoded = encode_line(text, signature_header, received_at, options, &mut scratch);
+    if scratch.capacity() <= SCRATCH_RETAINED {
+        // Fails only while the thread is exiting; the buffers are then simply dropped.
+        let _ = SCRATCH.try_with(|s| s.replace(scratch));
+    }
+    let (line, meta, data_offset) = encoded?;
+    Ok(Record {
+        line: Bytes::from(line),
+        meta,
+        received_at,
+        body,
+        signature_header: Arc::from(signature_header),
+        data_offset,
+        include_raw: options.includes_raw(),
+    })
+}
 
+thread_local! {
+    /// The scan's output buffers, reused by every `encode` on this thread.
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Scratch a thread keeps between calls (enough for a 1 MiB body with `raw`); more is freed.
+const SCRATCH_RETAINED: usize = 4 << 20;
+
+/// The record's line, its meta and the offset of `"data":` in the line.
+fn encode_line(
+    text: &str,
+    signature_header: &str,
+    received_at: ReceivedAt,
+    options: &EnvelopeOptions,
+    scratch: &mut Scratch,
+) -> Result<(Vec<u8>, EventMeta, usize), EnvelopeError> {
+    let bytes = text.as_bytes();
     let mut found: [Option<Member>; FIELDS] = [None; FIELDS];
-    let top = scan::scan_top_level(bytes, |m| {
+    let is_data = |key: Span, escaped: bool| decode_string(key.of(bytes), escaped) == "data";
+    let on_member = |m: Member| {
         let key = decode_string(m.key.of(bytes), m.key_escaped);
         if let Some(field) = Field::from_key(&key) {
             let slot = &mut found[field as usize];
@@ -147,7 +182,12 @@ pub fn encode(
             *slot = Some(m);
         }
         Ok(())
-    });
+    };
+    let top = if options.includes_raw() {
+        scan::scan_top_level::<true>(bytes, scratch, is_data, on_member)
+    } else {
+        scan::scan_top_level::<false>(bytes, scratch, is_data, on_member)
+    };
     match top {
         Ok(TopLevel::Object) => {}
         Ok(TopLevel::Empty) => return Err(EnvelopeError::EmptyBody),
@@ -177,59 +217,84 @@ pub fn encode(
         event_type: decode_string(ty.of(bytes), ty_escaped).into_owned(),
     };
 
-    let data = value(Field::Data);
-    let mut capacity = 320 + data.map_or(0, |d| d.end - d.start);
-    if options.includes_raw() {
-        // The escaper works in a buffer of twice the text's length (see json_string_into).
-        capacity += 2 * bytes.len() + 2 * signature_header.len() + 64;
+    // The data the scan captured: the value of the (single) `data` member, compacted.
+    let data = value(Field::Data).map(|span| {
+        debug_assert_eq!(scratch.data(), {
+            let mut v = Vec::new();
+            scan::compact_into(&mut v, span.of(bytes));
+            v
+        });
+        scratch.data()
+    });
+    let raw = options.includes_raw().then(|| {
+        debug_assert_eq!(scratch.raw(), {
+            let mut v = Vec::new();
+            escape::json_string_into(&mut v, text);
+            v[1..v.len() - 1].to_vec()
+        });
+        scratch.raw()
+    });
+    let timestamp = received_at.rfc3339_millis();
+    let members = [
+        (&b",\"object\":"[..], value(Field::Object)),
+        (b",\"created\":", value(Field::Created)),
+        (b",\"livemode\":", value(Field::Livemode)),
+        (b",\"api_version\":", value(Field::ApiVersion)),
+        (
+            b",\"account\":",
+            value(Field::Account).or(value(Field::Context)),
+        ),
+    ];
+    const HEAD: &[u8] = b"{\"v\":1,\"timestamp\":\"";
+    const ID: &[u8] = b"\",\"id\":";
+    const TYPE: &[u8] = b",\"type\":";
+    const DATA: &[u8] = b",\"data\":";
+    const RAW: &[u8] = b",\"raw\":\"";
+    const SIGNATURE: &[u8] = b"\",\"signature\":";
+    const END: &[u8] = b"}\n";
+    // Exact unless a member other than `data` has whitespace or the signature needs escapes.
+    let mut capacity = HEAD.len()
+        + timestamp.len()
+        + ID.len()
+        + (id.end - id.start)
+        + TYPE.len()
+        + (ty.end - ty.start)
+        + members
+            .iter()
+            .map(|(name, span)| name.len() + span.map_or(4, |s| s.end - s.start))
+            .sum::<usize>()
+        + DATA.len()
+        + data.map_or(4, <[u8]>::len)
+        + END.len();
+    if let Some(raw) = raw {
+        capacity += RAW.len() + raw.len() + SIGNATURE.len() + signature_header.len() + 2;
     }
     let mut line = Vec::with_capacity(capacity);
-    line.extend_from_slice(b"{\"v\":1,\"timestamp\":\"");
-    line.extend_from_slice(received_at.rfc3339_millis().as_bytes());
-    line.extend_from_slice(b"\",\"id\":");
+    line.extend_from_slice(HEAD);
+    line.extend_from_slice(timestamp.as_bytes());
+    line.extend_from_slice(ID);
     line.extend_from_slice(id.of(bytes));
-    line.extend_from_slice(b",\"type\":");
+    line.extend_from_slice(TYPE);
     line.extend_from_slice(ty.of(bytes));
-    let member = |line: &mut Vec<u8>, name: &[u8], span: Option<Span>| {
+    for (name, span) in members {
         line.extend_from_slice(name);
         match span {
-            Some(span) => scan::compact_into(line, span.of(bytes)),
+            Some(span) => scan::compact_into(&mut line, span.of(bytes)),
             None => line.extend_from_slice(b"null"),
         }
-    };
-    member(&mut line, b",\"object\":", value(Field::Object));
-    member(&mut line, b",\"created\":", value(Field::Created));
-    member(&mut line, b",\"livemode\":", value(Field::Livemode));
-    member(&mut line, b",\"api_version\":", value(Field::ApiVersion));
-    member(
-        &mut line,
-        b",\"account\":",
-        value(Field::Account).or(value(Field::Context)),
-    );
-    line.push(b',');
-    let data_offset = line.len();
-    member(&mut line, b"\"data\":", data);
-    if options.includes_raw() {
-        line.extend_from_slice(b",\"raw\":");
-        escape::json_string_into(&mut line, text);
-        line.extend_from_slice(b",\"signature\":");
+    }
+    // `data_offset` points after the comma, at `"data":`.
+    let data_offset = line.len() + 1;
+    line.extend_from_slice(DATA);
+    line.extend_from_slice(data.unwrap_or(b"null"));
+    if let Some(raw) = raw {
+        line.extend_from_slice(RAW);
+        line.extend_from_slice(raw);
+        line.extend_from_slice(SIGNATURE);
         escape::json_string_into(&mut line, signature_header);
     }
-    line.extend_from_slice(b"}\n");
-    if line.capacity() - line.len() > line.len() / 8 {
-        // Give back the escaper's headroom (in place for large buffers) before the record is kept.
-        line.shrink_to_fit();
-    }
-
-    Ok(Record {
-        line: Bytes::from(line),
-        meta,
-        received_at,
-        body,
-        signature_header: Arc::from(signature_header),
-        data_offset,
-        include_raw: options.includes_raw(),
-    })
+    line.extend_from_slice(END);
+    Ok((line, meta, data_offset))
 }
 
 #[cfg(test)]

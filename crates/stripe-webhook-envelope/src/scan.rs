@@ -5,6 +5,13 @@
 //! no leading zeros, no raw control characters in strings, `\u` escapes must form valid
 //! UTF-16 (no lone surrogates). Nesting depth is unlimited (the scanner is iterative), so deep
 //! input can never overflow the stack.
+//!
+//! The same pass can write the outputs `encode` needs, so the body is read once: the body
+//! escaped as the inside of a JSON string (`raw`), and the `data` member's value without
+//! insignificant whitespace. In valid JSON every byte that needs escaping is a token the
+//! scanner stops at anyway (a string's quotes, a `\\` escape, or `\n`, `\r`, `\t` between
+//! tokens), and every insignificant whitespace run goes through one function: the outputs
+//! copy the runs between those places sixteen bytes at a time.
 
 use crate::swar;
 
@@ -66,69 +73,173 @@ pub(crate) fn kind_of(first: u8) -> &'static str {
     }
 }
 
-pub(crate) fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+/// Output buffers a scan writes into, kept between scans so they are neither reallocated
+/// nor zeroed again: only [`Scratch::raw`] and [`Scratch::data`] are meaningful.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    raw: Vec<u8>,
+    raw_len: usize,
+    data: Vec<u8>,
+    data_len: usize,
+}
+
+impl Scratch {
+    /// The body escaped as JSON string content (no quotes), if the scan wrote it.
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.raw[..self.raw_len]
+    }
+
+    /// The captured `data` value without insignificant whitespace.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.data[..self.data_len]
+    }
+
+    /// Bytes held.
+    pub(crate) fn capacity(&self) -> usize {
+        self.raw.capacity() + self.data.capacity()
+    }
+}
+
+/// Room for a whole 16-byte chunk store at any output position.
+const CHUNK: usize = 16;
+
+/// Copies `src[from..to]` to `dst` at `w` and returns the new end `w + (to - from)`.
+///
+/// Whole 16-byte chunks when `src` has room (so `dst` needs 16 bytes of slack past the
+/// result; the extra bytes are overwritten by whatever is written next).
+#[inline(always)]
+fn copy_run(dst: &mut [u8], w: usize, src: &[u8], from: usize, to: usize) -> usize {
+    let n = to - from;
+    if to + CHUNK <= src.len() {
+        let mut i = 0;
+        loop {
+            dst[w + i..w + i + CHUNK].copy_from_slice(&src[from + i..from + i + CHUNK]);
+            i += CHUNK;
+            if i >= n {
+                break;
+            }
+        }
+    } else {
+        dst[w..w + n].copy_from_slice(&src[from..to]);
+    }
+    w + n
 }
 
 /// Validates `body` (already known to be UTF-8) as one JSON value and, if it is an object,
 /// calls `on_member` for each of its members in order.
-pub(crate) fn scan_top_level(
+///
+/// On the way it writes into `out`: with `RAW`, the body escaped as JSON string content
+/// (exactly what [`crate::escape::json_string_into`] writes between the quotes); and the
+/// value of the first top-level member whose key `is_data` accepts, compacted (exactly what
+/// [`compact_into`] writes). Both are meaningful only when the scan succeeds.
+pub(crate) fn scan_top_level<const RAW: bool>(
     body: &[u8],
+    out: &mut Scratch,
+    mut is_data: impl FnMut(Span, bool) -> bool,
     mut on_member: impl FnMut(Member) -> std::result::Result<(), crate::EnvelopeError>,
 ) -> std::result::Result<TopLevel, ScanFailure> {
-    let mut s = Scanner {
+    // Escaping at most doubles valid JSON (its only control bytes are `\n`, `\r`, `\t`);
+    // compaction never grows it. Grown buffers are zeroed once, then reused as they are.
+    let raw_need = if RAW { 2 * body.len() + CHUNK } else { 0 };
+    if out.raw.len() < raw_need {
+        out.raw.resize(raw_need, 0);
+    }
+    if out.data.len() < body.len() + CHUNK {
+        out.data.resize(body.len() + CHUNK, 0);
+    }
+    out.raw_len = 0;
+    out.data_len = 0;
+    let mut s = Scanner::<RAW> {
         b: body,
         pos: 0,
         stack: Vec::new(),
+        raw: &mut out.raw,
+        raw_w: 0,
+        raw_from: 0,
+        data: &mut out.data,
+        data_w: 0,
+        data_from: 0,
+        in_data: false,
     };
-    s.skip_ws();
-    let Some(first) = s.peek() else {
-        return Ok(TopLevel::Empty);
-    };
-    let top = if first == b'{' {
-        s.pos += 1;
+    let top = s.top_level(&mut is_data, &mut on_member)?;
+    if RAW {
+        s.raw_w = copy_run(s.raw, s.raw_w, body, s.raw_from, body.len());
+    }
+    out.raw_len = s.raw_w;
+    out.data_len = s.data_w;
+    Ok(top)
+}
+
+impl<const RAW: bool> Scanner<'_, '_, RAW> {
+    fn top_level(
+        &mut self,
+        is_data: &mut impl FnMut(Span, bool) -> bool,
+        on_member: &mut impl FnMut(Member) -> std::result::Result<(), crate::EnvelopeError>,
+    ) -> std::result::Result<TopLevel, ScanFailure> {
+        let s = self;
+        let body = s.b;
+        let mut data_seen = false;
         s.skip_ws();
-        if s.peek() == Some(b'}') {
+        let Some(first) = s.peek() else {
+            return Ok(TopLevel::Empty);
+        };
+        let top = if first == b'{' {
             s.pos += 1;
-        } else {
-            loop {
-                let (key, key_escaped) = s.string()?;
-                s.skip_ws();
-                s.expect(b':', "expected `:` after an object key")?;
-                s.skip_ws();
-                let start = s.pos;
-                s.value()?;
-                let value = Span { start, end: s.pos };
-                on_member(Member {
-                    key,
-                    key_escaped,
-                    value,
-                })
-                .map_err(ScanFailure::Envelope)?;
-                s.skip_ws();
-                match s.peek() {
-                    Some(b',') => {
-                        s.pos += 1;
-                        s.skip_ws();
+            s.skip_ws();
+            if s.peek() == Some(b'}') {
+                s.pos += 1;
+            } else {
+                loop {
+                    let (key, key_escaped) = s.string()?;
+                    s.skip_ws();
+                    s.expect(b':', "expected `:` after an object key")?;
+                    s.skip_ws();
+                    let start = s.pos;
+                    let capture = !data_seen && is_data(key, key_escaped);
+                    if capture {
+                        data_seen = true;
+                        s.in_data = true;
+                        s.data_from = start;
                     }
-                    Some(b'}') => {
-                        s.pos += 1;
-                        break;
+                    s.value()?;
+                    if capture {
+                        s.in_data = false;
+                        s.data_w = copy_run(s.data, s.data_w, body, s.data_from, s.pos);
                     }
-                    _ => return Err(s.err("expected `,` or `}` after an object member").into()),
+                    let value = Span { start, end: s.pos };
+                    on_member(Member {
+                        key,
+                        key_escaped,
+                        value,
+                    })
+                    .map_err(ScanFailure::Envelope)?;
+                    s.skip_ws();
+                    match s.peek() {
+                        Some(b',') => {
+                            s.pos += 1;
+                            s.skip_ws();
+                        }
+                        Some(b'}') => {
+                            s.pos += 1;
+                            break;
+                        }
+                        _ => {
+                            return Err(s.err("expected `,` or `}` after an object member").into());
+                        }
+                    }
                 }
             }
+            TopLevel::Object
+        } else {
+            s.value()?;
+            TopLevel::Other(kind_of(first))
+        };
+        s.skip_ws();
+        if s.pos != body.len() {
+            return Err(s.err("trailing characters after the JSON value").into());
         }
-        TopLevel::Object
-    } else {
-        s.value()?;
-        TopLevel::Other(kind_of(first))
-    };
-    s.skip_ws();
-    if s.pos != body.len() {
-        return Err(s.err("trailing characters after the JSON value").into());
+        Ok(top)
     }
-    Ok(top)
 }
 
 /// Why scanning stopped.
@@ -145,14 +256,35 @@ impl From<SyntaxError> for ScanFailure {
     }
 }
 
-struct Scanner<'a> {
+/// The scanner, writing `raw` when `RAW`.
+struct Scanner<'a, 'o, const RAW: bool> {
     b: &'a [u8],
     pos: usize,
     /// Open containers: `true` for an object, `false` for an array.
     stack: Vec<bool>,
+    /// `raw[..raw_w]` is the escaped `b[..raw_from]`.
+    raw: &'o mut [u8],
+    raw_w: usize,
+    raw_from: usize,
+    /// While `in_data`, `data[..data_w]` is the compacted `b[capture start..data_from]`.
+    data: &'o mut [u8],
+    data_w: usize,
+    data_from: usize,
+    in_data: bool,
 }
 
-impl Scanner<'_> {
+impl<const RAW: bool> Scanner<'_, '_, RAW> {
+    /// The byte at `at` needs escaping in `raw`: it becomes `\\` and `c`.
+    #[inline(always)]
+    fn raw_escape(&mut self, at: usize, c: u8) {
+        if RAW {
+            let w = copy_run(self.raw, self.raw_w, self.b, self.raw_from, at);
+            self.raw[w..w + 2].copy_from_slice(&[b'\\', c]);
+            self.raw_w = w + 2;
+            self.raw_from = at + 1;
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
     }
@@ -174,8 +306,10 @@ impl Scanner<'_> {
     }
 
     fn skip_ws(&mut self) {
+        let start = self.pos;
         // Pretty-printed bodies indent with runs of spaces: skip them eight at a time.
         if self.peek() == Some(b'\n') {
+            self.raw_escape(self.pos, b'n');
             self.pos += 1;
             loop {
                 let not_space = swar::load(self.b, self.pos) ^ SPACES;
@@ -187,10 +321,18 @@ impl Scanner<'_> {
             }
         }
         while let Some(&c) = self.b.get(self.pos) {
-            if !is_ws(c) {
-                break;
+            match c {
+                b' ' => {}
+                b'\n' => self.raw_escape(self.pos, b'n'),
+                b'\r' => self.raw_escape(self.pos, b'r'),
+                b'\t' => self.raw_escape(self.pos, b't'),
+                _ => break,
             }
             self.pos += 1;
+        }
+        if self.in_data && self.pos != start {
+            self.data_w = copy_run(self.data, self.data_w, self.b, self.data_from, start);
+            self.data_from = self.pos;
         }
     }
 
@@ -330,6 +472,7 @@ impl Scanner<'_> {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected a string"));
         }
+        self.raw_escape(start, b'"');
         self.pos += 1;
         let mut escaped = false;
         loop {
@@ -347,6 +490,7 @@ impl Scanner<'_> {
             };
             match c {
                 b'"' => {
+                    self.raw_escape(self.pos, b'"');
                     self.pos += 1;
                     return Ok((
                         Span {
@@ -367,8 +511,14 @@ impl Scanner<'_> {
 
     /// An escape sequence starting at `\`.
     fn escape(&mut self) -> Result<()> {
+        self.raw_escape(self.pos, b'\\');
         match self.b.get(self.pos + 1) {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+            Some(&c @ (b'"' | b'\\')) => {
+                self.raw_escape(self.pos + 1, c);
+                self.pos += 2;
+                Ok(())
+            }
+            Some(b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
                 self.pos += 2;
                 Ok(())
             }
@@ -381,6 +531,7 @@ impl Scanner<'_> {
                         if self.b.get(next) == Some(&b'\\') && self.b.get(next + 1) == Some(&b'u') {
                             let low = self.hex4(next + 2)?;
                             if (0xDC00..=0xDFFF).contains(&low) {
+                                self.raw_escape(next, b'\\');
                                 self.pos = next + 6;
                                 return Ok(());
                             }
@@ -489,7 +640,12 @@ mod tests {
     use super::*;
 
     fn check(s: &str) -> std::result::Result<TopLevel, SyntaxError> {
-        match scan_top_level(s.as_bytes(), |_| Ok(())) {
+        match scan_top_level::<true>(
+            s.as_bytes(),
+            &mut Scratch::default(),
+            |_, _| false,
+            |_| Ok(()),
+        ) {
             Ok(t) => Ok(t),
             Err(ScanFailure::Syntax(e)) => Err(e),
             Err(ScanFailure::Envelope(e)) => panic!("{e}"),
@@ -587,14 +743,19 @@ mod tests {
     fn reports_members_in_order() {
         let mut keys = Vec::new();
         let body = br#"{ "id" : "evt_1", "d\u0061ta": {"x": [1]} }"#;
-        scan_top_level(body, |m| {
-            keys.push((
-                m.key.of(body).to_vec(),
-                m.key_escaped,
-                m.value.of(body).to_vec(),
-            ));
-            Ok(())
-        })
+        scan_top_level::<false>(
+            body,
+            &mut Scratch::default(),
+            |_, _| false,
+            |m| {
+                keys.push((
+                    m.key.of(body).to_vec(),
+                    m.key_escaped,
+                    m.value.of(body).to_vec(),
+                ));
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(keys[0], (b"\"id\"".to_vec(), false, b"\"evt_1\"".to_vec()));
         assert_eq!(
