@@ -305,10 +305,29 @@ impl<const RAW: bool> Scanner<'_, '_, RAW> {
         }
     }
 
+    /// Skips insignificant whitespace (every byte up to `' '` is whitespace or invalid here).
+    #[inline(always)]
     fn skip_ws(&mut self) {
+        match self.b.get(self.pos) {
+            Some(&b' ') if self.b.get(self.pos + 1).is_some_and(|&c| c > b' ') => {
+                // The single space after a pretty-printed `:`.
+                if self.in_data {
+                    self.data_w =
+                        copy_run(self.data, self.data_w, self.b, self.data_from, self.pos);
+                    self.data_from = self.pos + 1;
+                }
+                self.pos += 1;
+            }
+            Some(&c) if c <= b' ' => self.skip_ws_run(),
+            _ => {}
+        }
+    }
+
+    #[inline(never)]
+    fn skip_ws_run(&mut self) {
         let start = self.pos;
         // Pretty-printed bodies indent with runs of spaces: skip them eight at a time.
-        if self.peek() == Some(b'\n') {
+        if self.b[self.pos] == b'\n' {
             self.raw_escape(self.pos, b'n');
             self.pos += 1;
             loop {
@@ -321,12 +340,14 @@ impl<const RAW: bool> Scanner<'_, '_, RAW> {
             }
         }
         while let Some(&c) = self.b.get(self.pos) {
-            match c {
-                b' ' => {}
-                b'\n' => self.raw_escape(self.pos, b'n'),
-                b'\r' => self.raw_escape(self.pos, b'r'),
-                b'\t' => self.raw_escape(self.pos, b't'),
-                _ => break,
+            if c != b' ' {
+                let e = match c {
+                    b'\n' => b'n',
+                    b'\r' => b'r',
+                    b'\t' => b't',
+                    _ => break,
+                };
+                self.raw_escape(self.pos, e);
             }
             self.pos += 1;
         }
@@ -467,6 +488,7 @@ impl<const RAW: bool> Scanner<'_, '_, RAW> {
     }
 
     /// A string token; returns its span (quotes included) and whether it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<(Span, bool)> {
         let start = self.pos;
         if self.peek() != Some(b'"') {
@@ -476,35 +498,38 @@ impl<const RAW: bool> Scanner<'_, '_, RAW> {
         self.pos += 1;
         let mut escaped = false;
         loop {
-            let m = swar::string_specials(swar::load(self.b, self.pos));
+            let x = swar::load(self.b, self.pos);
+            let m = swar::string_specials(x);
             if m == 0 {
                 self.pos += 8;
                 continue;
             }
             self.pos += swar::first(m);
-            let Some(&c) = self.b.get(self.pos) else {
-                return Err(SyntaxError {
-                    what: "unterminated string",
-                    offset: self.b.len(),
-                });
-            };
-            match c {
-                b'"' => {
-                    self.raw_escape(self.pos, b'"');
-                    self.pos += 1;
-                    return Ok((
-                        Span {
-                            start,
-                            end: self.pos,
-                        },
-                        escaped,
-                    ));
+            // Whether the first special byte is the closing quote, from the masks (no reload):
+            // a quote mask can only be wrong after its first match, and no quote precedes.
+            if swar::equal(x, b'"') & m & m.wrapping_neg() != 0 {
+                self.raw_escape(self.pos, b'"');
+                self.pos += 1;
+                return Ok((
+                    Span {
+                        start,
+                        end: self.pos,
+                    },
+                    escaped,
+                ));
+            }
+            match self.b.get(self.pos) {
+                None => {
+                    return Err(SyntaxError {
+                        what: "unterminated string",
+                        offset: self.b.len(),
+                    });
                 }
-                b'\\' => {
+                Some(b'\\') => {
                     escaped = true;
                     self.escape()?;
                 }
-                _ => return Err(self.err("control character in string (must be escaped)")),
+                Some(_) => return Err(self.err("control character in string (must be escaped)")),
             }
         }
     }
