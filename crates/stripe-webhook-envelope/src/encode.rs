@@ -91,16 +91,16 @@ impl Field {
     }
 }
 
-/// Decodes a validated JSON string token (quotes included).
-fn decode_string(token: &[u8], escaped: bool) -> Cow<'_, str> {
-    let inner = &token[1..token.len() - 1];
+/// Decodes a validated JSON string token (quotes included) of `text`.
+fn decode_string(text: &str, token: Span, escaped: bool) -> Cow<'_, str> {
+    let token = &text[token.start..token.end];
     if escaped {
-        // The scanner validated the token, so this cannot fail; fall back to lossless-enough text.
-        serde_json::from_slice::<String>(token)
+        // The scanner validated the token, so this cannot fail; fall back to the raw text.
+        serde_json::from_str::<String>(token)
             .map(Cow::Owned)
-            .unwrap_or_else(|_| String::from_utf8_lossy(inner))
+            .unwrap_or(Cow::Borrowed(&token[1..token.len() - 1]))
     } else {
-        String::from_utf8_lossy(inner)
+        Cow::Borrowed(&token[1..token.len() - 1])
     }
 }
 
@@ -169,9 +169,9 @@ fn encode_line(
 ) -> Result<(Vec<u8>, EventMeta, usize), EnvelopeError> {
     let bytes = text.as_bytes();
     let mut found: [Option<Member>; FIELDS] = [None; FIELDS];
-    let is_data = |key: Span, escaped: bool| decode_string(key.of(bytes), escaped) == "data";
+    let is_data = |key: Span, escaped: bool| decode_string(text, key, escaped) == "data";
     let on_member = |m: Member| {
-        let key = decode_string(m.key.of(bytes), m.key_escaped);
+        let key = decode_string(text, m.key, m.key_escaped);
         if let Some(field) = Field::from_key(&key) {
             let slot = &mut found[field as usize];
             if slot.is_some() {
@@ -213,8 +213,8 @@ fn encode_line(
         EnvelopeError::TypeNotString { found }
     })?;
     let meta = EventMeta {
-        id: decode_string(id.of(bytes), id_escaped).into_owned(),
-        event_type: decode_string(ty.of(bytes), ty_escaped).into_owned(),
+        id: decode_string(text, id, id_escaped).into_owned(),
+        event_type: decode_string(text, ty, ty_escaped).into_owned(),
     };
 
     // The data the scan captured: the value of the (single) `data` member, compacted.
@@ -234,7 +234,7 @@ fn encode_line(
         });
         scratch.raw()
     });
-    let timestamp = received_at.rfc3339_millis();
+    const TIMESTAMP: usize = "2026-11-26T22:14:41.123Z".len();
     let members = [
         (&b",\"object\":"[..], value(Field::Object)),
         (b",\"created\":", value(Field::Created)),
@@ -254,7 +254,7 @@ fn encode_line(
     const END: &[u8] = b"}\n";
     // Exact unless a member other than `data` has whitespace or the signature needs escapes.
     let mut capacity = HEAD.len()
-        + timestamp.len()
+        + TIMESTAMP
         + ID.len()
         + (id.end - id.start)
         + TYPE.len()
@@ -271,7 +271,7 @@ fn encode_line(
     }
     let mut line = Vec::with_capacity(capacity);
     line.extend_from_slice(HEAD);
-    line.extend_from_slice(timestamp.as_bytes());
+    received_at.write_rfc3339_millis(&mut line);
     line.extend_from_slice(ID);
     line.extend_from_slice(id.of(bytes));
     line.extend_from_slice(TYPE);

@@ -65,17 +65,65 @@ impl ReceivedAt {
 
     /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-26T22:14:41.123Z`.
     pub fn rfc3339_millis(self) -> String {
+        let mut out = Vec::with_capacity(24);
+        self.write_rfc3339_millis(&mut out);
+        String::from_utf8(out).expect("digits and ASCII punctuation")
+    }
+
+    /// Appends [`ReceivedAt::rfc3339_millis`] to `out`.
+    pub(crate) fn write_rfc3339_millis(self, out: &mut Vec<u8>) {
         let d = self.datetime();
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second(),
-            d.millisecond()
-        )
+        let year = d.year();
+        if !(0..=9999).contains(&year) {
+            use std::io::Write as _;
+            write!(
+                out,
+                "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                u8::from(d.month()),
+                d.day(),
+                d.hour(),
+                d.minute(),
+                d.second(),
+                d.millisecond()
+            )
+            .expect("writing to a Vec cannot fail");
+            return;
+        }
+        let digit = |n: u32, scale: u32| b'0' + (n / scale % 10) as u8;
+        let two = |n: u8| [b'0' + n / 10, b'0' + n % 10];
+        let year = year.unsigned_abs();
+        let [mo0, mo1] = two(u8::from(d.month()));
+        let [d0, d1] = two(d.day());
+        let [h0, h1] = two(d.hour());
+        let [mi0, mi1] = two(d.minute());
+        let [s0, s1] = two(d.second());
+        let ms = u32::from(d.millisecond());
+        out.extend_from_slice(&[
+            digit(year, 1000),
+            digit(year, 100),
+            digit(year, 10),
+            digit(year, 1),
+            b'-',
+            mo0,
+            mo1,
+            b'-',
+            d0,
+            d1,
+            b'T',
+            h0,
+            h1,
+            b':',
+            mi0,
+            mi1,
+            b':',
+            s0,
+            s1,
+            b'.',
+            digit(ms, 100),
+            digit(ms, 10),
+            digit(ms, 1),
+            b'Z',
+        ]);
     }
 
     /// The archive partition (UTC receipt date) this time falls in.
@@ -236,6 +284,37 @@ mod tests {
         let t = ReceivedAt::from_unix_millis(1_795_731_281_123);
         assert_eq!(t.rfc3339_millis(), "2026-11-26T22:14:41.123Z");
         assert_eq!(t.partition().to_string(), "year=2026/month=11/day=26");
+    }
+
+    #[test]
+    fn formats_every_year_like_the_time_crate() {
+        for millis in [
+            0,
+            -1,
+            -62_135_596_800_000, // 0001-01-01
+            -62_167_219_200_001, // -0001-12-31T23:59:59.999
+            253_402_300_799_999, // 9999-12-31T23:59:59.999
+            253_402_300_800_000, // out of range: the epoch
+            i64::MIN,
+        ] {
+            let t = ReceivedAt::from_unix_millis(millis);
+            let d = t.datetime();
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                d.year(),
+                u8::from(d.month()),
+                d.day(),
+                d.hour(),
+                d.minute(),
+                d.second(),
+                d.millisecond()
+            );
+            assert_eq!(t.rfc3339_millis(), expected, "{millis}");
+        }
+        assert_eq!(
+            ReceivedAt::from_unix_millis(-1).rfc3339_millis(),
+            "1969-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]
