@@ -604,6 +604,11 @@ impl<const RAW: bool> Scanner<'_, '_, RAW> {
 /// Copies eight bytes at a time into a pre-sized buffer: outside strings up to the next
 /// whitespace or `"`, inside strings up to the next `"` or `\`.
 pub(crate) fn compact_into(out: &mut Vec<u8>, value: &[u8]) {
+    if !matches!(value.first(), Some(b'{' | b'[')) {
+        // A scalar token has no insignificant whitespace.
+        out.extend_from_slice(value);
+        return;
+    }
     let n = value.len();
     let mut w = out.len();
     // The output is never longer than the input; 8 more bytes for the last store.
