@@ -120,6 +120,11 @@ fn decode_string(text: &str, token: Span, escaped: bool) -> Cow<'_, str> {
 /// integer for snapshot events, an ISO string for thin `v2.core.event`s). `account` is the
 /// top-level `account` (Connect) or else a thin event's `context`. Absent members are `null`.
 ///
+/// The body is read in one pass that validates it and, on the way, writes `raw` and the
+/// compacted `data` into per-thread scratch buffers; the record's line is then allocated at
+/// its final size. A thread keeps its scratch between calls (about three times the largest
+/// body it has encoded, and at most 4 MiB: larger ones are freed after use).
+///
 /// # Errors
 /// The body must be a single, strictly valid JSON object (UTF-8, no lone surrogate escapes)
 /// with a string `id` and a string `type`, and without duplicates of the members the envelope
