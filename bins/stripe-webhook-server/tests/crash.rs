@@ -6,21 +6,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use stripe_webhook_testkit::archive::read_records;
 use stripe_webhook_testkit::http::post_webhook;
 use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_testkit::signing::unix_now as now;
 use stripe_webhook_verify::{Secret, signature_header};
 
 const SECRET: &str = "whsec_crash_test";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
 
 #[test]
 fn sigkill_under_load_never_loses_an_acknowledged_event() {
@@ -44,8 +38,8 @@ fn sigkill_under_load_never_loses_an_acknowledged_event() {
         seed
     };
     let mut logs = String::new();
-    let mut next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    for round in 0..10 {
+    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for _ in 0..10 {
         let server = ServerProcess::start(bin, &envs);
         let addr = server.addr;
         let stop = Arc::new(AtomicBool::new(false));
@@ -77,10 +71,7 @@ fn sigkill_under_load_never_loses_an_acknowledged_event() {
         for w in workers {
             w.join().expect("worker");
         }
-        let _ = round;
     }
-    next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    drop(next_id);
     // A final clean start recovers the last crash and seals everything on shutdown.
     let server = ServerProcess::start(bin, &envs);
     let (status, last) = server.terminate();

@@ -5,12 +5,12 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use stripe_webhook_testkit::archive::read_records;
 use stripe_webhook_testkit::http::{post_webhook, request};
 use stripe_webhook_testkit::server::ServerProcess;
-use stripe_webhook_verify::{Secret, signature_header};
+use stripe_webhook_testkit::signing::{self, unix_now as now};
 
 const SECRET: &str = "whsec_hostile_test";
 
@@ -18,15 +18,8 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
 fn sign(t: i64, body: &[u8]) -> String {
-    signature_header(&[&Secret::new(SECRET).expect("secret")], t, body)
+    signing::sign(SECRET, t, body)
 }
 
 fn event(id: &str) -> Vec<u8> {

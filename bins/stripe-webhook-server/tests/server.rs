@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use stripe_webhook_testkit::archive::{read_records, segment_files};
 use stripe_webhook_testkit::http::{post_webhook, request};
 use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_testkit::signing::{sign, unix_now as now};
 use stripe_webhook_verify::{Secret, signature_header};
 
 const SECRET: &str = "whsec_test_server_secret";
@@ -19,19 +20,8 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
 fn secret(s: &str) -> Secret {
     Secret::new(s).expect("secret")
-}
-
-fn sign(s: &str, t: i64, body: &[u8]) -> String {
-    signature_header(&[&secret(s)], t, body)
 }
 
 /// A realistic pretty-printed event with a given id (multi-byte UTF-8 included).

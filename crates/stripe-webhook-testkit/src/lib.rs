@@ -17,6 +17,7 @@ pub mod http;
 pub mod lambda_runtime_api;
 pub mod moto;
 pub mod server;
+pub mod signing;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
