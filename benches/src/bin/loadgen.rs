@@ -20,6 +20,12 @@
 //! `status_counts`, `transport_errors`, `connections`, `gen_us` (measured cost of building and
 //! signing one request body before the run) and `id_tag` (the prefix every event id of this run
 //! starts with, to find its records in an archive).
+//!
+//! With `--rate N` the load is open loop instead (soak tests): the connections together start `N`
+//! requests per second on a fixed schedule (connection `i` of `c` at `t0 + (k·c + i)/N`), whatever
+//! the answers take; a request's latency counts from its scheduled start, so a slow server shows in
+//! the latencies rather than in a lower offered rate. Use enough connections that
+//! `connections / N` exceeds the worst latency. Also printed then: `rate`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +72,10 @@ struct Cli {
     /// Directory of realistic Stripe event bodies (`*.json`).
     #[arg(long, default_value = "fixtures/events")]
     events_dir: PathBuf,
+    /// Open loop: start this many requests per second in total, on a fixed schedule, instead of
+    /// one after the other on each connection.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// A fixture body split around the value of its top-level `id`.
@@ -175,6 +185,9 @@ struct Target {
     path: String,
     measure_start: Instant,
     measure_end: Instant,
+    /// Open loop: when the schedule starts, the interval between two requests of one connection,
+    /// and the number of connections.
+    schedule: Option<(Instant, Duration, usize)>,
 }
 
 /// One connection task's tally.
@@ -269,12 +282,23 @@ async fn run(cli: Cli) -> Result<String, String> {
     let gen_us = started.elapsed().as_secs_f64() * 1e6 / samples as f64;
     let mean_body_bytes = bytes / samples;
 
-    let measure_start = Instant::now() + Duration::from_secs_f64(cli.warmup.max(0.0));
+    let now = Instant::now();
+    let schedule = match cli.rate {
+        Some(rate) if rate.is_finite() && rate > 0.0 => Some((
+            now,
+            Duration::from_secs_f64(connections as f64 / rate),
+            connections,
+        )),
+        Some(rate) => return Err(format!("--rate must be a positive number, got {rate}")),
+        None => None,
+    };
+    let measure_start = now + Duration::from_secs_f64(cli.warmup.max(0.0));
     let target = Arc::new(Target {
         authority,
         path,
         measure_start,
         measure_end: measure_start + Duration::from_secs_f64(cli.duration.max(0.001)),
+        schedule,
     });
     let tasks: Vec<_> = (0..connections)
         .map(|i| tokio::spawn(drive(i, generator.clone(), target.clone())))
@@ -324,6 +348,7 @@ async fn run(cli: Cli) -> Result<String, String> {
         "gen_us": (gen_us * 100.0).round() / 100.0,
         "mean_body_bytes": mean_body_bytes,
         "id_tag": format!("evt_{}", generator.ids.tag),
+        "rate": cli.rate,
     })
     .to_string())
 }
@@ -342,6 +367,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 async fn drive(index: usize, generator: Arc<Generator>, target: Arc<Target>) -> Tally {
     let mut tally = Tally::default();
     let mut n = index;
+    // Open loop: this connection's k-th request is due at `start + (k + index / c) * interval`.
+    let mut due = target.schedule.map(|(start, interval, connections)| {
+        start + interval.mul_f64(index as f64 / connections as f64)
+    });
     'connect: while Instant::now() < target.measure_end {
         let stream = match TcpStream::connect(&target.authority).await {
             Ok(s) => s,
@@ -382,7 +411,19 @@ async fn drive(index: usize, generator: Arc<Generator>, target: Arc<Target>) -> 
                 tally.transport_errors += 1;
                 continue 'connect;
             }
-            let started = Instant::now();
+            // Open loop: wait for this request's slot; its latency counts from the slot.
+            let started = match due.as_mut() {
+                Some(slot) => {
+                    let at = *slot;
+                    *slot += target.schedule.map_or(Duration::ZERO, |s| s.1);
+                    if at >= target.measure_end {
+                        break 'connect;
+                    }
+                    tokio::time::sleep_until(at.into()).await;
+                    at
+                }
+                None => Instant::now(),
+            };
             let closing;
             let status = match sender.send_request(request).await {
                 Ok(response) => {
