@@ -14,7 +14,8 @@
 //! Statistics: `elapsed_s` (since start, the endpoint's own clock, for rates), `put_calls`,
 //! `calls` per operation, `outcomes`, `records` (records in put calls), `accepted_records`,
 //! `accepted_bytes` (their decoded `Data`), `accepted_billed_bytes` (each record rounded up to
-//! Firehose's 5 KiB billing increment), `max_records_per_call`. Every call is kept in memory (the
+//! Firehose's 5 KiB billing increment), `billed_increments` (how many accepted records bill 1, 2, …
+//! increments), `max_records_per_call`. Every call is kept in memory (the
 //! testkit records them), so a long run grows this process, not the server under test.
 
 use std::collections::BTreeMap;
@@ -78,6 +79,11 @@ fn stats(fault: &FirehoseFault, started: Instant) -> serde_json::Value {
     let accepted = fault.accepted();
     let accepted_bytes: u64 = accepted.iter().map(|r| r.len() as u64).sum();
     let accepted_billed: u64 = accepted.iter().map(|r| billed(r.len() as u64)).sum();
+    let mut increments: BTreeMap<String, u64> = BTreeMap::new();
+    for record in &accepted {
+        let n = billed(record.len() as u64) / BILLING_INCREMENT;
+        *increments.entry(n.to_string()).or_default() += 1;
+    }
     serde_json::json!({
         "elapsed_s": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         "put_calls": put_calls,
@@ -88,6 +94,7 @@ fn stats(fault: &FirehoseFault, started: Instant) -> serde_json::Value {
         "accepted_records": accepted.len(),
         "accepted_bytes": accepted_bytes,
         "accepted_billed_bytes": accepted_billed,
+        "billed_increments": increments,
     })
 }
 
@@ -203,6 +210,7 @@ mod tests {
         assert_eq!(s["accepted_bytes"], 5);
         assert_eq!(s["accepted_billed_bytes"], 10_240);
         assert_eq!(s["max_records_per_call"], 2);
+        assert_eq!(s["billed_increments"]["1"], 2);
         assert_eq!(s["calls"]["PutRecordBatch"], 1);
     }
 

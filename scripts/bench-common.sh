@@ -1,0 +1,198 @@
+# Shared helpers of scripts/bench-firehose, scripts/bench-report and scripts/soak (sourced, not run).
+#
+# Provides: ROOT, BIN (release binaries), WORK (temporary directory, removed on exit), SECRET,
+# STREAM, PY (the bench venv's python, after ensure_bench_venv), and functions to build, start and
+# stop the servers, the Firehose endpoint and the load generator. Every process started here is
+# recorded in BG_PIDS and killed (by pid) on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+BIN="$TARGET_DIR/release"
+SECRET="whsec_bench_not_a_real_secret"
+STREAM="bench-stream"
+SCRIPT_NAME="$(basename "$0")"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/$SCRIPT_NAME.XXXXXX")"
+BG_PIDS=()
+
+bench_cleanup() {
+    local pid
+    for pid in "${BG_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() {
+    echo "$SCRIPT_NAME: $*" >&2
+    exit 1
+}
+
+# Builds the release server and the bench binaries (loadgen, bare_hyper, firehose_endpoint).
+build_release() {
+    command -v cargo >/dev/null 2>&1 || die "cargo is required: install Rust from https://rustup.rs (stable)."
+    echo "==> cargo build --release -p stripe-webhook-server -p stripe-webhook-benches --bins" >&2
+    cargo build --release -p stripe-webhook-server -p stripe-webhook-benches --bins >&2
+}
+
+# The bench-only virtual environment ./.venv-bench with the pinned scripts/requirements-bench.txt
+# (matplotlib), created or refreshed when the requirements change. Sets PY.
+ensure_bench_venv() {
+    local dir="$ROOT/.venv-bench" req="$ROOT/scripts/requirements-bench.txt" want
+    want="$(sha256sum "$req" | cut -d' ' -f1)"
+    if [[ ! -x "$dir/bin/python" || "$(cat "$dir/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+        echo "==> installing $(basename "$req") into .venv-bench" >&2
+        "${PYTHON:-python3}" -m venv "$dir" || die "cannot create .venv-bench: install python3 with venv"
+        echo '*' >"$dir/.gitignore"
+        "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" ||
+            die "pip could not install $req"
+        echo "$want" >"$dir/.requirements.sha256"
+    fi
+    PY="$dir/bin/python"
+}
+
+# `jget JSON KEY[.KEY…]`: a member of a JSON object (numbers and strings as text, "" if absent).
+jget() {
+    "${PY:-python3}" -c '
+import json, sys
+v = json.loads(sys.argv[1])
+for k in sys.argv[2].split("."):
+    v = v.get(k, "") if isinstance(v, dict) else ""
+print(json.dumps(v) if isinstance(v, (dict, list)) else v)' "$1" "$2"
+}
+
+# A loopback port nobody listens on (a bind race makes the server exit, which is caught).
+free_port() {
+    local port
+    for _ in $(seq 200); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+# `wait_listening PID PORT LOG`: until PORT accepts connections; fails if PID exits first.
+wait_listening() {
+    for _ in $(seq 400); do
+        if ! kill -0 "$1" 2>/dev/null; then
+            tail -n 30 "$3" >&2
+            die "process $1 exited before listening on $2 (log above)"
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+            return
+        fi
+        sleep 0.05
+    done
+    die "nothing listens on port $2 after 20 s"
+}
+
+# `start_endpoint NAME LATENCY_MS`: starts firehose_endpoint; sets EP_PID, EP_URL, EP_STATS,
+# EP_OUT (its stdout: the start line, then the final stats after stop_endpoint).
+start_endpoint() {
+    EP_OUT="$WORK/$1.endpoint.out"
+    "$BIN/firehose_endpoint" --stream "$STREAM" --latency-ms "$2" >"$EP_OUT" 2>"$WORK/$1.endpoint.err" &
+    EP_PID=$!
+    BG_PIDS+=("$EP_PID")
+    for _ in $(seq 200); do
+        [[ -s "$EP_OUT" ]] && break
+        kill -0 "$EP_PID" 2>/dev/null || die "firehose_endpoint exited: $(cat "$WORK/$1.endpoint.err")"
+        sleep 0.05
+    done
+    local line
+    line="$(head -n 1 "$EP_OUT")"
+    EP_URL="$(jget "$line" endpoint_url)"
+    EP_STATS="$(jget "$line" stats_url)"
+    [[ -n "$EP_URL" && -n "$EP_STATS" ]] || die "firehose_endpoint printed no URLs: $line"
+}
+
+# `endpoint_stats`: the running endpoint's statistics (one JSON line).
+endpoint_stats() {
+    curl -fsS --max-time 30 "$EP_STATS"
+}
+
+# `stop_pid PID`: SIGTERM, wait; sets STOP_STATUS to the exit status. Call it in the main shell
+# (not inside `$(...)`: a subshell cannot wait for its parent's children).
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    STOP_STATUS=0
+    wait "$1" || STOP_STATUS=$?
+}
+
+# `stop_endpoint PID OUT`: stops an endpoint; sets ENDPOINT_FINAL to its final statistics.
+stop_endpoint() {
+    stop_pid "$1"
+    ENDPOINT_FINAL="$(sed -n 2p "$2")"
+    [[ -n "$ENDPOINT_FINAL" ]] || die "firehose_endpoint printed no final statistics"
+}
+
+# `server_env SINK PORT [ENDPOINT_URL]`: the environment (`env …` words) of a server on SINK.
+# Firehose: the endpoint, static test credentials, no instance metadata look-ups.
+server_env() {
+    SERVER_ENV=(env "STRIPE_WEBHOOK_SECRET=$SECRET" HOST=127.0.0.1 "PORT=$2"
+        "RUST_LOG=${BENCH_RUST_LOG:-warn}" LOG_FORMAT=json)
+    case "$1" in
+        memory) SERVER_ENV+=(SINK=memory MEMORY_SINK_CAPACITY=50000000) ;;
+        file)
+            mkdir -p "$WORK/archive-$2"
+            SERVER_ENV+=(SINK=file "ARCHIVE_DIR=$WORK/archive-$2")
+            ;;
+        firehose | onecall)
+            SERVER_ENV+=(SINK=firehose "FIREHOSE_DELIVERY_STREAM_NAME=$STREAM" "AWS_ENDPOINT_URL=$3"
+                AWS_ACCESS_KEY_ID=AKIDBENCHNOTREAL AWS_SECRET_ACCESS_KEY=bench-not-a-real-key
+                AWS_EC2_METADATA_DISABLED=true AWS_REGION=us-east-1)
+            [[ "$1" == onecall ]] && SERVER_ENV+=(FIREHOSE_ONE_CALL_PER_RECORD=true)
+            ;;
+        *) die "unknown sink $1" ;;
+    esac
+    return 0
+}
+
+# `start_server NAME SINK [ENDPOINT_URL] [EXTRA=VALUE…]`: starts stripe-webhook-server on a free
+# port; sets SERVER_PID, SERVER_PORT, SERVER_LOG.
+start_server() {
+    local name="$1" sink="$2" endpoint="${3:-}"
+    shift 2
+    [[ $# -gt 0 ]] && shift
+    SERVER_PORT="$(free_port)"
+    SERVER_LOG="$WORK/$name.server.log"
+    server_env "$sink" "$SERVER_PORT" "$endpoint"
+    "${SERVER_ENV[@]}" "$@" "$BIN/stripe-webhook-server" >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    BG_PIDS+=("$SERVER_PID")
+    wait_listening "$SERVER_PID" "$SERVER_PORT" "$SERVER_LOG"
+}
+
+# `start_bare NAME`: starts bare_hyper on a free port; sets SERVER_PID, SERVER_PORT, SERVER_LOG.
+start_bare() {
+    SERVER_PORT="$(free_port)"
+    SERVER_LOG="$WORK/$1.server.log"
+    "$BIN/bare_hyper" --host 127.0.0.1 --port "$SERVER_PORT" >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    BG_PIDS+=("$SERVER_PID")
+    wait_listening "$SERVER_PID" "$SERVER_PORT" "$SERVER_LOG"
+}
+
+# `loadgen PORT ARGS…`: runs the load generator against the server on PORT; prints its JSON line.
+loadgen() {
+    local port="$1"
+    shift
+    "$BIN/loadgen" --url "http://127.0.0.1:$port/webhook/stripe" --secret "$SECRET" \
+        --events-dir fixtures/events "$@"
+}
+
+# Machine and revision, as Markdown list items.
+machine_lines() {
+    local cpu_model mem_gib commit dirty=""
+    cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+    mem_gib="$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
+    commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && dirty=" (working tree has uncommitted changes)"
+    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit$dirty"
+    echo "- Machine: $(nproc) CPUs ($cpu_model), $mem_gib GiB RAM, shared with other work; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
