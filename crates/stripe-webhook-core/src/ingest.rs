@@ -266,8 +266,11 @@ impl Ingest {
         }
         // Verified: a header was present.
         let header = header.unwrap_or_default();
+        // Own the body: the transport's buffer may be far larger than this body (hyper hands out
+        // slices of its read buffer), and a record can live on in a queue or a memory sink.
+        let body = Bytes::copy_from_slice(&request.body);
         let record = match stripe_webhook_envelope::encode(
-            request.body,
+            body,
             header,
             request.received_at,
             &inner.options.envelope,
