@@ -178,12 +178,20 @@ start_bare() {
     wait_listening "$SERVER_PID" "$SERVER_PORT" "$SERVER_LOG"
 }
 
-# `loadgen PORT ARGS…`: runs the load generator against the server on PORT; prints its JSON line.
-loadgen() {
-    local port="$1"
-    shift
+# `start_loadgen OUT PORT ARGS…`: starts the load generator against the server on PORT in the
+# background (its JSON line goes to OUT, its errors to OUT.err); sets LG_PID.
+start_loadgen() {
+    local out="$1" port="$2"
+    shift 2
     "$BIN/loadgen" --url "http://127.0.0.1:$port/webhook/stripe" --secret "$SECRET" \
-        --events-dir fixtures/events "$@"
+        --events-dir fixtures/events "$@" >"$out" 2>"$out.err" &
+    LG_PID=$!
+    BG_PIDS+=("$LG_PID")
+}
+
+# `wait_loadgen OUT`: waits for LG_PID; fails with its errors if it failed.
+wait_loadgen() {
+    wait "$LG_PID" || die "loadgen failed: $(cat "$1.err")"
 }
 
 # Machine and revision, as Markdown list items.

@@ -547,6 +547,59 @@ mod tests {
         assert!(verifier.verify(&a, Some(&sig_b)).is_err());
     }
 
+    /// A loopback server answering 200 to everything; its address.
+    async fn ok_server() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::new(),
+                        )))
+                    }),
+                ));
+            }
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_loop_sends_at_the_requested_rate() {
+        let addr = ok_server().await;
+        let cli = Cli {
+            url: format!("http://{addr}/webhook/stripe"),
+            connections: 4,
+            duration: 1.0,
+            warmup: 0.0,
+            secret: "whsec_loadgen_test".to_owned(),
+            events_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events"),
+            rate: Some(200.0),
+        };
+        let out: serde_json::Value = serde_json::from_str(&run(cli).await.unwrap()).unwrap();
+        // 200/s for 1 s on a fixed schedule: 200 requests, whatever the server's speed.
+        assert_eq!(out["ok_total"], 200, "{out}");
+        assert_eq!(out["errors"], 0, "{out}");
+        assert_eq!(out["rate"], 200.0);
+    }
+
+    #[tokio::test]
+    async fn open_loop_refuses_a_non_positive_rate() {
+        let cli = Cli {
+            url: "http://127.0.0.1:9/webhook/stripe".to_owned(),
+            connections: 1,
+            duration: 1.0,
+            warmup: 0.0,
+            secret: "whsec_loadgen_test".to_owned(),
+            events_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events"),
+            rate: Some(0.0),
+        };
+        assert!(run(cli).await.unwrap_err().contains("--rate"));
+    }
+
     #[test]
     fn percentile_is_nearest_rank() {
         let values: Vec<u64> = (1..=100).collect();
