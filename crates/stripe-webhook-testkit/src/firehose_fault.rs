@@ -64,7 +64,9 @@ pub enum Step {
     /// others accepted. For `PutRecord`, any index fails the call with HTTP 503.
     FailIndices(Vec<usize>),
     /// HTTP 200 with this many response entries, whatever the request held. Nothing is logged as
-    /// accepted: a producer must treat a count mismatch as a failure of every record.
+    /// accepted: a producer must treat a count mismatch as a failure of every record. When the
+    /// count happens to equal the batch size, the answer is a genuine acceptance (a producer cannot
+    /// tell it apart), so it is logged as one.
     WrongCount(usize),
     /// Close the connection without answering.
     Reset,
@@ -411,6 +413,10 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Reply {
         Step::ServerError => {
             set_outcome("server_error");
             error_reply(500, "InternalFailure", "internal failure", &request_id)
+        }
+        Step::WrongCount(n) if batch && *n == records.len() => {
+            set_outcome("accept");
+            accept(&state, &records, &[], batch, &request_id)
         }
         Step::WrongCount(n) => {
             set_outcome("wrong_count");
