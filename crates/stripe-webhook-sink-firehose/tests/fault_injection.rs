@@ -451,3 +451,27 @@ async fn one_call_per_record_baseline_uses_put_record() {
     );
     assert_ok_subset_of_accepted(&results, &fault.accepted());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_quota_throttles_excess_calls_and_nothing_unaccepted_is_acknowledged() {
+    let fault = FirehoseFault::start("quota-stream").await;
+    fault.set_call_quota(Some(5));
+    // One record per call (batches of one), so 40 puts need 40 calls: far over 5 calls/s.
+    let sink = sink_at(&fault.endpoint_url(), "quota-stream", |c| {
+        c.max_batch_records = 1;
+        c.deadline = Duration::from_secs(3);
+    })
+    .await;
+    let results = put_all(&sink, (0..40).map(record).collect()).await;
+    let outcomes: Vec<String> = fault
+        .put_calls()
+        .iter()
+        .map(|c| c.outcome.clone())
+        .collect();
+    assert!(
+        outcomes.iter().any(|o| o == "throttle"),
+        "calls over the quota are throttled: {outcomes:?}"
+    );
+    assert!(results.iter().any(|(_, r)| r.is_ok()));
+    assert_ok_subset_of_accepted(&results, &fault.accepted());
+}

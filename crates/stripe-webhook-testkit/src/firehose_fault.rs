@@ -98,6 +98,26 @@ pub struct RecordedCall {
     pub outcome: String,
 }
 
+/// A per-stream request quota: at most `per_second` put calls in each one-second window.
+#[derive(Clone, Copy, Debug)]
+struct CallQuota {
+    per_second: u32,
+    window_start: Instant,
+    window_calls: u32,
+}
+
+impl CallQuota {
+    /// Counts a call; false when it is over the quota (AWS then answers 503 "Slow down.").
+    fn admit(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.window_calls = 0;
+        }
+        self.window_calls += 1;
+        self.window_calls <= self.per_second
+    }
+}
+
 struct State {
     stream_name: String,
     stream_status: String,
@@ -105,6 +125,7 @@ struct State {
     script: VecDeque<Step>,
     default_step: Step,
     latency: Duration,
+    quota: Option<CallQuota>,
     calls: Vec<RecordedCall>,
     accepted: Vec<Bytes>,
     next_id: u64,
@@ -135,6 +156,7 @@ impl FirehoseFault {
             script: VecDeque::new(),
             default_step: Step::Accept,
             latency: Duration::ZERO,
+            quota: None,
             calls: Vec::new(),
             accepted: Vec::new(),
             next_id: 0,
@@ -167,6 +189,17 @@ impl FirehoseFault {
     /// roughly 20 to 50 ms).
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
+    }
+
+    /// Enforces a per-stream request quota like Firehose's (1,000 or 2,000 put calls per second,
+    /// depending on the region): calls over it in a one-second window are throttled with 503
+    /// `ServiceUnavailableException`, before their scripted step. `None` (the default) disables it.
+    pub fn set_call_quota(&self, per_second: Option<u32>) {
+        self.lock().quota = per_second.map(|per_second| CallQuota {
+            per_second,
+            window_start: Instant::now(),
+            window_calls: 0,
+        });
     }
 
     /// The status and type `DescribeDeliveryStream` reports (default `ACTIVE`, `DirectPut`).
@@ -298,7 +331,11 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Reply {
         let request_id = format!("fault-req-{:06}", s.next_id);
         let known = stream_name == s.stream_name;
         let is_put = matches!(operation.as_str(), "PutRecordBatch" | "PutRecord");
-        let step = if is_put && known {
+        let over_quota =
+            is_put && known && s.quota.as_mut().is_some_and(|q| !q.admit(Instant::now()));
+        let step = if over_quota {
+            Some(Step::Throttle)
+        } else if is_put && known {
             let default = s.default_step.clone();
             Some(s.script.pop_front().unwrap_or(default))
         } else {
