@@ -194,7 +194,11 @@ wait_loadgen() {
     wait "$LG_PID" || die "loadgen failed: $(cat "$1.err")"
 }
 
-# Machine and revision, as Markdown list items.
+# The 1-, 5- and 15-minute load averages now.
+LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# Machine and revision, as Markdown list items (load averages when the script started and now).
 machine_lines() {
     local cpu_model mem_gib commit dirty=""
     cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
@@ -202,5 +206,5 @@ machine_lines() {
     commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && dirty=" (working tree has uncommitted changes)"
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit$dirty"
-    echo "- Machine: $(nproc) CPUs ($cpu_model), $mem_gib GiB RAM, shared with other work; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- Machine: $(nproc) CPUs ($cpu_model), $mem_gib GiB RAM, shared with other work; load average when the script started: $LOAD_AT_START, at the end: $(loadavg)"
 }
