@@ -7,12 +7,15 @@
 //! it prints one JSON line, `{"endpoint_url": "http://127.0.0.1:…", "stats_url": "http://…/stats",
 //! "stream": "…"}`; on SIGTERM or SIGINT it prints the final statistics as one JSON line and exits 0.
 //!
+//! With `--call-quota N` it throttles put calls over N per second with 503, as Firehose's
+//! per-stream request quota does.
+//!
 //! ```text
-//! firehose_endpoint --stream bench-stream --latency-ms 30 --port 0
+//! firehose_endpoint --stream bench-stream --latency-ms 30 --call-quota 1000 --port 0
 //! ```
 //!
 //! Statistics: `elapsed_s` (since start, the endpoint's own clock, for rates), `put_calls`,
-//! `calls` per operation, `outcomes`, `records` (records in put calls), `accepted_records`,
+//! `calls` per operation, `outcomes` (`throttle` counts calls refused over the quota), `records` (records in put calls), `accepted_records`,
 //! `accepted_bytes` (their decoded `Data`), `accepted_billed_bytes` (each record rounded up to
 //! Firehose's 5 KiB billing increment), `billed_increments` (how many accepted records bill 1, 2, …
 //! increments), `max_records_per_call`. Every call is kept in memory (the
@@ -54,6 +57,11 @@ struct Cli {
     /// Loopback port of the statistics side server (`GET /stats`); 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Per-stream put-call quota per second, as Firehose enforces it (1,000 or 2,000 depending on
+    /// the region): calls over it in a one-second window get 503 `ServiceUnavailableException`.
+    /// 0 disables it.
+    #[arg(long, default_value_t = 0)]
+    call_quota: u32,
 }
 
 /// `bytes` rounded up to the billing increment (a record of 0 bytes still bills one increment).
@@ -125,6 +133,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let started = Instant::now();
     let fault = Arc::new(FirehoseFault::start(&cli.stream).await);
     fault.set_latency(Duration::from_millis(cli.latency_ms));
+    fault.set_call_quota((cli.call_quota > 0).then_some(cli.call_quota));
     let listener = TcpListener::bind(("127.0.0.1", cli.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", cli.port))?;
@@ -136,6 +145,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             "stats_url": format!("http://{stats_addr}/stats"),
             "stream": cli.stream,
             "latency_ms": cli.latency_ms,
+            "call_quota": cli.call_quota,
         })
     );
     let side = tokio::spawn(serve_stats(listener, Arc::clone(&fault), started));

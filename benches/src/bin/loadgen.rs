@@ -15,7 +15,8 @@
 //!         --events-dir fixtures/events --connections 32 --warmup 2 --duration 10
 //! ```
 //!
-//! Prints one JSON line: `requests`, `seconds`, `rps`, `p50_ms`, `p99_ms`, `max_ms`, `errors`
+//! Prints one JSON line: `requests`, `seconds`, `rps` (answers of any status in the window),
+//! `ok_rps` (answers 200 in the window: webhooks acknowledged per second), `p50_ms`, `p99_ms`, `max_ms`, `errors`
 //! (non-200 answers and transport failures over the whole run), plus `ok_total`,
 //! `status_counts`, `transport_errors`, `connections`, `gen_us` (measured cost of building and
 //! signing one request body before the run) and `id_tag` (the prefix every event id of this run
@@ -195,6 +196,8 @@ struct Target {
 struct Tally {
     /// Latencies (ns) of the requests that completed inside the measured window.
     latencies_ns: Vec<u64>,
+    /// Answers 200 that completed inside the measured window.
+    ok_in_window: u64,
     ok_total: u64,
     status_counts: BTreeMap<u16, u64>,
     transport_errors: u64,
@@ -310,6 +313,7 @@ async fn run(cli: Cli) -> Result<String, String> {
             .map_err(|e| format!("a connection task failed: {e}"))?;
         total.latencies_ns.extend(tally.latencies_ns);
         total.ok_total += tally.ok_total;
+        total.ok_in_window += tally.ok_in_window;
         total.transport_errors += tally.transport_errors;
         for (status, count) in tally.status_counts {
             *total.status_counts.entry(status).or_default() += count;
@@ -336,6 +340,7 @@ async fn run(cli: Cli) -> Result<String, String> {
         "requests": latencies.len(),
         "seconds": (seconds * 1000.0).round() / 1000.0,
         "rps": (latencies.len() as f64 / seconds).round(),
+        "ok_rps": (total.ok_in_window as f64 / seconds).round(),
         "p50_ms": ms(percentile(&latencies, 50.0)),
         "p99_ms": ms(percentile(&latencies, 99.0)),
         "max_ms": ms(latencies.last().copied().unwrap_or(0)),
@@ -449,6 +454,9 @@ async fn drive(index: usize, generator: Arc<Generator>, target: Arc<Target>) -> 
                 tally.ok_total += 1;
             }
             if finished >= target.measure_start && finished <= target.measure_end {
+                if status == 200 {
+                    tally.ok_in_window += 1;
+                }
                 tally
                     .latencies_ns
                     .push((finished - started).as_nanos() as u64);
@@ -547,8 +555,21 @@ mod tests {
         assert!(verifier.verify(&a, Some(&sig_b)).is_err());
     }
 
-    /// A loopback server answering 200 to everything; its address.
-    async fn ok_server() -> std::net::SocketAddr {
+    /// Open-loop options against `url`: `connections`, `duration` s (no warm-up), `rate` per second.
+    fn open_loop_cli(url: String, connections: usize, duration: f64, rate: f64) -> Cli {
+        Cli {
+            url,
+            connections,
+            duration,
+            warmup: 0.0,
+            secret: "whsec_loadgen_test".to_owned(),
+            events_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events"),
+            rate: Some(rate),
+        }
+    }
+
+    /// A loopback server answering `status` to everything; its address.
+    async fn status_server(status: u16) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -556,10 +577,10 @@ mod tests {
                 let (stream, _) = listener.accept().await.unwrap();
                 tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
                     TokioIo::new(stream),
-                    hyper::service::service_fn(|_req| async {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::new(),
-                        )))
+                    hyper::service::service_fn(move |_req| async move {
+                        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
                     }),
                 ));
             }
@@ -569,34 +590,30 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn open_loop_sends_at_the_requested_rate() {
-        let addr = ok_server().await;
-        let cli = Cli {
-            url: format!("http://{addr}/webhook/stripe"),
-            connections: 4,
-            duration: 1.0,
-            warmup: 0.0,
-            secret: "whsec_loadgen_test".to_owned(),
-            events_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events"),
-            rate: Some(200.0),
-        };
+        let addr = status_server(200).await;
+        let cli = open_loop_cli(format!("http://{addr}/webhook/stripe"), 4, 1.0, 200.0);
         let out: serde_json::Value = serde_json::from_str(&run(cli).await.unwrap()).unwrap();
         // 200/s for 1 s on a fixed schedule: 200 requests, whatever the server's speed.
         assert_eq!(out["ok_total"], 200, "{out}");
         assert_eq!(out["errors"], 0, "{out}");
         assert_eq!(out["rate"], 200.0);
+        assert_eq!(out["ok_rps"], out["rps"], "{out}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_other_than_200_are_not_acknowledged_webhooks() {
+        let addr = status_server(503).await;
+        let cli = open_loop_cli(format!("http://{addr}/webhook/stripe"), 2, 0.5, 100.0);
+        let out: serde_json::Value = serde_json::from_str(&run(cli).await.unwrap()).unwrap();
+        assert_eq!(out["ok_rps"], 0.0, "{out}");
+        assert_eq!(out["ok_total"], 0, "{out}");
+        assert!(out["rps"].as_f64().unwrap() > 0.0, "{out}");
+        assert_eq!(out["errors"], out["status_counts"]["503"], "{out}");
     }
 
     #[tokio::test]
     async fn open_loop_refuses_a_non_positive_rate() {
-        let cli = Cli {
-            url: "http://127.0.0.1:9/webhook/stripe".to_owned(),
-            connections: 1,
-            duration: 1.0,
-            warmup: 0.0,
-            secret: "whsec_loadgen_test".to_owned(),
-            events_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events"),
-            rate: Some(0.0),
-        };
+        let cli = open_loop_cli("http://127.0.0.1:9/webhook/stripe".to_owned(), 1, 1.0, 0.0);
         assert!(run(cli).await.unwrap_err().contains("--rate"));
     }
 
