@@ -1,4 +1,4 @@
-# Shared helpers of scripts/bench-firehose, scripts/bench-report and scripts/soak (sourced, not run).
+# Shared helpers of scripts/bench-load, bench-firehose, bench-report and soak (sourced, not run).
 #
 # Provides: ROOT, BIN (release binaries), WORK (temporary directory, removed on exit), SECRET,
 # STREAM, PY (the bench venv's python, after ensure_bench_venv), and functions to build, start and
@@ -64,11 +64,14 @@ for k in sys.argv[2].split("."):
 print(json.dumps(v) if isinstance(v, (dict, list)) else v)' "$1" "$2"
 }
 
-# A loopback port nobody listens on (a bind race makes the server exit, which is caught).
+# A loopback port nobody listens on (a bind race makes the server exit, which is caught), chosen
+# below the kernel's ephemeral range so that no outgoing connection of the benchmark holds it.
 free_port() {
-    local port
+    local port low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+    (( low > 2048 )) || die "the ephemeral port range starts at $low: no room below it"
     for _ in $(seq 200); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((1024 + RANDOM % (low - 1024)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
@@ -92,11 +95,12 @@ wait_listening() {
     die "nothing listens on port $2 after 20 s"
 }
 
-# `start_endpoint NAME LATENCY_MS`: starts firehose_endpoint; sets EP_PID, EP_URL, EP_STATS,
+# `start_endpoint NAME LATENCY_MS [CALL_QUOTA]`: starts firehose_endpoint (CALL_QUOTA put calls per
+# second, as Firehose's per-stream quota; 0 or absent = none); sets EP_PID, EP_URL, EP_STATS,
 # EP_OUT (its stdout: the start line, then the final stats after stop_endpoint).
 start_endpoint() {
     EP_OUT="$WORK/$1.endpoint.out"
-    "$BIN/firehose_endpoint" --stream "$STREAM" --latency-ms "$2" >"$EP_OUT" 2>"$WORK/$1.endpoint.err" &
+    "$BIN/firehose_endpoint" --stream "$STREAM" --latency-ms "$2" --call-quota "${3:-0}" >"$EP_OUT" 2>"$WORK/$1.endpoint.err" &
     EP_PID=$!
     BG_PIDS+=("$EP_PID")
     for _ in $(seq 200); do
