@@ -519,6 +519,7 @@ fn help_documents_every_setting() {
         "STRIPE_WEBHOOK_SECRET",
         "SINK",
         "ARCHIVE_DIR",
+        "ARCHIVE_GZIP_LEVEL",
         "MAX_BODY_BYTES",
         "SIGNATURE_TOLERANCE_SECS",
         "AWS_REGION",

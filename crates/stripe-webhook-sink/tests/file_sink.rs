@@ -172,7 +172,7 @@ async fn day_boundary_uses_receipt_date_and_seals_past_days() {
 async fn uncompressed_sealing_renames() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = FileSinkConfig::new(dir.path());
-    config.compress_sealed = false;
+    config.sealed_gzip_level = None;
     let sink = open(config).await;
     let r = record("evt_1", ReceivedAt::now().unix_millis());
     sink.put(r.clone()).await.unwrap();
@@ -307,5 +307,16 @@ fn open_blocking_works_outside_a_runtime() {
         }),
         Err(e) if e.kind() == SinkErrorKind::Permanent
     ));
+    for level in [0, 10] {
+        let refused = FileSink::open_blocking(FileSinkConfig {
+            sealed_gzip_level: Some(level),
+            ..FileSinkConfig::new(dir.path())
+        });
+        assert!(
+            matches!(&refused, Err(e) if e.kind() == SinkErrorKind::Permanent
+                && e.to_string().contains("sealed_gzip_level")),
+            "level {level}: {refused:?}"
+        );
+    }
     let _ = RecoveryOutcome::Sealed;
 }

@@ -1,6 +1,8 @@
 //! Start-up recovery: seals segments left unsealed by a process that is gone.
 
 use std::collections::BTreeMap;
+
+use flate2::Compression;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -97,7 +99,7 @@ impl RecoveryReport {
 }
 
 /// Recovers every orphaned segment under `root` (the `<dir>/webhooks` tree).
-pub(crate) fn recover(root: &Path, compress: bool) -> Result<RecoveryReport, SinkError> {
+pub(crate) fn recover(root: &Path, gzip: Option<Compression>) -> Result<RecoveryReport, SinkError> {
     let mut found: BTreeMap<Segment, Vec<Role>> = BTreeMap::new();
     collect(root, 0, &mut found)
         .map_err(|e| io_error(&format!("listing {}", root.display()), &e))?;
@@ -107,7 +109,7 @@ pub(crate) fn recover(root: &Path, compress: bool) -> Result<RecoveryReport, Sin
             remove_if_orphaned(&segment.path(Role::Creating), &mut report);
         }
         if roles.contains(&Role::Open) {
-            recover_open(&segment, compress, &mut report);
+            recover_open(&segment, gzip, &mut report);
         }
     }
     Ok(report)
@@ -190,7 +192,7 @@ fn remove_stale(path: &Path, report: &mut RecoveryReport) -> io::Result<()> {
     }
 }
 
-fn recover_open(segment: &Segment, compress: bool, report: &mut RecoveryReport) {
+fn recover_open(segment: &Segment, gzip: Option<Compression>, report: &mut RecoveryReport) {
     let path = segment.open_path();
     let mut entry = RecoveredSegment {
         path: path.clone(),
@@ -198,7 +200,7 @@ fn recover_open(segment: &Segment, compress: bool, report: &mut RecoveryReport) 
         kept_len: 0,
         outcome: RecoveryOutcome::Failed(String::new()),
     };
-    match recover_locked(segment, compress, &mut entry, report) {
+    match recover_locked(segment, gzip, &mut entry, report) {
         Ok(true) => {}
         Ok(false) => return,
         Err(error) => {
@@ -212,7 +214,7 @@ fn recover_open(segment: &Segment, compress: bool, report: &mut RecoveryReport) 
 /// Recovers one segment; `Ok(false)` if it is not an orphan after all.
 fn recover_locked(
     segment: &Segment,
-    compress: bool,
+    gzip: Option<Compression>,
     entry: &mut RecoveredSegment,
     report: &mut RecoveryReport,
 ) -> io::Result<bool> {
@@ -244,7 +246,7 @@ fn recover_locked(
         file.set_len(entry.kept_len)?;
         file.sync_data()?;
     }
-    entry.outcome = match segment::seal(segment, &file, entry.kept_len, compress)? {
+    entry.outcome = match segment::seal(segment, &file, entry.kept_len, gzip)? {
         segment::Sealed::Sealed => RecoveryOutcome::Sealed,
         segment::Sealed::Empty => RecoveryOutcome::Removed,
     };

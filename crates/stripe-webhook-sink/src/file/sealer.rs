@@ -31,7 +31,8 @@ pub(crate) enum SealCommand {
 }
 
 pub(crate) struct Sealer {
-    pub(crate) compress: bool,
+    /// The gzip level sealed segments are compressed at; `None`: renamed, not compressed.
+    pub(crate) gzip: Option<flate2::Compression>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) failed: Vec<SealJob>,
 }
@@ -65,7 +66,7 @@ impl Sealer {
     }
 
     fn seal(&mut self, job: SealJob) {
-        match segment::seal(&job.segment, &job.file, job.valid_len, self.compress) {
+        match segment::seal(&job.segment, &job.file, job.valid_len, self.gzip) {
             Ok(outcome) => {
                 self.counters.segment_sealed();
                 tracing::debug!(

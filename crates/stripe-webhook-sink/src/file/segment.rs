@@ -9,7 +9,7 @@
 //! | `<stem>.ndjson`              | open (locked by its writer) or orphaned (lock free): unsealed   |
 //! | `<stem>.ndjson.gz.tmp`       | gzip being written while sealing; never read                    |
 //! | `<stem>.ndjson.gz`           | sealed, compressed (appears atomically, by rename)              |
-//! | `<stem>.sealed.ndjson`       | sealed, uncompressed (`compress_sealed = false`)                |
+//! | `<stem>.sealed.ndjson`       | sealed, uncompressed (`sealed_gzip_level = None`)               |
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -233,7 +233,7 @@ pub(crate) fn seal(
     segment: &Segment,
     file: &File,
     valid_len: u64,
-    compress: bool,
+    gzip: Option<Compression>,
 ) -> io::Result<Sealed> {
     let open = segment.open_path();
     let dir = segment.dir();
@@ -246,11 +246,11 @@ pub(crate) fn seal(
         sync_dir(dir)?;
         return Ok(Sealed::Empty);
     }
-    if !compress {
+    let Some(level) = gzip else {
         fs::rename(&open, segment.path(Role::SealedPlain))?;
         sync_dir(dir)?;
         return Ok(Sealed::Sealed);
-    }
+    };
     let gz = segment.path(Role::Gz);
     if !gz.exists() {
         let tmp = segment.path(Role::GzTmp);
@@ -259,7 +259,7 @@ pub(crate) fn seal(
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        let mut encoder = GzEncoder::new(BufWriter::new(out), Compression::default());
+        let mut encoder = GzEncoder::new(BufWriter::new(out), level);
         let mut reader = file;
         reader.seek(SeekFrom::Start(0))?;
         let copied = io::copy(&mut Read::take(reader, valid_len), &mut encoder)?;
@@ -352,7 +352,10 @@ mod tests {
         let other = open_existing(&segment.open_path()).unwrap();
         assert!(!try_lock(&other).unwrap());
         file.write_all(b"{\"a\":1}\n{\"b\":2}\n{\"tor").unwrap();
-        assert_eq!(seal(&segment, &file, 16, true).unwrap(), Sealed::Sealed);
+        assert_eq!(
+            seal(&segment, &file, 16, Some(Compression::fast())).unwrap(),
+            Sealed::Sealed
+        );
         assert!(!segment.open_path().exists());
         assert!(!segment.path(Role::GzTmp).exists());
         let mut text = String::new();
@@ -367,10 +370,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (segment, mut file) = create(dir.path()).unwrap();
         file.write_all(b"{}\n").unwrap();
-        assert_eq!(seal(&segment, &file, 3, false).unwrap(), Sealed::Sealed);
+        assert_eq!(seal(&segment, &file, 3, None).unwrap(), Sealed::Sealed);
         assert_eq!(fs::read(segment.path(Role::SealedPlain)).unwrap(), b"{}\n");
         let (empty, file) = create(dir.path()).unwrap();
-        assert_eq!(seal(&empty, &file, 0, true).unwrap(), Sealed::Empty);
+        assert_eq!(
+            seal(&empty, &file, 0, Some(Compression::default())).unwrap(),
+            Sealed::Empty
+        );
         assert!(!empty.open_path().exists());
         assert!(!empty.path(Role::Gz).exists());
     }
@@ -381,7 +387,10 @@ mod tests {
         let (segment, mut file) = create(dir.path()).unwrap();
         file.write_all(b"{}\n").unwrap();
         fs::write(segment.path(Role::Gz), b"already sealed").unwrap();
-        assert_eq!(seal(&segment, &file, 3, true).unwrap(), Sealed::Sealed);
+        assert_eq!(
+            seal(&segment, &file, 3, Some(Compression::best())).unwrap(),
+            Sealed::Sealed
+        );
         assert_eq!(fs::read(segment.path(Role::Gz)).unwrap(), b"already sealed");
         assert!(!segment.open_path().exists());
     }

@@ -487,7 +487,13 @@ mod tests {
         };
         assert_eq!(job.valid_len, 8);
         let writable = segment::open_existing(&path).unwrap();
-        segment::seal(&job.segment, &writable, job.valid_len, true).unwrap();
+        segment::seal(
+            &job.segment,
+            &writable,
+            job.valid_len,
+            Some(flate2::Compression::default()),
+        )
+        .unwrap();
         let mut text = String::new();
         flate2::read::GzDecoder::new(File::open(job.segment.path(segment::Role::Gz)).unwrap())
             .read_to_string(&mut text)
