@@ -588,11 +588,26 @@ mod tests {
         addr
     }
 
+    /// Runs loadgen open loop against a server answering `status`; its JSON output.
+    async fn open_loop_against(
+        status: u16,
+        connections: usize,
+        duration: f64,
+        rate: f64,
+    ) -> serde_json::Value {
+        let addr = status_server(status).await;
+        let cli = open_loop_cli(
+            format!("http://{addr}/webhook/stripe"),
+            connections,
+            duration,
+            rate,
+        );
+        serde_json::from_str(&run(cli).await.unwrap()).unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn open_loop_sends_at_the_requested_rate() {
-        let addr = status_server(200).await;
-        let cli = open_loop_cli(format!("http://{addr}/webhook/stripe"), 4, 1.0, 200.0);
-        let out: serde_json::Value = serde_json::from_str(&run(cli).await.unwrap()).unwrap();
+        let out = open_loop_against(200, 4, 1.0, 200.0).await;
         // 200/s for 1 s on a fixed schedule: 200 requests, whatever the server's speed.
         assert_eq!(out["ok_total"], 200, "{out}");
         assert_eq!(out["errors"], 0, "{out}");
@@ -602,9 +617,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_other_than_200_are_not_acknowledged_webhooks() {
-        let addr = status_server(503).await;
-        let cli = open_loop_cli(format!("http://{addr}/webhook/stripe"), 2, 0.5, 100.0);
-        let out: serde_json::Value = serde_json::from_str(&run(cli).await.unwrap()).unwrap();
+        let out = open_loop_against(503, 2, 0.5, 100.0).await;
         assert_eq!(out["ok_rps"], 0.0, "{out}");
         assert_eq!(out["ok_total"], 0, "{out}");
         assert!(out["rps"].as_f64().unwrap() > 0.0, "{out}");
