@@ -49,23 +49,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bare_hyper: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("bare_hyper: {message}");
-            ExitCode::from(2)
-        }
-    }
+    stripe_webhook_benches::run_main("bare_hyper", run(cli), |()| {})
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

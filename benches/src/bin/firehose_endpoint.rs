@@ -108,23 +108,7 @@ fn stats(fault: &FirehoseFault, started: Instant) -> serde_json::Value {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("firehose_endpoint: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("firehose_endpoint: {message}");
-            ExitCode::from(2)
-        }
-    }
+    stripe_webhook_benches::run_main("firehose_endpoint", run(cli), |()| {})
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

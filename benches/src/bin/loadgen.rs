@@ -205,26 +205,7 @@ struct Tally {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("loadgen: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("loadgen: {message}");
-            ExitCode::from(2)
-        }
-    }
+    stripe_webhook_benches::run_main("loadgen", run(cli), |line| println!("{line}"))
 }
 
 fn load_templates(dir: &Path) -> Result<Vec<Template>, String> {
