@@ -23,7 +23,7 @@ fn handle(verifier: &Verifier, body: &[u8], header: Option<&str>) -> (u16, Strin
         ),
         // Any signature problem is a 400; the error names the reason and never a secret or MAC.
         Err(e @ VerifyError::Stale { .. }) => (400, format!("stale, check clocks: {e}")),
-        Err(e) => (400, format!("{}: {e}", e.reason())),
+        Err(e) => (400, format!("{}: {e}", e.label())),
     }
 }
 

@@ -79,12 +79,12 @@ async fn init(started: Instant) -> Result<Function, String> {
     let sink = config.build_sink().await.map_err(|e| e.to_string())?;
     let ingest = Ingest::new(verifier, sink, options);
     tracing::info!(
-        sink = sink_kind.as_str(),
+        sink = sink_kind.label(),
         max_body_bytes = ingest.max_body_bytes(),
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "initialised: POST …/webhook/stripe, GET …/health"
     );
-    Ok(Function::new(ingest, sink_kind.as_str()))
+    Ok(Function::new(ingest, sink_kind.label()))
 }
 
 /// Tells Lambda why init failed (`POST /runtime/init/error`), so the invoker sees the reason.

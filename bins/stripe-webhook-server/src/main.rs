@@ -121,7 +121,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
         address = %local,
-        sink = sink_kind.as_str(),
+        sink = sink_kind.label(),
         max_body_bytes = ingest.max_body_bytes(),
         "listening: POST /webhook/stripe, GET /health, GET /metrics"
     );
@@ -135,11 +135,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     });
 
-    let state = Arc::new(http::State::new(
-        ingest.clone(),
-        metrics,
-        sink_kind.as_str(),
-    ));
+    let state = Arc::new(http::State::new(ingest.clone(), metrics, sink_kind.label()));
     let limits = http::Limits {
         header_read_timeout: Duration::from_secs(cli.header_read_timeout_secs.max(1)),
         body_read_timeout: Duration::from_secs(cli.body_read_timeout_secs.max(1)),

@@ -30,7 +30,7 @@ pub enum SinkKind {
 
 impl SinkKind {
     /// The name used in logs and `/health`.
-    pub fn as_str(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             SinkKind::File => "file",
             SinkKind::Memory => "memory",
@@ -317,7 +317,7 @@ impl Config {
     pub async fn build_sink(&self) -> Result<Arc<dyn RecordSink>, SinkStartupError> {
         let kind = self.sink_kind();
         let fail = |source| SinkStartupError {
-            sink: kind.as_str(),
+            sink: kind.label(),
             source,
         };
         let sink: Arc<dyn RecordSink> = match kind {

@@ -56,9 +56,9 @@ pub enum SignatureProblem {
 
 impl SignatureProblem {
     /// A stable snake_case label for metrics and the response body.
-    pub fn reason(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
-            SignatureProblem::Verify(e) => e.reason(),
+            SignatureProblem::Verify(e) => e.label(),
             SignatureProblem::HeaderNotUtf8 => "malformed_header",
         }
     }
@@ -118,11 +118,11 @@ impl Outcome {
             OutcomeKind::Accepted => r#"{"received":true}"#.to_owned(),
             OutcomeKind::SignatureRejected(p) => format!(
                 r#"{{"error":"signature verification failed","reason":"{}"}}"#,
-                p.reason()
+                p.label()
             ),
             OutcomeKind::NotAnEvent(e) => format!(
                 r#"{{"error":"verified body is not a Stripe event","reason":"{}"}}"#,
-                e.reason()
+                e.label()
             ),
             OutcomeKind::BodyTooLarge { limit } => {
                 format!(r#"{{"error":"body too large","limit_bytes":{limit}}}"#)
@@ -321,14 +321,14 @@ fn report(outcome: &Outcome, body_len: usize) {
             "webhook archived"
         ),
         OutcomeKind::SignatureRejected(p) => {
-            metrics::counter!(m::VERIFICATION_FAILURES_TOTAL, "reason" => p.reason()).increment(1);
+            metrics::counter!(m::VERIFICATION_FAILURES_TOTAL, "reason" => p.label()).increment(1);
             tracing::warn!(
-                outcome = label, status, reason = p.reason(), detail = %p, latency_ms,
+                outcome = label, status, reason = p.label(), detail = %p, latency_ms,
                 body_bytes = body_len, "webhook refused: signature verification failed"
             );
         }
         OutcomeKind::NotAnEvent(e) => tracing::error!(
-            outcome = label, status, reason = e.reason(), detail = %e, body_bytes = body_len,
+            outcome = label, status, reason = e.label(), detail = %e, body_bytes = body_len,
             "webhook refused: signature verified but the body is not a Stripe event (misconfigured sender?)"
         ),
         OutcomeKind::BodyTooLarge { limit } => tracing::warn!(

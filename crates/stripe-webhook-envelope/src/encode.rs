@@ -492,7 +492,7 @@ mod tests {
             (DuplicateField { field: "id" }, "duplicate_field"),
         ];
         for (e, reason) in all {
-            assert_eq!(e.reason(), reason);
+            assert_eq!(e.label(), reason);
         }
         assert_eq!(
             IdNotString { found: "a number" }.to_string(),

@@ -3,7 +3,7 @@
 /// Why [`encode`](crate::encode) refused a body.
 ///
 /// Every variant means the body verified but is not a Stripe event: answer 400 and log it
-/// loudly (a misconfigured sender, not an attack). [`EnvelopeError::reason`] is a stable label
+/// loudly (a misconfigured sender, not an attack). [`EnvelopeError::label`] is a stable label
 /// for metrics. Messages name positions and kinds, never payload content.
 #[non_exhaustive]
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub enum EnvelopeError {
 
 impl EnvelopeError {
     /// A stable snake_case label for metrics and structured logs.
-    pub fn reason(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Self::EmptyBody => "empty_body",
             Self::NotJson { .. } => "not_json",
@@ -108,6 +108,6 @@ mod tests {
             e.to_string(),
             "the body is not valid JSON: expected a value at line 2, column 8 (byte 9)"
         );
-        assert_eq!(e.reason(), "not_json");
+        assert_eq!(e.label(), "not_json");
     }
 }

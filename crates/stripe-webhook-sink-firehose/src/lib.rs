@@ -415,8 +415,7 @@ impl RecordSink for FirehoseSink {
             .await;
         metrics::histogram!("firehose_put_seconds").record(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            metrics::counter!("firehose_put_errors_total", "kind" => e.kind().as_str())
-                .increment(1);
+            metrics::counter!("firehose_put_errors_total", "kind" => e.kind().label()).increment(1);
             tracing::warn!(event_id = record.id(), kind = %e.kind(), error = %e.message(), "Firehose put failed");
         }
         result

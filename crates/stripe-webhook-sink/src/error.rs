@@ -29,7 +29,7 @@ impl SinkErrorKind {
     }
 
     /// A short, stable label for metrics and logs.
-    pub fn as_str(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             SinkErrorKind::Overloaded => "overloaded",
             SinkErrorKind::Timeout => "timeout",
@@ -42,7 +42,7 @@ impl SinkErrorKind {
 
 impl fmt::Display for SinkErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.label())
     }
 }
 

@@ -16,7 +16,7 @@ pub enum MalformedHeader {
 
 impl MalformedHeader {
     /// A stable snake_case label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             MalformedHeader::NoTimestamp => "no_timestamp",
             MalformedHeader::DuplicateTimestamp => "duplicate_timestamp",
@@ -96,7 +96,7 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// A stable snake_case label for metrics and logs.
-    pub fn reason(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader => "missing_header",
             VerifyError::HeaderTooLarge { .. } => "header_too_large",

@@ -30,7 +30,7 @@
 //!
 //! // A forged body does not verify.
 //! let err = verifier.verify_at(b"{}", Some(&header), 1_700_000_060).unwrap_err();
-//! assert_eq!(err.reason(), "no_matching_signature");
+//! assert_eq!(err.label(), "no_matching_signature");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -340,7 +340,7 @@ fn stale_is_a_distinct_error_with_the_age() {
         err.to_string(),
         "timestamp is 412 s old, tolerance is 300 s"
     );
-    assert_eq!(err.reason(), "stale_timestamp");
+    assert_eq!(err.label(), "stale_timestamp");
 }
 
 #[test]
@@ -370,7 +370,7 @@ fn future_beyond_max_skew_is_a_distinct_error() {
             max_skew_secs: 300
         }
     );
-    assert_eq!(err.reason(), "future_timestamp");
+    assert_eq!(err.label(), "future_timestamp");
     let strict = v.with_max_future_skew(5);
     assert!(strict.verify_at(BODY, Some(&header), T - 5).is_ok());
     assert_eq!(
@@ -569,7 +569,7 @@ fn errors_tell_the_operator_what_went_wrong_without_expected_macs() {
         v.verify_at(BODY, Some(&format!("t={T},v1={expected}")), T - 999)
             .unwrap_err(),
     ];
-    let reasons: Vec<_> = errors.iter().map(VerifyError::reason).collect();
+    let reasons: Vec<_> = errors.iter().map(VerifyError::label).collect();
     assert_eq!(
         reasons,
         [
