@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use stripe_webhook_core::{Ingest, IngestOptions, WebhookRequest};
+use stripe_webhook_core::{Ingest, IngestOptions, SIGNATURE_HEADER, WebhookRequest};
 use stripe_webhook_envelope::{ReceivedAt, Record};
 use stripe_webhook_sink::{RecordSink, SinkError, SinkErrorKind};
 use stripe_webhook_verify::{Secret, Verifier, signature_header};
@@ -69,10 +69,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
         let received_at = ReceivedAt::now();
         let header = signature_header(&[&secret], received_at.unix_seconds(), &body);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(SIGNATURE_HEADER, header.parse()?);
         let outcome = ingest
             .handle(WebhookRequest {
                 body,
-                signature: Some(header.as_bytes()),
+                headers: &headers,
                 received_at,
             })
             .await;

@@ -141,7 +141,7 @@ server_env() {
     SERVER_ENV=(env "STRIPE_WEBHOOK_SECRET=$SECRET" HOST=127.0.0.1 "PORT=$2"
         "RUST_LOG=${BENCH_RUST_LOG:-warn}" LOG_FORMAT=json)
     case "$1" in
-        memory) SERVER_ENV+=(SINK=memory MEMORY_SINK_CAPACITY=50000000) ;;
+        memory) SERVER_ENV+=(SINK=memory ALLOW_MEMORY_SINK=true MEMORY_SINK_CAPACITY=50000000) ;;
         file)
             mkdir -p "$WORK/archive-$2"
             SERVER_ENV+=(SINK=file "ARCHIVE_DIR=$WORK/archive-$2")
@@ -150,7 +150,7 @@ server_env() {
             SERVER_ENV+=(SINK=firehose "FIREHOSE_DELIVERY_STREAM_NAME=$STREAM" "AWS_ENDPOINT_URL=$3"
                 AWS_ACCESS_KEY_ID=AKIDBENCHNOTREAL AWS_SECRET_ACCESS_KEY=bench-not-a-real-key
                 AWS_EC2_METADATA_DISABLED=true AWS_REGION=us-east-1)
-            [[ "$1" == onecall ]] && SERVER_ENV+=(FIREHOSE_ONE_CALL_PER_RECORD=true)
+            
             ;;
         *) die "unknown sink $1" ;;
     esac
@@ -158,7 +158,8 @@ server_env() {
 }
 
 # `start_server NAME SINK [ENDPOINT_URL] [EXTRA=VALUE…]`: starts stripe-webhook-server on a free
-# port; sets SERVER_PID, SERVER_PORT, SERVER_LOG.
+# port (SINK `onecall`: the benches' baseline_server, one PutRecord per webhook); sets SERVER_PID,
+# SERVER_PORT, SERVER_LOG.
 start_server() {
     local name="$1" sink="$2" endpoint="${3:-}"
     shift 2
@@ -166,7 +167,9 @@ start_server() {
     SERVER_PORT="$(free_port)"
     SERVER_LOG="$WORK/$name.server.log"
     server_env "$sink" "$SERVER_PORT" "$endpoint"
-    "${SERVER_ENV[@]}" "$@" "$BIN/stripe-webhook-server" >"$SERVER_LOG" 2>&1 &
+    local bin="$BIN/stripe-webhook-server"
+    [[ "$sink" == onecall ]] && bin="$BIN/baseline_server"
+    "${SERVER_ENV[@]}" "$@" METRICS_ADDR=off "$bin" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     BG_PIDS+=("$SERVER_PID")
     wait_listening "$SERVER_PID" "$SERVER_PORT" "$SERVER_LOG"

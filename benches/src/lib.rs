@@ -1,13 +1,19 @@
 //! Benchmarks and load-test helpers for the Stripe webhook archive. The criterion benches live in
 //! `benches/benches/`; run them with `cargo bench -p stripe-webhook-benches`.
 //!
-//! Shared here: the HMAC-SHA256 floor both criterion benches compare against, and the `main` of the
-//! benchmark binaries (`bare_hyper`, `loadgen`, `firehose_endpoint`).
+//! Shared here: the HMAC-SHA256 floor both criterion benches compare against, the `main` of the
+//! benchmark binaries (`bare_hyper`, `loadgen`, `firehose_endpoint`, `baseline_server`), and the
+//! Firehose baseline [`PutRecordSink`] (one `PutRecord` per webhook, the replaced Node service's
+//! design), which lives here and not in the production sink.
 //!
 //! ```
 //! let mac = stripe_webhook_benches::raw_hmac_sha256(b"whsec_key", b"1700000000.", b"{}");
 //! assert_eq!(mac.len(), 32);
 //! ```
+
+mod put_record_sink;
+
+pub use put_record_sink::PutRecordSink;
 
 use std::future::Future;
 use std::process::ExitCode;

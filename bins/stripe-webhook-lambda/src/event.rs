@@ -16,6 +16,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use serde_json::{Map, Value, json};
 
 /// Which payload format an event uses; the response must use the same one.
@@ -141,22 +142,32 @@ impl HttpEvent {
         })
     }
 
-    /// The first value of a header, looked up case-insensitively in `headers`, then in
-    /// `multiValueHeaders`.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        fn find<'m>(map: &'m Map<String, Value>, name: &str) -> Option<&'m Value> {
-            map.iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value)
+    /// The request headers as an [`http::HeaderMap`]. `multiValueHeaders` (REST APIs, ALB with
+    /// multi-value headers on) carry every field, so a repeated header stays visible as repeated;
+    /// otherwise `headers` (HTTP API v2 and Function URLs join repeats with commas, REST and
+    /// single-value ALB keep the last). Names and values that are not valid HTTP are dropped.
+    pub fn headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        let mut add = |name: &str, value: &Value| {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                value.as_str().map(HeaderValue::from_str),
+            ) {
+                map.append(name, value);
+            }
+        };
+        if self.multi_value_headers.is_empty() {
+            for (name, value) in &self.headers {
+                add(name, value);
+            }
+        } else {
+            for (name, values) in &self.multi_value_headers {
+                for value in values.as_array().into_iter().flatten() {
+                    add(name, value);
+                }
+            }
         }
-        find(&self.headers, name)
-            .and_then(Value::as_str)
-            .or_else(|| {
-                find(&self.multi_value_headers, name)
-                    .and_then(Value::as_array)
-                    .and_then(|values| values.first())
-                    .and_then(Value::as_str)
-            })
+        map
     }
 
     /// Whether the body came base64-encoded.
@@ -194,74 +205,44 @@ impl HttpEvent {
     }
 }
 
-/// An HTTP answer, to be put into the event's response shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpResponse {
-    /// The status code.
-    pub status: u16,
-    /// Extra headers besides `content-type: application/json`.
-    pub headers: Vec<(&'static str, String)>,
-    /// The JSON body.
-    pub body: String,
-}
-
-impl HttpResponse {
-    /// A JSON response with only the content type.
-    pub fn json(status: u16, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: body.into(),
+/// The Lambda response payload for `response`, in the shape the front door expects.
+pub fn into_event_response(response: Response<Bytes>, shape: Shape) -> Value {
+    let (parts, body) = response.into_parts();
+    let mut headers = Map::new();
+    for (name, value) in &parts.headers {
+        if let Ok(value) = value.to_str() {
+            headers.insert(name.as_str().to_owned(), value.into());
         }
     }
-
-    /// Adds a header.
-    #[must_use]
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
+    let mut payload = json!({
+        "statusCode": parts.status.as_u16(),
+        "body": String::from_utf8_lossy(&body),
+        "isBase64Encoded": false,
+    });
+    let object = payload
+        .as_object_mut()
+        .unwrap_or_else(|| unreachable!("json! object literal"));
+    if shape == Shape::HttpV2 {
+        // Optional for AWS; emulators built on `aws_lambda_events` (cargo lambda watch) require it.
+        object.insert("cookies".into(), Value::Array(Vec::new()));
     }
-
-    /// The Lambda response payload in the shape the front door expects.
-    pub fn into_event_response(self, shape: Shape) -> Value {
-        let mut headers = Map::new();
-        headers.insert("content-type".into(), "application/json".into());
-        for (name, value) in self.headers {
-            headers.insert(name.into(), value.into());
+    if let Shape::Alb { multi_value } = shape {
+        let reason = parts.status.canonical_reason().unwrap_or("Unknown");
+        object.insert(
+            "statusDescription".into(),
+            format!("{} {reason}", parts.status.as_u16()).into(),
+        );
+        if multi_value {
+            let multi = headers
+                .into_iter()
+                .map(|(name, value)| (name, Value::Array(vec![value])))
+                .collect::<Map<_, _>>();
+            object.insert("multiValueHeaders".into(), Value::Object(multi));
+            return payload;
         }
-        let mut response = json!({
-            "statusCode": self.status,
-            "body": self.body,
-            "isBase64Encoded": false,
-        });
-        let object = response
-            .as_object_mut()
-            .unwrap_or_else(|| unreachable!("json! object literal"));
-        if shape == Shape::HttpV2 {
-            // Optional for AWS; emulators built on `aws_lambda_events` (cargo lambda watch) require it.
-            object.insert("cookies".into(), Value::Array(Vec::new()));
-        }
-        if let Shape::Alb { multi_value } = shape {
-            let reason = http::StatusCode::from_u16(self.status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("Unknown");
-            object.insert(
-                "statusDescription".into(),
-                format!("{} {reason}", self.status).into(),
-            );
-            if multi_value {
-                let multi = headers
-                    .into_iter()
-                    .map(|(name, value)| (name, Value::Array(vec![value])))
-                    .collect::<Map<_, _>>();
-                object.insert("multiValueHeaders".into(), Value::Object(multi));
-                return response;
-            }
-        }
-        object.insert("headers".into(), Value::Object(headers));
-        response
     }
+    object.insert("headers".into(), Value::Object(headers));
+    payload
 }
 
 #[cfg(test)]
@@ -302,16 +283,27 @@ mod tests {
     }
 
     #[test]
-    fn headers_are_case_insensitive_in_both_maps() {
+    fn headers_are_case_insensitive_and_repeats_stay_visible() {
         let e = HttpEvent::from_value(json!({
             "httpMethod": "POST", "path": "/",
             "headers": {"Stripe-Signature": "single"},
-            "multiValueHeaders": {"X-Other": ["first", "second"]},
         }))
         .expect("v1");
-        assert_eq!(e.header("stripe-signature"), Some("single"));
-        assert_eq!(e.header("x-other"), Some("first"));
-        assert_eq!(e.header("missing"), None);
+        let headers = e.headers();
+        assert_eq!(headers["stripe-signature"], "single");
+        assert!(headers.get("missing").is_none());
+
+        // REST APIs send both maps; the multi-value one keeps every field.
+        let e = HttpEvent::from_value(json!({
+            "httpMethod": "POST", "path": "/",
+            "headers": {"Stripe-Signature": "second"},
+            "multiValueHeaders": {"Stripe-Signature": ["first", "second"], "X-Other": ["x"]},
+        }))
+        .expect("v1");
+        let headers = e.headers();
+        let values: Vec<_> = headers.get_all("stripe-signature").iter().collect();
+        assert_eq!(values, ["first", "second"]);
+        assert_eq!(headers["x-other"], "x");
     }
 
     #[test]
@@ -338,21 +330,27 @@ mod tests {
 
     #[test]
     fn responses_take_the_event_shape() {
-        let r = HttpResponse::json(503, "{}").with_header("retry-after", "1");
-        let v2 = r.clone().into_event_response(Shape::HttpV2);
+        let r = || {
+            let mut r = Response::new(Bytes::from_static(b"{}"));
+            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            r
+        };
+        let v2 = into_event_response(r(), Shape::HttpV2);
         assert_eq!(v2["statusCode"], 503);
         assert_eq!(v2["headers"]["retry-after"], "1");
         assert_eq!(v2["isBase64Encoded"], false);
         assert!(v2.get("statusDescription").is_none());
         assert_eq!(v2["cookies"], json!([]));
 
-        let alb = r
-            .clone()
-            .into_event_response(Shape::Alb { multi_value: false });
+        let alb = into_event_response(r(), Shape::Alb { multi_value: false });
         assert_eq!(alb["statusDescription"], "503 Service Unavailable");
         assert_eq!(alb["headers"]["content-type"], "application/json");
 
-        let alb = r.into_event_response(Shape::Alb { multi_value: true });
+        let alb = into_event_response(r(), Shape::Alb { multi_value: true });
         assert_eq!(
             alb["multiValueHeaders"]["content-type"][0],
             "application/json"

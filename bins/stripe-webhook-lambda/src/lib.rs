@@ -4,21 +4,21 @@
 //! The binary (`src/main.rs`, packaged by `cargo lambda` as `bootstrap`) builds one [`Function`] in
 //! init and hands every invocation payload to [`Function::handle`]:
 //!
-//! - `POST` to a path ending in `/webhook/stripe` (so a REST API stage prefix such as
-//!   `/prod/webhook/stripe` or a custom-domain base path routes too): the raw body bytes and the
-//!   `Stripe-Signature` header go to [`Ingest::handle`], which verifies before anything parses the
-//!   body and answers only once the sink made the record durable.
-//! - `GET`/`HEAD` to a path ending in `/health`: `200 {"status":"ok","sink":…}`.
-//! - any other method on those paths: `405`; any other path: `404`.
-//! - a body marked base64 that is not valid base64: `400`; a body over `MAX_BODY_BYTES`: `413`.
-//!
-//! Each answer is built in the payload format the event came in ([`event::Shape`]).
+//! The function only decodes events and shapes responses: the event becomes an `http` request
+//! (method, path, every header field, the exact body bytes) and the service's
+//! [`App`] answers it — the same routes, readiness, refusals and bytes as the hyper server. Paths
+//! match by suffix ([`PathMatch::Suffix`](stripe_webhook_service::PathMatch::Suffix)), so a REST API stage prefix such as
+//! `/prod/webhook/stripe` or a custom-domain base path routes too. A body marked base64 that is not
+//! valid base64 is refused by the app as `bad_body_encoding` (400), a body over `MAX_BODY_BYTES`
+//! as 413, both before any decoding beyond the limit. Each answer is built in the payload format
+//! the event came in ([`event::Shape`]).
 //!
 //! ```
 //! use std::sync::Arc;
 //! use serde_json::json;
 //! use stripe_webhook_core::{Ingest, IngestOptions};
 //! use stripe_webhook_lambda::Function;
+//! use stripe_webhook_service::{App, PathMatch};
 //! use stripe_webhook_sink::MemorySink;
 //! use stripe_webhook_verify::{Secret, Verifier};
 //!
@@ -29,7 +29,7 @@
 //!     Arc::new(MemorySink::new(10)),
 //!     IngestOptions::default(),
 //! );
-//! let function = Function::new(ingest, "memory");
+//! let function = Function::new(App::new(ingest, PathMatch::Suffix));
 //! let event = json!({
 //!     "version": "2.0",
 //!     "rawPath": "/webhook/stripe",
@@ -46,35 +46,31 @@
 
 pub mod event;
 
+use bytes::Bytes;
+use http::{Method, Request, Uri};
 use serde_json::Value;
-use stripe_webhook_core::{Ingest, Outcome, WebhookRequest};
-use stripe_webhook_envelope::ReceivedAt;
+use stripe_webhook_core::{ReceivedAt, Refusal};
+use stripe_webhook_service::App;
 
-use crate::event::{BodyError, HttpEvent, HttpResponse};
+use crate::event::{BodyError, HttpEvent, into_event_response};
 
 pub use crate::event::NotAnHttpEvent;
-
-/// The path suffix that takes webhooks (the server's `/webhook/stripe`, after any stage prefix).
-pub const WEBHOOK_PATH: &str = "/webhook/stripe";
-/// The path suffix of the health check.
-pub const HEALTH_PATH: &str = "/health";
 
 /// The function's state, built once in init and shared by every invocation.
 #[derive(Clone, Debug)]
 pub struct Function {
-    ingest: Ingest,
-    sink_name: &'static str,
+    app: App,
 }
 
 impl Function {
-    /// Wraps the ingest core; `sink_name` is reported by `/health`.
-    pub fn new(ingest: Ingest, sink_name: &'static str) -> Self {
-        Self { ingest, sink_name }
+    /// Wraps the application (built with [`PathMatch::Suffix`](stripe_webhook_service::PathMatch::Suffix) for API Gateway stages).
+    pub fn new(app: App) -> Self {
+        Self { app }
     }
 
-    /// The ingest core (for shutting the sink down).
-    pub fn ingest(&self) -> &Ingest {
-        &self.ingest
+    /// The application (for shutting the sink down).
+    pub fn app(&self) -> &App {
+        &self.app
     }
 
     /// Answers one invocation payload with a response payload of the same shape.
@@ -83,72 +79,38 @@ impl Function {
     /// If the payload is not an HTTP event; the runtime reports it as an invocation error.
     pub async fn handle(&self, event: Value) -> Result<Value, NotAnHttpEvent> {
         let received_at = ReceivedAt::now();
-        let mut request = HttpEvent::from_value(event)?;
-        let shape = request.shape;
-        let response = self.route(&mut request, received_at).await;
-        Ok(response.into_event_response(shape))
-    }
-
-    async fn route(&self, request: &mut HttpEvent, received_at: ReceivedAt) -> HttpResponse {
-        let (allow, known) = if request.path.ends_with(WEBHOOK_PATH) {
-            ("POST", matches!(request.method.as_str(), "POST"))
-        } else if request.path.ends_with(HEALTH_PATH) {
-            ("GET", matches!(request.method.as_str(), "GET" | "HEAD"))
-        } else {
-            tracing::debug!(path = %request.path, "not found");
-            return HttpResponse::json(404, r#"{"error":"not found"}"#);
-        };
-        if !known {
-            tracing::debug!(method = %request.method, path = %request.path, "method not allowed");
-            return HttpResponse::json(
-                405,
-                format!(r#"{{"error":"method not allowed","allow":"{allow}"}}"#),
-            )
-            .with_header("allow", allow);
-        }
-        if allow == "GET" {
-            return HttpResponse::json(
-                200,
-                format!(r#"{{"status":"ok","sink":"{}"}}"#, self.sink_name),
-            );
-        }
-        self.webhook(request, received_at).await
-    }
-
-    async fn webhook(&self, request: &mut HttpEvent, received_at: ReceivedAt) -> HttpResponse {
-        let body = match request.take_body(self.ingest.max_body_bytes()) {
-            Ok(body) => body,
-            Err(BodyError::TooLarge) => return outcome_response(&self.ingest.body_too_large()),
-            Err(e @ BodyError::InvalidBase64) => {
-                tracing::warn!(
-                    outcome = "bad_body_encoding",
-                    status = 400,
-                    "webhook refused: {e}"
-                );
-                return HttpResponse::json(
-                    400,
-                    r#"{"error":"request body is not valid base64","reason":"bad_body_encoding"}"#,
-                );
+        let mut event = HttpEvent::from_value(event)?;
+        let shape = event.shape;
+        // An unparseable method token answers like any method the route does not take.
+        let method = Method::from_bytes(event.method.as_bytes()).unwrap_or(Method::TRACE);
+        // A path that is not a valid URI path is routed as `/` (404), like any unknown path.
+        let uri: Uri = event.path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        let route = self.app.route(&method, uri.path());
+        let body = if route.reads_body() {
+            match event.take_body(self.app.max_body_bytes()) {
+                Ok(body) => body,
+                Err(BodyError::TooLarge) => {
+                    return Ok(into_event_response(
+                        self.app.refuse(Refusal::BodyTooLarge),
+                        shape,
+                    ));
+                }
+                Err(BodyError::InvalidBase64) => {
+                    return Ok(into_event_response(
+                        self.app.refuse(Refusal::BadBodyEncoding),
+                        shape,
+                    ));
+                }
             }
+        } else {
+            Bytes::new()
         };
-        let outcome = self
-            .ingest
-            .handle(WebhookRequest {
-                body,
-                signature: request.header("stripe-signature").map(str::as_bytes),
-                received_at,
-            })
-            .await;
-        outcome_response(&outcome)
-    }
-}
-
-fn outcome_response(outcome: &Outcome) -> HttpResponse {
-    let response = HttpResponse::json(outcome.status(), outcome.response_body());
-    if outcome.status() == 503 {
-        response.with_header("retry-after", "1")
-    } else {
-        response
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.headers_mut() = event.headers();
+        *request.uri_mut() = uri;
+        let response = self.app.respond(request, received_at).await;
+        Ok(into_event_response(response, shape))
     }
 }
 

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
-use stripe_webhook_core::{Config, Ingest};
 use stripe_webhook_lambda::Function;
+use stripe_webhook_service::{App, PathMatch, RawSettings};
 
 fn init_tracing() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        spawn_shutdown_handler(function.ingest().clone());
+        spawn_shutdown_handler(function.app().clone());
         let handler = service_fn(move |event: LambdaEvent<Value>| {
             let function = function.clone();
             async move { function.handle(event.payload).await }
@@ -67,24 +67,25 @@ fn main() -> ExitCode {
     })
 }
 
-/// Reads and validates the configuration and builds the sink: everything that runs once per
+/// Reads and validates the settings and builds the sink: everything that runs once per
 /// execution environment.
 async fn init(started: Instant) -> Result<Function, String> {
-    let config = Config::from_env().map_err(|e| {
+    let raw = RawSettings::from_env().map_err(|e| {
         // clap's message, without its usage hints (there is no command line here).
         e.to_string().lines().next().unwrap_or_default().to_owned()
     })?;
-    let (verifier, options) = config.validate().map_err(|e| e.to_string())?;
-    let sink_kind = config.sink_kind();
-    let sink = config.build_sink().await.map_err(|e| e.to_string())?;
-    let ingest = Ingest::new(verifier, sink, options);
+    let settings = raw.validate().map_err(|e| e.to_string())?;
+    let app = settings
+        .start(PathMatch::Suffix)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(
-        sink = sink_kind.label(),
-        max_body_bytes = ingest.max_body_bytes(),
+        sink = app.ingest().sink_name(),
+        max_body_bytes = app.max_body_bytes(),
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "initialised: POST …/webhook/stripe, GET …/health"
     );
-    Ok(Function::new(ingest, sink_kind.label()))
+    Ok(Function::new(app))
 }
 
 /// Tells Lambda why init failed (`POST /runtime/init/error`), so the invoker sees the reason.
@@ -118,7 +119,7 @@ async fn report_init_error(message: &str) {
 /// Lambda sends SIGTERM at shutdown only when an extension is registered; otherwise the process is
 /// frozen and killed, which loses nothing: every acknowledged record was already durable. Locally
 /// (`cargo lambda watch`, tests) this leaves a tidy archive.
-fn spawn_shutdown_handler(ingest: Ingest) {
+fn spawn_shutdown_handler(app: App) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut term) = signal(SignalKind::terminate()) else {
@@ -129,7 +130,7 @@ fn spawn_shutdown_handler(ingest: Ingest) {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             r = tokio::signal::ctrl_c() => if r.is_err() { return },
         }
-        let code = match ingest.sink().shutdown().await {
+        let code = match app.shutdown().await {
             Ok(()) => {
                 tracing::info!("sink flushed and closed; bye");
                 0

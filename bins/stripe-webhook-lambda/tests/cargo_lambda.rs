@@ -145,7 +145,7 @@ fn cargo_lambda_watch_serves_the_function_url_and_invokes() {
     let health = http::request(addr, "GET", &url("/health"), &[], b"").expect("GET health");
     assert_eq!(
         (health.status, health.text().as_str()),
-        (200, r#"{"status":"ok","sink":"file"}"#),
+        (200, r#"{"status":"ok","sink":"file","durable":true}"#),
         "{}",
         logs()
     );

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use stripe_webhook_core::{Ingest, IngestOptions};
 use stripe_webhook_lambda::Function;
+use stripe_webhook_service::{App, PathMatch};
 use stripe_webhook_sink::{MemorySink, SinkErrorKind};
 use stripe_webhook_verify::Verifier;
 use support::*;
@@ -23,7 +24,7 @@ fn new_function(max_body_bytes: usize) -> (Function, Arc<MemorySink>) {
             ..IngestOptions::default()
         },
     );
-    (Function::new(ingest, "memory"), sink)
+    (Function::new(App::new(ingest, PathMatch::Suffix)), sink)
 }
 
 async fn call(function: &Function, event: Value) -> Value {
@@ -177,13 +178,16 @@ async fn health_not_found_and_method_not_allowed() {
         let (status, json) = check_response(shape, &call(&function, event).await);
         assert_eq!(
             (status, json),
-            (200, json!({"status": "ok", "sink": "memory"}))
+            (
+                200,
+                json!({"status": "ok", "sink": "memory", "durable": false})
+            )
         );
 
         for (method, path, expected, allow) in [
             ("GET", "/webhook/stripe", 405, Some("POST")),
             ("PUT", "/prod/webhook/stripe", 405, Some("POST")),
-            ("POST", "/health", 405, Some("GET")),
+            ("POST", "/health", 405, Some("GET, HEAD")),
             ("POST", "/", 404, None),
             ("POST", "/webhook/stripe/", 404, None),
             ("POST", "/webhook/stripe-other", 404, None),

@@ -422,7 +422,10 @@ fn routes_health_metrics_404_and_405() {
     let server = start(archive.path(), &[]);
     let health = request(server.addr, "GET", "/health", &[], b"").expect("health");
     assert_eq!(health.status, 200);
-    assert!(health.text().contains(r#""status":"ok""#));
+    assert_eq!(
+        health.text(),
+        r#"{"status":"ok","sink":"file","durable":true}"#
+    );
     let r = request(server.addr, "GET", "/webhook/stripe", &[], b"").expect("get");
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST"));
@@ -455,7 +458,10 @@ fn routes_health_metrics_404_and_405() {
         post_webhook(server.addr, None, &body).expect("post").status,
         400
     );
-    let metrics = request(server.addr, "GET", "/metrics", &[], b"")
+    // Metrics are served on the private listener only.
+    let public = request(server.addr, "GET", "/metrics", &[], b"").expect("public metrics");
+    assert_eq!(public.status, 404, "{}", public.text());
+    let metrics = request(server.metrics_addr, "GET", "/metrics", &[], b"")
         .expect("metrics")
         .text();
     assert!(
@@ -475,6 +481,15 @@ fn routes_health_metrics_404_and_405() {
         metrics.contains("stripe_webhook_archived_bytes_total"),
         "{metrics}"
     );
+    // Refusals made before the core are counted too.
+    for outcome in ["not_found", "method_not_allowed"] {
+        assert!(
+            metrics.contains(&format!(
+                r#"stripe_webhook_requests_total{{outcome="{outcome}"}}"#
+            )),
+            "{outcome}: {metrics}"
+        );
+    }
     server.terminate();
 }
 
@@ -524,10 +539,45 @@ fn help_documents_every_setting() {
         "SIGNATURE_TOLERANCE_SECS",
         "AWS_REGION",
         "FIREHOSE_DELIVERY_STREAM_NAME",
+        "METRICS_ADDR",
+        "ALLOW_MEMORY_SINK",
+        "SHUTDOWN_TIMEOUT_SECS",
+        "MAX_CONNECTIONS",
     ] {
         assert!(
             help.contains(&format!("[env: {var}")),
             "--help lacks {var}:\n{help}"
         );
     }
+}
+
+#[test]
+fn the_memory_sink_starts_only_with_the_opt_in_and_says_so() {
+    let out = std::process::Command::new(bin())
+        .env("STRIPE_WEBHOOK_SECRET", SECRET)
+        .env("PORT", "0")
+        .env("SINK", "memory")
+        .env_remove("ALLOW_MEMORY_SINK")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ALLOW_MEMORY_SINK=true"), "{stderr}");
+
+    let server = ServerProcess::start(
+        bin(),
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("SINK", "memory"),
+            ("ALLOW_MEMORY_SINK", "true"),
+        ],
+    );
+    let health = request(server.addr, "GET", "/health", &[], b"").expect("health");
+    assert_eq!(
+        health.text(),
+        r#"{"status":"ok","sink":"memory","durable":false}"#
+    );
+    let (status, logs) = server.terminate();
+    assert!(status.success());
+    assert!(logs.contains("LOST on restart"), "{logs}");
 }

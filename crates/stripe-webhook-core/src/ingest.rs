@@ -1,144 +1,35 @@
-//! The one entry point both binaries call: raw body + `Stripe-Signature` + receipt time in, an
+//! The one entry point every front door calls: raw body + headers + receipt time in, an
 //! [`Outcome`] out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stripe_webhook_envelope::{EnvelopeError, EnvelopeOptions, EventMeta, ReceivedAt};
-use stripe_webhook_sink::{RecordSink, SinkError, SinkErrorKind};
-use stripe_webhook_verify::{Verifier, VerifyError};
+use http::HeaderMap;
+use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt};
+use stripe_webhook_sink::{RecordSink, SinkError, SinkErrorKind, SinkHealth};
+use stripe_webhook_verify::Verifier;
 
 use crate::metrics as m;
+use crate::outcome::{Outcome, OutcomeKind, Refusal, SignatureProblem};
+
+/// Default body limit: 2 MiB (Stripe events are a few KB; the largest seen are well under 1 MB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The header Stripe signs with.
+pub const SIGNATURE_HEADER: &str = "stripe-signature";
 
 /// One webhook delivery as a transport received it: nothing parsed yet.
 #[derive(Clone, Debug)]
 pub struct WebhookRequest<'a> {
-    /// The raw request body, exactly as received (what is verified and archived).
+    /// The raw request body, exactly as received (what is verified and archived). It is stored as
+    /// it is: a transport whose buffers are larger than the body (hyper hands out slices of its
+    /// read buffer) copies it first, so a queued record never pins a larger buffer.
     pub body: Bytes,
-    /// The raw `Stripe-Signature` header value, if present (bytes: a header need not be UTF-8).
-    pub signature: Option<&'a [u8]>,
+    /// The request headers (only `Stripe-Signature` is read; two or more of it are refused).
+    pub headers: &'a HeaderMap,
     /// When the transport received the request.
     pub received_at: ReceivedAt,
-}
-
-/// Why a webhook was refused or failed. Decides the HTTP status.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum OutcomeKind {
-    /// Verified, encoded, and acknowledged durable by the sink: 200.
-    Accepted,
-    /// The `Stripe-Signature` header is missing, malformed, stale, or matches no secret: 400.
-    SignatureRejected(SignatureProblem),
-    /// The body verified but is not a Stripe event (not a JSON object with string `id` and `type`): 400.
-    NotAnEvent(EnvelopeError),
-    /// The body is larger than the configured limit: 413.
-    BodyTooLarge {
-        /// The configured limit in bytes.
-        limit: usize,
-    },
-    /// The sink could not make the record durable now (overloaded, timed out, unavailable, shutting
-    /// down): 503, so Stripe retries.
-    StorageUnavailable(SinkError),
-    /// The sink failed for good (a permanent error): 500. Stripe still retries 5xx answers.
-    StorageFailed(SinkError),
-}
-
-/// A signature problem: the verifier's error, or a header that is not even text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SignatureProblem {
-    /// The verifier refused the header or the signature.
-    Verify(VerifyError),
-    /// The header bytes are not valid UTF-8.
-    HeaderNotUtf8,
-}
-
-impl SignatureProblem {
-    /// A stable snake_case label for metrics and the response body.
-    pub fn label(&self) -> &'static str {
-        match self {
-            SignatureProblem::Verify(e) => e.label(),
-            SignatureProblem::HeaderNotUtf8 => "malformed_header",
-        }
-    }
-}
-
-impl std::fmt::Display for SignatureProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SignatureProblem::Verify(e) => write!(f, "{e}"),
-            SignatureProblem::HeaderNotUtf8 => {
-                f.write_str("Stripe-Signature header is not valid UTF-8")
-            }
-        }
-    }
-}
-
-/// The result of one webhook: what happened, for which event, and how long it took.
-#[derive(Debug)]
-pub struct Outcome {
-    /// What happened.
-    pub kind: OutcomeKind,
-    /// The event's id and type, once known (after verification and encoding).
-    pub event: Option<EventMeta>,
-    /// Time spent in the core, from the call to the answer.
-    pub latency: Duration,
-}
-
-impl Outcome {
-    /// The HTTP status code this outcome maps to.
-    pub fn status(&self) -> u16 {
-        match self.kind {
-            OutcomeKind::Accepted => 200,
-            OutcomeKind::SignatureRejected(_) | OutcomeKind::NotAnEvent(_) => 400,
-            OutcomeKind::BodyTooLarge { .. } => 413,
-            OutcomeKind::StorageUnavailable(_) => 503,
-            OutcomeKind::StorageFailed(_) => 500,
-        }
-    }
-
-    /// A stable label for metrics and logs: `accepted`, `bad_signature`, `not_an_event`,
-    /// `body_too_large`, `storage_unavailable`, `storage_failed`.
-    pub fn label(&self) -> &'static str {
-        match self.kind {
-            OutcomeKind::Accepted => "accepted",
-            OutcomeKind::SignatureRejected(_) => "bad_signature",
-            OutcomeKind::NotAnEvent(_) => "not_an_event",
-            OutcomeKind::BodyTooLarge { .. } => "body_too_large",
-            OutcomeKind::StorageUnavailable(_) => "storage_unavailable",
-            OutcomeKind::StorageFailed(_) => "storage_failed",
-        }
-    }
-
-    /// The short JSON response body for the sender. Never echoes the body, a secret or an expected
-    /// signature; carries a stable reason label the sender's dashboard shows.
-    pub fn response_body(&self) -> String {
-        match &self.kind {
-            OutcomeKind::Accepted => r#"{"received":true}"#.to_owned(),
-            OutcomeKind::SignatureRejected(p) => format!(
-                r#"{{"error":"signature verification failed","reason":"{}"}}"#,
-                p.label()
-            ),
-            OutcomeKind::NotAnEvent(e) => format!(
-                r#"{{"error":"verified body is not a Stripe event","reason":"{}"}}"#,
-                e.label()
-            ),
-            OutcomeKind::BodyTooLarge { limit } => {
-                format!(r#"{{"error":"body too large","limit_bytes":{limit}}}"#)
-            }
-            OutcomeKind::StorageUnavailable(e) => format!(
-                r#"{{"error":"storage unavailable, retry later","reason":"{}"}}"#,
-                e.kind()
-            ),
-            OutcomeKind::StorageFailed(_) => r#"{"error":"storage failed"}"#.to_owned(),
-        }
-    }
-
-    /// Whether the sender should retry (any 5xx).
-    pub fn is_retryable(&self) -> bool {
-        self.status() >= 500
-    }
 }
 
 /// Limits and options of the ingest path.
@@ -153,7 +44,7 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     fn default() -> Self {
         Self {
-            max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             envelope: EnvelopeOptions::default(),
         }
     }
@@ -200,18 +91,43 @@ impl Ingest {
         self.inner.options.max_body_bytes
     }
 
-    /// The sink, for health reporting and shutdown.
-    pub fn sink(&self) -> &Arc<dyn RecordSink> {
-        &self.inner.sink
+    /// The sink's stable name (`file`, `firehose`, `memory`, …).
+    pub fn sink_name(&self) -> &'static str {
+        self.inner.sink.name()
     }
 
-    /// The outcome for a body the transport stopped reading because it exceeded
-    /// [`Ingest::max_body_bytes`]. Records metrics and logs like [`Ingest::handle`].
-    pub fn body_too_large(&self) -> Outcome {
-        let outcome = Outcome {
-            kind: OutcomeKind::BodyTooLarge {
+    /// Whether the sink's acknowledged records survive a restart (all but the memory sink).
+    pub fn sink_is_durable(&self) -> bool {
+        self.inner.sink.is_durable()
+    }
+
+    /// The sink's readiness (from memory: never calls the backend).
+    pub fn health(&self) -> SinkHealth {
+        self.inner.sink.health()
+    }
+
+    /// Stops the sink: it takes no more records, makes everything accepted durable and visible
+    /// (the file sink seals its segments, Firehose sends what is queued), and releases resources.
+    ///
+    /// # Errors
+    /// The sink's, if it could not finish (acknowledged records stay durable either way).
+    pub async fn shutdown(&self) -> Result<(), SinkError> {
+        self.inner.sink.shutdown().await
+    }
+
+    /// The outcome for a request a transport refused before the core saw a complete body.
+    /// Counted and logged like [`Ingest::handle`].
+    pub fn refuse(&self, refusal: Refusal) -> Outcome {
+        let kind = match refusal {
+            Refusal::BodyTooLarge => OutcomeKind::BodyTooLarge {
                 limit: self.max_body_bytes(),
             },
+            Refusal::BodyTimeout => OutcomeKind::BodyTimeout,
+            Refusal::BodyUnreadable => OutcomeKind::BodyUnreadable,
+            Refusal::BadBodyEncoding => OutcomeKind::BadBodyEncoding,
+        };
+        let outcome = Outcome {
+            kind,
             event: None,
             latency: Duration::ZERO,
         };
@@ -234,7 +150,10 @@ impl Ingest {
         outcome
     }
 
-    async fn process(&self, request: WebhookRequest<'_>) -> (OutcomeKind, Option<EventMeta>) {
+    async fn process(
+        &self,
+        request: WebhookRequest<'_>,
+    ) -> (OutcomeKind, Option<stripe_webhook_envelope::EventMeta>) {
         let inner = &*self.inner;
         if request.body.len() > inner.options.max_body_bytes {
             return (
@@ -244,15 +163,9 @@ impl Ingest {
                 None,
             );
         }
-        let header = match request.signature.map(std::str::from_utf8) {
-            None => None,
-            Some(Ok(h)) => Some(h),
-            Some(Err(_)) => {
-                return (
-                    OutcomeKind::SignatureRejected(SignatureProblem::HeaderNotUtf8),
-                    None,
-                );
-            }
+        let header = match signature_header(request.headers) {
+            Ok(header) => header,
+            Err(problem) => return (OutcomeKind::SignatureRejected(problem), None),
         };
         if let Err(e) =
             inner
@@ -266,11 +179,8 @@ impl Ingest {
         }
         // Verified: a header was present.
         let header = header.unwrap_or_default();
-        // Own the body: the transport's buffer may be far larger than this body (hyper hands out
-        // slices of its read buffer), and a record can live on in a queue or a memory sink.
-        let body = Bytes::copy_from_slice(&request.body);
         let record = match stripe_webhook_envelope::encode(
-            body,
+            request.body,
             header,
             request.received_at,
             &inner.options.envelope,
@@ -298,6 +208,21 @@ impl Ingest {
     }
 }
 
+/// The one `Stripe-Signature` value of a request: none, or exactly one field that is UTF-8.
+fn signature_header(headers: &HeaderMap) -> Result<Option<&str>, SignatureProblem> {
+    let mut values = headers.get_all(SIGNATURE_HEADER).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let more = values.count();
+    if more > 0 {
+        return Err(SignatureProblem::DuplicateHeader { count: more + 1 });
+    }
+    std::str::from_utf8(first.as_bytes())
+        .map(Some)
+        .map_err(|_| SignatureProblem::HeaderNotUtf8)
+}
+
 /// One metrics update and one log line per webhook.
 fn report(outcome: &Outcome, body_len: usize) {
     let label = outcome.label();
@@ -309,7 +234,7 @@ fn report(outcome: &Outcome, body_len: usize) {
         None => ("", ""),
     };
     let latency_ms = outcome.latency.as_secs_f64() * 1000.0;
-    let status = outcome.status();
+    let status = outcome.status().as_u16();
     match &outcome.kind {
         OutcomeKind::Accepted => tracing::info!(
             event_id,
@@ -334,16 +259,63 @@ fn report(outcome: &Outcome, body_len: usize) {
         OutcomeKind::BodyTooLarge { limit } => tracing::warn!(
             outcome = label,
             status,
+            reason = label,
             limit_bytes = *limit,
             "webhook refused: body too large"
         ),
+        OutcomeKind::BodyTimeout => tracing::warn!(
+            outcome = label,
+            status,
+            reason = label,
+            "webhook refused: request body not received in time"
+        ),
+        OutcomeKind::BodyUnreadable => tracing::warn!(
+            outcome = label,
+            status,
+            reason = label,
+            "webhook refused: request body could not be read"
+        ),
+        OutcomeKind::BadBodyEncoding => tracing::warn!(
+            outcome = label,
+            status,
+            reason = label,
+            "webhook refused: the body is marked base64-encoded but is not valid base64"
+        ),
         OutcomeKind::StorageUnavailable(e) => tracing::warn!(
-            event_id, event_type, outcome = label, status, error = %e, latency_ms,
-            "webhook not archived: storage unavailable, answered 503 so Stripe retries"
+            event_id, event_type, outcome = label, status, reason = e.kind().label(), error = %e,
+            latency_ms, "webhook not archived: storage unavailable, answered 503 so Stripe retries"
         ),
         OutcomeKind::StorageFailed(e) => tracing::error!(
-            event_id, event_type, outcome = label, status, error = %e, latency_ms,
-            "webhook not archived: storage failed permanently"
+            event_id, event_type, outcome = label, status, reason = e.kind().label(), error = %e,
+            latency_ms, "webhook not archived: storage failed permanently"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn exactly_one_signature_header_is_read() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(signature_header(&headers), Ok(None));
+        headers.insert(SIGNATURE_HEADER, HeaderValue::from_static("t=1,v1=ab"));
+        assert_eq!(signature_header(&headers), Ok(Some("t=1,v1=ab")));
+        headers.append(SIGNATURE_HEADER, HeaderValue::from_static("t=2"));
+        assert_eq!(
+            signature_header(&headers),
+            Err(SignatureProblem::DuplicateHeader { count: 2 })
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            SIGNATURE_HEADER,
+            HeaderValue::from_bytes(b"t=1,v1=\xff").unwrap(),
+        );
+        assert_eq!(
+            signature_header(&headers),
+            Err(SignatureProblem::HeaderNotUtf8)
+        );
     }
 }

@@ -1,25 +1,31 @@
-//! The ingest core of the Stripe webhook archive, shared by the hyper server and the Lambda function.
+//! The pure ingest core of the Stripe webhook archive, shared by every front door (the hyper
+//! server, the Lambda function, anything that embeds it).
 //!
-//! One transport-agnostic entry point, [`Ingest::handle`]: the raw body bytes, the raw
-//! `Stripe-Signature` header and the receipt time in; an [`Outcome`] out, which maps to an HTTP
-//! status and a short JSON body:
+//! One entry point, [`Ingest::handle`]: the raw body bytes, the request headers and the receipt
+//! time in; an [`Outcome`] out, which knows its HTTP answer ([`Outcome::response`]: status,
+//! headers, body) and its metric label. Requests a transport refuses before the core sees a body
+//! (too large, too slow, unreadable, bad base64) go through [`Ingest::refuse`], so every answer is
+//! counted and logged in one place. [`Ingest::health`] and [`Ingest::shutdown`] speak for the sink.
 //!
 //! | outcome | status | body |
 //! |---|---|---|
 //! | verified, encoded, acknowledged durable by the sink | 200 | `{"received":true}` |
-//! | any signature problem (missing, malformed, stale, future, no match) | 400 | `{"error":…,"reason":…}` |
+//! | any signature problem (missing, malformed, duplicated, stale, future, no match) | 400 | `{"error":…,"reason":…}` |
 //! | verified body that is not a Stripe event | 400 | `{"error":…,"reason":…}` |
+//! | body unreadable, or marked base64 and not base64 | 400 | `{"error":…,"reason":…}` |
+//! | body not received in time | 408 | `{"error":…,"reason":"body_timeout"}` |
 //! | body over the limit | 413 | `{"error":"body too large",…}` |
-//! | sink overloaded, timed out, unavailable, shutting down | 503 | Stripe retries |
+//! | sink overloaded, timed out, unavailable, shutting down | 503 + `Retry-After` | Stripe retries |
 //! | sink failed permanently | 500 | Stripe retries |
 //!
-//! Configuration from flags and environment lives in [`Config`], validated at start-up.
+//! No configuration, no AWS, no async runtime here: the service crate (`stripe-webhook-service`)
+//! reads settings and builds sinks; the binaries do I/O.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use bytes::Bytes;
-//! use stripe_webhook_core::{Ingest, IngestOptions, WebhookRequest};
-//! use stripe_webhook_envelope::ReceivedAt;
+//! use http::HeaderMap;
+//! use stripe_webhook_core::{Ingest, IngestOptions, ReceivedAt, WebhookRequest};
 //! use stripe_webhook_sink::MemorySink;
 //! use stripe_webhook_verify::{Secret, Verifier, signature_header};
 //!
@@ -30,19 +36,26 @@
 //!
 //! let body = Bytes::from_static(br#"{"id":"evt_1","object":"event","type":"charge.succeeded","data":{"object":{}}}"#);
 //! let received_at = ReceivedAt::now();
+//! let mut headers = HeaderMap::new();
 //! let header = signature_header(&[&secret], received_at.unix_seconds(), &body);
+//! headers.insert("stripe-signature", header.parse().unwrap());
 //! let outcome = ingest
-//!     .handle(WebhookRequest { body, signature: Some(header.as_bytes()), received_at })
+//!     .handle(WebhookRequest { body, headers: &headers, received_at })
 //!     .await;
 //! assert_eq!(outcome.status(), 200);
-//! assert_eq!(outcome.response_body(), r#"{"received":true}"#);
+//! assert_eq!(outcome.response().body(), r#"{"received":true}"#);
 //! assert_eq!(sink.len(), 1);
+//! assert!(ingest.health().ready);
 //! # });
 //! ```
 
-pub mod config;
 mod ingest;
 pub mod metrics;
+mod outcome;
 
-pub use config::{Config, ConfigError, SinkKind, SinkStartupError};
-pub use ingest::{Ingest, IngestOptions, Outcome, OutcomeKind, SignatureProblem, WebhookRequest};
+pub use ingest::{DEFAULT_MAX_BODY_BYTES, Ingest, IngestOptions, SIGNATURE_HEADER, WebhookRequest};
+pub use outcome::{
+    Outcome, OutcomeKind, RETRY_AFTER_SECS, Refusal, SignatureProblem, json_response,
+};
+pub use stripe_webhook_envelope::ReceivedAt;
+pub use stripe_webhook_sink::{SinkError, SinkErrorKind, SinkHealth};

@@ -49,9 +49,6 @@ pub struct FirehoseSinkConfig {
     pub retry_base: Duration,
     /// Cap of one backoff wait (default 1 s).
     pub retry_max_backoff: Duration,
-    /// Benchmark baseline only: one `PutRecord` call per webhook, no batching and no retries (the
-    /// design of the Node service this replaces). Default false; do not enable in production.
-    pub one_call_per_record: bool,
 }
 
 impl FirehoseSinkConfig {
@@ -71,7 +68,6 @@ impl FirehoseSinkConfig {
             shutdown_timeout: Duration::from_secs(6),
             retry_base: Duration::from_millis(25),
             retry_max_backoff: Duration::from_secs(1),
-            one_call_per_record: false,
         }
     }
 

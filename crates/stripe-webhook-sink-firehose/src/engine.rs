@@ -354,6 +354,7 @@ impl Engine {
                     records = count,
                     "PutRecordBatch timed out; records will be retried"
                 );
+                self.health.call_failed("PutRecordBatch timed out");
                 retries = self.schedule(batch, &f.code, &f.message, now);
             }
             Ok(Ok(out)) => {
@@ -368,6 +369,7 @@ impl Engine {
                         "PutRecordBatch answered with a different number of entries; retrying every record"
                     );
                     let msg = format!("response count mismatch ({request_id})");
+                    self.health.call_failed(&msg);
                     retries = self.schedule(batch, "CountMismatch", &msg, now);
                 } else {
                     let mut ok = 0_u64;
@@ -443,6 +445,8 @@ impl Engine {
                         outcome = if throttled { "throttled" } else { "error" };
                         tracing::warn!(request_id = ?f.request_id, code = %f.code, records = count, "PutRecordBatch failed; records will be retried");
                         let msg = format!("{} ({rid})", f.code);
+                        self.health
+                            .call_failed(&format!("PutRecordBatch failed: {msg}"));
                         retries = self.schedule(batch, &f.code, &msg, now);
                     }
                 }

@@ -2,15 +2,18 @@
 
 use std::sync::Mutex;
 
-/// The sink's last known state: the start-up `DescribeDeliveryStream` check, then updated by call
-/// outcomes (a permanent call failure marks it unhealthy, the next successful call healthy again).
+/// The sink's readiness: the start-up `DescribeDeliveryStream` check, then the outcome of the last
+/// `PutRecordBatch` call (a call that failed as a whole, for any reason, marks it not ready; the next
+/// call Firehose answers marks it ready again — per-record failures inside an answered call are
+/// normal throttling and are retried).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FirehoseHealth {
-    /// The start-up check passed and no permanent failure has been seen since.
-    pub healthy: bool,
+    /// The start-up check passed and the last call, if any, was answered.
+    pub ready: bool,
     /// The delivery stream's ARN, once the start-up check found it.
     pub stream_arn: Option<String>,
-    /// A one-line operator-facing description (`not checked yet`, `ACTIVE`, the last permanent error).
+    /// A one-line operator-facing description (`not checked yet`, `ACTIVE`, the last call's failure).
+    /// It may carry AWS error text (account ids, ARNs): for logs, never for the public.
     pub detail: String,
 }
 
@@ -23,7 +26,7 @@ impl HealthCell {
     pub(crate) fn new() -> Self {
         Self {
             state: Mutex::new(FirehoseHealth {
-                healthy: false,
+                ready: false,
                 stream_arn: None,
                 detail: "not checked yet".to_owned(),
             }),
@@ -40,7 +43,7 @@ impl HealthCell {
 
     pub(crate) fn checked_ok(&self, arn: &str) {
         self.with(|h| {
-            h.healthy = true;
+            h.ready = true;
             h.stream_arn = Some(arn.to_owned());
             h.detail = "ACTIVE".to_owned();
         });
@@ -48,21 +51,31 @@ impl HealthCell {
 
     pub(crate) fn check_failed(&self, message: &str) {
         self.with(|h| {
-            h.healthy = false;
+            h.ready = false;
             h.detail = message.to_owned();
         });
     }
 
     pub(crate) fn call_failed(&self, message: &str) {
-        self.check_failed(message);
+        self.with(|h| {
+            if h.ready {
+                tracing::warn!(
+                    error = message,
+                    "Firehose sink not ready: the last PutRecordBatch call failed"
+                );
+            }
+            h.ready = false;
+            h.detail = message.to_owned();
+        });
     }
 
-    /// A successful call after a permanent failure means the stream works again. Before the start-up
-    /// check has run, a success is not taken as health.
+    /// An answered call after a failed one means the stream works again. Before the start-up check
+    /// has run, a success is not taken as readiness.
     pub(crate) fn call_succeeded(&self) {
         self.with(|h| {
-            if !h.healthy && h.stream_arn.is_some() {
-                h.healthy = true;
+            if !h.ready && h.stream_arn.is_some() {
+                tracing::info!("Firehose answers again: the sink is ready");
+                h.ready = true;
                 h.detail = "ACTIVE".to_owned();
             }
         });
@@ -77,14 +90,14 @@ mod tests {
     fn transitions() {
         let c = HealthCell::new();
         c.call_succeeded();
-        assert!(!c.get().healthy, "a call is not a start-up check");
+        assert!(!c.get().ready, "a call is not a start-up check");
         c.checked_ok("arn:x");
-        assert!(c.get().healthy);
+        assert!(c.get().ready);
         c.call_failed("ResourceNotFoundException");
         assert_eq!(c.get().detail, "ResourceNotFoundException");
-        assert!(!c.get().healthy);
+        assert!(!c.get().ready);
         c.call_succeeded();
-        assert!(c.get().healthy);
+        assert!(c.get().ready);
         assert_eq!(c.get().stream_arn.as_deref(), Some("arn:x"));
     }
 }

@@ -2,7 +2,7 @@
 //! stream (which delivers them to S3), each `put` resolving `Ok` only once Firehose gave that record
 //! a `RecordId`.
 //!
-//! How it writes (the requirements of `shared/specs/firehose-sink.md`):
+//! How it writes (specified in `docs/firehose-sink.md`):
 //! - **One code path**: every write is a `PutRecordBatch`, even of one record.
 //! - **Validation first**: a record must be one envelope line (non-empty, no `\n`/`\r` inside, one
 //!   trailing `\n`). A line over 1,024,000 bytes takes the **oversize path**: the verified body is
@@ -31,8 +31,9 @@
 //!   attempts) inside the same deadline, and uses path-style addressing when an endpoint override
 //!   (`AWS_ENDPOINT_URL`, emulators) is set.
 //! - **Health**: [`RecordSink::healthcheck`] calls `DescribeDeliveryStream` once (exists, `ACTIVE`,
-//!   `DirectPut`; logs the ARN; a failure names stream and region). [`FirehoseSink::last_health`] is
-//!   the cached state for `/health` and never calls AWS.
+//!   `DirectPut`; logs the ARN; a failure names stream and region). Readiness
+//!   ([`RecordSink::health`], [`FirehoseSink::last_health`]) follows the last call: not ready after
+//!   a call that failed as a whole, ready again after the next answered one; it never calls AWS.
 //! - **Shutdown**: stop taking puts, let queued records go out within `shutdown_timeout`, fail the
 //!   rest with [`SinkErrorKind::ShuttingDown`].
 //! - **Byte exactness**: the `Data` Firehose receives is the envelope line, uncompressed.
@@ -43,9 +44,6 @@
 //!   `firehose_call_seconds`, `firehose_put_seconds`, gauge `firehose_in_flight_limit`. Logs carry the
 //!   AWS request id and event id, never payloads or secrets.
 //!
-//! Set [`FirehoseSinkConfig::one_call_per_record`] for the benchmark baseline only: one `PutRecord`
-//! per webhook, no batching, no retries (the Node service's design).
-//!
 //! ```
 //! use stripe_webhook_sink::RecordSink;
 //! use stripe_webhook_sink_firehose::{FirehoseSink, FirehoseSinkConfig};
@@ -53,14 +51,14 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let mut config = FirehoseSinkConfig::new("stripe-webhooks");
 //! config.oversize_bucket = Some("my-webhook-archive".to_owned());
-//! // In production: `FirehoseSink::from_env(config).await?`, then `sink.healthcheck().await?` once.
+//! // In production: `FirehoseSink::from_env(config, None).await?`, then `sink.healthcheck().await?` once.
 //! let sdk = aws_config::SdkConfig::builder()
 //!     .region(aws_config::Region::new("us-east-1"))
 //!     .behavior_version(aws_config::BehaviorVersion::latest())
 //!     .build();
 //! let sink = FirehoseSink::new(config, &sdk);
 //! assert_eq!(sink.name(), "firehose");
-//! assert!(!sink.last_health().healthy, "not checked yet");
+//! assert!(!sink.last_health().ready, "not checked yet");
 //! # });
 //! ```
 
@@ -78,7 +76,6 @@ use aws_config::BehaviorVersion;
 use aws_sdk_firehose::config::retry::RetryConfig;
 use aws_sdk_firehose::config::timeout::TimeoutConfig;
 use aws_sdk_firehose::operation::RequestId;
-use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{DeliveryStreamStatus, DeliveryStreamType};
 use bytes::Bytes;
 use stripe_webhook_sink::{Record, RecordSink, SinkError, SinkErrorKind};
@@ -109,10 +106,18 @@ impl std::fmt::Debug for FirehoseSink {
 }
 
 impl FirehoseSink {
-    /// Loads `aws-config` once (region, credential chain, `AWS_ENDPOINT_URL` honoured) and builds the
-    /// clients. Fails [`SinkErrorKind::Permanent`] when no region is configured.
-    pub async fn from_env(config: FirehoseSinkConfig) -> Result<FirehoseSink, SinkError> {
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    /// Loads `aws-config` once (the credential chain, `AWS_ENDPOINT_URL` honoured; `region`
+    /// overrides the environment's region when given) and builds the clients. Fails
+    /// [`SinkErrorKind::Permanent`] when no region is configured.
+    pub async fn from_env(
+        config: FirehoseSinkConfig,
+        region: Option<String>,
+    ) -> Result<FirehoseSink, SinkError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        let sdk = loader.load().await;
         if sdk.region().is_none() {
             return Err(SinkError::new(
                 SinkErrorKind::Permanent,
@@ -197,11 +202,7 @@ impl FirehoseSink {
         event_id: &str,
         deadline: Instant,
     ) -> Result<(), SinkError> {
-        if self.engine.config.one_call_per_record {
-            self.put_record_baseline(line, event_id, deadline).await
-        } else {
-            self.engine.submit(line, event_id, deadline).await
-        }
+        self.engine.submit(line, event_id, deadline).await
     }
 
     /// The oversize path: body to S3, then the pointer record through Firehose.
@@ -276,48 +277,6 @@ impl FirehoseSink {
         self.send_line(pointer.line().clone(), pointer.id(), deadline)
             .await
     }
-
-    /// Benchmark baseline: one `PutRecord` per webhook, no batching, no retries.
-    async fn put_record_baseline(
-        &self,
-        line: Bytes,
-        event_id: &str,
-        deadline: Instant,
-    ) -> Result<(), SinkError> {
-        let record = aws_sdk_firehose::types::Record::builder()
-            .data(Blob::new(line.to_vec()))
-            .build()
-            .expect("a Firehose record with data set always builds");
-        let send = self
-            .engine
-            .client()
-            .put_record()
-            .delivery_stream_name(&self.engine.config.stream_name)
-            .record(record)
-            .send();
-        match tokio::time::timeout_at(deadline, send).await {
-            Err(_) => Err(SinkError::new(
-                SinkErrorKind::Timeout,
-                format!("PutRecord of event {event_id} timed out"),
-            )),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => {
-                let f = CallFailure::from_sdk(&err);
-                let kind = match f.class {
-                    Class::Permanent => SinkErrorKind::Permanent,
-                    _ => SinkErrorKind::Unavailable,
-                };
-                Err(SinkError::new(
-                    kind,
-                    format!(
-                        "PutRecord of event {event_id} failed: {} ({})",
-                        f.code,
-                        f.request_id_text()
-                    ),
-                ))
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -329,7 +288,7 @@ impl RecordSink for FirehoseSink {
     fn health(&self) -> stripe_webhook_sink::SinkHealth {
         let h = self.last_health();
         stripe_webhook_sink::SinkHealth {
-            healthy: h.healthy,
+            ready: h.ready,
             detail: h.detail,
         }
     }

@@ -96,6 +96,32 @@ async fn resets_and_server_errors_are_retried() {
 }
 
 #[tokio::test]
+async fn readiness_follows_the_last_call() {
+    let fault = fault().await;
+    let sink = sink_at(&fault.endpoint_url(), STREAM, |c| {
+        c.deadline = Duration::from_millis(300);
+    })
+    .await;
+    sink.healthcheck().await.expect("ACTIVE DirectPut stream");
+    assert!(sink.health().ready, "ready after the start-up check");
+
+    // Every call fails as a whole (503s are retried until the deadline): not ready.
+    fault.set_default(Step::ServerError);
+    let results = put_all(&sink, vec![record(1)]).await;
+    assert!(results[0].1.is_err());
+    let health = sink.health();
+    assert!(!health.ready, "{health:?}");
+    assert!(health.detail.contains("PutRecordBatch"), "{health:?}");
+
+    // Firehose answers again: the next call makes the sink ready.
+    fault.set_default(Step::Accept);
+    let results = put_all(&sink, vec![record(2)]).await;
+    assert!(results[0].1.is_ok(), "{results:?}");
+    assert!(sink.health().ready);
+    assert_ok_subset_of_accepted(&results, &fault.accepted());
+}
+
+#[tokio::test]
 async fn response_count_mismatch_fails_every_record_and_retries() {
     let fault = fault().await;
     fault.push_steps([Step::WrongCount(1)]);
@@ -130,7 +156,7 @@ async fn permanent_errors_surface_at_once_with_the_request_id() {
         assert!(err.message().contains("fault-req-"), "request id in {err}");
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(fault.put_calls().len(), 1, "no retry");
-        assert!(!sink.last_health().healthy);
+        assert!(!sink.last_health().ready);
     }
 
     // A stream the endpoint does not know: ResourceNotFoundException.
@@ -390,10 +416,10 @@ async fn shutdown_fails_what_it_cannot_flush() {
 async fn startup_healthcheck_reports_and_caches_state() {
     let fault = fault().await;
     let sink = sink_at(&fault.endpoint_url(), STREAM, |_| {}).await;
-    assert!(!sink.last_health().healthy);
+    assert!(!sink.last_health().ready);
     sink.healthcheck().await.expect("ACTIVE DirectPut stream");
     let health = sink.last_health();
-    assert!(health.healthy);
+    assert!(health.ready);
     assert!(
         health
             .stream_arn
@@ -407,7 +433,7 @@ async fn startup_healthcheck_reports_and_caches_state() {
         .count();
     // Reading the cached state never calls AWS.
     for _ in 0..10 {
-        assert!(sink.last_health().healthy);
+        assert!(sink.last_health().ready);
     }
     assert_eq!(fault.calls().len(), describes);
 
@@ -430,26 +456,7 @@ async fn startup_healthcheck_reports_and_caches_state() {
         err.message().contains("absent-stream") && err.message().contains("us-east-1"),
         "{err}"
     );
-    assert!(!missing.last_health().healthy);
-}
-
-#[tokio::test]
-async fn one_call_per_record_baseline_uses_put_record() {
-    let fault = fault().await;
-    let sink = sink_at(&fault.endpoint_url(), STREAM, |c| {
-        c.one_call_per_record = true
-    })
-    .await;
-    let results = put_all(&sink, (0..3).map(record).collect()).await;
-    assert!(results.iter().all(|(_, r)| r.is_ok()));
-    let calls = fault.put_calls();
-    assert_eq!(calls.len(), 3);
-    assert!(
-        calls
-            .iter()
-            .all(|c| c.operation == "PutRecord" && c.records.len() == 1)
-    );
-    assert_ok_subset_of_accepted(&results, &fault.accepted());
+    assert!(!missing.last_health().ready);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

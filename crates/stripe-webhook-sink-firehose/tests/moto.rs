@@ -50,7 +50,7 @@ async fn records_reach_moto_s3_byte_exact_including_oversize() {
         .await
         .expect("moto stream is ACTIVE DirectPut");
     let health = sink.last_health();
-    assert!(health.healthy);
+    assert!(health.ready);
     assert!(
         health
             .stream_arn

@@ -68,28 +68,51 @@ pub trait RecordSink: Send + Sync + 'static {
     /// Later `put` calls fail with [`SinkErrorKind::ShuttingDown`].
     async fn shutdown(&self) -> Result<(), SinkError>;
 
-    /// The last known state, from memory: never calls the backend, so `/health` may be polled as
-    /// often as a load balancer likes. The default says healthy.
+    /// Whether an acknowledged record survives a restart of this process. `true` for every sink
+    /// but the memory sink; `/health` reports it.
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    /// Readiness: whether the sink can take writes now, as far as it knows, from memory. Never
+    /// calls the backend, so `/health` may be polled as often as a load balancer likes.
+    ///
+    /// Sinks report not ready after a write that failed for a reason that would fail the next one
+    /// too (a failed write or sync, a failed call to the backend), and ready again after the next
+    /// one that succeeds: readiness follows the last attempt, so a sink that is not ready still
+    /// takes puts (that is how it becomes ready again). The default is always ready.
     fn health(&self) -> SinkHealth {
-        SinkHealth::ok()
+        SinkHealth::ready()
     }
 }
 
-/// A sink's last known state, as `/health` reports it.
+/// A sink's readiness, as `/health` reports it.
+///
+/// Only [`SinkHealth::ready`] reaches the public `/health` answer; [`SinkHealth::detail`] is for
+/// operators (logs, embedding code): it may name paths, streams or AWS error text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkHealth {
-    /// Whether the sink can take records as far as it knows.
-    pub healthy: bool,
-    /// A one-line operator-facing description (`ok`, `ACTIVE`, the last permanent error, …).
+    /// Whether the sink can take records now, as far as it knows.
+    pub ready: bool,
+    /// A one-line operator-facing description (`ok`, the last failure, …). Never a payload or a
+    /// secret, but not for the public either.
     pub detail: String,
 }
 
 impl SinkHealth {
-    /// Healthy, detail `ok`.
-    pub fn ok() -> Self {
+    /// Ready, detail `ok`.
+    pub fn ready() -> Self {
         Self {
-            healthy: true,
+            ready: true,
             detail: "ok".to_owned(),
+        }
+    }
+
+    /// Not ready, for the reason `detail`.
+    pub fn not_ready(detail: impl Into<String>) -> Self {
+        Self {
+            ready: false,
+            detail: detail.into(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Record, RecordSink, SinkError, SinkErrorKind};
+use crate::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
 
 /// Keeps records in memory, up to a capacity; inspectable, with failure injection.
 ///
@@ -131,6 +131,26 @@ impl RecordSink for MemorySink {
         Ok(())
     }
 
+    /// Never: the records live in this process only.
+    fn is_durable(&self) -> bool {
+        false
+    }
+
+    /// Not ready when shut down, during an injected outage ([`MemorySink::set_failure`]) or when
+    /// full.
+    fn health(&self) -> SinkHealth {
+        let state = self.state();
+        if state.shut_down {
+            SinkHealth::not_ready("memory sink is shut down")
+        } else if let Some(kind) = state.failure {
+            SinkHealth::not_ready(format!("memory sink: injected {kind} outage"))
+        } else if state.records.len() >= self.capacity {
+            SinkHealth::not_ready(format!("memory sink is full ({} records)", self.capacity))
+        } else {
+            SinkHealth::ready()
+        }
+    }
+
     async fn shutdown(&self) -> Result<(), SinkError> {
         self.state().shut_down = true;
         Ok(())
@@ -160,6 +180,7 @@ mod tests {
         sink.put(record("evt_2")).await.unwrap();
         let full = sink.put(record("evt_3")).await.unwrap_err();
         assert_eq!(full.kind(), SinkErrorKind::Overloaded);
+        assert!(!sink.health().ready, "a full sink is not ready");
         assert_eq!(sink.len(), 2);
         let ids: Vec<String> = sink.records().iter().map(|r| r.id().to_owned()).collect();
         assert_eq!(ids, ["evt_1", "evt_2"]);
@@ -192,8 +213,10 @@ mod tests {
             );
         }
         assert!(sink.healthcheck().await.is_err());
+        assert!(!sink.health().ready, "an outage is not ready");
         sink.set_failure(None);
         sink.healthcheck().await.unwrap();
+        assert!(sink.health().ready);
         sink.put(record("b")).await.unwrap();
         assert_eq!(sink.len(), 2);
     }
@@ -206,6 +229,7 @@ mod tests {
         let err = sink.put(record("b")).await.unwrap_err();
         assert_eq!(err.kind(), SinkErrorKind::ShuttingDown);
         assert_eq!(sink.len(), 1, "records stay inspectable after shutdown");
+        assert!(!sink.health().ready);
         sink.flush().await.unwrap();
     }
 }

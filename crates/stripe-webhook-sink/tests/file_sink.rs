@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use stripe_webhook_envelope::{ARCHIVE_PREFIX, ReceivedAt};
-use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink, RecoveryOutcome, SinkErrorKind};
+use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink, SinkErrorKind};
 
 const DAY: i64 = 86_400_000;
 
@@ -23,6 +23,7 @@ async fn put_is_durable_byte_exact_per_partition() {
     let dir = tempfile::tempdir().unwrap();
     let sink = open(FileSinkConfig::new(dir.path())).await;
     sink.healthcheck().await.unwrap();
+    assert!(sink.health().ready);
     // Today and two future days: none is due for sealing, so the open segments can be read.
     let now = ReceivedAt::now().unix_millis();
     let records: Vec<_> = (0..9)
@@ -271,9 +272,22 @@ async fn unusable_partition_fails_only_its_records() {
         .await
         .unwrap_err();
     assert!(err.message().contains("creating a segment"), "{err}");
+    assert!(!sink.health().ready, "not ready after a failed write");
     sink.put(record("evt_ok", now)).await.unwrap();
+    assert!(sink.health().ready, "ready again after a good write");
     assert_eq!(sink.stats().records, 1);
+
+    // The blocked partition again: not ready; once the obstacle is gone, its next put succeeds.
+    sink.put(record("evt_blocked", now + DAY))
+        .await
+        .unwrap_err();
+    assert!(!sink.health().ready);
+    fs::remove_file(&path).unwrap();
+    sink.put(record("evt_blocked", now + DAY)).await.unwrap();
+    assert!(sink.health().ready);
+    assert_eq!(sink.stats().records, 2);
     sink.shutdown().await.unwrap();
+    assert!(!sink.health().ready, "a closed sink is not ready");
 }
 
 #[tokio::test]
@@ -318,5 +332,4 @@ fn open_blocking_works_outside_a_runtime() {
             "level {level}: {refused:?}"
         );
     }
-    let _ = RecoveryOutcome::Sealed;
 }

@@ -14,6 +14,8 @@ pub struct ServerProcess {
     child: Option<Child>,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The private metrics address (`METRICS_ADDR`, a free loopback port unless `envs` set it).
+    pub metrics_addr: SocketAddr,
     log: PathBuf,
     _log_dir: tempfile_dir::Dir,
 }
@@ -33,9 +35,9 @@ mod tempfile_dir {
 }
 
 impl ServerProcess {
-    /// Starts `bin` with `HOST=127.0.0.1`, `PORT=<free port>` and `envs` (nothing else of the
-    /// caller's `STRIPE_*`/`SINK`/`ARCHIVE_DIR` environment leaks in), then waits until
-    /// `GET /health` answers 200.
+    /// Starts `bin` with `HOST=127.0.0.1`, `PORT=<free port>`, `METRICS_ADDR=127.0.0.1:<free
+    /// port>` and `envs` (nothing else of the caller's `STRIPE_*`/`SINK`/`ARCHIVE_DIR`/… environment
+    /// leaks in), then waits until `GET /health` answers 200.
     ///
     /// # Panics
     /// If it exits or is not healthy within 60 s; the panic carries its log.
@@ -61,16 +63,30 @@ impl ServerProcess {
             if key.starts_with("STRIPE_")
                 || key.starts_with("FIREHOSE_")
                 || key.starts_with("OVERSIZE_")
+                || key.starts_with("ARCHIVE_")
+                || key.starts_with("MEMORY_SINK_")
                 || matches!(
                     key.as_str(),
-                    "SINK" | "ARCHIVE_DIR" | "PORT" | "HOST" | "MAX_BODY_BYTES"
+                    "SINK"
+                        | "ALLOW_MEMORY_SINK"
+                        | "PORT"
+                        | "HOST"
+                        | "METRICS_ADDR"
+                        | "MAX_BODY_BYTES"
+                        | "LOG_FORMAT"
                 )
             {
                 cmd.env_remove(key);
             }
         }
+        let metrics_addr = envs
+            .iter()
+            .find(|(key, _)| *key == "METRICS_ADDR")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], crate::free_port())));
         cmd.env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
+            .env("METRICS_ADDR", metrics_addr.to_string())
             .env("RUST_LOG", "info")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
@@ -82,6 +98,7 @@ impl ServerProcess {
         let mut server = ServerProcess {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            metrics_addr,
             log,
             _log_dir: tempfile_dir::Dir(dir),
         };

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 pub use recovery::{RecoveredSegment, RecoveryOutcome, RecoveryReport};
 
-use crate::{Record, RecordSink, SinkError, SinkErrorKind};
+use crate::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
 use sealer::Sealer;
 use writer::{Command, Put, Settings, Writer};
 
@@ -103,6 +103,8 @@ pub(crate) struct Counters {
     segments_sealed: AtomicU64,
     write_errors: AtomicU64,
     seal_errors: AtomicU64,
+    /// The last write (segment creation, write or sync) failed: not ready until one succeeds.
+    write_failing: AtomicBool,
 }
 
 impl Counters {
@@ -112,6 +114,9 @@ impl Counters {
     pub(crate) fn committed(&self, records: u64, bytes: u64) {
         Self::add(&self.records, records);
         Self::add(&self.bytes, bytes);
+        if self.write_failing.swap(false, Ordering::AcqRel) {
+            tracing::info!("archive writes succeed again: the file sink is ready");
+        }
     }
     pub(crate) fn batch(&self) {
         Self::add(&self.batches, 1);
@@ -127,6 +132,11 @@ impl Counters {
     }
     pub(crate) fn write_failed(&self) {
         Self::add(&self.write_errors, 1);
+        if !self.write_failing.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "an archive write failed: the file sink reports not ready until one succeeds"
+            );
+        }
     }
     pub(crate) fn seal_failed(&self) {
         Self::add(&self.seal_errors, 1);
@@ -344,6 +354,14 @@ impl FileSink {
         self.counters.snapshot()
     }
 
+    fn writer_alive(&self) -> bool {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
+    }
+
     fn shutting_down() -> SinkError {
         SinkError::new(
             SinkErrorKind::ShuttingDown,
@@ -390,19 +408,31 @@ impl RecordSink for FileSink {
         "file"
     }
 
+    /// Not ready while shutting down, when the writer thread is not running, or when the last
+    /// write (segment creation, write or `fdatasync`) failed; ready again after the next write
+    /// that succeeds.
+    fn health(&self) -> SinkHealth {
+        if self.closing.load(Ordering::Acquire) {
+            SinkHealth::not_ready("the file sink is shutting down")
+        } else if !self.writer_alive() {
+            SinkHealth::not_ready("the file sink writer thread is not running")
+        } else if self.counters.write_failing.load(Ordering::Acquire) {
+            SinkHealth::not_ready(format!(
+                "the last archive write under {} failed",
+                self.dir.display()
+            ))
+        } else {
+            SinkHealth::ready()
+        }
+    }
+
     /// Checks that the directory exists or can be created and is writable (creates, syncs and
     /// removes a probe file), and that the writer thread runs.
     async fn healthcheck(&self) -> Result<(), SinkError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(Self::shutting_down());
         }
-        let writer_alive = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|thread| !thread.is_finished());
-        if !writer_alive {
+        if !self.writer_alive() {
             return Err(SinkError::new(
                 SinkErrorKind::Unavailable,
                 "the file sink writer thread is not running",

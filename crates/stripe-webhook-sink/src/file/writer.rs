@@ -180,6 +180,7 @@ impl Writer {
             ) {
                 Ok(open) => open,
                 Err(error) => {
+                    self.counters.write_failed();
                     for put in group {
                         let _ = put.ack.send(Err(duplicate(&error)));
                     }

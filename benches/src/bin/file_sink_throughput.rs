@@ -1,6 +1,6 @@
 //! Measures the file sink's durable put throughput with 1 and with 64 concurrent putters.
 //!
-//! `cargo run -p stripe-webhook-sink --release --example file_sink_throughput [seconds] [dir]`
+//! `cargo run -p stripe-webhook-benches --release --bin file_sink_throughput -- [seconds] [dir]`
 //!
 //! Each put resolves only after `fdatasync`; group commit lets concurrent puts share syncs, so the
 //! syncs-per-record figure falls as concurrency rises. The directory defaults to a temporary one

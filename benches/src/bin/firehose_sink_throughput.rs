@@ -1,7 +1,7 @@
 //! Throughput of the Firehose sink against the test kit's fault-injecting endpoint with a realistic
 //! per-call latency: group commit (`PutRecordBatch`) versus the one-`PutRecord`-per-webhook baseline.
 //!
-//! `cargo run -p stripe-webhook-sink-firehose --example throughput -- [records] [latency_ms] [concurrency]`
+//! `cargo run -p stripe-webhook-benches --release --bin firehose_sink_throughput -- [records] [latency_ms] [concurrency]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_firehose::config::Credentials;
 use bytes::Bytes;
+use stripe_webhook_benches::PutRecordSink;
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
 use stripe_webhook_sink::RecordSink;
 use stripe_webhook_sink_firehose::{FirehoseSink, FirehoseSinkConfig};
@@ -33,10 +34,14 @@ async fn main() {
             .endpoint_url(fault.endpoint_url())
             .load()
             .await;
-        let mut config = FirehoseSinkConfig::new("bench");
-        config.one_call_per_record = baseline;
-        config.deadline = Duration::from_secs(60);
-        let sink = Arc::new(FirehoseSink::new(config, &sdk));
+        let deadline = Duration::from_secs(60);
+        let sink: Arc<dyn RecordSink> = if baseline {
+            Arc::new(PutRecordSink::new(&sdk, "bench", deadline))
+        } else {
+            let mut config = FirehoseSinkConfig::new("bench");
+            config.deadline = deadline;
+            Arc::new(FirehoseSink::new(config, &sdk))
+        };
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
         let workers: Vec<_> = (0..concurrency)

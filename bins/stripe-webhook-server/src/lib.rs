@@ -1,0 +1,278 @@
+//! The hyper front door of the Stripe webhook archive: listeners, connections, read limits and
+//! timeouts, signals. Everything the server answers comes from the service crate's
+//! [`App`](stripe_webhook_service::App); this crate only does the I/O around it.
+//!
+//! - [`ServerArgs`] (flags and environment) → [`ServerArgs::validate`] → [`ServerSettings`].
+//! - [`serve`]: accepts connections on the public address (`POST /webhook/stripe`, `GET /health`)
+//!   until SIGTERM/SIGINT, serves Prometheus metrics on a separate private listener
+//!   (`METRICS_ADDR`), then shuts down gracefully.
+//!
+//! ```no_run
+//! # async fn run(app: stripe_webhook_service::App, args: stripe_webhook_server::ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = args.validate()?;
+//! let metrics = stripe_webhook_server::install_recorder()?;
+//! stripe_webhook_server::serve(app, settings, Some(metrics)).await?;
+//! # Ok(()) }
+//! ```
+
+mod connection;
+mod metrics_listener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use stripe_webhook_service::App;
+use stripe_webhook_service::settings::{ConfigError, positive};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use metrics_exporter_prometheus::PrometheusHandle;
+pub use metrics_listener::install_recorder;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line (for log pipelines).
+    Json,
+}
+
+/// The server's own settings (the service's are [`stripe_webhook_service::RawSettings`]).
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// Where Prometheus metrics are served (`GET /metrics`), `host:port`, or `off`. Loopback by
+    /// default: metrics are not for the public port (a Prometheus sidecar or agent scrapes them).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+
+    /// Seconds a client may take to send the request head before the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a client may take to send the request body before it gets 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_read_timeout_secs: u64,
+
+    /// The most connections served at once; further clients wait in the kernel's accept queue.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// On SIGTERM/SIGINT, seconds to finish in-flight webhooks and close the sink (the file sink
+    /// seals its segments, Firehose sends what is queued) before exiting anyway.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 25)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// The validated server settings.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// The public address (webhooks and `/health`).
+    pub addr: SocketAddr,
+    /// The private metrics address, if metrics are served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Time allowed for a request head.
+    pub header_read_timeout: Duration,
+    /// Time allowed for a request body.
+    pub body_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time allowed for the whole shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// Parses `host` and `port` into one address (IPv6 hosts with or without brackets).
+fn socket_addr(host: &str, port: u16) -> Option<SocketAddr> {
+    format!("{host}:{port}")
+        .parse()
+        .or_else(|_| format!("[{host}]:{port}").parse())
+        .ok()
+}
+
+impl ServerArgs {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// An address that does not parse, or a zero timeout or connection cap, naming the variable.
+    pub fn validate(&self) -> Result<ServerSettings, ConfigError> {
+        let addr = socket_addr(&self.host, self.port).ok_or_else(|| ConfigError::OutOfRange {
+            name: "HOST",
+            what: "an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)",
+            value: self.host.clone(),
+        })?;
+        let metrics_addr = match self.metrics_addr.as_str() {
+            "off" | "" => None,
+            other => Some(other.parse().map_err(|_| ConfigError::OutOfRange {
+                name: "METRICS_ADDR",
+                what: "host:port (e.g. 127.0.0.1:9464) or off",
+                value: other.to_owned(),
+            })?),
+        };
+        let secs = "a positive number of seconds";
+        positive(
+            "HEADER_READ_TIMEOUT_SECS",
+            self.header_read_timeout_secs,
+            secs,
+        )?;
+        positive("BODY_READ_TIMEOUT_SECS", self.body_read_timeout_secs, secs)?;
+        positive("SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout_secs, secs)?;
+        positive("MAX_CONNECTIONS", self.max_connections as u64, "at least 1")?;
+        Ok(ServerSettings {
+            addr,
+            metrics_addr,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            max_connections: self.max_connections,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+        })
+    }
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sink could not finish its shutdown (acknowledged records are durable regardless).
+    #[error("sink shutdown failed: {0}")]
+    SinkShutdown(stripe_webhook_core::SinkError),
+    /// The shutdown did not finish within `SHUTDOWN_TIMEOUT_SECS`.
+    #[error(
+        "shutdown did not finish within SHUTDOWN_TIMEOUT_SECS={0}: the sink is still closing (a \
+         stalled disk or backend?). Every acknowledged record is durable; unsealed segments are \
+         sealed at the next start"
+    )]
+    ShutdownTimeout(u64),
+}
+
+/// Serves `app` until SIGTERM or SIGINT, then shuts down: stop accepting, answer `/health` 503,
+/// let in-flight webhooks finish, close the sink, all within the shutdown timeout.
+///
+/// # Errors
+/// If a listener cannot be bound, or the shutdown fails or times out.
+pub async fn serve(
+    app: App,
+    settings: ServerSettings,
+    metrics: Option<PrometheusHandle>,
+) -> Result<(), ServeError> {
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    };
+    let listener = bind(settings.addr).await?;
+    let local = listener.local_addr().unwrap_or(settings.addr);
+    let metrics = match (settings.metrics_addr, metrics) {
+        (Some(addr), Some(handle)) => {
+            let listener = bind(addr).await?;
+            let local = listener.local_addr().unwrap_or(addr);
+            tracing::info!(address = %local, "metrics: GET /metrics (Prometheus text format)");
+            Some(tokio::spawn(metrics_listener::serve(listener, handle)))
+        }
+        _ => None,
+    };
+    tracing::info!(
+        address = %local,
+        sink = app.ingest().sink_name(),
+        max_body_bytes = app.max_body_bytes(),
+        "listening: POST /webhook/stripe, GET /health"
+    );
+
+    let app = Arc::new(app);
+    let limits = connection::Limits {
+        header_read_timeout: settings.header_read_timeout,
+        body_read_timeout: settings.body_read_timeout,
+    };
+    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        connection::serve(stream, peer, Arc::clone(&app), limits, &graceful, permit);
+    }
+
+    let started = Instant::now();
+    drop(listener);
+    app.begin_shutdown();
+    tracing::info!("shutting down: no new connections; finishing in-flight webhooks");
+    let timeout = settings.shutdown_timeout;
+    if tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_secs = timeout.as_secs(),
+            "in-flight webhooks did not finish in time; their senders get no 200 and will retry"
+        );
+    }
+    let remaining = timeout.saturating_sub(started.elapsed());
+    let result = match tokio::time::timeout(remaining, app.shutdown()).await {
+        Ok(Ok(())) => {
+            tracing::info!("sink flushed and closed; bye");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ServeError::SinkShutdown(e)),
+        Err(_) => Err(ServeError::ShutdownTimeout(timeout.as_secs())),
+    };
+    if let Some(task) = metrics {
+        task.abort();
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => if r.is_ok() { tracing::info!("SIGINT received") },
+    }
+}
