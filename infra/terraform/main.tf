@@ -1,8 +1,9 @@
 # The Stripe webhook archive: the same resources as infra/cloudformation/stripe-webhooks.yaml.
-# Layout: shared/specs/envelope-and-layout.md.
+# Layout: docs/archive-layout.md.
 
 locals {
-  # The archive layout. Firehose expands !{timestamp:...} from its arrival time (UTC).
+  # The archive layout. Firehose expands !{timestamp:...} from the arrival time (UTC) of the
+  # oldest record in each object (docs/archive-layout.md, section 4).
   archive_prefix = "webhooks/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
   error_prefix   = "errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
   alarm_topic    = var.alarm_email != "" || var.create_alarm_topic

@@ -1,7 +1,8 @@
 """The expected values every infra test checks against, in one place, quoting the specifications.
 
-Sources: shared/specs/envelope-and-layout.md ("Fields", "Layout", "Oversized events"),
-shared/specs/firehose-sink.md (producer calls), and issue 6 (buffering, retention, Athena).
+Sources: docs/envelope-format.md (the members, the oversize pointer), docs/archive-layout.md (the
+layout, the Firehose prefixes, Athena), docs/firehose-sink.md (producer calls and permissions), and
+issue 6 (buffering, retention, Athena).
 """
 
 from pathlib import Path
@@ -16,15 +17,15 @@ ATHENA_TABLE_DDL = ATHENA_DIR / "create-table.sql"
 ATHENA_QUERIES_DIR = ATHENA_DIR / "queries"
 FIXTURE_EVENTS_DIR = ROOT / "fixtures" / "events"
 
-# envelope-and-layout.md, "Layout": `webhooks/year=YYYY/month=MM/day=DD/<object>`.
+# archive-layout.md, section 1: `webhooks/year=YYYY/month=MM/day=DD/<file>`.
 ARCHIVE_PREFIX = "webhooks"
-# "Firehose: prefix `webhooks/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/`"
+# archive-layout.md, section 3: the prefix `webhooks/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/`
 FIREHOSE_PREFIX = "webhooks/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
-# "error output prefix `errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/`"
+# and the error output prefix `errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/`
 FIREHOSE_ERROR_PREFIX = (
     "errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 )
-# "GZIP, no dynamic partitioning, no AppendDelimiterToRecord (the producer writes the `\n`)."
+# GZIP, no dynamic partitioning, no AppendDelimiterToRecord (the producer writes the `\n`).
 COMPRESSION = "GZIP"
 # Issue 6: "5 MiB / 300 s buffering".
 BUFFER_SIZE_MIB = 5
@@ -33,14 +34,15 @@ BUFFER_INTERVAL_SECONDS = 300
 GLACIER_TRANSITION_DAYS = 90
 EXPIRATION_DAYS = 7 * 365
 
-# "Oversized events": the body goes to S3 directly under a `oversize/` prefix.
+# envelope-format.md, section 6: an oversize event's body goes to S3 directly under `oversize/`.
 OVERSIZE_PREFIX = "oversize/"
 # Issue 6: "a producer managed policy with only firehose:PutRecordBatch and
 # firehose:DescribeDeliveryStream on this stream, plus s3:PutObject on the oversize/ prefix".
 PRODUCER_FIREHOSE_ACTIONS = frozenset({"firehose:PutRecordBatch", "firehose:DescribeDeliveryStream"})
 PRODUCER_S3_ACTIONS = frozenset({"s3:PutObject"})
 
-# "The same Athena DDL (partitioned by `year`, `month`, `day`, with partition projection)".
+# archive-layout.md, section 5: the Athena table, partitioned by `year`, `month`, `day`, with
+# partition projection.
 PARTITION_KEYS = ("year", "month", "day")
 ATHENA_TABLE = "stripe_webhooks.events"
 ATHENA_SERDE = "org.openx.data.jsonserde.JsonSerDe"
@@ -48,8 +50,9 @@ ATHENA_LOCATION_TEMPLATE = "s3://${bucket}/webhooks/year=${year}/month=${month}/
 ATHENA_LOCATION = "s3://${bucket}/webhooks/"
 ATHENA_BUCKET_PLACEHOLDER = "YOUR_BUCKET"
 
-# "Fields": the seed's `timestamp`, `id`, `type`, `data`, and the added `v`, `object`, `created`,
-# `livemode`, `api_version`, `account`, `raw`, `signature`, plus the oversize pointer.
+# envelope-format.md, section 2: the Node service's `timestamp`, `id`, `type`, `data`, and the added
+# `v`, `object`, `created`, `livemode`, `api_version`, `account`, `raw`, `signature`, plus the
+# oversize pointer.
 ENVELOPE_V1_FIELDS = (
     "v",
     "timestamp",
