@@ -845,6 +845,131 @@ mod precheck_properties {
     }
 }
 
+// ---- One header field (feature "http") ----
+
+#[cfg(feature = "http")]
+mod header_fields {
+    use http::{HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fields(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.append("content-type", HeaderValue::from_static("application/json"));
+        for value in values {
+            let value = HeaderValue::from_bytes(value).expect("a valid header value");
+            map.append("stripe-signature", value);
+        }
+        map
+    }
+
+    #[test]
+    fn two_or_more_stripe_signature_fields_are_refused_as_ambiguous() {
+        let v = verifier(&["whsec_a"]);
+        let good = format!("t={T},v1={}", sig("whsec_a"));
+        let forged = format!("t={T},v1={}", "0".repeat(64));
+        for (values, count) in [
+            (vec![good.as_bytes(), good.as_bytes()], 2),
+            (vec![forged.as_bytes(), good.as_bytes()], 2),
+            (vec![good.as_bytes(), b"".as_slice()], 2),
+            (vec![good.as_bytes(), good.as_bytes(), good.as_bytes()], 3),
+        ] {
+            let map = fields(&values);
+            let duplicate = VerifyError::DuplicateHeader { count };
+            let (result, calls) = hmac_calls(|| v.verify_headers_at(BODY, &map, T));
+            assert_eq!(result, Err(duplicate.clone()));
+            assert_eq!(calls, 0);
+            assert_eq!(stripe_signature(&map), Err(duplicate.clone()));
+            assert_eq!(v.precheck_headers_at(&map, T), Err(duplicate));
+        }
+        // Header names are case-insensitive: these are two fields of the same header.
+        let mut map = HeaderMap::new();
+        map.append("Stripe-Signature", good.parse().expect("value"));
+        map.append("STRIPE-SIGNATURE", good.parse().expect("value"));
+        assert_eq!(
+            v.verify_headers_at(BODY, &map, T),
+            Err(VerifyError::DuplicateHeader { count: 2 })
+        );
+    }
+
+    #[test]
+    fn one_field_decides_as_the_str_entry_point_and_none_is_missing_header() {
+        let v = verifier(&["whsec_a"]);
+        let good = format!("t={T},v1={}", sig("whsec_a"));
+        let map = fields(&[good.as_bytes()]);
+        assert_eq!(stripe_signature(&map), Ok(Some(good.as_str())));
+        assert_eq!(v.verify_headers_at(BODY, &map, T), check(&v, &good));
+        assert!(v.verify_headers_at(BODY, &map, T).is_ok());
+        assert_eq!(v.precheck_headers_at(&map, T), Ok(()));
+        assert!(matches!(
+            v.precheck_headers_at(&map, T + 301),
+            Err(VerifyError::Stale { .. })
+        ));
+        let none = fields(&[]);
+        assert_eq!(stripe_signature(&none), Ok(None));
+        assert_eq!(
+            v.verify_headers_at(BODY, &none, T),
+            Err(VerifyError::MissingHeader)
+        );
+        assert_eq!(
+            v.precheck_headers_at(&none, T),
+            Err(VerifyError::MissingHeader)
+        );
+        let v = v.with_clock(FixedClock(T));
+        assert!(v.verify_headers(BODY, &map).is_ok());
+        assert_eq!(v.precheck_headers(&map), Ok(()));
+    }
+
+    #[test]
+    fn a_field_that_is_not_utf8_is_malformed_and_utf8_goes_to_the_grammar() {
+        let v = verifier(&["whsec_a"]);
+        let good = format!("t={T},v1={}", sig("whsec_a"));
+        let not_utf8 = VerifyError::Malformed(MalformedHeader::NotUtf8);
+        let mut bytes = format!("{good},x=").into_bytes();
+        bytes.push(0xff);
+        let map = fields(&[&bytes]);
+        let (result, calls) = hmac_calls(|| v.verify_headers_at(BODY, &map, T));
+        assert_eq!(result, Err(not_utf8.clone()));
+        assert_eq!(calls, 0);
+        assert_eq!(stripe_signature(&map), Err(not_utf8.clone()));
+        assert_eq!(v.precheck_headers_at(&map, T), Err(not_utf8));
+        // Non-ASCII UTF-8 is text: the grammar decides, as through `verify_at`.
+        let map = fields(&[format!("{good},x=é").as_bytes()]);
+        assert!(v.verify_headers_at(BODY, &map, T).is_ok());
+        let map = fields(&[format!("t=１７,v1={}", sig("whsec_a")).as_bytes()]);
+        assert_eq!(
+            v.verify_headers_at(BODY, &map, T),
+            Err(VerifyError::Malformed(MalformedHeader::BadTimestamp))
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_one_field_decides_as_its_text_would(
+            bytes in prop::collection::vec(any::<u8>(), 0..160),
+            signed in any::<bool>(),
+            now in T - 400..T + 400,
+        ) {
+            let v = verifier(&["whsec_a"]);
+            let good = format!("t={T},v1={}", sig("whsec_a"));
+            let mut value = if signed { good.into_bytes() } else { Vec::new() };
+            value.extend(bytes);
+            // Only bytes a header value can hold (no control characters but tab).
+            let Ok(value) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+            let mut map = HeaderMap::new();
+            map.insert("stripe-signature", value.clone());
+            let expected = match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => v.verify_at(BODY, Some(text), now),
+                Err(_) => Err(VerifyError::Malformed(MalformedHeader::NotUtf8)),
+            };
+            prop_assert_eq!(v.verify_headers_at(BODY, &map, now), expected);
+        }
+    }
+}
+
 // ---- Also in the crate ----
 
 #[test]
