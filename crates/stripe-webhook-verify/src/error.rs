@@ -12,6 +12,9 @@ pub enum MalformedHeader {
     DuplicateTimestamp,
     /// A `t` value that is not 1 to 12 ASCII digits without a leading zero.
     BadTimestamp,
+    /// The header field's bytes are not UTF-8 (only from an `http::HeaderMap`: a `&str` header is
+    /// UTF-8 by construction).
+    NotUtf8,
 }
 
 impl MalformedHeader {
@@ -21,6 +24,7 @@ impl MalformedHeader {
             MalformedHeader::NoTimestamp => "no_timestamp",
             MalformedHeader::DuplicateTimestamp => "duplicate_timestamp",
             MalformedHeader::BadTimestamp => "bad_timestamp",
+            MalformedHeader::NotUtf8 => "not_utf8",
         }
     }
 }
@@ -33,6 +37,7 @@ impl fmt::Display for MalformedHeader {
             MalformedHeader::BadTimestamp => {
                 "t= is not 1 to 12 decimal digits without a leading zero"
             }
+            MalformedHeader::NotUtf8 => "the header value is not valid UTF-8",
         })
     }
 }
@@ -46,6 +51,13 @@ pub enum VerifyError {
     /// No `Stripe-Signature` header, or an empty one.
     #[error("Stripe-Signature header is missing or empty")]
     MissingHeader,
+    /// More than one `Stripe-Signature` header field: ambiguous, since HTTP frameworks disagree on
+    /// which one counts (the first, the last, or all of them joined with `,`).
+    #[error("{count} Stripe-Signature header fields; exactly one is allowed")]
+    DuplicateHeader {
+        /// How many `Stripe-Signature` fields the request has (2 or more).
+        count: usize,
+    },
     /// The header is longer than the limit; refused before any HMAC work.
     #[error("Stripe-Signature header is {len} bytes, the limit is {max} bytes")]
     HeaderTooLarge {
@@ -54,7 +66,8 @@ pub enum VerifyError {
         /// The limit ([`crate::MAX_HEADER_BYTES`]).
         max: usize,
     },
-    /// The header's timestamp is missing, duplicated or not canonical digits.
+    /// The header's timestamp is missing, duplicated or not canonical digits, or the header value is
+    /// not UTF-8.
     #[error("malformed Stripe-Signature header: {0}")]
     Malformed(MalformedHeader),
     /// No `v1=` element holds 64 lowercase hex characters.
@@ -99,6 +112,7 @@ impl VerifyError {
     pub fn label(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader => "missing_header",
+            VerifyError::DuplicateHeader { .. } => "duplicate_header",
             VerifyError::HeaderTooLarge { .. } => "header_too_large",
             VerifyError::Malformed(_) => "malformed_header",
             VerifyError::NoV1Signature => "no_v1_signature",
@@ -113,6 +127,7 @@ impl VerifyError {
     pub fn public_message(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader => "missing Stripe-Signature header",
+            VerifyError::DuplicateHeader { .. } => "more than one Stripe-Signature header",
             VerifyError::HeaderTooLarge { .. }
             | VerifyError::Malformed(_)
             | VerifyError::NoV1Signature

@@ -33,22 +33,71 @@
 //! assert_eq!(err.label(), "no_matching_signature");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Refusing before the body is read
+//!
+//! [`Verifier::precheck_at`] applies every rule that needs only the header (missing, too large,
+//! malformed, no or too many `v1`, stale, future) with no HMAC work, so a server can refuse such a
+//! request before it buffers the body. A pass never means authentic: verify the body afterwards.
+//!
+//! # Feature `http`
+//!
+//! Entry points on an [`http::HeaderMap`] (http 1.x), so a server need not pick the header out
+//! itself: [`Verifier::verify_headers`], [`Verifier::verify_headers_at`],
+//! [`Verifier::precheck_headers`], [`Verifier::precheck_headers_at`], and [`stripe_signature`],
+//! which refuses a request with two or more `Stripe-Signature` fields
+//! ([`VerifyError::DuplicateHeader`]) or a value that is not UTF-8.
+//!
+//! The crate's examples embed the verifier in a server (`cargo run --example axum --features
+//! http`); `cargo test --all-features` compiles and tests them:
+//!
+//! - `examples/axum.rs`: an axum handler that answers 200 or 400 from
+//!   [`Verifier::verify_headers`].
+//! - `examples/hyper.rs`: a plain hyper 1 service that refuses from the headers
+//!   ([`Verifier::precheck_headers`]) before it reads a size-limited body, then verifies it.
+//!
+//! [`http::HeaderMap`]: https://docs.rs/http/1/http/header/struct.HeaderMap.html
+//! [`Verifier::verify_headers`]: struct.Verifier.html#method.verify_headers
+//! [`Verifier::verify_headers_at`]: struct.Verifier.html#method.verify_headers_at
+//! [`Verifier::precheck_headers`]: struct.Verifier.html#method.precheck_headers
+//! [`Verifier::precheck_headers_at`]: struct.Verifier.html#method.precheck_headers_at
+//! [`stripe_signature`]: fn.stripe_signature.html
+//!
+//! <details><summary><code>examples/axum.rs</code></summary>
+//!
+//! ```rust,ignore
+#![doc = include_str!("../examples/axum.rs")]
+//! ```
+//!
+//! </details>
+//!
+//! <details><summary><code>examples/hyper.rs</code></summary>
+//!
+//! ```rust,ignore
+#![doc = include_str!("../examples/hyper.rs")]
+//! ```
+//!
+//! </details>
 
 mod error;
 mod header;
+#[cfg(feature = "http")]
+mod header_map;
 mod secret;
 mod verifier;
 
 #[cfg(test)]
 mod rules;
 
-/// The README's example, compiled as a doctest.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests (one of them uses the `http` feature).
+#[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
 pub use error::{ConfigError, MalformedHeader, SecretSource, VerifyError};
 pub use header::{MAX_HEADER_BYTES, MAX_TIMESTAMP, MAX_V1_SIGNATURES, SignatureHeader};
+#[cfg(feature = "http")]
+pub use header_map::stripe_signature;
 pub use secret::{SECRET_ENV_VAR, Secret, WHSEC_PREFIX, parse_secrets, parse_secrets_named};
 pub use verifier::{
     Clock, DEFAULT_TOLERANCE_SECS, FixedClock, SystemClock, Tolerance, Verified, Verifier, sign,

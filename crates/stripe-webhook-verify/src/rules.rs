@@ -1,4 +1,4 @@
-//! One test per rule of the strict profile (shared/specs/verification.md), named after the rule.
+//! One test per rule of the strict profile (the README's "Rules" table), named after the rule.
 
 use crate::verifier::HMAC_CALLS;
 use crate::*;
@@ -600,6 +600,374 @@ fn errors_tell_the_operator_what_went_wrong_without_expected_macs() {
         errors[7].to_string(),
         "timestamp is 999 s in the future, the allowed clock skew is 300 s"
     );
+}
+
+#[test]
+fn header_field_errors_have_stable_labels_and_public_messages() {
+    let duplicate = VerifyError::DuplicateHeader { count: 2 };
+    assert_eq!(duplicate.label(), "duplicate_header");
+    assert_eq!(
+        duplicate.public_message(),
+        "more than one Stripe-Signature header"
+    );
+    assert_eq!(
+        duplicate.to_string(),
+        "2 Stripe-Signature header fields; exactly one is allowed"
+    );
+    let not_utf8 = VerifyError::Malformed(MalformedHeader::NotUtf8);
+    assert_eq!(not_utf8.label(), "malformed_header");
+    assert_eq!(MalformedHeader::NotUtf8.label(), "not_utf8");
+    assert_eq!(
+        not_utf8.public_message(),
+        "malformed Stripe-Signature header"
+    );
+    assert_eq!(
+        not_utf8.to_string(),
+        "malformed Stripe-Signature header: the header value is not valid UTF-8"
+    );
+}
+
+// ---- Pre-check (the header alone, before the body is read) ----
+
+#[test]
+fn precheck_applies_every_header_rule_with_no_hmac() {
+    let v = verifier(&["whsec_a"]);
+    let good = format!("t={T},v1={}", sig("whsec_a"));
+    let many = format!("t={T}{}", ",v1=x".repeat(17));
+    let big = "x".repeat(MAX_HEADER_BYTES + 1);
+    let cases: [(Option<&str>, i64, Result<(), VerifyError>); 8] = [
+        (Some(&good), T, Ok(())),
+        (None, T, Err(VerifyError::MissingHeader)),
+        (
+            Some(&big),
+            T,
+            Err(VerifyError::HeaderTooLarge {
+                len: 8193,
+                max: 8192,
+            }),
+        ),
+        (
+            Some("t=1,t=2"),
+            T,
+            Err(VerifyError::Malformed(MalformedHeader::DuplicateTimestamp)),
+        ),
+        (Some("t=1"), T, Err(VerifyError::NoV1Signature)),
+        (
+            Some(&many),
+            T,
+            Err(VerifyError::TooManySignatures { count: 17, max: 16 }),
+        ),
+        (
+            Some(&good),
+            T + 301,
+            Err(VerifyError::Stale {
+                age_secs: 301,
+                tolerance_secs: 300,
+            }),
+        ),
+        (
+            Some(&good),
+            T - 301,
+            Err(VerifyError::Future {
+                ahead_secs: 301,
+                max_skew_secs: 300,
+            }),
+        ),
+    ];
+    for (header, now, expected) in cases {
+        let (result, calls) = hmac_calls(|| v.precheck_at(header, now));
+        assert_eq!(result, expected, "{header:?} at {now}");
+        assert_eq!(calls, 0, "{header:?}");
+    }
+    // A pass is not authentication: a well-formed, fresh forgery passes.
+    let forged = format!("t={T},v1={}", "0".repeat(64));
+    assert_eq!(v.precheck_at(Some(&forged), T), Ok(()));
+    assert_eq!(check(&v, &forged), Err(VerifyError::NoMatchingSignature));
+}
+
+#[test]
+fn precheck_reports_stale_or_future_before_the_signature_is_checked() {
+    let v = verifier(&["whsec_a"]);
+    let forged = format!("t={T},v1={}", "0".repeat(64));
+    assert!(matches!(
+        v.precheck_at(Some(&forged), T + 10_000),
+        Err(VerifyError::Stale { .. })
+    ));
+    assert_eq!(
+        v.verify_at(BODY, Some(&forged), T + 10_000),
+        Err(VerifyError::NoMatchingSignature)
+    );
+    assert!(matches!(
+        v.precheck_at(Some(&forged), T - 10_000),
+        Err(VerifyError::Future { .. })
+    ));
+}
+
+#[test]
+fn precheck_with_tolerance_disabled_skips_the_time_rules() {
+    let v = verifier(&["whsec_a"]).with_tolerance(Tolerance::Disabled);
+    let good = format!("t={T},v1={}", sig("whsec_a"));
+    assert_eq!(v.precheck_at(Some(&good), 0), Ok(()));
+    assert_eq!(v.precheck_at(Some(&good), i64::MAX), Ok(()));
+    assert_eq!(
+        v.precheck_at(Some("t=1"), 0),
+        Err(VerifyError::NoV1Signature)
+    );
+}
+
+#[test]
+fn precheck_reads_the_verifiers_clock() {
+    let good = format!("t={T},v1={}", sig("whsec_a"));
+    let v = verifier(&["whsec_a"]).with_clock(FixedClock(T + 300));
+    assert_eq!(v.precheck(Some(&good)), Ok(()));
+    let v = v.with_clock(FixedClock(T + 301));
+    assert!(matches!(
+        v.precheck(Some(&good)),
+        Err(VerifyError::Stale { age_secs: 301, .. })
+    ));
+}
+
+mod precheck_properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    use super::*;
+
+    /// Headers of every shape: signed by the right or a wrong secret, over the body or not, with
+    /// extra elements around, or header-shaped noise.
+    fn header(body: Vec<u8>) -> impl Strategy<Value = (String, i64)> {
+        let t = prop_oneof![0..=MAX_TIMESTAMP, T - 1000..T + 1000];
+        let noise = prop::collection::vec(
+            prop_oneof![
+                Just("t=".to_owned()),
+                Just("v1=".to_owned()),
+                Just(",".to_owned()),
+                Just("=".to_owned()),
+                "[0-9]{0,14}",
+                "[0-9a-f]{64}",
+                "\\PC{0,8}",
+            ],
+            0..24,
+        )
+        .prop_map(|parts| parts.concat());
+        (
+            t,
+            prop_oneof![Just("whsec_a"), Just("whsec_b")],
+            any::<bool>(),
+            noise.clone(),
+            noise,
+        )
+            .prop_flat_map(move |(t, key, over_body, before, after)| {
+                let signed_body = if over_body {
+                    body.clone()
+                } else {
+                    b"other".to_vec()
+                };
+                let signed = signature_header(&[&secret(key)], t, &signed_body);
+                prop_oneof![
+                    3 => Just((signed.clone(), t)),
+                    1 => Just((format!("{before},{signed},{after}"), t)),
+                    1 => Just((format!("{before}{after}"), t)),
+                ]
+            })
+    }
+
+    /// For any header, body and time: zero HMACs in the pre-check; whatever `verify_at` accepts,
+    /// the pre-check accepts; every pre-check refusal is `verify_at`'s, except that a stale or
+    /// future one may be a forgery to `verify_at`. Counts the cases so each branch is exercised.
+    #[test]
+    fn precheck_accepts_what_verify_accepts_and_refuses_as_verify_does() {
+        let inputs = (
+            prop::collection::vec(any::<u8>(), 0..64)
+                .prop_flat_map(|body| (Just(body.clone()), header(body))),
+            prop_oneof![-700i64..=700, any::<i64>().prop_map(|n| n / 2)],
+            prop_oneof![
+                Just(Tolerance::Disabled),
+                (1u64..=600).prop_map(|s| Tolerance::seconds(s).expect("positive")),
+            ],
+            0u64..=600,
+        );
+        let counts = std::cell::RefCell::new(std::collections::BTreeMap::<&str, usize>::new());
+        let mut runner = prop::test_runner::TestRunner::new(ProptestConfig::with_cases(1024));
+        let result = runner.run(
+            &inputs,
+            |((body, (header, t)), offset, tolerance, max_skew)| {
+                let v = verifier(&["whsec_a"])
+                    .with_tolerance(tolerance)
+                    .with_max_future_skew(max_skew);
+                let now = t.saturating_add(offset);
+                let (pre, calls) = hmac_calls(|| v.precheck_at(Some(&header), now));
+                prop_assert_eq!(calls, 0);
+                let verified = v.verify_at(&body, Some(&header), now);
+                let case = match (&pre, &verified) {
+                    (Ok(()), Ok(_)) => "both accept",
+                    (Ok(()), Err(VerifyError::NoMatchingSignature)) => "precheck passes a forgery",
+                    (Ok(()), Err(e)) => return Err(TestCaseError::fail(format!("verify: {e:?}"))),
+                    (Err(time @ (VerifyError::Stale { .. } | VerifyError::Future { .. })), _) => {
+                        prop_assert!(
+                            verified == Err(time.clone())
+                                || verified == Err(VerifyError::NoMatchingSignature),
+                            "{:?} vs {:?}",
+                            time,
+                            verified
+                        );
+                        if verified.is_err() && verified != Err(VerifyError::NoMatchingSignature) {
+                            "same time refusal"
+                        } else {
+                            "time refusal of a forgery"
+                        }
+                    }
+                    (Err(e), _) => {
+                        prop_assert_eq!(&verified, &Err(e.clone()));
+                        "same header refusal"
+                    }
+                };
+                *counts.borrow_mut().entry(case).or_default() += 1;
+                Ok(())
+            },
+        );
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+        let counts = counts.into_inner();
+        for case in [
+            "both accept",
+            "precheck passes a forgery",
+            "same time refusal",
+            "time refusal of a forgery",
+            "same header refusal",
+        ] {
+            assert!(
+                counts.get(case).copied().unwrap_or(0) >= 20,
+                "{case}: {counts:?}"
+            );
+        }
+    }
+}
+
+// ---- One header field (feature "http") ----
+
+#[cfg(feature = "http")]
+mod header_fields {
+    use http::{HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fields(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.append("content-type", HeaderValue::from_static("application/json"));
+        for value in values {
+            let value = HeaderValue::from_bytes(value).expect("a valid header value");
+            map.append("stripe-signature", value);
+        }
+        map
+    }
+
+    #[test]
+    fn two_or_more_stripe_signature_fields_are_refused_as_ambiguous() {
+        let v = verifier(&["whsec_a"]);
+        let good = format!("t={T},v1={}", sig("whsec_a"));
+        let forged = format!("t={T},v1={}", "0".repeat(64));
+        for (values, count) in [
+            (vec![good.as_bytes(), good.as_bytes()], 2),
+            (vec![forged.as_bytes(), good.as_bytes()], 2),
+            (vec![good.as_bytes(), b"".as_slice()], 2),
+            (vec![good.as_bytes(), good.as_bytes(), good.as_bytes()], 3),
+        ] {
+            let map = fields(&values);
+            let duplicate = VerifyError::DuplicateHeader { count };
+            let (result, calls) = hmac_calls(|| v.verify_headers_at(BODY, &map, T));
+            assert_eq!(result, Err(duplicate.clone()));
+            assert_eq!(calls, 0);
+            assert_eq!(stripe_signature(&map), Err(duplicate.clone()));
+            assert_eq!(v.precheck_headers_at(&map, T), Err(duplicate));
+        }
+        // Header names are case-insensitive: these are two fields of the same header.
+        let mut map = HeaderMap::new();
+        map.append("Stripe-Signature", good.parse().expect("value"));
+        map.append("STRIPE-SIGNATURE", good.parse().expect("value"));
+        assert_eq!(
+            v.verify_headers_at(BODY, &map, T),
+            Err(VerifyError::DuplicateHeader { count: 2 })
+        );
+    }
+
+    #[test]
+    fn one_field_decides_as_the_str_entry_point_and_none_is_missing_header() {
+        let v = verifier(&["whsec_a"]);
+        let good = format!("t={T},v1={}", sig("whsec_a"));
+        let map = fields(&[good.as_bytes()]);
+        assert_eq!(stripe_signature(&map), Ok(Some(good.as_str())));
+        assert_eq!(v.verify_headers_at(BODY, &map, T), check(&v, &good));
+        assert!(v.verify_headers_at(BODY, &map, T).is_ok());
+        assert_eq!(v.precheck_headers_at(&map, T), Ok(()));
+        assert!(matches!(
+            v.precheck_headers_at(&map, T + 301),
+            Err(VerifyError::Stale { .. })
+        ));
+        let none = fields(&[]);
+        assert_eq!(stripe_signature(&none), Ok(None));
+        assert_eq!(
+            v.verify_headers_at(BODY, &none, T),
+            Err(VerifyError::MissingHeader)
+        );
+        assert_eq!(
+            v.precheck_headers_at(&none, T),
+            Err(VerifyError::MissingHeader)
+        );
+        let v = v.with_clock(FixedClock(T));
+        assert!(v.verify_headers(BODY, &map).is_ok());
+        assert_eq!(v.precheck_headers(&map), Ok(()));
+    }
+
+    #[test]
+    fn a_field_that_is_not_utf8_is_malformed_and_utf8_goes_to_the_grammar() {
+        let v = verifier(&["whsec_a"]);
+        let good = format!("t={T},v1={}", sig("whsec_a"));
+        let not_utf8 = VerifyError::Malformed(MalformedHeader::NotUtf8);
+        let mut bytes = format!("{good},x=").into_bytes();
+        bytes.push(0xff);
+        let map = fields(&[&bytes]);
+        let (result, calls) = hmac_calls(|| v.verify_headers_at(BODY, &map, T));
+        assert_eq!(result, Err(not_utf8.clone()));
+        assert_eq!(calls, 0);
+        assert_eq!(stripe_signature(&map), Err(not_utf8.clone()));
+        assert_eq!(v.precheck_headers_at(&map, T), Err(not_utf8));
+        // Non-ASCII UTF-8 is text: the grammar decides, as through `verify_at`.
+        let map = fields(&[format!("{good},x=é").as_bytes()]);
+        assert!(v.verify_headers_at(BODY, &map, T).is_ok());
+        let map = fields(&[format!("t=１７,v1={}", sig("whsec_a")).as_bytes()]);
+        assert_eq!(
+            v.verify_headers_at(BODY, &map, T),
+            Err(VerifyError::Malformed(MalformedHeader::BadTimestamp))
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_one_field_decides_as_its_text_would(
+            bytes in prop::collection::vec(any::<u8>(), 0..160),
+            signed in any::<bool>(),
+            now in T - 400..T + 400,
+        ) {
+            let v = verifier(&["whsec_a"]);
+            let good = format!("t={T},v1={}", sig("whsec_a"));
+            let mut value = if signed { good.into_bytes() } else { Vec::new() };
+            value.extend(bytes);
+            // Only bytes a header value can hold (no control characters but tab).
+            let Ok(value) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+            let mut map = HeaderMap::new();
+            map.insert("stripe-signature", value.clone());
+            let expected = match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => v.verify_at(BODY, Some(text), now),
+                Err(_) => Err(VerifyError::Malformed(MalformedHeader::NotUtf8)),
+            };
+            prop_assert_eq!(v.verify_headers_at(BODY, &map, now), expected);
+        }
+    }
 }
 
 // ---- Also in the crate ----

@@ -174,15 +174,48 @@ impl Verifier {
         now_unix_secs: i64,
     ) -> Result<Verified, VerifyError> {
         let verified = self.verify_ignoring_timestamp(body, header)?;
-        if let Tolerance::Seconds(tolerance) = self.tolerance {
-            check_time(
-                verified.timestamp,
-                now_unix_secs,
-                tolerance.get(),
-                self.max_future_skew_secs,
-            )?;
-        }
+        self.check_timestamp(verified.timestamp, now_unix_secs)?;
         Ok(verified)
+    }
+
+    /// [`Verifier::precheck_at`] at the clock's current time.
+    ///
+    /// # Errors
+    /// See [`Verifier::precheck_at`].
+    pub fn precheck(&self, header: Option<&str>) -> Result<(), VerifyError> {
+        self.precheck_at(header, self.clock.now_unix_secs())
+    }
+
+    /// Applies every rule that does not need the body, with no HMAC work: for servers that refuse
+    /// a webhook from its headers before they buffer its body.
+    ///
+    /// The rules: missing header, size cap, grammar, no `v1`, candidate cap and, unless the
+    /// tolerance is [`Tolerance::Disabled`], the stale and future checks.
+    ///
+    /// **Passing the pre-check never means authentic**: anyone can write a well-formed, fresh
+    /// header. Call [`Verifier::verify_at`] on the body before trusting it.
+    ///
+    /// For a given header and time, an error here is the error `verify_at` gives for that header
+    /// with any body, with one exception: `Stale` and `Future` are reported here before the
+    /// signature is checked, so they need not concern an authentic signature (`verify_at` would
+    /// report a forged, stale header as [`VerifyError::NoMatchingSignature`]). Whatever `verify_at`
+    /// accepts, the pre-check accepts.
+    ///
+    /// # Errors
+    /// Every [`VerifyError`] except `NoMatchingSignature` and `DuplicateHeader`.
+    pub fn precheck_at(&self, header: Option<&str>, now_unix_secs: i64) -> Result<(), VerifyError> {
+        let parsed = SignatureHeader::parse(header.unwrap_or_default())?;
+        self.check_timestamp(parsed.timestamp(), now_unix_secs)
+    }
+
+    /// The stale and future checks of `t` at `now`, unless the tolerance is disabled.
+    fn check_timestamp(&self, t: i64, now: i64) -> Result<(), VerifyError> {
+        match self.tolerance {
+            Tolerance::Seconds(tolerance) => {
+                check_time(t, now, tolerance.get(), self.max_future_skew_secs)
+            }
+            Tolerance::Disabled => Ok(()),
+        }
     }
 
     /// Verifies the signature only, whatever the timestamp: for archive audits and backfills.
