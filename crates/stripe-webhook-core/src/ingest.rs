@@ -11,7 +11,7 @@ use stripe_webhook_sink::{RecordSink, SinkError, SinkErrorKind, SinkHealth};
 use stripe_webhook_verify::Verifier;
 
 use crate::metrics as m;
-use crate::outcome::{Outcome, OutcomeKind, Refusal, SignatureProblem};
+use crate::outcome::{Outcome, OutcomeKind, Refusal};
 
 /// Default body limit: 2 MiB (Stripe events are a few KB; the largest seen are well under 1 MB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -163,22 +163,15 @@ impl Ingest {
                 None,
             );
         }
-        let header = match signature_header(request.headers) {
-            Ok(header) => header,
-            Err(problem) => return (OutcomeKind::SignatureRejected(problem), None),
-        };
-        if let Err(e) =
+        let header = match stripe_webhook_verify::stripe_signature(request.headers).and_then(|h| {
             inner
                 .verifier
-                .verify_at(&request.body, header, request.received_at.unix_seconds())
-        {
-            return (
-                OutcomeKind::SignatureRejected(SignatureProblem::Verify(e)),
-                None,
-            );
-        }
-        // Verified: a header was present.
-        let header = header.unwrap_or_default();
+                .verify_at(&request.body, h, request.received_at.unix_seconds())
+                .map(|_| h.unwrap_or_default())
+        }) {
+            Ok(header) => header,
+            Err(e) => return (OutcomeKind::SignatureRejected(e), None),
+        };
         let record = match stripe_webhook_envelope::encode(
             request.body,
             header,
@@ -206,21 +199,6 @@ impl Ingest {
             Err(e) => (OutcomeKind::StorageUnavailable(e), Some(meta)),
         }
     }
-}
-
-/// The one `Stripe-Signature` value of a request: none, or exactly one field that is UTF-8.
-fn signature_header(headers: &HeaderMap) -> Result<Option<&str>, SignatureProblem> {
-    let mut values = headers.get_all(SIGNATURE_HEADER).iter();
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    let more = values.count();
-    if more > 0 {
-        return Err(SignatureProblem::DuplicateHeader { count: more + 1 });
-    }
-    std::str::from_utf8(first.as_bytes())
-        .map(Some)
-        .map_err(|_| SignatureProblem::HeaderNotUtf8)
 }
 
 /// One metrics update and one log line per webhook.
@@ -289,33 +267,5 @@ fn report(outcome: &Outcome, body_len: usize) {
             event_id, event_type, outcome = label, status, reason = e.kind().label(), error = %e,
             latency_ms, "webhook not archived: storage failed permanently"
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    #[test]
-    fn exactly_one_signature_header_is_read() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(signature_header(&headers), Ok(None));
-        headers.insert(SIGNATURE_HEADER, HeaderValue::from_static("t=1,v1=ab"));
-        assert_eq!(signature_header(&headers), Ok(Some("t=1,v1=ab")));
-        headers.append(SIGNATURE_HEADER, HeaderValue::from_static("t=2"));
-        assert_eq!(
-            signature_header(&headers),
-            Err(SignatureProblem::DuplicateHeader { count: 2 })
-        );
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            SIGNATURE_HEADER,
-            HeaderValue::from_bytes(b"t=1,v1=\xff").unwrap(),
-        );
-        assert_eq!(
-            signature_header(&headers),
-            Err(SignatureProblem::HeaderNotUtf8)
-        );
     }
 }

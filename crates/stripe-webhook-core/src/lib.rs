@@ -54,8 +54,6 @@ pub mod metrics;
 mod outcome;
 
 pub use ingest::{DEFAULT_MAX_BODY_BYTES, Ingest, IngestOptions, SIGNATURE_HEADER, WebhookRequest};
-pub use outcome::{
-    Outcome, OutcomeKind, RETRY_AFTER_SECS, Refusal, SignatureProblem, json_response,
-};
+pub use outcome::{Outcome, OutcomeKind, RETRY_AFTER_SECS, Refusal, json_response};
 pub use stripe_webhook_envelope::ReceivedAt;
 pub use stripe_webhook_sink::{SinkError, SinkErrorKind, SinkHealth};

@@ -37,9 +37,9 @@ pub enum Refusal {
 pub enum OutcomeKind {
     /// Verified, encoded, and acknowledged durable by the sink: 200.
     Accepted,
-    /// The `Stripe-Signature` header is missing, malformed, ambiguous, stale, or matches no
+    /// The `Stripe-Signature` header is missing, malformed, duplicated, stale, or matches no
     /// secret: 400.
-    SignatureRejected(SignatureProblem),
+    SignatureRejected(VerifyError),
     /// The body verified but is not a Stripe event (not a JSON object with string `id` and `type`): 400.
     NotAnEvent(EnvelopeError),
     /// The body is larger than the configured limit: 413.
@@ -58,48 +58,6 @@ pub enum OutcomeKind {
     StorageUnavailable(SinkError),
     /// The sink failed for good (a permanent error): 500. Stripe still retries 5xx answers.
     StorageFailed(SinkError),
-}
-
-/// A signature problem: the verifier's error, or a header it cannot even be given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SignatureProblem {
-    /// The verifier refused the header or the signature.
-    Verify(VerifyError),
-    /// The header bytes are not valid UTF-8.
-    HeaderNotUtf8,
-    /// The request carries more than one `Stripe-Signature` header field: ambiguous (frameworks
-    /// disagree on whether the first, the last or all joined count), so refused.
-    DuplicateHeader {
-        /// How many `Stripe-Signature` fields the request has.
-        count: usize,
-    },
-}
-
-impl SignatureProblem {
-    /// A stable snake_case label for metrics and the response body.
-    pub fn label(&self) -> &'static str {
-        match self {
-            SignatureProblem::Verify(e) => e.label(),
-            SignatureProblem::HeaderNotUtf8 => "malformed_header",
-            SignatureProblem::DuplicateHeader { .. } => "duplicate_header",
-        }
-    }
-}
-
-impl std::fmt::Display for SignatureProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SignatureProblem::Verify(e) => write!(f, "{e}"),
-            SignatureProblem::HeaderNotUtf8 => {
-                f.write_str("Stripe-Signature header is not valid UTF-8")
-            }
-            SignatureProblem::DuplicateHeader { count } => write!(
-                f,
-                "the request has {count} Stripe-Signature header fields; exactly one is allowed"
-            ),
-        }
-    }
 }
 
 /// The result of one webhook: what happened, for which event, and how long it took.
@@ -249,32 +207,30 @@ mod tests {
                 "accepted",
             ),
             (
-                OutcomeKind::SignatureRejected(SignatureProblem::Verify(
-                    VerifyError::NoMatchingSignature,
-                )),
+                OutcomeKind::SignatureRejected(VerifyError::NoMatchingSignature),
                 400,
                 None,
                 r#"{"error":"signature verification failed","reason":"no_matching_signature"}"#,
                 "bad_signature",
             ),
             (
-                OutcomeKind::SignatureRejected(SignatureProblem::Verify(
-                    VerifyError::MissingHeader,
-                )),
+                OutcomeKind::SignatureRejected(VerifyError::MissingHeader),
                 400,
                 None,
                 r#"{"error":"signature verification failed","reason":"missing_header"}"#,
                 "bad_signature",
             ),
             (
-                OutcomeKind::SignatureRejected(SignatureProblem::HeaderNotUtf8),
+                OutcomeKind::SignatureRejected(VerifyError::Malformed(
+                    stripe_webhook_verify::MalformedHeader::NotUtf8,
+                )),
                 400,
                 None,
                 r#"{"error":"signature verification failed","reason":"malformed_header"}"#,
                 "bad_signature",
             ),
             (
-                OutcomeKind::SignatureRejected(SignatureProblem::DuplicateHeader { count: 2 }),
+                OutcomeKind::SignatureRejected(VerifyError::DuplicateHeader { count: 2 }),
                 400,
                 None,
                 r#"{"error":"signature verification failed","reason":"duplicate_header"}"#,
