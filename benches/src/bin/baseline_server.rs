@@ -36,8 +36,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let server = cli.server.validate().map_err(|e| e.to_string())?;
     let settings = cli.service.validate().map_err(|e| e.to_string())?;
+    let server = cli
+        .server
+        .validate(settings.ingest.max_body_bytes)
+        .map_err(|e| e.to_string())?;
     let SinkSettings::Firehose { config, region } = &settings.sink else {
         return Err("baseline_server needs SINK=firehose and FIREHOSE_DELIVERY_STREAM_NAME".into());
     };

@@ -12,7 +12,7 @@ use std::time::Instant;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use stripe_webhook_lambda::Function;
-use stripe_webhook_service::{App, PathMatch, RawSettings};
+use stripe_webhook_service::{App, FrontDoor, RawSettings};
 
 fn init_tracing() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
@@ -76,7 +76,7 @@ async fn init(started: Instant) -> Result<Function, String> {
     })?;
     let settings = raw.validate().map_err(|e| e.to_string())?;
     let app = settings
-        .start(PathMatch::Suffix)
+        .start(FrontDoor::Lambda)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(

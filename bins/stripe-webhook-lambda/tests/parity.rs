@@ -43,6 +43,7 @@ fn start_server(app: App) -> SocketAddr {
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(10),
         max_connections: 64,
+        max_buffered_body_bytes: 1 << 20,
         shutdown_timeout: Duration::from_secs(5),
     };
     std::thread::spawn(move || {
@@ -161,14 +162,62 @@ fn the_server_and_the_lambda_answer_the_same_bytes() {
     let cases: Vec<Case<'_>> = vec![
         ("health", "GET", "/health", vec![], b"", None, 200),
         ("health HEAD", "HEAD", "/health", vec![], b"", None, 200),
-        ("POST health", "POST", "/health", vec![json], b"{}", None, 405),
+        (
+            "POST health",
+            "POST",
+            "/health",
+            vec![json],
+            b"{}",
+            None,
+            405,
+        ),
         ("DELETE health", "DELETE", "/health", vec![], b"", None, 405),
-        ("GET webhook", "GET", "/webhook/stripe", vec![], b"", None, 405),
-        ("PUT webhook", "PUT", "/webhook/stripe", vec![json], b"{}", None, 405),
+        (
+            "GET webhook",
+            "GET",
+            "/webhook/stripe",
+            vec![],
+            b"",
+            None,
+            405,
+        ),
+        (
+            "PUT webhook",
+            "PUT",
+            "/webhook/stripe",
+            vec![json],
+            b"{}",
+            None,
+            405,
+        ),
         ("root", "GET", "/", vec![], b"", None, 404),
-        ("other path", "POST", "/webhook", vec![json], b"{}", None, 404),
-        ("metrics is private", "GET", "/metrics", vec![], b"", None, 404),
-        ("no signature", "POST", "/webhook/stripe", vec![json], &event, None, 400),
+        (
+            "other path",
+            "POST",
+            "/webhook",
+            vec![json],
+            b"{}",
+            None,
+            404,
+        ),
+        (
+            "metrics is private",
+            "GET",
+            "/metrics",
+            vec![],
+            b"",
+            None,
+            404,
+        ),
+        (
+            "no signature",
+            "POST",
+            "/webhook/stripe",
+            vec![json],
+            &event,
+            None,
+            400,
+        ),
         (
             "malformed signature",
             "POST",
@@ -200,7 +249,11 @@ fn the_server_and_the_lambda_answer_the_same_bytes() {
             "two signature fields",
             "POST",
             "/webhook/stripe",
-            vec![json, ("Stripe-Signature", &good), ("Stripe-Signature", "t=1")],
+            vec![
+                json,
+                ("Stripe-Signature", &good),
+                ("Stripe-Signature", "t=1"),
+            ],
             &event,
             None,
             400,
@@ -263,11 +316,7 @@ fn the_server_and_the_lambda_answer_the_same_bytes() {
             body: server.text(),
             headers: compared(server.headers),
         };
-        let lambda = lambda_answer(
-            &runtime,
-            &function,
-            rest_event(method, path, headers, body),
-        );
+        let lambda = lambda_answer(&runtime, &function, rest_event(method, path, headers, body));
         assert_eq!(server.status, *status, "{name}: {server:?}");
         assert_eq!(server, lambda, "{name}");
     }

@@ -210,9 +210,13 @@ async fn a_configuration_error_is_reported_to_init_error_and_the_process_exits()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_stream_configured_the_firehose_sink_is_the_default_and_built_once() {
+async fn with_a_stream_configured_the_firehose_sink_is_the_default_built_once_and_a_throttled_check_does_not_fail_init()
+ {
     use stripe_webhook_testkit::firehose_fault::FirehoseFault;
     let fault = FirehoseFault::start("stripe-webhooks-lambda-test").await;
+    // A burst of cold starts: the account's DescribeDeliveryStream limit (5/s) throttles this one.
+    // Init must go on; the first put proves the stream.
+    fault.throttle_describes(1);
     let api = LambdaRuntimeApi::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("lambda.log");
@@ -268,7 +272,49 @@ async fn with_a_stream_configured_the_firehose_sink_is_the_default_and_built_onc
         .filter(|c| c.operation == "DescribeDeliveryStream")
         .count();
     assert_eq!(describes, 1, "one start-up health check, in init only");
+    assert!(
+        logs().contains("starting anyway"),
+        "the throttled check is logged; log:\n{}",
+        logs()
+    );
     sigterm(&child);
     let status = wait_exit(&mut child, TIMEOUT);
     assert!(status.success(), "{status}; log:\n{}", logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_stream_still_fails_init_clearly() {
+    use stripe_webhook_testkit::firehose_fault::FirehoseFault;
+    let fault = FirehoseFault::start("the-real-stream").await;
+    let api = LambdaRuntimeApi::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("lambda.log");
+    let endpoint = fault.endpoint_url();
+    let mut child = spawn(
+        &api,
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            (
+                "FIREHOSE_DELIVERY_STREAM_NAME",
+                "a-stream-that-does-not-exist",
+            ),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+        ],
+        &log,
+    );
+    let report = api
+        .wait_init_error(TIMEOUT)
+        .await
+        .expect("an /init/error report");
+    let body: Value = serde_json::from_slice(&report.body).expect("JSON");
+    let message = body["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("a-stream-that-does-not-exist") && message.contains("not found"),
+        "{body}"
+    );
+    assert!(!wait_exit(&mut child, TIMEOUT).success());
 }

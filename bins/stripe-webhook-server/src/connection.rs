@@ -7,21 +7,81 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use http::{HeaderValue, Request, Response, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use stripe_webhook_core::{ReceivedAt, Refusal};
 use stripe_webhook_service::{App, Route};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Read limits that keep slow clients from holding connections.
-#[derive(Clone, Copy, Debug)]
+/// Read limits that keep slow clients from holding connections and memory.
+#[derive(Clone, Debug)]
 pub(crate) struct Limits {
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
+    pub(crate) budget: BodyBudget,
+}
+
+/// How many bytes of every body are read without taking room in the budget: typical Stripe events
+/// (a few KB) never wait on it, and these allowances together are bounded by the connection cap
+/// (`MAX_CONNECTIONS` × 64 KiB).
+pub(crate) const FREE_BODY_BYTES: usize = 64 * 1024;
+
+/// The budget for buffered request bodies, shared by every connection (`MAX_BUFFERED_BODY_BYTES`).
+/// Bodies are buffered before their signature can be checked, so this bounds what unauthenticated
+/// senders can make the server hold: a body that finds no room is refused with 503 (`busy`) at once,
+/// never queued.
+#[derive(Clone, Debug)]
+pub(crate) struct BodyBudget {
+    bytes: Arc<Semaphore>,
+}
+
+/// Room taken in the budget by one body; given back on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    permit: Option<OwnedSemaphorePermit>,
+    /// Bytes beyond the free allowance this reservation covers.
+    covered: usize,
+}
+
+impl BodyBudget {
+    pub(crate) fn new(bytes: usize) -> Self {
+        Self {
+            bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Room for a body of `len` bytes (its declared length; 0 when unknown).
+    fn reserve(&self, len: usize) -> Result<Reservation, Refusal> {
+        let mut reservation = Reservation {
+            permit: None,
+            covered: 0,
+        };
+        self.grow(&mut reservation, len)?;
+        Ok(reservation)
+    }
+
+    /// Extends `reservation` to cover a body of `len` bytes.
+    fn grow(&self, reservation: &mut Reservation, len: usize) -> Result<(), Refusal> {
+        let need = len.saturating_sub(FREE_BODY_BYTES);
+        if need <= reservation.covered {
+            return Ok(());
+        }
+        let more = u32::try_from(need - reservation.covered).map_err(|_| Refusal::Busy)?;
+        let permit = Arc::clone(&self.bytes)
+            .try_acquire_many_owned(more)
+            .map_err(|_| Refusal::Busy)?;
+        match &mut reservation.permit {
+            Some(held) => held.merge(permit),
+            None => reservation.permit = Some(permit),
+        }
+        reservation.covered = need;
+        Ok(())
+    }
 }
 
 /// Serves one accepted connection on its own task, under the graceful-shutdown watcher.
@@ -34,13 +94,15 @@ pub(crate) fn serve(
     permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let header_read_timeout = limits.header_read_timeout;
     let service = hyper::service::service_fn(move |req| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(handle(req, &app, limits).await) }
+        let limits = limits.clone();
+        async move { Ok::<_, Infallible>(handle(req, &app, &limits).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(header_read_timeout)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
     let conn = graceful.watch(conn);
@@ -66,7 +128,7 @@ fn closing(response: Response<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
-async fn handle(req: Request<Incoming>, app: &App, limits: Limits) -> Response<Full<Bytes>> {
+async fn handle(req: Request<Incoming>, app: &App, limits: &Limits) -> Response<Full<Bytes>> {
     let received_at = ReceivedAt::now();
     let route = app.route(req.method(), req.uri().path());
     let (parts, body) = req.into_parts();
@@ -82,7 +144,11 @@ async fn handle(req: Request<Incoming>, app: &App, limits: Limits) -> Response<F
         };
     }
 
-    // Refuse a declared oversize body before reading a byte of it.
+    // Before a byte of the body is buffered: a header that would be refused anyway, a declared
+    // oversize body, and a body the buffering budget has no room for are answered at once.
+    if let Some(response) = app.precheck(&parts.headers, received_at) {
+        return closing(response);
+    }
     let limit = app.max_body_bytes();
     let declared = parts
         .headers
@@ -92,27 +158,50 @@ async fn handle(req: Request<Incoming>, app: &App, limits: Limits) -> Response<F
     if declared.is_some_and(|n| n > limit as u64) {
         return closing(app.refuse(Refusal::BodyTooLarge));
     }
-
-    // Read at most `limit` bytes (chunked or lying Content-Length alike), within the body timeout.
-    let read = tokio::time::timeout(
-        limits.body_read_timeout,
-        Limited::new(body, limit).collect(),
-    );
-    let body = match read.await {
+    let read = read_body(body, limit, declared, &limits.budget);
+    let (body, _reservation) = match tokio::time::timeout(limits.body_read_timeout, read).await {
         Err(_) => return closing(app.refuse(Refusal::BodyTimeout)),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return closing(app.refuse(Refusal::BodyTooLarge));
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "request body could not be read");
-            return closing(app.refuse(Refusal::BodyUnreadable));
-        }
-        // Own exactly the body: hyper may hand out a slice of a larger read buffer, and a record
-        // can live on in a queue.
-        Ok(Ok(collected)) => Bytes::copy_from_slice(&collected.to_bytes()),
+        Ok(Err(refusal)) => return closing(app.refuse(refusal)),
+        Ok(Ok(read)) => read,
     };
+    // The reservation is held until the answer: the bytes are released once the body has been
+    // verified and stored (or refused).
     full(
         app.respond(Request::from_parts(parts, body), received_at)
             .await,
     )
+}
+
+/// Reads at most `limit` bytes of body (chunked or lying `Content-Length` alike), taking room in
+/// the budget for everything beyond its free allowance; the body is owned exactly (hyper hands out
+/// slices of larger read buffers, and a record can live on in a queue).
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    declared: Option<u64>,
+    budget: &BodyBudget,
+) -> Result<(Bytes, Reservation), Refusal> {
+    let mut reservation = budget.reserve(declared.map_or(0, |n| n as usize))?;
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            tracing::debug!(error = %e, "request body could not be read");
+            Refusal::BodyUnreadable
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = buf.len() + data.len();
+        if total > limit {
+            return Err(Refusal::BodyTooLarge);
+        }
+        budget.grow(&mut reservation, total)?;
+        buf.extend_from_slice(&data);
+    }
+    let body = if buf.capacity() == buf.len() {
+        buf.freeze()
+    } else {
+        Bytes::copy_from_slice(&buf)
+    };
+    Ok((body, reservation))
 }

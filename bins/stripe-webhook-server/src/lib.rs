@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # async fn run(app: stripe_webhook_service::App, args: stripe_webhook_server::ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
-//! let settings = args.validate()?;
+//! let settings = args.validate(app.max_body_bytes())?;
 //! let metrics = stripe_webhook_server::install_recorder()?;
 //! stripe_webhook_server::serve(app, settings, Some(metrics)).await?;
 //! # Ok(()) }
@@ -69,6 +69,13 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
+    /// The most request-body bytes buffered at once across all connections, beyond the first
+    /// 64 KiB of each body (bodies are buffered before their signature can be checked). A body
+    /// that finds no room gets 503 at once. Memory held for bodies is at most this plus
+    /// MAX_CONNECTIONS × 64 KiB; the default suits a 512 MiB container. At least MAX_BODY_BYTES.
+    #[arg(long, env = "MAX_BUFFERED_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_buffered_body_bytes: usize,
+
     /// On SIGTERM/SIGINT, seconds to finish in-flight webhooks and close the sink (the file sink
     /// seals its segments, Firehose sends what is queued) before exiting anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 25)]
@@ -92,6 +99,8 @@ pub struct ServerSettings {
     pub body_read_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Budget for buffered request bodies, beyond each body's first 64 KiB.
+    pub max_buffered_body_bytes: usize,
     /// Time allowed for the whole shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -105,11 +114,13 @@ fn socket_addr(host: &str, port: u16) -> Option<SocketAddr> {
 }
 
 impl ServerArgs {
-    /// Checks the settings.
+    /// Checks the settings; `max_body_bytes` is the service's `MAX_BODY_BYTES`, which the body
+    /// buffering budget must be able to hold.
     ///
     /// # Errors
-    /// An address that does not parse, or a zero timeout or connection cap, naming the variable.
-    pub fn validate(&self) -> Result<ServerSettings, ConfigError> {
+    /// An address that does not parse, a zero timeout or connection cap, or a budget smaller than
+    /// one body, naming the variable.
+    pub fn validate(&self, max_body_bytes: usize) -> Result<ServerSettings, ConfigError> {
         let addr = socket_addr(&self.host, self.port).ok_or_else(|| ConfigError::OutOfRange {
             name: "HOST",
             what: "an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)",
@@ -132,12 +143,20 @@ impl ServerArgs {
         positive("BODY_READ_TIMEOUT_SECS", self.body_read_timeout_secs, secs)?;
         positive("SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout_secs, secs)?;
         positive("MAX_CONNECTIONS", self.max_connections as u64, "at least 1")?;
+        if self.max_buffered_body_bytes < max_body_bytes {
+            return Err(ConfigError::OutOfRange {
+                name: "MAX_BUFFERED_BODY_BYTES",
+                what: "at least MAX_BODY_BYTES (room for one body of the largest accepted size)",
+                value: self.max_buffered_body_bytes.to_string(),
+            });
+        }
         Ok(ServerSettings {
             addr,
             metrics_addr,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             max_connections: self.max_connections,
+            max_buffered_body_bytes: self.max_buffered_body_bytes,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         })
     }
@@ -205,6 +224,7 @@ pub async fn serve(
     let limits = connection::Limits {
         header_read_timeout: settings.header_read_timeout,
         body_read_timeout: settings.body_read_timeout,
+        budget: connection::BodyBudget::new(settings.max_buffered_body_bytes),
     };
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -230,7 +250,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        connection::serve(stream, peer, Arc::clone(&app), limits, &graceful, permit);
+        connection::serve(
+            stream,
+            peer,
+            Arc::clone(&app),
+            limits.clone(),
+            &graceful,
+            permit,
+        );
     }
 
     let started = Instant::now();

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use stripe_webhook_server::{LogFormat, ServerArgs};
-use stripe_webhook_service::{PathMatch, RawSettings};
+use stripe_webhook_service::{FrontDoor, RawSettings};
 
 /// Verifies Stripe webhooks and archives every event, byte-exact, before answering 200.
 ///
@@ -61,12 +61,12 @@ async fn run(cli: Cli) -> ExitCode {
         eprintln!("stripe-webhook-server: {message}");
         ExitCode::from(code)
     };
-    let server = match cli.server.validate() {
-        Ok(server) => server,
-        Err(e) => return fail(2, e.to_string()),
-    };
     let settings = match cli.service.validate() {
         Ok(settings) => settings,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    let server = match cli.server.validate(settings.ingest.max_body_bytes) {
+        Ok(server) => server,
         Err(e) => return fail(2, e.to_string()),
     };
     let metrics = match server.metrics_addr {
@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> ExitCode {
             Err(e) => return fail(2, format!("cannot install the metrics recorder: {e}")),
         },
     };
-    let app = match settings.start(PathMatch::Exact).await {
+    let app = match settings.start(FrontDoor::Server).await {
         Ok(app) => app,
         Err(e) => return fail(2, e.to_string()),
     };

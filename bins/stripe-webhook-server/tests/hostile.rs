@@ -443,3 +443,105 @@ fn every_other_path_and_method_is_404_or_405() {
     server.terminate();
     assert_eq!(read_records(archive.path()).len(), 1);
 }
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn open_file_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A thousand unauthenticated clients each declare a 2 MiB body, send all of it but the last byte,
+/// and hold. Each carries a fresh, well-formed but forged `Stripe-Signature`, so only the body could
+/// prove it false. The server buffers at most its body budget (then answers 503 `busy` before
+/// reading), its peak RSS stays under 256 MiB, and an honest signed webhook still gets 200.
+#[test]
+fn a_thousand_held_large_bodies_keep_memory_bounded_and_honest_webhooks_pass() {
+    assert!(
+        open_file_limit() >= 4096,
+        "this test opens 1,000 connections: raise the open-file limit to at least 4096 (ulimit -n)"
+    );
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[("BODY_READ_TIMEOUT_SECS", "120")]);
+    const BODY: usize = 2 * 1024 * 1024;
+    let filler = vec![b' '; BODY - 1];
+    let forged = format!("t={},v1={}", now(), "ab".repeat(32));
+    let head = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Stripe-Signature: {forged}\r\nContent-Length: {BODY}\r\n\r\n"
+    );
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = TcpStream::connect(server.addr).expect("connect");
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        if stream.write_all(head.as_bytes()).is_ok() && stream.write_all(&filler).is_ok() {
+            held.push(stream); // the whole body but its last byte was taken: hold it
+        }
+    }
+    let peak_mib = peak_rss_kib(server.pid()) / 1024;
+    eprintln!(
+        "{} connections hold 2 MiB bodies; server peak RSS {peak_mib} MiB",
+        held.len()
+    );
+
+    // An honest webhook, while the attackers hold their connections.
+    let body = event("evt_honest");
+    let honest = post_webhook(server.addr, Some(&sign(now(), &body)), &body).expect("post");
+    assert_eq!(honest.status, 200, "{}", honest.text());
+
+    // A stale header is refused before its body is read (no 30 s wait, no buffering).
+    let started = Instant::now();
+    let mut stale = TcpStream::connect(server.addr).expect("connect");
+    stale
+        .write_all(
+            format!(
+                "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: t={},v1={}\r\n\
+                 Content-Length: {BODY}\r\n\r\n",
+                now() - 3600,
+                "ab".repeat(32)
+            )
+            .as_bytes(),
+        )
+        .expect("write");
+    assert_eq!(read_one_response(&mut stale), 400);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let metrics = request(server.metrics_addr, "GET", "/metrics", &[], b"")
+        .expect("metrics")
+        .text();
+    let busy: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"stripe_webhook_requests_total{outcome="busy"}"#))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        busy >= 900,
+        "only {busy} bodies refused as busy:\n{metrics}"
+    );
+    let peak_mib = peak_rss_kib(server.pid()) / 1024;
+    assert!(
+        peak_mib < 256,
+        "server peak RSS {peak_mib} MiB with 1,000 held 2 MiB bodies"
+    );
+    drop(held);
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+    let records = read_records(archive.path());
+    assert_eq!(records.len(), 1, "only the honest webhook is archived");
+}

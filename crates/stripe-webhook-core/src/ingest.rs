@@ -125,6 +125,7 @@ impl Ingest {
             Refusal::BodyTimeout => OutcomeKind::BodyTimeout,
             Refusal::BodyUnreadable => OutcomeKind::BodyUnreadable,
             Refusal::BadBodyEncoding => OutcomeKind::BadBodyEncoding,
+            Refusal::Busy => OutcomeKind::Busy,
         };
         let outcome = Outcome {
             kind,
@@ -135,8 +136,43 @@ impl Ingest {
         outcome
     }
 
+    /// The checks that need no body: one `Stripe-Signature` field, its size and grammar, its `v1`
+    /// count, and the time window at `received_at`. No HMAC is computed, so a pass never means
+    /// authentic. Transports call it before they buffer a body, so unauthenticated senders cannot
+    /// make them hold bodies for headers that would be refused anyway; a refusal is counted and
+    /// logged like [`Ingest::handle`]'s, and is the answer [`Ingest::handle`] would give.
+    ///
+    /// # Errors
+    /// The [`Outcome`] to answer (400, `bad_signature`).
+    pub fn precheck(&self, headers: &HeaderMap, received_at: ReceivedAt) -> Result<(), Outcome> {
+        let started = Instant::now();
+        self.precheck_signature(headers, received_at).map_err(|e| {
+            let outcome = Outcome {
+                kind: OutcomeKind::SignatureRejected(e),
+                event: None,
+                latency: started.elapsed(),
+            };
+            report(&outcome, 0);
+            outcome
+        })
+    }
+
+    fn precheck_signature(
+        &self,
+        headers: &HeaderMap,
+        received_at: ReceivedAt,
+    ) -> Result<(), stripe_webhook_verify::VerifyError> {
+        let header = stripe_webhook_verify::stripe_signature(headers)?;
+        self.inner
+            .verifier
+            .precheck_at(header, received_at.unix_seconds())
+    }
+
     /// Verifies the raw body against the `Stripe-Signature` header, encodes the envelope, stores it,
     /// and says what to answer. `Accepted` only once the sink acknowledged the record as durable.
+    ///
+    /// The header is pre-checked first ([`Ingest::precheck`]), so a header refused without its
+    /// body gets the same answer whether or not the transport pre-checked it.
     pub async fn handle(&self, request: WebhookRequest<'_>) -> Outcome {
         let started = Instant::now();
         let body_len = request.body.len();
@@ -163,12 +199,16 @@ impl Ingest {
                 None,
             );
         }
-        let header = match stripe_webhook_verify::stripe_signature(request.headers).and_then(|h| {
-            inner
-                .verifier
-                .verify_at(&request.body, h, request.received_at.unix_seconds())
-                .map(|_| h.unwrap_or_default())
-        }) {
+        let verified = self
+            .precheck_signature(request.headers, request.received_at)
+            .and_then(|()| stripe_webhook_verify::stripe_signature(request.headers))
+            .and_then(|h| {
+                inner
+                    .verifier
+                    .verify_at(&request.body, h, request.received_at.unix_seconds())
+                    .map(|_| h.unwrap_or_default())
+            });
+        let header = match verified {
             Ok(header) => header,
             Err(e) => return (OutcomeKind::SignatureRejected(e), None),
         };
@@ -252,6 +292,12 @@ fn report(outcome: &Outcome, body_len: usize) {
             status,
             reason = label,
             "webhook refused: request body could not be read"
+        ),
+        OutcomeKind::Busy => tracing::warn!(
+            outcome = label,
+            status,
+            reason = label,
+            "webhook refused before its body was read: the budget for buffered bodies is spent (answered 503)"
         ),
         OutcomeKind::BadBodyEncoding => tracing::warn!(
             outcome = label,

@@ -29,6 +29,9 @@ pub enum Refusal {
     BodyUnreadable,
     /// The body is marked base64-encoded (Lambda) but is not valid base64: 400.
     BadBodyEncoding,
+    /// The transport's budget for buffering unauthenticated request bodies is spent: 503 with
+    /// `Retry-After`, before any of the body is read.
+    Busy,
 }
 
 /// Why a webhook was refused or failed. Decides the HTTP status.
@@ -53,6 +56,8 @@ pub enum OutcomeKind {
     BodyUnreadable,
     /// A body marked base64 is not valid base64: 400.
     BadBodyEncoding,
+    /// The transport cannot buffer another body now: 503 with `Retry-After`.
+    Busy,
     /// The sink could not make the record durable now (overloaded, timed out, unavailable, shutting
     /// down): 503 with `Retry-After`, so Stripe retries.
     StorageUnavailable(SinkError),
@@ -82,13 +87,15 @@ impl Outcome {
             | OutcomeKind::BadBodyEncoding => StatusCode::BAD_REQUEST,
             OutcomeKind::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             OutcomeKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            OutcomeKind::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OutcomeKind::Busy | OutcomeKind::StorageUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             OutcomeKind::StorageFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// A stable label for metrics and logs: `accepted`, `bad_signature`, `not_an_event`,
-    /// `body_too_large`, `body_timeout`, `body_unreadable`, `bad_body_encoding`,
+    /// `body_too_large`, `body_timeout`, `body_unreadable`, `bad_body_encoding`, `busy`,
     /// `storage_unavailable`, `storage_failed`.
     pub fn label(&self) -> &'static str {
         match self.kind {
@@ -99,6 +106,7 @@ impl Outcome {
             OutcomeKind::BodyTimeout => "body_timeout",
             OutcomeKind::BodyUnreadable => "body_unreadable",
             OutcomeKind::BadBodyEncoding => "bad_body_encoding",
+            OutcomeKind::Busy => "busy",
             OutcomeKind::StorageUnavailable(_) => "storage_unavailable",
             OutcomeKind::StorageFailed(_) => "storage_failed",
         }
@@ -129,6 +137,7 @@ impl Outcome {
             OutcomeKind::BadBodyEncoding => {
                 refused("request body is not valid base64", self.label())
             }
+            OutcomeKind::Busy => refused("server busy, retry later", self.label()),
             OutcomeKind::StorageUnavailable(e) => {
                 refused("storage unavailable, retry later", e.kind().label())
             }
@@ -270,6 +279,13 @@ mod tests {
                 None,
                 r#"{"error":"request body is not valid base64","reason":"bad_body_encoding"}"#,
                 "bad_body_encoding",
+            ),
+            (
+                OutcomeKind::Busy,
+                503,
+                Some("1"),
+                r#"{"error":"server busy, retry later","reason":"busy"}"#,
+                "busy",
             ),
             (
                 OutcomeKind::StorageUnavailable(unavailable()),

@@ -171,6 +171,21 @@ impl App {
         response
     }
 
+    /// The header checks a transport runs before it buffers a webhook body
+    /// ([`Ingest::precheck`]): `Some` is the refusal (400, counted and logged) to send instead of
+    /// reading the body.
+    pub fn precheck(
+        &self,
+        headers: &http::HeaderMap,
+        received_at: ReceivedAt,
+    ) -> Option<Response<Bytes>> {
+        self.inner
+            .ingest
+            .precheck(headers, received_at)
+            .err()
+            .map(|outcome| outcome.response())
+    }
+
     /// Answers a webhook request the transport refused while reading it (counted and logged by
     /// the core like every other outcome).
     pub fn refuse(&self, refusal: Refusal) -> Response<Bytes> {

@@ -13,7 +13,7 @@
 //! use bytes::Bytes;
 //! use http::{Method, Request};
 //! use stripe_webhook_core::ReceivedAt;
-//! use stripe_webhook_service::{App, PathMatch, RawSettings, Route};
+//! use stripe_webhook_service::{App, FrontDoor, RawSettings, Route};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
@@ -23,7 +23,7 @@
 //! )
 //! .unwrap();
 //! raw.file.archive_dir = dir.path().to_path_buf();
-//! let app: App = raw.validate().unwrap().start(PathMatch::Exact).await.unwrap();
+//! let app: App = raw.validate().unwrap().start(FrontDoor::Server).await.unwrap();
 //!
 //! assert_eq!(app.route(&Method::POST, "/webhook/stripe"), Route::Webhook);
 //! let health = Request::get("/health").body(Bytes::new()).unwrap();
@@ -49,7 +49,38 @@ use stripe_webhook_sink::RecordSink;
 
 pub use app::{App, HEALTH_PATH, PathMatch, Route, WEBHOOK_PATH};
 pub use settings::{ConfigError, RawSettings, Settings, SinkKind, SinkSettings};
-pub use sinks::SinkStartupError;
+pub use sinks::{SinkStartupError, StartupCheck};
+
+/// Which front door the service runs behind; decides how paths match and how the sink's start-up
+/// check treats failures that may pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontDoor {
+    /// The hyper server: exact paths; a failed start-up check is retried for up to 30 s.
+    Server,
+    /// The Lambda function: paths by suffix (API Gateway stages); a start-up check that fails for
+    /// a reason that may pass is logged and init goes on.
+    Lambda,
+}
+
+impl FrontDoor {
+    /// How this front door matches paths.
+    pub fn path_match(self) -> PathMatch {
+        match self {
+            FrontDoor::Server => PathMatch::Exact,
+            FrontDoor::Lambda => PathMatch::Suffix,
+        }
+    }
+
+    /// How this front door runs the sink's start-up check.
+    pub fn startup_check(self) -> StartupCheck {
+        match self {
+            FrontDoor::Server => StartupCheck::Retry {
+                within: std::time::Duration::from_secs(30),
+            },
+            FrontDoor::Lambda => StartupCheck::BestEffort,
+        }
+    }
+}
 
 /// Why the service could not start: a setting to fix, or a sink that failed its start-up check.
 #[derive(Debug, thiserror::Error)]
@@ -64,14 +95,14 @@ pub enum StartupError {
 }
 
 impl Settings {
-    /// Builds the configured sink (running its start-up check) and the ingest core, and returns
-    /// the application.
+    /// Builds the configured sink (running its start-up check as `door` wants) and the ingest
+    /// core, and returns the application.
     ///
     /// # Errors
     /// If the sink cannot be built or its check fails.
-    pub async fn start(self, paths: PathMatch) -> Result<App, StartupError> {
-        let sink = self.sink.build().await?;
-        Ok(self.start_with(sink, paths))
+    pub async fn start(self, door: FrontDoor) -> Result<App, StartupError> {
+        let sink = self.sink.build(door.startup_check()).await?;
+        Ok(self.start_with(sink, door.path_match()))
     }
 
     /// The application over a sink built elsewhere (an embedding service's own sink, a benchmark

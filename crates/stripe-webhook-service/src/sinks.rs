@@ -1,6 +1,7 @@
 //! The sink factory: validated [`SinkSettings`] → a running sink that passed its start-up check.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use stripe_webhook_sink::{FileSink, MemorySink, RecordSink, SinkError};
 
@@ -17,14 +18,76 @@ pub struct SinkStartupError {
     pub source: SinkError,
 }
 
+/// What to do when a sink's start-up check fails for a reason that may pass (throttling, a
+/// transient backend error, a stream still being created). A permanent failure (a missing stream,
+/// a stream of the wrong type, denied access, an unwritable directory) always fails the start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartupCheck {
+    /// Retry with jittered exponential backoff for up to this long, then fail (the server: several
+    /// instances restarting together must not all fail on `DescribeDeliveryStream`'s limit of 5
+    /// calls per second per account).
+    Retry {
+        /// How long to keep retrying.
+        within: Duration,
+    },
+    /// Log the failure and start anyway; the first write reports a real problem (Lambda: a burst of
+    /// cold starts must not fail init, and init time is billed and bounded).
+    BestEffort,
+}
+
+impl StartupCheck {
+    async fn run(self, sink: &dyn RecordSink) -> Result<(), SinkError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let error = match sink.healthcheck().await {
+                Ok(()) => return Ok(()),
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => e,
+            };
+            match self {
+                StartupCheck::BestEffort => {
+                    tracing::warn!(
+                        sink = sink.name(),
+                        error = %error,
+                        "start-up check failed for a reason that may pass; starting anyway (the \
+                         first write reports a real problem, and /health says not ready until one \
+                         succeeds)"
+                    );
+                    return Ok(());
+                }
+                StartupCheck::Retry { within } => {
+                    let elapsed = started.elapsed();
+                    if elapsed >= within {
+                        return Err(error);
+                    }
+                    // Full jitter: anywhere from zero to the current backoff.
+                    let wait = backoff.mul_f64(rand::random::<f64>()).min(within - elapsed);
+                    tracing::warn!(
+                        sink = sink.name(),
+                        error = %error,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "start-up check failed; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
 impl SinkSettings {
     /// Builds the sink and runs its start-up check ([`RecordSink::healthcheck`]: directory
-    /// writable, stream ACTIVE, …). The file sink recovers orphaned segments first and logs the
-    /// report; the memory sink logs loudly that it is not durable.
+    /// writable, stream ACTIVE, …) under `check`. The file sink recovers orphaned segments first
+    /// and logs the report; the memory sink logs loudly that it is not durable.
     ///
     /// # Errors
-    /// If the sink cannot be opened or its check fails.
-    pub async fn build(&self) -> Result<Arc<dyn RecordSink>, SinkStartupError> {
+    /// If the sink cannot be opened or its check fails (as `check` decides).
+    pub async fn build(
+        &self,
+        check: StartupCheck,
+    ) -> Result<Arc<dyn RecordSink>, SinkStartupError> {
         let fail = |source| SinkStartupError {
             sink: self.kind(),
             source,
@@ -54,7 +117,7 @@ impl SinkSettings {
                 .map_err(fail)?,
             ),
         };
-        sink.healthcheck().await.map_err(fail)?;
+        check.run(sink.as_ref()).await.map_err(fail)?;
         Ok(sink)
     }
 }

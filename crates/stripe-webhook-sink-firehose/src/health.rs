@@ -69,11 +69,11 @@ impl HealthCell {
         });
     }
 
-    /// An answered call after a failed one means the stream works again. Before the start-up check
-    /// has run, a success is not taken as readiness.
+    /// An answered call means the stream exists and takes records: ready (again), also when the
+    /// start-up check could not confirm it (throttled at a burst of cold starts).
     pub(crate) fn call_succeeded(&self) {
         self.with(|h| {
-            if !h.ready && h.stream_arn.is_some() {
+            if !h.ready {
                 tracing::info!("Firehose answers again: the sink is ready");
                 h.ready = true;
                 h.detail = "ACTIVE".to_owned();
@@ -89,8 +89,11 @@ mod tests {
     #[test]
     fn transitions() {
         let c = HealthCell::new();
+        assert!(!c.get().ready, "not checked yet");
         c.call_succeeded();
-        assert!(!c.get().ready, "a call is not a start-up check");
+        assert!(c.get().ready, "an answered call proves the stream");
+        c.call_failed("ServiceUnavailableException");
+        assert!(!c.get().ready);
         c.checked_ok("arn:x");
         assert!(c.get().ready);
         c.call_failed("ResourceNotFoundException");

@@ -122,6 +122,8 @@ struct State {
     stream_name: String,
     stream_status: String,
     stream_type: String,
+    /// `DescribeDeliveryStream` calls still to throttle.
+    describes_to_throttle: usize,
     script: VecDeque<Step>,
     default_step: Step,
     latency: Duration,
@@ -152,6 +154,7 @@ impl FirehoseFault {
         let state = Arc::new(Mutex::new(State {
             stream_name: stream_name.to_owned(),
             stream_status: "ACTIVE".to_owned(),
+            describes_to_throttle: 0,
             stream_type: "DirectPut".to_owned(),
             script: VecDeque::new(),
             default_step: Step::Accept,
@@ -207,6 +210,12 @@ impl FirehoseFault {
         let mut s = self.lock();
         s.stream_status = status.to_owned();
         s.stream_type = stream_type.to_owned();
+    }
+
+    /// Answers the next `calls` `DescribeDeliveryStream` calls with `400 LimitExceededException`,
+    /// as AWS does past its limit of 5 calls per second per account.
+    pub fn throttle_describes(&self, calls: usize) {
+        self.lock().describes_to_throttle = calls;
     }
 
     /// Every call received so far, in arrival order.
@@ -325,7 +334,7 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Reply {
     };
 
     // Decide under the lock, act (sleep, answer) outside it.
-    let (request_id, step, latency, known_stream, describe) = {
+    let (request_id, step, latency, known_stream, describe, throttle_describe) = {
         let mut s = lock(&state);
         s.next_id += 1;
         let request_id = format!("fault-req-{:06}", s.next_id);
@@ -361,7 +370,19 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Reply {
             request_id: request_id.clone(),
             outcome: String::new(),
         });
-        (request_id, step, s.latency, known, describe)
+        let throttle_describe =
+            operation == "DescribeDeliveryStream" && s.describes_to_throttle > 0;
+        if throttle_describe {
+            s.describes_to_throttle -= 1;
+        }
+        (
+            request_id,
+            step,
+            s.latency,
+            known,
+            describe,
+            throttle_describe,
+        )
     };
     let set_outcome = |outcome: &str| {
         let mut s = lock(&state);
@@ -386,6 +407,15 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Reply {
         ));
     }
     let Some(mut step) = step else {
+        if throttle_describe {
+            set_outcome("throttle");
+            return Ok(error_reply(
+                400,
+                "LimitExceededException",
+                "Rate exceeded for DescribeDeliveryStream",
+                &request_id,
+            ));
+        }
         if operation == "DescribeDeliveryStream" {
             set_outcome("describe");
             return Ok(json_reply(200, &describe, &request_id));
