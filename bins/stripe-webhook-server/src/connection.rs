@@ -146,9 +146,8 @@ async fn handle(req: Request<Incoming>, app: &App, limits: &Limits) -> Response<
 
     // Before a byte of the body is buffered: a header that would be refused anyway, a declared
     // oversize body, and a body the buffering budget has no room for are answered at once.
-    if let Some(response) = app.precheck(&parts.headers, received_at) {
-        return closing(response);
-    }
+    // What is known first is answered first: a declared length, then the header (a Lambda event
+    // has its whole body, so its size is always known before the header is looked at).
     let limit = app.max_body_bytes();
     let declared = parts
         .headers
@@ -157,6 +156,9 @@ async fn handle(req: Request<Incoming>, app: &App, limits: &Limits) -> Response<
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return closing(app.refuse(Refusal::BodyTooLarge));
+    }
+    if let Some(response) = app.precheck(&parts.headers, received_at) {
+        return closing(response);
     }
     let read = read_body(body, limit, declared, &limits.budget);
     let (body, _reservation) = match tokio::time::timeout(limits.body_read_timeout, read).await {

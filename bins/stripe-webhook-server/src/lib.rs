@@ -31,13 +31,47 @@ use tokio::sync::Semaphore;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use metrics_listener::install_recorder;
 
+mod healthcheck;
+
+pub use healthcheck::healthcheck;
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable lines (coloured only on a terminal).
     Pretty,
-    /// One JSON object per line (for log pipelines).
+    /// One JSON object per line (for log pipelines and container logs).
     Json,
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT` if set, else `pretty` on a terminal and `json` otherwise (containers, systemd,
+    /// CloudWatch), so log pipelines never receive colour codes.
+    pub fn or_detect(format: Option<LogFormat>) -> LogFormat {
+        format.unwrap_or_else(|| {
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            }
+        })
+    }
+}
+
+/// Installs the process's log subscriber: `format` (see [`LogFormat::or_detect`]) on stderr,
+/// filtered by `RUST_LOG` (default `info`); ANSI colour only when stderr is a terminal.
+pub fn init_logging(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(terminal)
+        .with_writer(std::io::stderr);
+    match LogFormat::or_detect(format) {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.init(),
+    }
 }
 
 /// The server's own settings (the service's are [`stripe_webhook_service::RawSettings`]).
@@ -81,9 +115,9 @@ pub struct ServerArgs {
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 25)]
     pub shutdown_timeout_secs: u64,
 
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
-    pub log_format: LogFormat,
+    /// Log format: `pretty` or `json`. Default: `pretty` on a terminal, `json` otherwise.
+    #[arg(long, env = "LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The validated server settings.
@@ -106,7 +140,7 @@ pub struct ServerSettings {
 }
 
 /// Parses `host` and `port` into one address (IPv6 hosts with or without brackets).
-fn socket_addr(host: &str, port: u16) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(host: &str, port: u16) -> Option<SocketAddr> {
     format!("{host}:{port}")
         .parse()
         .or_else(|_| format!("[{host}]:{port}").parse())

@@ -7,17 +7,21 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use stripe_webhook_server::{LogFormat, ServerArgs};
+use clap::{Parser, Subcommand};
+use stripe_webhook_server::ServerArgs;
 use stripe_webhook_service::{FrontDoor, RawSettings};
 
 /// Verifies Stripe webhooks and archives every event, byte-exact, before answering 200.
 ///
-/// Every option is also an environment variable (shown in brackets). Public endpoints:
+/// Every option is also an environment variable (shown in brackets), and a `.env` file in the
+/// working directory is read when present (the real environment wins). Public endpoints:
 /// POST /webhook/stripe, GET /health (readiness). Prometheus metrics: GET /metrics on METRICS_ADDR.
 #[derive(Parser, Debug)]
 #[command(name = "stripe-webhook-server", version)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     #[command(flatten)]
     server: ServerArgs,
 
@@ -25,23 +29,32 @@ struct Cli {
     service: RawSettings,
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.init(),
-    }
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Probes a running server's GET /health on HOST/PORT (for container health checks: scratch
+    /// images have no curl). Exit 0 when it answers 200 (ready), 1 otherwise.
+    Healthcheck {
+        /// Liveness instead of readiness: exit 0 on any HTTP answer.
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 /// Exit codes: 0 after a clean shutdown, 1 when the shutdown failed, 2 when the server could not
 /// start (a setting to fix, a sink that failed its start-up check, an address in use).
 fn main() -> ExitCode {
+    // Before clap reads the environment; variables already set win over the file.
+    let dotenv = dotenvy::dotenv();
     let cli = Cli::parse();
-    init_tracing(cli.server.log_format);
+    if let Some(Command::Healthcheck { live }) = cli.command {
+        return stripe_webhook_server::healthcheck(&cli.server, live);
+    }
+    stripe_webhook_server::init_logging(cli.server.log_format);
+    match dotenv {
+        Ok(path) => tracing::info!(path = %path.display(), "read settings from a .env file"),
+        Err(e) if e.not_found() => {}
+        Err(e) => tracing::warn!(error = %e, "a .env file exists but could not be read; ignored"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -229,10 +229,12 @@ fn a_verified_body_that_is_not_an_event_is_400() {
 fn bodies_over_the_limit_get_413_and_are_not_buffered() {
     let archive = tempfile::tempdir().expect("tempdir");
     let server = start(archive.path(), &[("MAX_BODY_BYTES", "4096")]);
+    // A well-formed, fresh (forged) header passes the pre-check, so the size decides.
+    let forged = format!("t={},v1={}", now(), "ab".repeat(32));
     // Declared too large: answered before the body is sent.
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream
-        .write_all(b"POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\nStripe-Signature: t=1,v1=00\r\n\r\n")
+        .write_all(format!("POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\nStripe-Signature: {forged}\r\n\r\n").as_bytes())
         .expect("write head");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -247,7 +249,7 @@ fn bodies_over_the_limit_get_413_and_are_not_buffered() {
 
     // Chunked, no length declared, over the limit while reading.
     let mut stream = TcpStream::connect(server.addr).expect("connect");
-    let mut req = b"POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nStripe-Signature: t=1,v1=00\r\n\r\n".to_vec();
+    let mut req = format!("POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nStripe-Signature: {forged}\r\n\r\n").into_bytes();
     for _ in 0..5 {
         req.extend_from_slice(b"400\r\n");
         req.extend_from_slice(&[b'a'; 0x400]);
@@ -580,4 +582,126 @@ fn the_memory_sink_starts_only_with_the_opt_in_and_says_so() {
     let (status, logs) = server.terminate();
     assert!(status.success());
     assert!(logs.contains("LOST on restart"), "{logs}");
+}
+
+#[test]
+fn the_healthcheck_subcommand_probes_health_on_the_same_settings() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let probe = |port: u16| {
+        std::process::Command::new(bin())
+            .arg("healthcheck")
+            .env_remove("STRIPE_WEBHOOK_SECRET")
+            .env("HOST", "0.0.0.0")
+            .env("PORT", port.to_string())
+            .output()
+            .expect("run healthcheck")
+    };
+    let out = probe(server.addr.port());
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("-> 200"), "{stdout}");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let out = probe(server_port_after_exit());
+    assert_eq!(out.status.code(), Some(1), "nothing listens: {out:?}");
+}
+
+/// A port nothing listens on.
+fn server_port_after_exit() -> u16 {
+    stripe_webhook_testkit::free_port()
+}
+
+#[test]
+fn logs_are_json_without_colour_codes_when_not_on_a_terminal() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let body = event("evt_logs");
+    post_webhook(server.addr, Some(&sign(SECRET, now(), &body)), &body).expect("post");
+    let (status, logs) = server.terminate();
+    assert!(status.success());
+    assert!(!logs.contains('\u{1b}'), "ANSI escapes in logs:\n{logs}");
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{logs}");
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn a_dotenv_file_is_read_and_the_real_environment_wins() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let real_port = stripe_webhook_testkit::free_port();
+    let dotenv_port = stripe_webhook_testkit::free_port();
+    std::fs::write(
+        work.path().join(".env"),
+        format!(
+            "# local settings\nSTRIPE_WEBHOOK_SECRET={SECRET}\nSINK=file\nARCHIVE_DIR=./from-dotenv\nPORT={dotenv_port}\n"
+        ),
+    )
+    .expect("write .env");
+    let mut child = std::process::Command::new(bin())
+        .current_dir(work.path())
+        .env_remove("STRIPE_WEBHOOK_SECRET")
+        .env_remove("SINK")
+        .env_remove("ARCHIVE_DIR")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", real_port.to_string())
+        .env("METRICS_ADDR", "off")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], real_port));
+    let started = std::time::Instant::now();
+    while request(addr, "GET", "/health", &[], b"").is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never listened on PORT from the environment"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = event("evt_dotenv");
+    let answer = post_webhook(addr, Some(&sign(SECRET, now(), &body)), &body).expect("post");
+    assert_eq!(
+        answer.status,
+        200,
+        "the secret came from .env: {}",
+        answer.text()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !segment_files(&work.path().join("from-dotenv")).is_empty(),
+        "ARCHIVE_DIR came from .env"
+    );
+}
+
+#[test]
+fn an_archive_on_tmpfs_is_warned_about_at_start() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let tmpfs = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (before, after) = l.split_once(" - ")?;
+            (after.starts_with("tmpfs ") && before.contains(" rw"))
+                .then(|| before.split(' ').nth(4).map(str::to_owned))
+                .flatten()
+        })
+        .find(|dir| dir == "/dev/shm" || dir.starts_with("/tmp"))
+        .expect("a writable tmpfs (/dev/shm) to put an archive on");
+    let archive = Path::new(&tmpfs).join(format!(
+        "swh-ephemeral-{}",
+        stripe_webhook_testkit::unique_suffix()
+    ));
+    std::fs::create_dir_all(&archive).expect("create");
+    let server = start(&archive, &[]);
+    let (status, logs) = server.terminate();
+    let _ = std::fs::remove_dir_all(&archive);
+    assert!(status.success());
+    assert!(
+        logs.contains("tmpfs") && logs.contains("LOST when the container is replaced"),
+        "{logs}"
+    );
 }

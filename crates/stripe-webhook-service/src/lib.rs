@@ -39,6 +39,7 @@
 //! ```
 
 mod app;
+mod ephemeral;
 pub mod settings;
 mod sinks;
 

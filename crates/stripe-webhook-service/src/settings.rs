@@ -519,7 +519,7 @@ mod tests {
         let message = refused(&["--signature-tolerance-secs", "disabled"]);
         assert!(message.contains("replay protection"), "{message}");
         for bad in ["0", "-1", "5m"] {
-            let message = refused(&["--signature-tolerance-secs", bad]);
+            let message = refused(&[&format!("--signature-tolerance-secs={bad}")]);
             assert!(message.contains("SIGNATURE_TOLERANCE_SECS"), "{message}");
         }
     }

@@ -105,6 +105,7 @@ impl SinkSettings {
             SinkSettings::File(config) => {
                 let (sink, report) = FileSink::open(config.clone()).await.map_err(fail)?;
                 report.log();
+                crate::ephemeral::warn_if_ephemeral(&config.dir);
                 Arc::new(sink)
             }
             #[cfg(feature = "firehose")]
