@@ -255,6 +255,19 @@ pub async fn serve(
     );
 
     let app = Arc::new(app);
+    // Readiness as a metric too, for dashboards and alerts that do not poll /health.
+    let readiness = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let ingest = app.ingest();
+                metrics::gauge!(stripe_webhook_core::metrics::SINK_READY, "sink" => ingest.sink_name())
+                    .set(if ingest.health().ready { 1.0 } else { 0.0 });
+            }
+        })
+    };
     let limits = connection::Limits {
         header_read_timeout: settings.header_read_timeout,
         body_read_timeout: settings.body_read_timeout,
@@ -317,6 +330,7 @@ pub async fn serve(
         Ok(Err(e)) => Err(ServeError::SinkShutdown(e)),
         Err(_) => Err(ServeError::ShutdownTimeout(timeout.as_secs())),
     };
+    readiness.abort();
     if let Some(task) = metrics {
         task.abort();
     }

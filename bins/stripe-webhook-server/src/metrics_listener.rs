@@ -9,17 +9,24 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-/// Installs the Prometheus recorder for the process (before anything records a metric), with the
-/// core's metric descriptions, and keeps its histograms trimmed.
+/// Installs the Prometheus recorder for the process (before anything records a metric): every
+/// histogram of `stripe-webhook-metrics` with its buckets (histograms, not summaries, so they
+/// aggregate across tasks), every description, and a task that keeps it trimmed.
 ///
 /// # Errors
 /// If a recorder is already installed.
 pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
-    let handle = PrometheusBuilder::new().install_recorder()?;
-    stripe_webhook_core::metrics::describe();
+    use stripe_webhook_core::metrics::{ALL, Kind, buckets, describe};
+    let mut builder = PrometheusBuilder::new();
+    for metric in ALL.iter().filter(|m| m.kind == Kind::Histogram) {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), buckets(metric))?;
+    }
+    let handle = builder.install_recorder()?;
+    describe();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

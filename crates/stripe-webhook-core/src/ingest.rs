@@ -253,6 +253,19 @@ fn report(outcome: &Outcome, body_len: usize) {
     };
     let latency_ms = outcome.latency.as_secs_f64() * 1000.0;
     let status = outcome.status().as_u16();
+    if let OutcomeKind::SignatureRejected(e) = &outcome.kind {
+        metrics::counter!(m::VERIFICATION_FAILURES_TOTAL, "reason" => e.label()).increment(1);
+    }
+    // Refusals can be sent at will: their lines are rate-limited (storage failures are not).
+    let suppressed = match &outcome.kind {
+        OutcomeKind::Accepted
+        | OutcomeKind::StorageUnavailable(_)
+        | OutcomeKind::StorageFailed(_) => 0,
+        _ => match crate::log_limit::admit_refusal_log(label) {
+            Some(suppressed) => suppressed,
+            None => return,
+        },
+    };
     match &outcome.kind {
         OutcomeKind::Accepted => tracing::info!(
             event_id,
@@ -263,21 +276,19 @@ fn report(outcome: &Outcome, body_len: usize) {
             body_bytes = body_len,
             "webhook archived"
         ),
-        OutcomeKind::SignatureRejected(p) => {
-            metrics::counter!(m::VERIFICATION_FAILURES_TOTAL, "reason" => p.label()).increment(1);
-            tracing::warn!(
-                outcome = label, status, reason = p.label(), detail = %p, latency_ms,
-                body_bytes = body_len, "webhook refused: signature verification failed"
-            );
-        }
+        OutcomeKind::SignatureRejected(p) => tracing::warn!(
+            outcome = label, status, reason = p.label(), detail = %p, latency_ms,
+            body_bytes = body_len, suppressed, "webhook refused: signature verification failed"
+        ),
         OutcomeKind::NotAnEvent(e) => tracing::error!(
-            outcome = label, status, reason = e.label(), detail = %e, body_bytes = body_len,
+            outcome = label, status, reason = e.label(), detail = %e, body_bytes = body_len, suppressed,
             "webhook refused: signature verified but the body is not a Stripe event (misconfigured sender?)"
         ),
         OutcomeKind::BodyTooLarge { limit } => tracing::warn!(
             outcome = label,
             status,
             reason = label,
+            suppressed,
             limit_bytes = *limit,
             "webhook refused: body too large"
         ),
@@ -285,24 +296,28 @@ fn report(outcome: &Outcome, body_len: usize) {
             outcome = label,
             status,
             reason = label,
+            suppressed,
             "webhook refused: request body not received in time"
         ),
         OutcomeKind::BodyUnreadable => tracing::warn!(
             outcome = label,
             status,
             reason = label,
+            suppressed,
             "webhook refused: request body could not be read"
         ),
         OutcomeKind::Busy => tracing::warn!(
             outcome = label,
             status,
             reason = label,
+            suppressed,
             "webhook refused before its body was read: the budget for buffered bodies is spent (answered 503)"
         ),
         OutcomeKind::BadBodyEncoding => tracing::warn!(
             outcome = label,
             status,
             reason = label,
+            suppressed,
             "webhook refused: the body is marked base64-encoded but is not valid base64"
         ),
         OutcomeKind::StorageUnavailable(e) => tracing::warn!(

@@ -50,10 +50,13 @@
 //! ```
 
 mod ingest;
-pub mod metrics;
+mod log_limit;
 mod outcome;
 
 pub use ingest::{DEFAULT_MAX_BODY_BYTES, Ingest, IngestOptions, SIGNATURE_HEADER, WebhookRequest};
+pub use log_limit::{REFUSALS_PER_SECOND, admit_refusal_log};
 pub use outcome::{Outcome, OutcomeKind, RETRY_AFTER_SECS, Refusal, json_response};
 pub use stripe_webhook_envelope::ReceivedAt;
+/// The metric names (re-exported from `stripe-webhook-metrics`).
+pub use stripe_webhook_metrics as metrics;
 pub use stripe_webhook_sink::{SinkError, SinkErrorKind, SinkHealth};

@@ -143,8 +143,7 @@ impl App {
             }
             Route::Health => self.health(),
             Route::MethodNotAllowed { allow } => {
-                count("method_not_allowed");
-                tracing::debug!(method = %request.method(), path = request.uri().path(), reason = "method_not_allowed", "request refused");
+                refused(&request, "method_not_allowed");
                 let mut response = json_response(
                     StatusCode::METHOD_NOT_ALLOWED,
                     format!(
@@ -157,8 +156,7 @@ impl App {
                 response
             }
             Route::NotFound => {
-                count("not_found");
-                tracing::debug!(method = %request.method(), path = request.uri().path(), reason = "not_found", "request refused");
+                refused(&request, "not_found");
                 json_response(
                     StatusCode::NOT_FOUND,
                     r#"{"error":"not found","reason":"not_found"}"#,
@@ -232,7 +230,18 @@ impl App {
     }
 }
 
-/// Counts a refusal the router made (the core counts its own outcomes).
-fn count(outcome: &'static str) {
+/// Counts and logs (rate-limited, like the core's refusals) a refusal the router made.
+fn refused(request: &Request<Bytes>, outcome: &'static str) {
     metrics::counter!(m::REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+    if let Some(suppressed) = stripe_webhook_core::admit_refusal_log(outcome) {
+        let path = request.uri().path();
+        tracing::info!(
+            method = %request.method(),
+            path = path.get(..200).unwrap_or(path),
+            outcome,
+            reason = outcome,
+            suppressed,
+            "request refused"
+        );
+    }
 }

@@ -18,6 +18,7 @@ use crate::aimd::Aimd;
 use crate::classify::{CallFailure, Class, classify_code};
 use crate::config::{FirehoseSinkConfig, REQUEST_OVERHEAD, wire_len};
 use crate::health::HealthCell;
+use stripe_webhook_metrics as m;
 
 type Outcome = Result<(), SinkError>;
 
@@ -38,6 +39,8 @@ impl Counters {
         };
         let records = self.records.fetch_add(1, Ordering::AcqRel) + 1;
         let bytes = self.bytes.fetch_add(len, Ordering::AcqRel) + len;
+        metrics::gauge!(m::FIREHOSE_QUEUE_RECORDS).set(records as f64);
+        metrics::gauge!(m::FIREHOSE_QUEUE_BYTES).set(bytes as f64);
         // Dropping the ticket undoes the increments.
         (records <= max_records && bytes <= max_bytes).then_some(ticket)
     }
@@ -59,8 +62,11 @@ struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.counters.bytes.fetch_sub(self.len, Ordering::AcqRel);
-        if self.counters.records.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let bytes = self.counters.bytes.fetch_sub(self.len, Ordering::AcqRel) - self.len;
+        let records = self.counters.records.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!(m::FIREHOSE_QUEUE_RECORDS).set(records as f64);
+        metrics::gauge!(m::FIREHOSE_QUEUE_BYTES).set(bytes as f64);
+        if records == 0 {
             self.counters.drained.notify_waiters();
         }
     }
@@ -250,6 +256,7 @@ impl Engine {
                 let mut q = self.lock();
                 q.in_flight += 1;
                 q.last_send = Some(Instant::now());
+                metrics::gauge!(m::FIREHOSE_IN_FLIGHT).set(q.in_flight as f64);
             }
             tokio::spawn(Arc::clone(&self).call(batch, bytes));
         }
@@ -315,8 +322,8 @@ impl Engine {
         let started = Instant::now();
         let count = batch.len();
         let data_bytes: usize = batch.iter().map(|e| e.data.len()).sum();
-        metrics::histogram!("firehose_batch_records").record(count as f64);
-        metrics::histogram!("firehose_batch_bytes").record(data_bytes as f64);
+        metrics::histogram!(m::FIREHOSE_BATCH_RECORDS).record(count as f64);
+        metrics::histogram!(m::FIREHOSE_BATCH_BYTES).record(data_bytes as f64);
         let deadline = batch
             .iter()
             .map(|e| e.deadline)
@@ -339,7 +346,7 @@ impl Engine {
             .send();
         let result = tokio::time::timeout_at(deadline, send).await;
         let now = Instant::now();
-        metrics::histogram!("firehose_call_seconds").record((now - started).as_secs_f64());
+        metrics::histogram!(m::FIREHOSE_CALL_SECONDS).record((now - started).as_secs_f64());
         tracing::trace!(records = count, wire_bytes, "PutRecordBatch answered");
 
         let mut throttled = false;
@@ -382,7 +389,7 @@ impl Engine {
                             }
                             (_, code) => {
                                 let code = code.unwrap_or("MissingRecordId").to_owned();
-                                metrics::counter!("firehose_records_failed_total", "code" => code.clone())
+                                metrics::counter!(m::FIREHOSE_RECORDS_FAILED_TOTAL, "code" => code.clone())
                                     .increment(1);
                                 match classify_code(&code) {
                                     Some(Class::Throttled) => throttled = true,
@@ -404,7 +411,7 @@ impl Engine {
                             }
                         }
                     }
-                    metrics::counter!("firehose_records_total", "outcome" => "ok").increment(ok);
+                    metrics::counter!(m::FIREHOSE_RECORDS_TOTAL).increment(ok);
                     all_ok = failed.is_empty();
                     outcome = if all_ok { "ok" } else { "partial" };
                     if !all_ok {
@@ -437,7 +444,7 @@ impl Engine {
                             tracing::error!(event_id = %e.event_id, request_id = ?f.request_id, "record not archived");
                             e.resolve(Err(SinkError::new(SinkErrorKind::Permanent, msg.clone())));
                         }
-                        metrics::counter!("firehose_records_failed_total", "code" => f.code.clone())
+                        metrics::counter!(m::FIREHOSE_RECORDS_FAILED_TOTAL, "code" => f.code.clone())
                             .increment(count as u64);
                     }
                     class => {
@@ -452,17 +459,23 @@ impl Engine {
                 }
             }
         }
-        metrics::counter!("firehose_calls_total", "outcome" => outcome).increment(1);
+        metrics::counter!(m::FIREHOSE_CALLS_TOTAL, "outcome" => outcome).increment(1);
         {
             let mut q = self.lock();
             q.in_flight -= 1;
             if throttled {
-                metrics::counter!("firehose_throttles_total").increment(1);
+                let scope = if outcome == "throttled" {
+                    "call"
+                } else {
+                    "record"
+                };
+                metrics::counter!(m::FIREHOSE_THROTTLES_TOTAL, "scope" => scope).increment(1);
                 q.aimd.on_throttle(now);
             } else if all_ok {
                 q.aimd.on_success();
             }
-            metrics::gauge!("firehose_in_flight_limit").set(q.aimd.limit() as f64);
+            metrics::gauge!(m::FIREHOSE_IN_FLIGHT_LIMIT).set(q.aimd.limit() as f64);
+            metrics::gauge!(m::FIREHOSE_IN_FLIGHT).set(q.in_flight as f64);
             if self.stopped.load(Ordering::Acquire) {
                 drop(q);
                 for e in retries {
@@ -494,7 +507,8 @@ impl Engine {
                 let id = e.event_id.clone();
                 e.resolve(Err(deadline_error(&id, self.config.deadline, &detail)));
             } else {
-                metrics::counter!("firehose_retries_total", "code" => code.to_owned()).increment(1);
+                metrics::counter!(m::FIREHOSE_RETRIES_TOTAL, "code" => code.to_owned())
+                    .increment(1);
                 resend.push(e);
             }
         }

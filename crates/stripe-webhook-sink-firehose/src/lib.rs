@@ -37,12 +37,11 @@
 //! - **Shutdown**: stop taking puts, let queued records go out within `shutdown_timeout`, fail the
 //!   rest with [`SinkErrorKind::ShuttingDown`].
 //! - **Byte exactness**: the `Data` Firehose receives is the envelope line, uncompressed.
-//! - **Metrics** (`metrics` facade): `firehose_records_total{outcome}`,
-//!   `firehose_records_failed_total{code}`, `firehose_calls_total{outcome}`,
-//!   `firehose_retries_total{code}`, `firehose_throttles_total`, `firehose_oversize_total`,
-//!   `firehose_put_errors_total{kind}`, histograms `firehose_batch_records`, `firehose_batch_bytes`,
-//!   `firehose_call_seconds`, `firehose_put_seconds`, gauge `firehose_in_flight_limit`. Logs carry the
-//!   AWS request id and event id, never payloads or secrets.
+//! - **Metrics** (`metrics` facade, names in `stripe-webhook-metrics`): calls by outcome, call
+//!   latency, records and bytes per call, records accepted and failed by code, retries by code,
+//!   throttles by scope, calls in flight and the AIMD limit, queue depth (records, bytes), oversize
+//!   bodies by result, put errors by kind. Logs carry the AWS request id and event id, never
+//!   payloads or secrets.
 //!
 //! ```
 //! use stripe_webhook_sink::RecordSink;
@@ -87,6 +86,7 @@ pub use health::FirehoseHealth;
 use classify::{CallFailure, Class};
 use engine::Engine;
 use health::HealthCell;
+use stripe_webhook_metrics as m;
 
 /// The Firehose [`RecordSink`]. Create it inside a Tokio runtime (it starts its dispatcher task);
 /// dropping it stops the dispatcher.
@@ -219,7 +219,6 @@ impl FirehoseSink {
                 ),
             ));
         };
-        metrics::counter!("firehose_oversize_total").increment(1);
         let key = oversize_key(&config.oversize_prefix, record);
         let body = record.body().clone();
         let send = self
@@ -230,7 +229,14 @@ impl FirehoseSink {
             .content_type("application/json")
             .body(aws_sdk_s3::primitives::ByteStream::from(body))
             .send();
-        match tokio::time::timeout_at(deadline, send).await {
+        let stored = tokio::time::timeout_at(deadline, send).await;
+        let result = if matches!(stored, Ok(Ok(_))) {
+            "ok"
+        } else {
+            "error"
+        };
+        metrics::counter!(m::FIREHOSE_OVERSIZE_TOTAL, "result" => result).increment(1);
+        match stored {
             Err(_) => {
                 return Err(SinkError::new(
                     SinkErrorKind::Timeout,
@@ -372,9 +378,9 @@ impl RecordSink for FirehoseSink {
         let result = self
             .put_inner(&record, started + self.engine.config.deadline)
             .await;
-        metrics::histogram!("firehose_put_seconds").record(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            metrics::counter!("firehose_put_errors_total", "kind" => e.kind().label()).increment(1);
+            metrics::counter!(m::FIREHOSE_PUT_ERRORS_TOTAL, "kind" => e.kind().label())
+                .increment(1);
             tracing::warn!(event_id = record.id(), kind = %e.kind(), error = %e.message(), "Firehose put failed");
         }
         result
