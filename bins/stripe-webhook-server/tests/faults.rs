@@ -435,6 +435,10 @@ fn a_stalled_disk_answers_503_within_the_write_timeout_and_sigterm_exits_within_
         logs.contains("shutdown did not finish within SHUTDOWN_TIMEOUT_SECS=2"),
         "the exit names the timeout:\n{logs}"
     );
+    assert!(
+        logs.contains("the disk under the archive looks stalled"),
+        "the stall is logged:\n{logs}"
+    );
 
     // What was acknowledged is there: the next start seals it.
     let server = ServerProcess::start(bin(), &envs(archive_str, &[]));
@@ -449,6 +453,9 @@ fn a_seal_whose_last_directory_sync_failed_is_finished_by_its_retry() {
     let archive = root.join("archive");
     let partition = partition_clear_of_midnight();
     let day = archive.join("webhooks").join(&partition);
+    // Existing already, so on every version of the sink the writer thread fsyncs it once (for the
+    // segment's name): `when` counts per thread, and a second one there would fail instead.
+    std::fs::create_dir_all(&day).expect("mkdir -p the partition");
     let log = root.join("strace.log");
     let day_str = day.to_str().expect("utf-8");
     let archive_str = archive.to_str().expect("utf-8");

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use super::segment::sync_dir;
 
-/// Which directory a path names now: device and inode, so a directory removed and created anew
-/// under the same name is not taken for the one that was synced.
-type Identity = (u64, u64);
+/// Which directory a path names now: device, inode and birth time (where the file system keeps
+/// one), so a directory removed and created anew under the same name, possibly with the same
+/// inode number, is not taken for the one that was synced.
+type Identity = (u64, u64, u128);
 
 /// The directory chains under `ARCHIVE_DIR` whose entries this process has made durable.
 ///
@@ -112,12 +113,20 @@ impl DurableDirs {
 fn identity(dir: &Path) -> io::Result<Identity> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(dir)?;
-    Ok((meta.dev(), meta.ino()))
+    Ok((meta.dev(), meta.ino(), birth_nanos(&meta)))
 }
 
 #[cfg(not(unix))]
 fn identity(dir: &Path) -> io::Result<Identity> {
-    fs::metadata(dir).map(|_| (0, 0))
+    fs::metadata(dir).map(|meta| (0, 0, birth_nanos(&meta)))
+}
+
+/// The birth time in nanoseconds since the epoch; 0 where the file system records none.
+fn birth_nanos(meta: &fs::Metadata) -> u128 {
+    meta.created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
 }
 
 #[cfg(test)]
@@ -182,6 +191,8 @@ mod tests {
         // A directory removed and created anew is not the one that was synced.
         fs::remove_dir(month.join("day=02")).unwrap();
         fs::remove_dir(&day).unwrap();
+        // (Another directory takes the freed inode number, as would happen on a busy disk.)
+        fs::create_dir(tmp.join("elsewhere")).unwrap();
         fs::create_dir(&day).unwrap();
         assert_eq!(dirs.create(&day).unwrap(), 1);
         assert_eq!(synced(), [month]);

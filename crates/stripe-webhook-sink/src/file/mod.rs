@@ -126,6 +126,8 @@ pub(crate) struct Counters {
     /// When the writer's current commit began, in milliseconds since `epoch` plus one; 0 while
     /// it is not writing.
     writing_since: AtomicU64,
+    /// The current commit's stall has been logged (once per stuck commit).
+    stall_logged: AtomicBool,
     epoch: Instant,
 }
 
@@ -144,6 +146,7 @@ impl Default for Counters {
             seal_errors: AtomicU64::new(0),
             write_failing: AtomicBool::new(false),
             writing_since: AtomicU64::new(0),
+            stall_logged: AtomicBool::new(false),
             epoch: Instant::now(),
         }
     }
@@ -155,6 +158,9 @@ pub(crate) struct Writing<'a>(&'a Counters);
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
         self.0.writing_since.store(0, Ordering::Release);
+        if self.0.stall_logged.swap(false, Ordering::AcqRel) {
+            tracing::info!("the stalled archive write finished");
+        }
     }
 }
 
@@ -213,8 +219,21 @@ impl Counters {
     pub(crate) fn seal_failed(&self) {
         Self::add(&self.seal_errors, 1);
     }
-    fn write_timed_out(&self) {
+    /// A put gave up waiting; logs (once per stuck commit) when the writer is stuck in one.
+    fn write_timed_out(&self, dir: &Path, timeout: Duration) {
         Self::add(&self.write_timeouts, 1);
+        if let Some(running) = self.writing_for().filter(|running| *running >= timeout)
+            && !self.stall_logged.swap(true, Ordering::AcqRel)
+        {
+            tracing::error!(
+                dir = %dir.display(),
+                running_ms = running.as_millis() as u64,
+                timeout_ms = timeout.as_millis() as u64,
+                "an archive write or sync has not returned within the write timeout: the disk \
+                 under the archive looks stalled; webhooks get 503 and the file sink reports not \
+                 ready until it returns"
+            );
+        }
     }
     fn snapshot(&self) -> FileSinkStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -270,7 +289,8 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 /// `put` fails at once with [`SinkErrorKind::Overloaded`].
 ///
 /// # A stalled disk
-/// A `put` waits at most [`FileSinkConfig::write_timeout`] for its record; then it fails with
+/// A `put` waits at most [`FileSinkConfig::write_timeout`] for its record (so it needs a Tokio
+/// runtime with the time driver: `enable_time` or `enable_all`); then it fails with
 /// [`SinkErrorKind::Timeout`] (the record may still be written later, never acknowledged), and
 /// [`RecordSink::health`] reports not ready while the writer's current write has been running for
 /// longer than that. Nothing on the async runtime waits for the writer or sealer threads without a
@@ -312,7 +332,7 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 /// use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
 /// use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let dir = tempfile::tempdir().unwrap(); // ARCHIVE_DIR
 /// let (sink, report) = FileSink::open(FileSinkConfig::new(dir.path())).await.unwrap();
 /// report.log();
@@ -641,7 +661,7 @@ impl RecordSink for FileSink {
                 "the file sink writer stopped before acknowledging the record",
             )),
             Err(_) => {
-                self.counters.write_timed_out();
+                self.counters.write_timed_out(&self.dir, self.write_timeout);
                 Err(SinkError::new(
                     SinkErrorKind::Timeout,
                     format!(
@@ -679,9 +699,9 @@ impl RecordSink for FileSink {
 fn probe(dir: &Path) -> Result<(), SinkError> {
     let fail = |what: &str, e: &io::Error| io_error(&format!("{what} {}", dir.display()), e);
     let root = dir.join(ARCHIVE_PREFIX);
-    DurableDirs::new(dir)
-        .create(&root)
-        .map_err(|e| fail("creating", &e))?;
+    // Only a check: the writer makes the directories it writes under durable (and notices one
+    // created anew here).
+    std::fs::create_dir_all(&root).map_err(|e| fail("creating", &e))?;
     let path = root.join(format!(
         ".healthcheck-{}-{:016x}",
         std::process::id(),
@@ -698,4 +718,24 @@ fn probe(dir: &Path) -> Result<(), SinkError> {
     let removed = std::fs::remove_file(&path);
     result.map_err(|e| fail("writing a probe file in", &e))?;
     removed.map_err(|e| fail("removing a probe file in", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_write_is_timed_until_it_ends() {
+        let counters = Counters::default();
+        assert_eq!(counters.writing_for(), None);
+        let writing = counters.writing();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            counters
+                .writing_for()
+                .is_some_and(|d| d >= Duration::from_millis(30))
+        );
+        drop(writing);
+        assert_eq!(counters.writing_for(), None);
+    }
 }
