@@ -409,7 +409,16 @@ fn a_stalled_disk_answers_503_within_the_write_timeout_and_sigterm_exits_within_
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
         "answered after {waited:?}, not at ARCHIVE_WRITE_TIMEOUT_MS=1000"
     );
-    let h = health(&server);
+    // Not ready once the stuck write has run past the timeout (which the 503 above says it just
+    // about has), for as long as it is stuck.
+    let polled = Instant::now();
+    let h = loop {
+        let h = health(&server);
+        if h.status != 200 || polled.elapsed() > Duration::from_secs(3) {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_status(&h, 503, "/health while a write is stuck", &server);
     assert!(h.text().contains("not_ready"), "{}", h.text());
     let r = post(&server, "evt_queued_behind", 100);

@@ -93,8 +93,9 @@ pub struct FileSinkStats {
     pub batches: u64,
     /// Successful `fdatasync` calls on segment data (at most one per touched segment per batch).
     pub syncs: u64,
-    /// Successful directory `fsync`s: one per new segment (its name), plus one per directory entry
-    /// of the partition chain the first time this process uses it.
+    /// Successful directory `fsync`s: `ARCHIVE_DIR`'s and its parent's at open, one per new
+    /// segment (its name), and one per directory entry of a partition chain the first time this
+    /// process uses it.
     pub directory_syncs: u64,
     /// Segment files created.
     pub segments_created: u64,
