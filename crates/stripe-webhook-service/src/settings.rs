@@ -105,6 +105,14 @@ pub struct FileSinkArgs {
     #[arg(long, env = "ARCHIVE_GZIP_LEVEL", default_value_t = FileSinkConfig::DEFAULT_GZIP_LEVEL,
           value_parser = clap::value_parser!(u32).range(1..=9))]
     pub archive_gzip_level: u32,
+
+    /// The longest a webhook waits for its record to be written and fsynced, in milliseconds;
+    /// past it the webhook gets 503 (Stripe retries) and `/health` reports not ready while that
+    /// write is still stuck (a stalled disk, an NFS/EFS mount that stopped answering). Must be
+    /// positive.
+    #[arg(long, env = "ARCHIVE_WRITE_TIMEOUT_MS",
+          default_value_t = FileSinkConfig::DEFAULT_WRITE_TIMEOUT.as_millis() as u64)]
+    pub archive_write_timeout_ms: u64,
 }
 
 /// The Firehose sink's settings.
@@ -385,10 +393,16 @@ impl FileSinkArgs {
             self.archive_segment_max_age_secs,
             "a positive number of seconds",
         )?;
+        positive(
+            "ARCHIVE_WRITE_TIMEOUT_MS",
+            self.archive_write_timeout_ms,
+            "a positive number of milliseconds",
+        )?;
         Ok(FileSinkConfig {
             max_segment_bytes: self.archive_segment_max_bytes,
             max_segment_age: Duration::from_secs(self.archive_segment_max_age_secs),
             sealed_gzip_level: Some(self.archive_gzip_level),
+            write_timeout: Duration::from_millis(self.archive_write_timeout_ms),
             ..FileSinkConfig::new(self.archive_dir)
         })
     }

@@ -321,6 +321,15 @@ fn open_blocking_works_outside_a_runtime() {
         }),
         Err(e) if e.kind() == SinkErrorKind::Permanent
     ));
+    let refused = FileSink::open_blocking(FileSinkConfig {
+        write_timeout: Duration::ZERO,
+        ..FileSinkConfig::new(dir.path())
+    });
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == SinkErrorKind::Permanent
+            && e.to_string().contains("write_timeout")),
+        "{refused:?}"
+    );
     for level in [0, 10] {
         let refused = FileSink::open_blocking(FileSinkConfig {
             sealed_gzip_level: Some(level),

@@ -4,6 +4,7 @@
 //!   installed on first use into the git-ignored `.venv` by `scripts/venv.sh`. A test that needs them
 //!   never skips: it installs them or fails with the installer's message.
 //! - [`free_port`]: a free loopback port for a helper server.
+//! - [`faults`]: `strace` fault injection and small `tmpfs` mounts for tests of real processes.
 //! - [`workspace_root`]: the repository root, for fixtures and scripts.
 //!
 //! ```
@@ -12,6 +13,7 @@
 //! ```
 
 pub mod archive;
+pub mod faults;
 pub mod firehose_fault;
 pub mod http;
 pub mod lambda_runtime_api;

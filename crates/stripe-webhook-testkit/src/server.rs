@@ -11,7 +11,10 @@ use crate::http;
 /// A running server process, killed on drop if still running.
 #[derive(Debug)]
 pub struct ServerProcess {
+    /// The spawned process: the server, or the wrapper it runs under (`strace …`).
     child: Option<Child>,
+    /// Whether `child` is a wrapper whose one child is the server.
+    wrapped: bool,
     /// The address it listens on.
     pub addr: SocketAddr,
     /// The private metrics address (`METRICS_ADDR`, a free loopback port unless `envs` set it).
@@ -50,6 +53,22 @@ impl ServerProcess {
     /// # Panics
     /// See [`ServerProcess::start`].
     pub fn start_on(bin: &Path, port: u16, envs: &[(&str, &str)]) -> ServerProcess {
+        Self::spawn(&[], bin, port, envs)
+    }
+
+    /// Like [`ServerProcess::start`], with the binary run under `wrapper` (a program and its
+    /// arguments, e.g. `strace -f -o log`; the binary's path is appended). The wrapper must run the
+    /// server as its only child and exit with its status, as `strace` does; [`ServerProcess::pid`]
+    /// and the signals go to the server itself.
+    ///
+    /// # Panics
+    /// See [`ServerProcess::start`].
+    pub fn start_under(wrapper: &[String], bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+        assert!(!wrapper.is_empty(), "an empty wrapper command");
+        Self::spawn(wrapper, bin, crate::free_port(), envs)
+    }
+
+    fn spawn(wrapper: &[String], bin: &Path, port: u16, envs: &[(&str, &str)]) -> ServerProcess {
         let dir = std::env::temp_dir().join(format!(
             "swh-server-log-{}-{}",
             std::process::id(),
@@ -58,7 +77,14 @@ impl ServerProcess {
         std::fs::create_dir_all(&dir).expect("create log dir");
         let log = dir.join("server.log");
         let log_file = File::create(&log).expect("create log file");
-        let mut cmd = Command::new(bin);
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin),
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(bin);
+                cmd
+            }
+        };
         for (key, _) in std::env::vars() {
             if key.starts_with("STRIPE_")
                 || key.starts_with("FIREHOSE_")
@@ -92,11 +118,13 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let child = cmd.spawn().unwrap_or_else(|e| match wrapper.first() {
+            Some(program) => panic!("spawn {program} (running {}): {e}", bin.display()),
+            None => panic!("spawn {}: {e}", bin.display()),
+        });
         let mut server = ServerProcess {
             child: Some(child),
+            wrapped: !wrapper.is_empty(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             metrics_addr,
             log,
@@ -136,9 +164,32 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The process id.
+    /// The server's process id (not its wrapper's); 0 once it was stopped.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        let Some(child) = self.child.as_ref() else {
+            return 0;
+        };
+        if !self.wrapped {
+            return child.id();
+        }
+        let children = format!("/proc/{0}/task/{0}/children", child.id());
+        std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|list| list.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends `signal` (a name for `kill`, e.g. `TERM`) to the server without waiting.
+    ///
+    /// # Panics
+    /// If the server is not running.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid();
+        assert_ne!(pid, 0, "the server is not running");
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status();
     }
 
     /// Sends SIGTERM and waits (up to 60 s) for the process to exit.
@@ -166,11 +217,15 @@ impl ServerProcess {
     }
 
     fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        let pid = self.pid();
         let mut child = self.child.take().expect("process already stopped");
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status();
+        // 0 would mean "the whole process group": a wrapped server that already exited.
+        if pid != 0 {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status();
+        }
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -190,6 +245,15 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        if self.wrapped && self.child.is_some() {
+            let server = self.pid();
+            if server != 0 {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(server.to_string())
+                    .status();
+            }
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

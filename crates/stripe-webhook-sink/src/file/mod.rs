@@ -1,5 +1,6 @@
 //! The durable file sink: NDJSON segments under `<dir>/webhooks/year=YYYY/month=MM/day=DD/`.
 
+mod dirs;
 mod recovery;
 mod sealer;
 mod segment;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use stripe_webhook_envelope::ARCHIVE_PREFIX;
@@ -21,6 +22,7 @@ use tokio::sync::oneshot;
 pub use recovery::{RecoveredSegment, RecoveryOutcome, RecoveryReport};
 
 use crate::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
+use dirs::DurableDirs;
 use sealer::Sealer;
 use writer::{Command, Put, Settings, Writer};
 
@@ -45,6 +47,11 @@ pub struct FileSinkConfig {
     /// Records waiting for the writer; when full, `put` fails fast with
     /// [`SinkErrorKind::Overloaded`] (default 65,536).
     pub queue_capacity: usize,
+    /// The longest a `put` waits for its record to be written and synced (default 5 s); then it
+    /// fails with [`SinkErrorKind::Timeout`] (the webhook gets 503 and is retried), and the sink
+    /// reports not ready while that write is still stuck. Bounds a webhook's wait on a stalled disk
+    /// (a dying drive, an NFS or EFS mount that stopped answering). Must be positive.
+    pub write_timeout: Duration,
 }
 
 impl FileSinkConfig {
@@ -58,6 +65,8 @@ impl FileSinkConfig {
     pub const DEFAULT_DAY_SEAL_GRACE: Duration = Duration::from_secs(120);
     /// Default [`FileSinkConfig::queue_capacity`]: 65,536 records.
     pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+    /// Default [`FileSinkConfig::write_timeout`]: 5 seconds.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// The defaults, archiving under `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -68,6 +77,7 @@ impl FileSinkConfig {
             sealed_gzip_level: Some(Self::DEFAULT_GZIP_LEVEL),
             day_seal_grace: Self::DEFAULT_DAY_SEAL_GRACE,
             queue_capacity: Self::DEFAULT_QUEUE_CAPACITY,
+            write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -81,33 +91,99 @@ pub struct FileSinkStats {
     pub bytes: u64,
     /// Group commits: queue drains that wrote at least one record.
     pub batches: u64,
-    /// `fdatasync` calls on segment data (at most one per touched segment per batch).
+    /// Successful `fdatasync` calls on segment data (at most one per touched segment per batch).
     pub syncs: u64,
+    /// Successful directory `fsync`s: `ARCHIVE_DIR`'s and its parent's at open, one per new
+    /// segment (its name), and one per directory entry of a partition chain the first time this
+    /// process uses it.
+    pub directory_syncs: u64,
     /// Segment files created.
     pub segments_created: u64,
     /// Segments sealed (or removed, when they held no whole line).
     pub segments_sealed: u64,
     /// Failed writes or syncs (their records were not acknowledged).
     pub write_errors: u64,
+    /// Puts that gave up after [`FileSinkConfig::write_timeout`] (not acknowledged; the record may
+    /// still be written later).
+    pub write_timeouts: u64,
     /// Failed sealing attempts (retried; the records stay durable in the `.ndjson`).
     pub seal_errors: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     records: AtomicU64,
     bytes: AtomicU64,
     batches: AtomicU64,
     syncs: AtomicU64,
+    directory_syncs: AtomicU64,
     segments_created: AtomicU64,
     segments_sealed: AtomicU64,
     write_errors: AtomicU64,
+    write_timeouts: AtomicU64,
     seal_errors: AtomicU64,
     /// The last write (segment creation, write or sync) failed: not ready until one succeeds.
     write_failing: AtomicBool,
+    /// When the writer's current commit began, in milliseconds since `epoch` plus one; 0 while
+    /// it is not writing.
+    writing_since: AtomicU64,
+    /// The current commit's stall has been logged (once per stuck commit).
+    stall_logged: AtomicBool,
+    epoch: Instant,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            directory_syncs: AtomicU64::new(0),
+            segments_created: AtomicU64::new(0),
+            segments_sealed: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            write_timeouts: AtomicU64::new(0),
+            seal_errors: AtomicU64::new(0),
+            write_failing: AtomicBool::new(false),
+            writing_since: AtomicU64::new(0),
+            stall_logged: AtomicBool::new(false),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// Marks the writer as writing until dropped (see [`Counters::writing`]).
+pub(crate) struct Writing<'a>(&'a Counters);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.writing_since.store(0, Ordering::Release);
+        if self.0.stall_logged.swap(false, Ordering::AcqRel) {
+            tracing::info!("the stalled archive write finished");
+        }
+    }
 }
 
 impl Counters {
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    /// The writer starts a commit (segment creation, write, sync); it ends when the guard drops.
+    pub(crate) fn writing(&self) -> Writing<'_> {
+        self.writing_since
+            .store(self.now_millis().saturating_add(1), Ordering::Release);
+        Writing(self)
+    }
+    /// How long the writer's current commit has been running, if it is in one.
+    fn writing_for(&self) -> Option<Duration> {
+        match self.writing_since.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(Duration::from_millis(
+                self.now_millis().saturating_sub(since - 1),
+            )),
+        }
+    }
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -123,6 +199,9 @@ impl Counters {
     }
     pub(crate) fn sync(&self) {
         Self::add(&self.syncs, 1);
+    }
+    pub(crate) fn directories_synced(&self, n: u64) {
+        Self::add(&self.directory_syncs, n);
     }
     pub(crate) fn segment_created(&self) {
         Self::add(&self.segments_created, 1);
@@ -141,6 +220,22 @@ impl Counters {
     pub(crate) fn seal_failed(&self) {
         Self::add(&self.seal_errors, 1);
     }
+    /// A put gave up waiting; logs (once per stuck commit) when the writer is stuck in one.
+    fn write_timed_out(&self, dir: &Path, timeout: Duration) {
+        Self::add(&self.write_timeouts, 1);
+        if let Some(running) = self.writing_for().filter(|running| *running >= timeout)
+            && !self.stall_logged.swap(true, Ordering::AcqRel)
+        {
+            tracing::error!(
+                dir = %dir.display(),
+                running_ms = running.as_millis() as u64,
+                timeout_ms = timeout.as_millis() as u64,
+                "an archive write or sync has not returned within the write timeout: the disk \
+                 under the archive looks stalled; webhooks get 503 and the file sink reports not \
+                 ready until it returns"
+            );
+        }
+    }
     fn snapshot(&self) -> FileSinkStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         FileSinkStats {
@@ -148,9 +243,11 @@ impl Counters {
             bytes: get(&self.bytes),
             batches: get(&self.batches),
             syncs: get(&self.syncs),
+            directory_syncs: get(&self.directory_syncs),
             segments_created: get(&self.segments_created),
             segments_sealed: get(&self.segments_sealed),
             write_errors: get(&self.write_errors),
+            write_timeouts: get(&self.write_timeouts),
             seal_errors: get(&self.seal_errors),
         }
     }
@@ -180,11 +277,27 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 ///
 /// # Durability and group commit
 /// [`RecordSink::put`] resolves `Ok` only after the line is written and the segment is
-/// `fdatasync`ed (new files and directories also get their parent directory synced). One writer
-/// thread drains the bounded queue, appends every queued line with one `write` per touched
-/// segment, syncs each touched segment once, then acknowledges the whole batch: concurrent puts
-/// share syncs, so throughput grows with concurrency. When the queue is full, `put` fails at once
-/// with [`SinkErrorKind::Overloaded`].
+/// `fdatasync`ed, and only under names that survive a crash: a new segment's directory is
+/// `fsync`ed after the segment is named, and before the first acknowledgement in a segment every
+/// directory on its path, up to the directory holding `ARCHIVE_DIR`, has been `fsync`ed
+/// successfully by this process since the entry below it existed. A directory that merely exists is
+/// never taken as durable (its creator may have failed to sync it, be about to, or have been
+/// killed first); what this process synced is remembered, so a partition chain costs its syncs
+/// once (a new day: one more). A failed directory sync fails that put and is tried again by the
+/// next. One writer thread drains the bounded queue, appends every queued line with one `write`
+/// per touched segment, syncs each touched segment once, then acknowledges the whole batch:
+/// concurrent puts share syncs, so throughput grows with concurrency. When the queue is full,
+/// `put` fails at once with [`SinkErrorKind::Overloaded`].
+///
+/// # A stalled disk
+/// A `put` waits at most [`FileSinkConfig::write_timeout`] for its record (so it needs a Tokio
+/// runtime with the time driver: `enable_time` or `enable_all`); then it fails with
+/// [`SinkErrorKind::Timeout`] (the record may still be written later, never acknowledged), and
+/// [`RecordSink::health`] reports not ready while the writer's current write has been running for
+/// longer than that. Nothing on the async runtime waits for the writer or sealer threads without a
+/// bound: [`RecordSink::shutdown`] can be abandoned by a caller's timeout and the process can exit
+/// while a thread is stuck in `fsync` (acknowledged records are durable; the next start seals what
+/// is left).
 ///
 /// # Segments and sealing
 /// Segment names are `<unix-millis>-<pid>-<random 64-bit hex>`, unique across processes and
@@ -194,10 +307,13 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 /// or [`FileSinkConfig::max_segment_age`], when the wall clock passes the end of its UTC day plus
 /// [`FileSinkConfig::day_seal_grace`], after a failed write, and at shutdown. Sealing writes
 /// `<segment>.ndjson.gz.tmp`, fsyncs it, renames it to `<segment>.ndjson.gz`, fsyncs the directory,
-/// then removes the `.ndjson`: readers never see a partial `.gz`, and a crash at any step loses
-/// nothing. With `sealed_gzip_level = None` the segment is renamed to `<segment>.sealed.ndjson`
-/// instead. Readers of sealed data read `*.ndjson.gz` (or `*.sealed.ndjson`); `*.ndjson` files are
-/// still being written.
+/// then removes the `.ndjson` and fsyncs the directory again: readers never see a partial `.gz`,
+/// and a crash at any step loses nothing. With `sealed_gzip_level = None` the segment is renamed to
+/// `<segment>.sealed.ndjson` instead. A seal that fails midway is retried every 10 seconds (and
+/// once more at shutdown) from where it stopped: a sealed file already there is kept, a `.ndjson`
+/// already removed counts as removed, and the final directory sync always runs again; the
+/// segment's handle is released as soon as its `.ndjson` name is gone. Readers of sealed data read
+/// `*.ndjson.gz` (or `*.sealed.ndjson`); `*.ndjson` files are still being written.
 ///
 /// # Recovery
 /// [`FileSink::open`] first recovers orphaned segments (unsealed `.ndjson` whose lock can be
@@ -217,7 +333,7 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 /// use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
 /// use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let dir = tempfile::tempdir().unwrap(); // ARCHIVE_DIR
 /// let (sink, report) = FileSink::open(FileSinkConfig::new(dir.path())).await.unwrap();
 /// report.log();
@@ -242,6 +358,7 @@ pub struct FileSink {
     counters: Arc<Counters>,
     dir: PathBuf,
     queue_capacity: usize,
+    write_timeout: Duration,
 }
 
 impl std::fmt::Debug for FileSink {
@@ -285,6 +402,12 @@ impl FileSink {
                 "file sink: max_segment_bytes and queue_capacity must be at least 1",
             ));
         }
+        if config.write_timeout.is_zero() {
+            return Err(SinkError::new(
+                SinkErrorKind::Permanent,
+                "file sink: write_timeout must be positive",
+            ));
+        }
         if config
             .sealed_gzip_level
             .is_some_and(|level| !(1..=9).contains(&level))
@@ -296,11 +419,14 @@ impl FileSink {
         }
         let gzip = config.sealed_gzip_level.map(flate2::Compression::new);
         let root = config.dir.join(ARCHIVE_PREFIX);
-        segment::create_dirs_durably(&config.dir, &root)
+        let mut dirs = DurableDirs::new(&config.dir);
+        let synced = dirs
+            .create(&root)
             .map_err(|e| io_error(&format!("creating {}", root.display()), &e))?;
         let report = recovery::recover(&root, gzip)?;
 
         let counters = Arc::new(Counters::default());
+        counters.directories_synced(synced);
         let (seal_tx, seal_rx) = mpsc::channel();
         let sealer = Sealer {
             gzip,
@@ -325,6 +451,7 @@ impl FileSink {
                 max_segment_age: config.max_segment_age,
                 day_seal_grace: config.day_seal_grace,
             },
+            dirs,
             Arc::clone(&counters),
             seal_tx,
         );
@@ -340,6 +467,7 @@ impl FileSink {
             counters,
             dir: config.dir,
             queue_capacity: config.queue_capacity,
+            write_timeout: config.write_timeout,
         };
         Ok((sink, report))
     }
@@ -369,36 +497,73 @@ impl FileSink {
         )
     }
 
-    /// Sends a command, waiting for queue space (on the blocking pool) if needed. `false` if the
-    /// writer is gone.
-    async fn send_waiting(&self, command: Command) -> bool {
-        match self.tx.try_send(command) {
-            Ok(()) => true,
-            Err(TrySendError::Disconnected(_)) => false,
-            Err(TrySendError::Full(command)) => {
-                let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || tx.send(command).is_ok())
-                    .await
-                    .unwrap_or(false)
+    /// Sends a command, waiting (asynchronously, polling) for queue space if needed. `false` if
+    /// the writer is gone. Never parks a runtime thread on a writer that may be stuck: dropping the
+    /// future (a caller's timeout) abandons the wait.
+    async fn send_waiting(&self, mut command: Command) -> bool {
+        const POLL: Duration = Duration::from_millis(5);
+        loop {
+            match self.tx.try_send(command) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    command = back;
+                    tokio::time::sleep(POLL).await;
+                }
             }
         }
     }
 
-    /// Sends a control command and waits for its answer; `Ok` if the writer is already gone.
+    /// Sends a control command and waits for its answer. When the writer is gone, or goes without
+    /// answering: `Ok` if it ended after a shutdown, an error if its thread panicked.
     async fn control(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<(), SinkError>>) -> Command,
     ) -> Result<(), SinkError> {
         let (ack, answer) = oneshot::channel();
-        if !self.send_waiting(command(ack)).await {
-            return Ok(());
+        let answered = if self.send_waiting(command(ack)).await {
+            answer.await.ok()
+        } else {
+            None
+        };
+        match answered {
+            Some(result) => result,
+            None => self.writer_ended().await,
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(SinkError::new(
+    }
+
+    /// The writer dropped a command unanswered or its queue is closed: it is ending. Waits a
+    /// little (asynchronously) for its thread to finish, then tells how it ended.
+    async fn writer_ended(&self) -> Result<(), SinkError> {
+        for _ in 0..200 {
+            if !self.writer_alive() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if self.writer_alive() {
+            return Err(SinkError::new(
                 SinkErrorKind::Unavailable,
-                "the file sink writer stopped unexpectedly",
-            ))
-        })
+                "the file sink writer stopped answering",
+            ));
+        }
+        self.reap_writer()
+    }
+
+    /// Joins the writer thread if it has finished (never waits for one that has not): an error if
+    /// it panicked.
+    fn reap_writer(&self) -> Result<(), SinkError> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if writer.as_ref().is_some_and(JoinHandle::is_finished)
+            && let Some(thread) = writer.take()
+            && thread.join().is_err()
+        {
+            return Err(SinkError::new(
+                SinkErrorKind::Unavailable,
+                "the file sink writer thread panicked",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -408,14 +573,27 @@ impl RecordSink for FileSink {
         "file"
     }
 
-    /// Not ready while shutting down, when the writer thread is not running, or when the last
-    /// write (segment creation, write or `fdatasync`) failed; ready again after the next write
-    /// that succeeds.
+    /// Not ready while shutting down, when the writer thread is not running, while the writer's
+    /// current write has been running for longer than [`FileSinkConfig::write_timeout`] (a stalled
+    /// disk), or when the last write (segment creation, directory sync, write or `fdatasync`)
+    /// failed; ready again after the next write that succeeds.
     fn health(&self) -> SinkHealth {
         if self.closing.load(Ordering::Acquire) {
             SinkHealth::not_ready("the file sink is shutting down")
         } else if !self.writer_alive() {
             SinkHealth::not_ready("the file sink writer thread is not running")
+        } else if let Some(stuck) = self
+            .counters
+            .writing_for()
+            .filter(|running| *running > self.write_timeout)
+        {
+            SinkHealth::not_ready(format!(
+                "an archive write under {} has been running for {} ms, longer than the write \
+                 timeout ({} ms): a stalled disk?",
+                self.dir.display(),
+                stuck.as_millis(),
+                self.write_timeout.as_millis()
+            ))
         } else if self.counters.write_failing.load(Ordering::Acquire) {
             SinkHealth::not_ready(format!(
                 "the last archive write under {} failed",
@@ -476,13 +654,24 @@ impl RecordSink for FileSink {
             }
             Err(TrySendError::Disconnected(_)) => return Err(Self::shutting_down()),
         }
-        match answer.await {
-            Ok(result) => result,
-            Err(_) if self.closing.load(Ordering::Acquire) => Err(Self::shutting_down()),
-            Err(_) => Err(SinkError::new(
+        match tokio::time::timeout(self.write_timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) if self.closing.load(Ordering::Acquire) => Err(Self::shutting_down()),
+            Ok(Err(_)) => Err(SinkError::new(
                 SinkErrorKind::Unavailable,
                 "the file sink writer stopped before acknowledging the record",
             )),
+            Err(_) => {
+                self.counters.write_timed_out(&self.dir, self.write_timeout);
+                Err(SinkError::new(
+                    SinkErrorKind::Timeout,
+                    format!(
+                        "the archive write did not finish within the write timeout ({} ms): the \
+                         record is not acknowledged (a stalled disk?)",
+                        self.write_timeout.as_millis()
+                    ),
+                ))
+            }
         }
     }
 
@@ -492,30 +681,18 @@ impl RecordSink for FileSink {
         self.control(Command::Flush).await
     }
 
-    /// Refuses new records, commits what is queued, seals every open segment, and joins the
+    /// Refuses new records, commits what is queued, seals every open segment, and stops the
     /// writer and sealer threads. Fails (with [`SinkErrorKind::Unavailable`]) if a segment could not
     /// be sealed: its records stay durable in the `.ndjson` and the next [`FileSink::open`] seals
     /// it. Calling it again returns `Ok` at once.
+    ///
+    /// It waits for the writer's answer on the runtime, never by joining a thread, so a caller may
+    /// bound it with a timeout and exit even while a thread is stuck on a stalled disk.
     async fn shutdown(&self) -> Result<(), SinkError> {
         self.closing.store(true, Ordering::Release);
         let result = self.control(Command::Shutdown).await;
-        let thread = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let joined = tokio::task::spawn_blocking(move || thread.join().is_ok())
-                .await
-                .unwrap_or(false);
-            if !joined {
-                return Err(SinkError::new(
-                    SinkErrorKind::Unavailable,
-                    "the file sink writer thread panicked",
-                ));
-            }
-        }
-        result
+        // The writer answers as its last act; reap it if it is done already, never wait for it.
+        result.and(self.reap_writer())
     }
 }
 
@@ -523,7 +700,9 @@ impl RecordSink for FileSink {
 fn probe(dir: &Path) -> Result<(), SinkError> {
     let fail = |what: &str, e: &io::Error| io_error(&format!("{what} {}", dir.display()), e);
     let root = dir.join(ARCHIVE_PREFIX);
-    segment::create_dirs_durably(dir, &root).map_err(|e| fail("creating", &e))?;
+    // Only a check: the writer makes the directories it writes under durable (and notices one
+    // created anew here).
+    std::fs::create_dir_all(&root).map_err(|e| fail("creating", &e))?;
     let path = root.join(format!(
         ".healthcheck-{}-{:016x}",
         std::process::id(),
@@ -540,4 +719,24 @@ fn probe(dir: &Path) -> Result<(), SinkError> {
     let removed = std::fs::remove_file(&path);
     result.map_err(|e| fail("writing a probe file in", &e))?;
     removed.map_err(|e| fail("removing a probe file in", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_write_is_timed_until_it_ends() {
+        let counters = Counters::default();
+        assert_eq!(counters.writing_for(), None);
+        let writing = counters.writing();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            counters
+                .writing_for()
+                .is_some_and(|d| d >= Duration::from_millis(30))
+        );
+        drop(writing);
+        assert_eq!(counters.writing_for(), None);
+    }
 }

@@ -246,7 +246,7 @@ fn recover_locked(
         file.set_len(entry.kept_len)?;
         file.sync_data()?;
     }
-    entry.outcome = match segment::seal(segment, &file, entry.kept_len, gzip)? {
+    entry.outcome = match segment::seal(segment, Some(&file), entry.kept_len, gzip)? {
         segment::Sealed::Sealed => RecoveryOutcome::Sealed,
         segment::Sealed::Empty => RecoveryOutcome::Removed,
     };

@@ -1,6 +1,7 @@
 //! The sealer thread: compresses (or renames) segments the writer is done with, off the ack path.
 
 use std::fs::File;
+use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -15,10 +16,12 @@ use crate::{SinkError, SinkErrorKind};
 const RETRY_EVERY: Duration = Duration::from_secs(10);
 
 /// A segment to seal: its first `valid_len` bytes are whole lines. `file` holds its lock until the
-/// seal is complete, so no recovering process touches it meanwhile.
+/// seal is complete, so no recovering process touches it meanwhile; it is released (`None`) as
+/// soon as the `.ndjson` name is gone, so a seal that failed after removing it does not keep the
+/// removed file's space allocated while it waits to be retried.
 pub(crate) struct SealJob {
     pub(crate) segment: Segment,
-    pub(crate) file: File,
+    pub(crate) file: Option<File>,
     pub(crate) valid_len: u64,
 }
 
@@ -46,7 +49,7 @@ impl Sealer {
                 rx.recv_timeout(RETRY_EVERY)
             };
             match command {
-                Ok(SealCommand::Seal(job)) => self.seal(job),
+                Ok(SealCommand::Seal(job)) => self.seal(job, false),
                 Ok(SealCommand::Barrier(ack)) => {
                     let _ = ack.send(Ok(()));
                 }
@@ -65,24 +68,45 @@ impl Sealer {
         }
     }
 
-    fn seal(&mut self, job: SealJob) {
-        match segment::seal(&job.segment, &job.file, job.valid_len, self.gzip) {
+    /// Seals `job`, or keeps it to retry (`retry`: this is such a retry).
+    fn seal(&mut self, mut job: SealJob, retry: bool) {
+        let path = job.segment.open_path();
+        match segment::seal(&job.segment, job.file.as_ref(), job.valid_len, self.gzip) {
             Ok(outcome) => {
                 self.counters.segment_sealed();
-                tracing::debug!(
-                    segment = %job.segment.open_path().display(),
-                    bytes = job.valid_len,
-                    ?outcome,
-                    "sealed archive segment"
+                if retry {
+                    tracing::info!(segment = %path.display(), ?outcome, "sealed archive segment on retry");
+                } else {
+                    tracing::debug!(
+                        segment = %path.display(),
+                        bytes = job.valid_len,
+                        ?outcome,
+                        "sealed archive segment"
+                    );
+                }
+            }
+            Err(error) if job.file.is_none() && error.kind() == io::ErrorKind::NotFound => {
+                self.counters.seal_failed();
+                tracing::error!(
+                    segment = %path.display(),
+                    %error,
+                    "an archive segment being sealed was removed by someone else; nothing is left \
+                     to seal or retry"
                 );
             }
             Err(error) => {
                 self.counters.seal_failed();
                 tracing::error!(
-                    segment = %job.segment.open_path().display(),
+                    segment = %path.display(),
                     %error,
-                    "could not seal archive segment; its records stay durable in the .ndjson, retrying"
+                    "could not seal archive segment; its records stay durable (the .ndjson is removed only \
+                     once the sealed file is), retrying"
                 );
+                // Once the `.ndjson` name is gone (removed after the `.gz` was durable, or renamed to
+                // its sealed name), only directory syncs are left to redo: release the handle.
+                if job.file.is_some() && matches!(path.try_exists(), Ok(false)) {
+                    job.file = None;
+                }
                 self.failed.push(job);
             }
         }
@@ -90,7 +114,7 @@ impl Sealer {
 
     fn retry_failed(&mut self) -> Result<(), SinkError> {
         for job in std::mem::take(&mut self.failed) {
-            self.seal(job);
+            self.seal(job, true);
         }
         if self.failed.is_empty() {
             Ok(())

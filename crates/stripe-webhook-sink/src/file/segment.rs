@@ -110,24 +110,6 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates `dir` (a directory under `base`) and syncs every directory from it up to `base`, so the
-/// new entries survive a crash.
-pub(crate) fn create_dirs_durably(base: &Path, dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir)?;
-    let mut current = Some(dir);
-    while let Some(d) = current {
-        sync_dir(d)?;
-        if d == base {
-            break;
-        }
-        current = d.parent();
-    }
-    Ok(())
-}
-
 /// Opens an existing segment file for reading and appending (the handle that carries the lock).
 pub(crate) fn open_existing(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).append(true).open(path)
@@ -174,7 +156,11 @@ pub(crate) fn create(dir: &Path) -> io::Result<(Segment, File)> {
                 return Err(e);
             }
         }
-        sync_dir(dir)?;
+        if let Err(e) = sync_dir(dir) {
+            // Not durable: not used. Remove it rather than leave an empty orphan per failed attempt.
+            let _ = fs::remove_file(segment.open_path());
+            return Err(e);
+        }
         return Ok((segment, file));
     }
     Err(io::Error::other(
@@ -224,62 +210,104 @@ pub(crate) enum Sealed {
     Empty,
 }
 
-/// Seals a segment whose first `valid_len` bytes are whole lines; `file` is its locked handle.
+/// Seals a segment whose first `valid_len` bytes are whole lines; `file` is its locked handle,
+/// `None` once its `.ndjson` name is gone (a retry after the removal or rename succeeded).
 ///
 /// Crash-safe at every step: the sealed name appears atomically (rename after fsync), and the
-/// `.ndjson` is removed only once the sealed file is durable. Idempotent: if a previous attempt got
-/// as far as the `.ndjson.gz`, only the removal is redone.
+/// `.ndjson` is removed only once the sealed name is durable (its directory synced).
+///
+/// Idempotent, so a failed seal is retried by calling it again: what an earlier attempt finished
+/// is not redone (a sealed file that exists is kept; a `.ndjson` already removed or renamed is
+/// done), and the directory sync that makes the result durable always runs again.
+///
+/// # Errors
+/// The first step that failed. [`io::ErrorKind::NotFound`] with `file` `None` and no sealed file
+/// means the segment is gone (removed by someone else): there is nothing left to seal.
 pub(crate) fn seal(
     segment: &Segment,
-    file: &File,
+    file: Option<&File>,
     valid_len: u64,
     gzip: Option<Compression>,
 ) -> io::Result<Sealed> {
     let open = segment.open_path();
     let dir = segment.dir();
-    if file.metadata()?.len() > valid_len {
+    if let Some(file) = file
+        && file.metadata()?.len() > valid_len
+    {
         file.set_len(valid_len)?;
         file.sync_data()?;
     }
     if valid_len == 0 {
-        fs::remove_file(&open)?;
+        remove_if_present(&open)?;
         sync_dir(dir)?;
         return Ok(Sealed::Empty);
     }
-    let Some(level) = gzip else {
-        fs::rename(&open, segment.path(Role::SealedPlain))?;
-        sync_dir(dir)?;
-        return Ok(Sealed::Sealed);
-    };
-    let gz = segment.path(Role::Gz);
-    if !gz.exists() {
-        let tmp = segment.path(Role::GzTmp);
-        let out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        let mut encoder = GzEncoder::new(BufWriter::new(out), level);
-        let mut reader = file;
-        reader.seek(SeekFrom::Start(0))?;
-        let copied = io::copy(&mut Read::take(reader, valid_len), &mut encoder)?;
-        if copied != valid_len {
+    let sealed = segment.path(if gzip.is_some() {
+        Role::Gz
+    } else {
+        Role::SealedPlain
+    });
+    if !sealed.try_exists()? {
+        let Some(file) = file else {
             return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "segment shorter than its valid length",
+                io::ErrorKind::NotFound,
+                "the segment's .ndjson is gone and no sealed file exists",
             ));
+        };
+        match gzip {
+            None => fs::rename(&open, &sealed)?,
+            Some(level) => write_gzip(segment, file, valid_len, level, &sealed)?,
         }
-        let mut out = encoder.finish()?;
-        out.flush()?;
-        let out = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        out.sync_all()?;
-        drop(out);
-        fs::rename(&tmp, &gz)?;
+    }
+    // The sealed name is durable before the `.ndjson` goes (and, on a retry after the removal,
+    // this is the final sync that failed last time).
+    sync_dir(dir)?;
+    if remove_if_present(&open)? {
         sync_dir(dir)?;
     }
-    fs::remove_file(&open)?;
-    sync_dir(dir)?;
     Ok(Sealed::Sealed)
+}
+
+/// Writes the first `valid_len` bytes of `file` as `<stem>.ndjson.gz.tmp`, syncs it, and renames it
+/// to `gz`.
+fn write_gzip(
+    segment: &Segment,
+    file: &File,
+    valid_len: u64,
+    level: Compression,
+    gz: &Path,
+) -> io::Result<()> {
+    let tmp = segment.path(Role::GzTmp);
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    let mut encoder = GzEncoder::new(BufWriter::new(out), level);
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(0))?;
+    let copied = io::copy(&mut Read::take(reader, valid_len), &mut encoder)?;
+    if copied != valid_len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "segment shorter than its valid length",
+        ));
+    }
+    let mut out = encoder.finish()?;
+    out.flush()?;
+    let out = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    out.sync_all()?;
+    drop(out);
+    fs::rename(&tmp, gz)
+}
+
+/// Removes `path`; `Ok(false)` if it was already gone.
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -353,7 +381,7 @@ mod tests {
         assert!(!try_lock(&other).unwrap());
         file.write_all(b"{\"a\":1}\n{\"b\":2}\n{\"tor").unwrap();
         assert_eq!(
-            seal(&segment, &file, 16, Some(Compression::fast())).unwrap(),
+            seal(&segment, Some(&file), 16, Some(Compression::fast())).unwrap(),
             Sealed::Sealed
         );
         assert!(!segment.open_path().exists());
@@ -370,15 +398,60 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (segment, mut file) = create(dir.path()).unwrap();
         file.write_all(b"{}\n").unwrap();
-        assert_eq!(seal(&segment, &file, 3, None).unwrap(), Sealed::Sealed);
+        assert_eq!(
+            seal(&segment, Some(&file), 3, None).unwrap(),
+            Sealed::Sealed
+        );
         assert_eq!(fs::read(segment.path(Role::SealedPlain)).unwrap(), b"{}\n");
         let (empty, file) = create(dir.path()).unwrap();
         assert_eq!(
-            seal(&empty, &file, 0, Some(Compression::default())).unwrap(),
+            seal(&empty, Some(&file), 0, Some(Compression::default())).unwrap(),
             Sealed::Empty
         );
         assert!(!empty.open_path().exists());
         assert!(!empty.path(Role::Gz).exists());
+    }
+
+    #[test]
+    fn a_seal_retried_after_it_got_midway_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        for gzip in [Some(Compression::fast()), None] {
+            let (segment, mut file) = create(dir.path()).unwrap();
+            file.write_all(b"{}\n").unwrap();
+            // The first attempt got past the removal or rename (its last directory sync failed).
+            assert_eq!(
+                seal(&segment, Some(&file), 3, gzip).unwrap(),
+                Sealed::Sealed
+            );
+            let sealed = segment.path(if gzip.is_some() {
+                Role::Gz
+            } else {
+                Role::SealedPlain
+            });
+            let content = fs::read(&sealed).unwrap();
+            // Retried with the handle still held, and with it released: done, nothing redone.
+            assert_eq!(
+                seal(&segment, Some(&file), 3, gzip).unwrap(),
+                Sealed::Sealed
+            );
+            assert_eq!(seal(&segment, None, 3, gzip).unwrap(), Sealed::Sealed);
+            assert_eq!(fs::read(&sealed).unwrap(), content);
+            assert!(!segment.open_path().exists());
+        }
+        let (empty, file) = create(dir.path()).unwrap();
+        assert_eq!(seal(&empty, Some(&file), 0, None).unwrap(), Sealed::Empty);
+        assert_eq!(seal(&empty, Some(&file), 0, None).unwrap(), Sealed::Empty);
+        assert_eq!(seal(&empty, None, 0, None).unwrap(), Sealed::Empty);
+    }
+
+    #[test]
+    fn a_segment_removed_by_someone_else_cannot_be_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, mut file) = create(dir.path()).unwrap();
+        file.write_all(b"{}\n").unwrap();
+        fs::remove_file(segment.open_path()).unwrap();
+        let error = seal(&segment, None, 3, Some(Compression::fast())).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
@@ -388,7 +461,7 @@ mod tests {
         file.write_all(b"{}\n").unwrap();
         fs::write(segment.path(Role::Gz), b"already sealed").unwrap();
         assert_eq!(
-            seal(&segment, &file, 3, Some(Compression::best())).unwrap(),
+            seal(&segment, Some(&file), 3, Some(Compression::best())).unwrap(),
             Sealed::Sealed
         );
         assert_eq!(fs::read(segment.path(Role::Gz)).unwrap(), b"already sealed");

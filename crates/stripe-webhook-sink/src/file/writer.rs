@@ -14,6 +14,7 @@ use bytes::Bytes;
 use stripe_webhook_envelope::{ARCHIVE_PREFIX, Partition, ReceivedAt};
 use tokio::sync::oneshot;
 
+use super::dirs::DurableDirs;
 use super::sealer::{SealCommand, SealJob};
 use super::segment::{self, Segment};
 use super::{Counters, io_error};
@@ -64,6 +65,8 @@ struct OpenSegment {
 
 pub(crate) struct Writer {
     settings: Settings,
+    /// Which partition directories this process has made durable.
+    dirs: DurableDirs,
     counters: Arc<Counters>,
     sealer: Sender<SealCommand>,
     segments: HashMap<Partition, OpenSegment>,
@@ -71,13 +74,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// A writer for `settings.dir`; `dirs` knows what `FileSink::open` already made durable.
     pub(crate) fn new(
         settings: Settings,
+        dirs: DurableDirs,
         counters: Arc<Counters>,
         sealer: Sender<SealCommand>,
     ) -> Self {
         Self {
             settings,
+            dirs,
             counters,
             sealer,
             segments: HashMap::new(),
@@ -109,13 +115,14 @@ impl Writer {
             self.rotate_due();
         };
         let result = self.seal_all_and_stop(sealer_thread);
-        if let Some(ack) = shutdown_ack {
-            let _ = ack.send(result);
-        }
         // Whatever is still queued arrived after the shutdown began.
         drop(batch);
         while let Ok(command) = rx.try_recv() {
             refuse(command);
+        }
+        // Last: the thread ends right after this answer.
+        if let Some(ack) = shutdown_ack {
+            let _ = ack.send(result);
         }
     }
 
@@ -150,6 +157,8 @@ impl Writer {
         if puts.is_empty() {
             return;
         }
+        let counters = Arc::clone(&self.counters);
+        let _writing = counters.writing();
         self.counters.batch();
         // Stable: keeps arrival order within a partition.
         puts.sort_by_key(|put| put.received_at.partition());
@@ -173,6 +182,7 @@ impl Writer {
             let max = self.settings.max_segment_bytes;
             let open = match segment_for(
                 &mut self.segments,
+                &mut self.dirs,
                 &self.settings,
                 &self.counters,
                 partition,
@@ -210,9 +220,9 @@ impl Writer {
             for put in &chunk {
                 self.buf.extend_from_slice(&put.line);
             }
-            self.counters.sync();
             match append_and_sync(&mut open.file, &self.buf) {
                 Ok(()) => {
+                    self.counters.sync();
                     open.len += self.buf.len() as u64;
                     self.counters
                         .committed(chunk.len() as u64, self.buf.len() as u64);
@@ -254,7 +264,7 @@ impl Writer {
         if let Some(open) = self.segments.remove(&partition) {
             let job = SealJob {
                 segment: open.segment,
-                file: open.file,
+                file: Some(open.file),
                 valid_len: open.len,
             };
             // The sealer only stops after the writer: this send cannot fail while we run.
@@ -325,6 +335,7 @@ impl Writer {
 /// The open segment for `partition`, creating it (and its directories, durably) if needed.
 fn segment_for<'a>(
     segments: &'a mut HashMap<Partition, OpenSegment>,
+    dirs: &mut DurableDirs,
     settings: &Settings,
     counters: &Counters,
     partition: Partition,
@@ -337,13 +348,18 @@ fn segment_for<'a>(
                 .dir
                 .join(ARCHIVE_PREFIX)
                 .join(partition.to_string());
-            let (segment, file) = segment::create_dirs_durably(&settings.dir, &dir)
-                .and_then(|()| segment::create(&dir))
+            let (segment, file) = dirs
+                .create(&dir)
+                .and_then(|synced| {
+                    counters.directories_synced(synced);
+                    segment::create(&dir)
+                })
                 .map_err(|e| {
                     tracing::error!(dir = %dir.display(), error = %e, "could not create an archive segment");
                     io_error(&format!("creating a segment in {}", dir.display()), &e)
                 })?;
             counters.segment_created();
+            counters.directories_synced(1);
             Ok(entry.insert(OpenSegment {
                 segment,
                 file,
@@ -412,7 +428,10 @@ mod tests {
             max_segment_age: Duration::from_secs(3600),
             day_seal_grace: Duration::from_secs(120),
         };
-        (Writer::new(settings, Arc::default(), tx), rx)
+        (
+            Writer::new(settings, DurableDirs::new(dir), Arc::default(), tx),
+            rx,
+        )
     }
 
     #[test]
@@ -476,7 +495,9 @@ mod tests {
         w.commit(&mut vec![second]);
         let error = answer.blocking_recv().unwrap().unwrap_err();
         assert_eq!(error.kind(), SinkErrorKind::Unavailable);
-        assert_eq!(w.counters.snapshot().write_errors, 1);
+        let stats = w.counters.snapshot();
+        assert_eq!(stats.write_errors, 1);
+        assert_eq!(stats.syncs, 1, "only successful syncs count");
         assert!(
             !w.segments.contains_key(&partition),
             "the failed segment is retired"
@@ -490,7 +511,7 @@ mod tests {
         let writable = segment::open_existing(&path).unwrap();
         segment::seal(
             &job.segment,
-            &writable,
+            Some(&writable),
             job.valid_len,
             Some(flate2::Compression::default()),
         )
