@@ -10,6 +10,11 @@ locals {
   # BODY_READ_TIMEOUT_SECS 30 + FIREHOSE_DEADLINE_MS 5 s) finish before ECS sends SIGTERM.
   shutdown_timeout_secs = 25
   stop_timeout_secs     = 40
+  # The server also closes a keep-alive connection idle for HEADER_READ_TIMEOUT_SECS. Above the load
+  # balancer's idle timeout, so the load balancer always closes first and never sends a webhook on a
+  # connection the server is closing (a 502). Only the load balancer reaches the tasks.
+  load_balancer_idle_timeout_secs = 60
+  header_read_timeout_secs        = 65
 }
 
 resource "aws_cloudwatch_log_group" "ecs" {
@@ -124,6 +129,7 @@ locals {
       { name = "PORT", value = tostring(local.container_port) },
       { name = "LOG_FORMAT", value = "json" },
       { name = "SHUTDOWN_TIMEOUT_SECS", value = tostring(local.shutdown_timeout_secs) },
+      { name = "HEADER_READ_TIMEOUT_SECS", value = tostring(local.header_read_timeout_secs) },
       { name = "RUST_LOG", value = "info" },
     ]
     secrets = [{ name = "STRIPE_WEBHOOK_SECRET", valueFrom = var.stripe_webhook_secret_arn }]
@@ -250,6 +256,7 @@ resource "aws_lb" "webhook" {
   subnets                    = var.load_balancer_subnet_ids
   security_groups            = [aws_security_group.ecs_load_balancer[0].id]
   drop_invalid_header_fields = true
+  idle_timeout               = local.load_balancer_idle_timeout_secs
   enable_deletion_protection = true
 }
 

@@ -457,6 +457,21 @@ def test_ecs_shutdown_outlasts_the_server(cfn_ecs: Template, terraform: Terrafor
     assert terraform.resolve(tf_group["deregistration_delay"]) == STOP_TIMEOUT_SECS
 
 
+def test_ecs_load_balancer_closes_idle_connections_before_the_server(cfn_ecs: Template, terraform: Terraform) -> None:
+    """The server closes a connection idle for HEADER_READ_TIMEOUT_SECS (hyper's header timer runs
+    while a keep-alive connection waits for its next request): it must outlast the load balancer's
+    idle timeout, or the load balancer sends webhooks on connections being closed (502)."""
+    _, lb = only_resource(cfn_ecs, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    attrs = {a["Key"]: a["Value"] for a in lb["Properties"]["LoadBalancerAttributes"]}
+    env = {e["Name"]: e["Value"] for e in _ecs_container(cfn_ecs)["Environment"]}
+    assert int(env["HEADER_READ_TIMEOUT_SECS"]) > int(attrs["idle_timeout.timeout_seconds"])
+    tf_env = {e["name"]: e["value"] for e in _tf_ecs_container(terraform)["environment"]}
+    assert tf_env["HEADER_READ_TIMEOUT_SECS"] == "${tostring(local.header_read_timeout_secs)}"
+    assert terraform.resource("aws_lb", "webhook")["idle_timeout"] == "${local.load_balancer_idle_timeout_secs}"
+    assert terraform.locals["header_read_timeout_secs"] > terraform.locals["load_balancer_idle_timeout_secs"]
+    assert int(env["HEADER_READ_TIMEOUT_SECS"]) == terraform.locals["header_read_timeout_secs"]
+
+
 def test_ecs_load_balancer_checks_readiness_over_https(cfn_ecs: Template, terraform: Terraform) -> None:
     _, group = only_resource(cfn_ecs, "AWS::ElasticLoadBalancingV2::TargetGroup")
     props = group["Properties"]
