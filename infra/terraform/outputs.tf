@@ -43,3 +43,17 @@ output "webhook_url" {
   description = "Register this URL as the Stripe webhook endpoint (only with lambda_enabled)."
   value       = var.lambda_enabled ? "${aws_lambda_function_url.webhook[0].function_url}webhook/stripe" : null
 }
+
+output "ecs_load_balancer_dns_name" {
+  description = "Point domain_name at this (CNAME, or a Route 53 alias with ecs_load_balancer_zone_id); only with ecs_enabled."
+  value       = one(aws_lb.webhook[*].dns_name)
+}
+
+output "ecs_load_balancer_zone_id" {
+  value = one(aws_lb.webhook[*].zone_id)
+}
+
+output "ecs_webhook_url" {
+  description = "Register this URL as the Stripe webhook endpoint (only with ecs_enabled)."
+  value       = var.ecs_enabled ? "https://${var.domain_name != "" ? var.domain_name : aws_lb.webhook[0].dns_name}/webhook/stripe" : null
+}

@@ -155,3 +155,143 @@ variable "lambda_log_retention_days" {
   type        = number
   default     = 90
 }
+
+# --- Optional ECS Fargate service (infra/cloudformation/stripe-webhooks-ecs.yaml) ---
+
+variable "ecs_enabled" {
+  description = "Create the ECS Fargate service behind an HTTPS load balancer."
+  type        = bool
+  default     = false
+}
+
+variable "service_name" {
+  description = "Names the cluster, service, load balancer, target group and log group."
+  type        = string
+  default     = "stripe-webhooks"
+  validation {
+    condition     = can(regex("^[a-z0-9-]{1,28}$", var.service_name))
+    error_message = "1 to 28 lowercase letters, digits and hyphens."
+  }
+}
+
+variable "image_uri" {
+  description = "The server image (the root Dockerfile's runtime stage); push each build under a new tag or pin a digest."
+  type        = string
+  default     = ""
+}
+
+variable "cpu_architecture" {
+  description = "X86_64 or ARM64; must match the image."
+  type        = string
+  default     = "X86_64"
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "X86_64 or ARM64."
+  }
+}
+
+variable "stripe_webhook_secret_arn" {
+  description = "ARN of the Secrets Manager secret or SSM SecureString parameter holding the signing secret(s); injected as STRIPE_WEBHOOK_SECRET."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.stripe_webhook_secret_arn == "" || can(regex("^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+|ssm:[a-z0-9-]+:[0-9]{12}:parameter/.+)$", var.stripe_webhook_secret_arn))
+    error_message = "A Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}
+
+variable "vpc_id" {
+  description = "The VPC of the load balancer and the tasks."
+  type        = string
+  default     = ""
+}
+
+variable "load_balancer_subnet_ids" {
+  description = "Public subnets for the internet-facing load balancer, in two Availability Zones or more."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = length(var.load_balancer_subnet_ids) == 0 || length(var.load_balancer_subnet_ids) >= 2
+    error_message = "Two subnets or more, in different Availability Zones."
+  }
+}
+
+variable "task_subnet_ids" {
+  description = "Subnets for the tasks, in two Availability Zones or more (private with NAT or VPC endpoints, or public with assign_public_ip)."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = length(var.task_subnet_ids) == 0 || length(var.task_subnet_ids) >= 2
+    error_message = "Two subnets or more, in different Availability Zones."
+  }
+}
+
+variable "assign_public_ip" {
+  description = "Give each task a public IP (only for tasks in public subnets without a NAT gateway)."
+  type        = bool
+  default     = false
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate (same region) for the HTTPS listener; its domain is the endpoint's host."
+  type        = string
+  default     = ""
+}
+
+variable "domain_name" {
+  description = "The certificate's host name, pointed at the load balancer; used in the ecs_webhook_url output."
+  type        = string
+  default     = ""
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listener."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+}
+
+variable "task_cpu" {
+  description = "Fargate CPU units per task (1024 = one vCPU)."
+  type        = number
+  default     = 256
+}
+
+variable "task_memory" {
+  description = "Fargate memory per task in MiB (valid with task_cpu); 512 holds the default body budget and connections."
+  type        = number
+  default     = 512
+}
+
+variable "desired_count" {
+  description = "Tasks to run, and the autoscaling minimum (two or more)."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.desired_count >= 2
+    error_message = "Two tasks or more."
+  }
+}
+
+variable "max_count" {
+  description = "Autoscaling maximum."
+  type        = number
+  default     = 10
+}
+
+variable "target_cpu_utilization" {
+  description = "Autoscaling keeps the service's average CPU near this percentage."
+  type        = number
+  default     = 60
+}
+
+variable "target_requests_per_task" {
+  description = "Autoscaling keeps the load balancer's requests per task per minute near this."
+  type        = number
+  default     = 3000
+}
+
+variable "ecs_log_retention_days" {
+  description = "Retention of the service's log group."
+  type        = number
+  default     = 90
+}

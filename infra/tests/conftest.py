@@ -10,13 +10,28 @@ from typing import Any
 
 import pytest
 
-from layout_spec import CFN_LAMBDA, CFN_MAIN, INFRA, ROOT, TERRAFORM_DIR
+from layout_spec import CFN_ECS, CFN_LAMBDA, CFN_MAIN, INFRA, ROOT, TERRAFORM_DIR
 
 VENV_BIN = ROOT / ".venv" / "bin"
 CHECKOV_BIN = ROOT / ".venv-checkov" / "bin" / "checkov"
-CHECKOV_DIRS = {
-    "cloudformation": INFRA / "cloudformation",
-    "terraform": TERRAFORM_DIR,
+
+
+@dataclass(frozen=True)
+class CheckovRun:
+    """One checkov run: a directory, its framework, and Terraform variables to set."""
+
+    directory: Path
+    framework: str
+    tf_vars: tuple[tuple[str, str], ...] = ()
+
+
+# The optional Terraform parts are `count = 0` by default, and checkov does not evaluate a resource
+# that would not exist: a second run switches them on so their resources are checked too.
+TERRAFORM_OPTIONAL_PARTS = (("lambda_enabled", "true"), ("ecs_enabled", "true"))
+CHECKOV_RUNS = {
+    "cloudformation": CheckovRun(INFRA / "cloudformation", "cloudformation"),
+    "terraform": CheckovRun(TERRAFORM_DIR, "terraform"),
+    "terraform-optional-parts": CheckovRun(TERRAFORM_DIR, "terraform", TERRAFORM_OPTIONAL_PARTS),
 }
 
 
@@ -41,35 +56,34 @@ def tool_bins() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def checkov_reports(tool_bins: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Runs checkov once per directory (both at once) and returns each JSON report."""
-    procs = {
-        framework: subprocess.Popen(
-            [
-                str(tool_bins["checkov"]),
-                "--directory", str(path),
-                "--framework", framework,
-                "--output", "json",
-                "--skip-download",  # offline, no platform calls: the default policies only
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for framework, path in CHECKOV_DIRS.items()
-    }
+def checkov_reports(tool_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Runs checkov once per entry of CHECKOV_RUNS (all at once) and returns each JSON report."""
+    procs = {}
+    for name, run in CHECKOV_RUNS.items():
+        args = [
+            str(tool_bins["checkov"]),
+            "--directory", str(run.directory),
+            "--framework", run.framework,
+            "--output", "json",
+            "--skip-download",  # offline, no platform calls: the default policies only
+        ]
+        if run.tf_vars:
+            var_file = tmp_path_factory.mktemp("checkov") / f"{name}.tfvars"
+            var_file.write_text("".join(f"{key} = {value}\n" for key, value in run.tf_vars))
+            args += ["--var-file", str(var_file)]
+        procs[name] = (run, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     reports: dict[str, dict[str, Any]] = {}
-    for framework, proc in procs.items():
+    for name, (run, proc) in procs.items():
         out, err = proc.communicate(timeout=300)
         try:
             report = json.loads(out)
         except json.JSONDecodeError:
-            pytest.fail(f"checkov ({framework}) printed no JSON report (exit {proc.returncode}):\n{err}\n{out[:2000]}")
+            pytest.fail(f"checkov ({name}) printed no JSON report (exit {proc.returncode}):\n{err}\n{out[:2000]}")
         if isinstance(report, list):
             # One entry per framework; we ask for one.
-            (report,) = [r for r in report if r.get("check_type") == framework]
+            (report,) = [r for r in report if r.get("check_type") == run.framework]
         assert "results" in report and "summary" in report, f"unexpected checkov report: {str(report)[:2000]}"
-        reports[framework] = report
+        reports[name] = report
     return reports
 
 
@@ -88,6 +102,11 @@ def cfn_main() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def cfn_lambda() -> dict[str, Any]:
     return load_cfn(CFN_LAMBDA)
+
+
+@pytest.fixture(scope="session")
+def cfn_ecs() -> dict[str, Any]:
+    return load_cfn(CFN_ECS)
 
 
 @dataclass

@@ -12,6 +12,22 @@ from athena_ddl import parse_table_ddl
 from conftest import Terraform
 from layout_spec import (
     ALARM_METRICS,
+    BODY_READ_TIMEOUT_SECS,
+    CONTAINER_HEALTHCHECK,
+    ECS_MIN_TASKS,
+    FIREHOSE_DEADLINE_SECS,
+    FIREHOSE_SHUTDOWN_DRAIN_SECS,
+    HEALTH_PATH,
+    HEALTHY_STATUS,
+    IMAGE_USER,
+    LOG_FILTER_ENV_VAR,
+    SECRET_ENV_VAR,
+    SERVER_PORT,
+    SERVICE_ENV_VARS,
+    SETTINGS_SOURCES,
+    SHUTDOWN_TIMEOUT_SECS,
+    STOP_TIMEOUT_SECS,
+    UPCOMING_ENV_VARS,
     ARCHIVE_PREFIX,
     ATHENA_BUCKET_PLACEHOLDER,
     ATHENA_LOCATION,
@@ -214,21 +230,28 @@ def test_lifecycle_defaults_agree(cfn_main: Template, terraform: Terraform) -> N
 # ---------------------------------------------------------------------------------------------
 
 # CloudFormation parameter -> Terraform variable, for names that are not plain snake_case.
-RENAMED = {("lambda", "LogRetentionDays"): "lambda_log_retention_days", ("lambda", "CoreStackName"): None}
-TERRAFORM_ONLY = {"lambda_enabled"}
+RENAMED = {
+    ("lambda", "LogRetentionDays"): "lambda_log_retention_days",
+    ("lambda", "CoreStackName"): None,
+    ("ecs", "LogRetentionDays"): "ecs_log_retention_days",
+    ("ecs", "CoreStackName"): None,
+}
+TERRAFORM_ONLY = {"lambda_enabled", "ecs_enabled"}
 
 
 def snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("mi_b", "mib")
 
 
-def test_parameters_and_variables_agree(cfn_main: Template, cfn_lambda: Template, terraform: Terraform) -> None:
+def test_parameters_and_variables_agree(
+    cfn_main: Template, cfn_lambda: Template, cfn_ecs: Template, terraform: Terraform
+) -> None:
     expected: dict[str, Any] = {}
-    for stack, template in (("main", cfn_main), ("lambda", cfn_lambda)):
+    for stack, template in (("main", cfn_main), ("lambda", cfn_lambda), ("ecs", cfn_ecs)):
         for name, param in template["Parameters"].items():
             var = RENAMED.get((stack, name), snake(name))
             if var is None:
-                continue  # the Lambda stack imports the main stack's exports; Terraform refers directly
+                continue  # the optional stacks import the main stack's exports; Terraform refers directly
             if var in expected:
                 assert expected[var] == param.get("Default"), f"{name}: both stacks must agree"
             expected[var] = param.get("Default")
@@ -239,7 +262,7 @@ def test_parameters_and_variables_agree(cfn_main: Template, cfn_lambda: Template
     for var, default in expected.items():
         tf_default = terraform.variables[var].get("default")
         if default in ("", None):
-            assert tf_default in ("", None), var
+            assert tf_default in ("", None, []), var  # required in CloudFormation; checked by a precondition
         elif isinstance(tf_default, bool):
             assert str(tf_default).lower() == default, var
         else:
@@ -321,11 +344,229 @@ def test_lambda_agrees(cfn_lambda: Template, terraform: Terraform) -> None:
     assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
+def declared_env_vars() -> set[str]:
+    """Every variable the server's settings declare (clap `env = "..."` in SETTINGS_SOURCES)."""
+    found: set[str] = set()
+    for source in SETTINGS_SOURCES:
+        found |= set(re.findall(r'env = "([A-Z0-9_]+)"', source.read_text()))
+    return found
+
+
+def test_the_settings_list_is_what_the_server_declares() -> None:
+    """SERVICE_ENV_VARS (the one list every deployment file is checked against) is complete and exact."""
+    declared = declared_env_vars()
+    assert SERVICE_ENV_VARS <= declared, f"no longer declared: {SERVICE_ENV_VARS - declared}"
+    assert declared <= SERVICE_ENV_VARS | UPCOMING_ENV_VARS, f"add to SERVICE_ENV_VARS: {declared - SERVICE_ENV_VARS}"
+
+
 def test_function_env_vars_are_what_the_server_reads() -> None:
-    """Each variable the templates set is one the binaries parse (clap `env = "..."`) or RUST_LOG."""
-    config_rs = (ROOT / "crates" / "stripe-webhook-core" / "src" / "config.rs").read_text()
-    parsed = set(re.findall(r'env = "([A-Z0-9_]+)"', config_rs))
-    assert FUNCTION_ENV_VARS - {"RUST_LOG"} <= parsed, FUNCTION_ENV_VARS - parsed
+    """Each variable the Lambda templates set is one the service reads."""
+    assert FUNCTION_ENV_VARS <= SERVICE_ENV_VARS | {LOG_FILTER_ENV_VAR}, FUNCTION_ENV_VARS - SERVICE_ENV_VARS
+
+
+def test_shutdown_constants_match_the_code() -> None:
+    """SHUTDOWN_TIMEOUT_SECS's default and the Firehose drain, read from the Rust sources."""
+    server = SETTINGS_SOURCES[1].read_text()
+    m = re.search(r'env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = (\d+)\)', server)
+    assert m, "SHUTDOWN_TIMEOUT_SECS default not found"
+    assert int(m.group(1)) == SHUTDOWN_TIMEOUT_SECS
+    m = re.search(r'env = "BODY_READ_TIMEOUT_SECS", default_value_t = (\d+)\)', server)
+    assert m and int(m.group(1)) == BODY_READ_TIMEOUT_SECS
+    firehose = (ROOT / "crates" / "stripe-webhook-sink-firehose" / "src" / "config.rs").read_text()
+    m = re.search(r"shutdown_timeout: Duration::from_secs\((\d+)\)", firehose)
+    assert m, "the Firehose sink's shutdown wait not found"
+    assert int(m.group(1)) == FIREHOSE_SHUTDOWN_DRAIN_SECS
+    settings = SETTINGS_SOURCES[0].read_text()
+    m = re.search(r'env = "FIREHOSE_DEADLINE_MS", default_value_t = (\d+)\)', settings)
+    assert m and int(m.group(1)) == FIREHOSE_DEADLINE_SECS * 1000
+    assert STOP_TIMEOUT_SECS > SHUTDOWN_TIMEOUT_SECS + FIREHOSE_SHUTDOWN_DRAIN_SECS
+    assert STOP_TIMEOUT_SECS > BODY_READ_TIMEOUT_SECS + FIREHOSE_DEADLINE_SECS
+
+
+# ---------------------------------------------------------------------------------------------
+# ECS Fargate: the same settings, producer policy, health check and shutdown as everything else
+# ---------------------------------------------------------------------------------------------
+
+
+def _ecs_container(cfn_ecs: Template) -> dict[str, Any]:
+    _, task = only_resource(cfn_ecs, "AWS::ECS::TaskDefinition")
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    return container
+
+
+def _tf_ecs_container(terraform: Terraform) -> dict[str, Any]:
+    task = terraform.resource("aws_ecs_task_definition", "webhook")
+    assert task["container_definitions"] == "${jsonencode([local.container_definition])}"
+    return terraform.locals["container_definition"]
+
+
+def test_ecs_container_environment(cfn_ecs: Template, terraform: Terraform) -> None:
+    cfn, tf = _ecs_container(cfn_ecs), _tf_ecs_container(terraform)
+    for env, secrets in (
+        ({e["Name"]: e["Value"] for e in cfn["Environment"]}, [s["Name"] for s in cfn["Secrets"]]),
+        ({e["name"]: e["value"] for e in tf["environment"]}, [s["name"] for s in tf["secrets"]]),
+    ):
+        assert set(env) <= SERVICE_ENV_VARS | {LOG_FILTER_ENV_VAR}, set(env) - SERVICE_ENV_VARS
+        assert env["SINK"] == "firehose" and env["LOG_FORMAT"] == "json"
+        assert {"AWS_REGION", "FIREHOSE_DELIVERY_STREAM_NAME", "OVERSIZE_S3_BUCKET"} <= set(env)
+        # The signing secret comes from Secrets Manager or SSM, never from the plain environment.
+        assert SECRET_ENV_VAR not in env
+        assert secrets == [SECRET_ENV_VAR]
+    assert cfn["Secrets"][0]["ValueFrom"] == {"Ref": "StripeWebhookSecretArn"}
+    assert tf["secrets"][0]["valueFrom"] == "${var.stripe_webhook_secret_arn}"
+    env = {e["Name"]: e["Value"] for e in cfn["Environment"]}
+    assert env["FIREHOSE_DELIVERY_STREAM_NAME"] == {"Fn::ImportValue": {"Fn::Sub": "${CoreStackName}-DeliveryStreamName"}}
+    assert env["OVERSIZE_S3_BUCKET"] == {"Fn::ImportValue": {"Fn::Sub": "${CoreStackName}-BucketName"}}
+    assert env["AWS_REGION"] == {"Ref": "AWS::Region"}
+    assert env["PORT"] == str(SERVER_PORT)
+    tf_env = {e["name"]: e["value"] for e in tf["environment"]}
+    assert tf_env["PORT"] == "${tostring(local.container_port)}" and terraform.locals["container_port"] == SERVER_PORT
+    assert tf_env["SHUTDOWN_TIMEOUT_SECS"] == "${tostring(local.shutdown_timeout_secs)}"
+    assert tf_env["FIREHOSE_DELIVERY_STREAM_NAME"] == "${aws_kinesis_firehose_delivery_stream.archive.name}"
+    assert tf_env["OVERSIZE_S3_BUCKET"] == "${aws_s3_bucket.archive.id}"
+
+
+def test_ecs_container_is_locked_down(cfn_ecs: Template, terraform: Terraform) -> None:
+    cfn, tf = _ecs_container(cfn_ecs), _tf_ecs_container(terraform)
+    assert cfn["ReadonlyRootFilesystem"] is True and tf["readonlyRootFilesystem"] is True
+    assert cfn["User"] == tf["user"] == IMAGE_USER
+    assert cfn["Privileged"] is False and tf["privileged"] is False
+    assert cfn["LinuxParameters"]["Capabilities"]["Drop"] == tf["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
+    assert cfn["Image"] == {"Ref": "ImageUri"} and tf["image"] == "${var.image_uri}"
+    assert [p["ContainerPort"] for p in cfn["PortMappings"]] == [SERVER_PORT]
+    assert [terraform.resolve(p["containerPort"]) for p in tf["portMappings"]] == [SERVER_PORT]
+    assert cfn["HealthCheck"]["Command"] == tf["healthCheck"]["command"] == ["CMD", *CONTAINER_HEALTHCHECK]
+    assert cfn["LogConfiguration"]["LogDriver"] == tf["logConfiguration"]["logDriver"] == "awslogs"
+
+
+def test_ecs_shutdown_outlasts_the_server(cfn_ecs: Template, terraform: Terraform) -> None:
+    """stopTimeout > SHUTDOWN_TIMEOUT_SECS + the Firehose drain, and the ALB drains for as long."""
+    container = _ecs_container(cfn_ecs)
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert int(env["SHUTDOWN_TIMEOUT_SECS"]) == SHUTDOWN_TIMEOUT_SECS
+    assert container["StopTimeout"] == STOP_TIMEOUT_SECS
+    assert container["StopTimeout"] > int(env["SHUTDOWN_TIMEOUT_SECS"]) + FIREHOSE_SHUTDOWN_DRAIN_SECS
+    _, group = only_resource(cfn_ecs, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    attrs = {a["Key"]: a["Value"] for a in group["Properties"]["TargetGroupAttributes"]}
+    assert int(attrs["deregistration_delay.timeout_seconds"]) == STOP_TIMEOUT_SECS
+
+    tf = _tf_ecs_container(terraform)
+    assert terraform.resolve(tf["stopTimeout"]) == STOP_TIMEOUT_SECS
+    assert terraform.locals["shutdown_timeout_secs"] == SHUTDOWN_TIMEOUT_SECS
+    tf_group = terraform.resource("aws_lb_target_group", "webhook")
+    assert terraform.resolve(tf_group["deregistration_delay"]) == STOP_TIMEOUT_SECS
+
+
+def test_ecs_load_balancer_closes_idle_connections_before_the_server(cfn_ecs: Template, terraform: Terraform) -> None:
+    """The server closes a connection idle for HEADER_READ_TIMEOUT_SECS (hyper's header timer runs
+    while a keep-alive connection waits for its next request): it must outlast the load balancer's
+    idle timeout, or the load balancer sends webhooks on connections being closed (502)."""
+    _, lb = only_resource(cfn_ecs, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    attrs = {a["Key"]: a["Value"] for a in lb["Properties"]["LoadBalancerAttributes"]}
+    env = {e["Name"]: e["Value"] for e in _ecs_container(cfn_ecs)["Environment"]}
+    assert int(env["HEADER_READ_TIMEOUT_SECS"]) > int(attrs["idle_timeout.timeout_seconds"])
+    tf_env = {e["name"]: e["value"] for e in _tf_ecs_container(terraform)["environment"]}
+    assert tf_env["HEADER_READ_TIMEOUT_SECS"] == "${tostring(local.header_read_timeout_secs)}"
+    assert terraform.resource("aws_lb", "webhook")["idle_timeout"] == "${local.load_balancer_idle_timeout_secs}"
+    assert terraform.locals["header_read_timeout_secs"] > terraform.locals["load_balancer_idle_timeout_secs"]
+    assert int(env["HEADER_READ_TIMEOUT_SECS"]) == terraform.locals["header_read_timeout_secs"]
+
+
+def test_ecs_load_balancer_checks_readiness_over_https(cfn_ecs: Template, terraform: Terraform) -> None:
+    _, group = only_resource(cfn_ecs, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    props = group["Properties"]
+    assert props["HealthCheckPath"] == HEALTH_PATH and props["Matcher"] == {"HttpCode": HEALTHY_STATUS}
+    assert props["Port"] == SERVER_PORT and props["TargetType"] == "ip"
+    (hc,) = terraform.resource("aws_lb_target_group", "webhook")["health_check"]
+    assert hc["path"] == HEALTH_PATH and hc["matcher"] == HEALTHY_STATUS
+
+    listeners = {
+        listener["Properties"]["Port"]: listener["Properties"]
+        for listener in resources_of(cfn_ecs, "AWS::ElasticLoadBalancingV2::Listener").values()
+    }
+    assert set(listeners) == {443, 80}
+    assert listeners[443]["Protocol"] == "HTTPS"
+    assert listeners[443]["Certificates"] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
+    (redirect,) = listeners[80]["DefaultActions"]
+    assert redirect["Type"] == "redirect" and redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    tf_https = terraform.resource("aws_lb_listener", "https")
+    assert tf_https["protocol"] == "HTTPS" and tf_https["certificate_arn"] == "${var.certificate_arn}"
+    tf_redirect = terraform.resource("aws_lb_listener", "http_redirect")["default_action"][0]
+    assert tf_redirect["type"] == "redirect" and tf_redirect["redirect"][0]["protocol"] == "HTTPS"
+
+
+def test_ecs_task_port_is_open_only_to_the_load_balancer(cfn_ecs: Template, terraform: Terraform) -> None:
+    ingress = resources_of(cfn_ecs, "AWS::EC2::SecurityGroupIngress")
+    (rule,) = ingress.values()
+    assert rule["Properties"]["GroupId"] == {"Ref": "TaskSecurityGroup"}
+    assert rule["Properties"]["SourceSecurityGroupId"] == {"Ref": "LoadBalancerSecurityGroup"}
+    assert rule["Properties"]["FromPort"] == rule["Properties"]["ToPort"] == SERVER_PORT
+    assert "SecurityGroupIngress" not in cfn_ecs["Resources"]["TaskSecurityGroup"]["Properties"]
+    egress = cfn_ecs["Resources"]["TaskSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert [(e["FromPort"], e["ToPort"]) for e in egress] == [(443, 443)]
+    tf_ingress = {
+        name: body
+        for name, body in terraform.resources["aws_vpc_security_group_ingress_rule"].items()
+        if body["security_group_id"] == "${aws_security_group.ecs_tasks[0].id}"
+    }
+    (tf_rule,) = tf_ingress.values()
+    assert tf_rule["referenced_security_group_id"] == "${aws_security_group.ecs_load_balancer[0].id}"
+    assert "cidr_ipv4" not in tf_rule
+
+
+def test_ecs_task_role_is_the_producer_policy(cfn_ecs: Template, terraform: Terraform) -> None:
+    role = cfn_ecs["Resources"]["TaskRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == [{"Fn::ImportValue": {"Fn::Sub": "${CoreStackName}-ProducerPolicyArn"}}]
+    assert "Policies" not in role
+    _, task = only_resource(cfn_ecs, "AWS::ECS::TaskDefinition")
+    assert task["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
+    assert task["Properties"]["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
+    attachments = {
+        body["role"]: body["policy_arn"] for body in terraform.resources["aws_iam_role_policy_attachment"].values()
+    }
+    assert attachments["${aws_iam_role.ecs_task[0].name}"] == "${aws_iam_policy.producer.arn}"
+    inline = terraform.resources["aws_iam_role_policy"].values()
+    assert not any(body["role"].startswith("${aws_iam_role.ecs_task") for body in inline), "no inline policy"
+    # The execution role may read exactly the one secret.
+    (policy,) = cfn_ecs["Resources"]["ExecutionRole"]["Properties"]["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Resource"] == {"Ref": "StripeWebhookSecretArn"}
+    assert set(statement["Action"]) == {"secretsmanager:GetSecretValue", "ssm:GetParameters"}
+
+
+def test_ecs_runs_two_tasks_or_more_and_scales(cfn_ecs: Template, terraform: Terraform) -> None:
+    params = cfn_ecs["Parameters"]
+    assert params["DesiredCount"]["MinValue"] >= ECS_MIN_TASKS and params["DesiredCount"]["Default"] >= ECS_MIN_TASKS
+    assert params["TaskSubnetIds"]["Type"] == params["LoadBalancerSubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
+    _, service = only_resource(cfn_ecs, "AWS::ECS::Service")
+    props = service["Properties"]
+    assert props["LaunchType"] == "FARGATE" and props["DesiredCount"] == {"Ref": "DesiredCount"}
+    assert props["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"] == {"Ref": "TaskSubnetIds"}
+    assert props["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
+    assert props["LoadBalancers"][0]["ContainerPort"] == SERVER_PORT
+    _, target = only_resource(cfn_ecs, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert target["Properties"]["MinCapacity"] == {"Ref": "DesiredCount"}
+    metrics = {
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]["PredefinedMetricType"]
+        for p in resources_of(cfn_ecs, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    }
+    assert metrics == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+    tf_metrics = {
+        p["target_tracking_scaling_policy_configuration"][0]["predefined_metric_specification"][0]["predefined_metric_type"]
+        for p in terraform.resources["aws_appautoscaling_policy"].values()
+    }
+    assert tf_metrics == metrics
+    assert terraform.variables["desired_count"]["default"] >= ECS_MIN_TASKS
+    for var in ("desired_count", "task_subnet_ids", "load_balancer_subnet_ids"):
+        assert terraform.variables[var].get("validation"), f"{var} must be validated"
+    tf_service = terraform.resource("aws_ecs_service", "webhook")
+    assert tf_service["network_configuration"][0]["subnets"] == "${var.task_subnet_ids}"
+
+
+def test_ecs_log_group_has_retention(cfn_ecs: Template, terraform: Terraform) -> None:
+    _, group = only_resource(cfn_ecs, "AWS::Logs::LogGroup")
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert terraform.resource("aws_cloudwatch_log_group", "ecs")["retention_in_days"] == "${var.ecs_log_retention_days}"
 
 
 # ---------------------------------------------------------------------------------------------

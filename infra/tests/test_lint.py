@@ -10,22 +10,22 @@ from typing import Any
 
 import pytest
 
-from conftest import CHECKOV_DIRS, Terraform
-from layout_spec import CFN_LAMBDA, CFN_MAIN
+from conftest import CHECKOV_RUNS, Terraform
+from layout_spec import CFN_ECS, CFN_LAMBDA, CFN_MAIN
 
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+):(.*)$")
 MIN_REASON_CHARS = 40
 
 
-@pytest.mark.parametrize("template", [CFN_MAIN, CFN_LAMBDA], ids=lambda p: p.name)
+@pytest.mark.parametrize("template", [CFN_MAIN, CFN_LAMBDA, CFN_ECS], ids=lambda p: p.name)
 def test_cfn_lint_is_clean(tool_bins: dict[str, Path], template: Path) -> None:
     r = subprocess.run([str(tool_bins["cfn-lint"]), str(template)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"cfn-lint {template.name} (exit {r.returncode}):\n{r.stdout}{r.stderr}"
 
 
-@pytest.mark.parametrize("framework", sorted(CHECKOV_DIRS))
-def test_checkov_is_clean(checkov_reports: dict[str, dict[str, Any]], framework: str) -> None:
-    report = checkov_reports[framework]
+@pytest.mark.parametrize("run", sorted(CHECKOV_RUNS))
+def test_checkov_is_clean(checkov_reports: dict[str, dict[str, Any]], run: str) -> None:
+    report = checkov_reports[run]
     summary = report["summary"]
     failed = [
         f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
@@ -51,15 +51,15 @@ def _skip_comments(directory: Path) -> Counter[tuple[str, str, str]]:
     return found
 
 
-@pytest.mark.parametrize("framework", sorted(CHECKOV_DIRS))
-def test_every_checkov_skip_is_justified_and_used(checkov_reports: dict[str, dict[str, Any]], framework: str) -> None:
-    comments = _skip_comments(CHECKOV_DIRS[framework])
+@pytest.mark.parametrize("run", sorted(CHECKOV_RUNS))
+def test_every_checkov_skip_is_justified_and_used(checkov_reports: dict[str, dict[str, Any]], run: str) -> None:
+    comments = _skip_comments(CHECKOV_RUNS[run].directory)
     assert comments, "expected the documented suppressions (e.g. CKV_AWS_18 on the bucket)"
     for (name, check, reason), _ in comments.items():
         assert len(reason) >= MIN_REASON_CHARS, f"{name} {check}: the reason must say why ({reason!r})"
     skipped = Counter(
         (c["file_path"].lstrip("/"), c["check_id"], c["check_result"]["suppress_comment"].strip())
-        for c in checkov_reports[framework]["results"].get("skipped_checks", [])
+        for c in checkov_reports[run]["results"].get("skipped_checks", [])
     )
     # Every comment suppressed a check that would otherwise run, and nothing was skipped without one.
     assert skipped == comments, f"stale or unexplained suppressions:\n comments: {comments}\n checkov: {skipped}"
@@ -74,7 +74,7 @@ def test_skip_comments_sit_inside_their_terraform_resource(terraform: Terraform)
         for c in body.get("__comments__", [])
         if c["value"].startswith("checkov:skip=")
     }
-    total = sum(n for (f, _, _), n in _skip_comments(CHECKOV_DIRS["terraform"]).items())
+    total = sum(n for (f, _, _), n in _skip_comments(CHECKOV_RUNS["terraform"].directory).items())
     assert len(in_resources) == total, in_resources
 
 
@@ -103,6 +103,29 @@ EXPECTED_TF_RESOURCES = {
     "aws_lambda_function_url.webhook",
     "aws_lambda_permission.url_public_invoke",
     "aws_lambda_permission.url_invoke_function",
+    "aws_cloudwatch_log_group.ecs",
+    "aws_ecs_cluster.webhook",
+    "aws_iam_role.ecs_execution",
+    "aws_iam_role_policy_attachment.ecs_execution_managed",
+    "aws_iam_role_policy.ecs_execution_secret",
+    "aws_iam_role.ecs_task",
+    "aws_iam_role_policy_attachment.ecs_task_producer",
+    "aws_ecs_task_definition.webhook",
+    "aws_security_group.ecs_load_balancer",
+    "aws_vpc_security_group_ingress_rule.ecs_load_balancer_https",
+    "aws_vpc_security_group_ingress_rule.ecs_load_balancer_http",
+    "aws_vpc_security_group_egress_rule.ecs_load_balancer_to_tasks",
+    "aws_security_group.ecs_tasks",
+    "aws_vpc_security_group_ingress_rule.ecs_tasks_from_load_balancer",
+    "aws_vpc_security_group_egress_rule.ecs_tasks_https",
+    "aws_lb.webhook",
+    "aws_lb_target_group.webhook",
+    "aws_lb_listener.https",
+    "aws_lb_listener.http_redirect",
+    "aws_ecs_service.webhook",
+    "aws_appautoscaling_target.ecs",
+    "aws_appautoscaling_policy.ecs_cpu",
+    "aws_appautoscaling_policy.ecs_requests",
 }
 
 EXPECTED_TF_VARIABLES = {
@@ -129,6 +152,25 @@ EXPECTED_TF_VARIABLES = {
     "memory_size",
     "timeout_seconds",
     "lambda_log_retention_days",
+    "ecs_enabled",
+    "service_name",
+    "image_uri",
+    "cpu_architecture",
+    "stripe_webhook_secret_arn",
+    "vpc_id",
+    "load_balancer_subnet_ids",
+    "task_subnet_ids",
+    "assign_public_ip",
+    "certificate_arn",
+    "domain_name",
+    "ssl_policy",
+    "task_cpu",
+    "task_memory",
+    "desired_count",
+    "max_count",
+    "target_cpu_utilization",
+    "target_requests_per_task",
+    "ecs_log_retention_days",
 }
 
 
