@@ -44,6 +44,7 @@
 //! # });
 //! ```
 
+pub mod emf;
 pub mod event;
 
 use bytes::Bytes;

@@ -12,6 +12,7 @@ use std::time::Instant;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use stripe_webhook_lambda::Function;
+use stripe_webhook_lambda::emf::EmfRecorder;
 use stripe_webhook_service::{App, FrontDoor, RawSettings};
 
 fn init_tracing() {
@@ -33,6 +34,11 @@ fn init_tracing() {
 fn main() -> ExitCode {
     let started = Instant::now();
     init_tracing();
+    // Metrics as CloudWatch Embedded Metric Format on stdout, flushed after every invocation.
+    let metrics = EmfRecorder::default();
+    if metrics::set_global_recorder(metrics.clone()).is_err() {
+        tracing::warn!("a metrics recorder was already installed; EMF metrics are off");
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -55,7 +61,22 @@ fn main() -> ExitCode {
         spawn_shutdown_handler(function.app().clone());
         let handler = service_fn(move |event: LambdaEvent<Value>| {
             let function = function.clone();
-            async move { function.handle(event.payload).await }
+            let metrics = metrics.clone();
+            async move {
+                let request_id = event.context.request_id.clone();
+                let response = function.handle(event.payload).await;
+                // Before the answer: a frozen sandbox must not keep this invocation's metrics.
+                let now_ms = stripe_webhook_core::ReceivedAt::now().unix_millis();
+                let flushed = metrics.flush(
+                    &mut std::io::stdout().lock(),
+                    now_ms,
+                    &[("function_request_id", &request_id)],
+                );
+                if let Err(e) = flushed {
+                    tracing::warn!(error = %e, "could not write the invocation's metrics");
+                }
+                response
+            }
         });
         match lambda_runtime::run(handler).await {
             Ok(()) => ExitCode::SUCCESS,

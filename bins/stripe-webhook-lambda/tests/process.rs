@@ -181,6 +181,80 @@ async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exac
         .find_map(|l| l["init_ms"].as_f64())
         .expect("init_ms logged");
     eprintln!("init inside the process (main to runtime loop): {init_ms:.2} ms");
+
+    // Metrics: CloudWatch Embedded Metric Format documents, the server's names, units and labels
+    // as dimensions, flushed per invocation.
+    let emf: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    assert!(!emf.is_empty(), "no EMF documents in:\n{logs}");
+    let metric =
+        |name: &str, dimension_value: Option<(&str, &str)>| -> (u64, Vec<String>, String) {
+            let mut total = 0;
+            let mut dims = Vec::new();
+            let mut unit = String::new();
+            for doc in &emf {
+                let Some(value) = doc.get(name) else { continue };
+                if let Some((k, v)) = dimension_value
+                    && doc[k] != v
+                {
+                    continue;
+                }
+                let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+                assert_eq!(directive["Namespace"], "StripeWebhookArchive");
+                assert!(doc["_aws"]["Timestamp"].as_i64().is_some());
+                dims = directive["Dimensions"][0]
+                    .as_array()
+                    .expect("dimensions")
+                    .iter()
+                    .map(|d| d.as_str().expect("name").to_owned())
+                    .collect();
+                unit = directive["Metrics"]
+                    .as_array()
+                    .expect("metrics")
+                    .iter()
+                    .find(|m| m["Name"] == name)
+                    .and_then(|m| m["Unit"].as_str())
+                    .expect("a unit")
+                    .to_owned();
+                total += value
+                    .as_u64()
+                    .unwrap_or_else(|| value.as_array().map_or(0, |a| a.len() as u64));
+                assert!(doc["function_request_id"].is_string(), "{doc}");
+            }
+            (total, dims, unit)
+        };
+    let (accepted_count, dims, unit) = metric(
+        "stripe_webhook_requests_total",
+        Some(("outcome", "accepted")),
+    );
+    assert_eq!(accepted_count, accepted.len() as u64);
+    assert_eq!((dims, unit.as_str()), (vec!["outcome".to_owned()], "Count"));
+    let (refused, _, _) = metric(
+        "stripe_webhook_requests_total",
+        Some(("outcome", "bad_signature")),
+    );
+    assert_eq!(refused, 1);
+    assert_eq!(
+        metric(
+            "stripe_webhook_requests_total",
+            Some(("outcome", "bad_body_encoding"))
+        )
+        .0,
+        1
+    );
+    let (latencies, dims, unit) = metric(
+        "stripe_webhook_request_seconds",
+        Some(("outcome", "accepted")),
+    );
+    assert_eq!(
+        (latencies, unit.as_str()),
+        (accepted.len() as u64, "Seconds")
+    );
+    assert_eq!(dims, ["outcome"]);
+    let (puts, dims, unit) = metric("stripe_webhook_sink_put_seconds", None);
+    assert_eq!((puts, unit.as_str()), (accepted.len() as u64, "Seconds"));
+    assert_eq!(dims, ["result", "sink"]);
+    let (bytes, dims, unit) = metric("stripe_webhook_archived_bytes_total", None);
+    assert!(bytes > 0 && dims.is_empty() && unit == "Bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

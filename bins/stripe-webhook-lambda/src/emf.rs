@@ -1,0 +1,317 @@
+//! The Lambda's metrics: a [`metrics`] recorder that keeps what one invocation records and writes
+//! it to stdout as CloudWatch Embedded Metric Format when the invocation ends
+//! ([`EmfRecorder::flush`]). CloudWatch turns each document into metrics without any API call.
+//!
+//! The names, units and labels are the server's (`stripe-webhook-metrics`): each label becomes a
+//! dimension, and one document is written per label set. Counters are the count since the last
+//! flush, gauges their last value, histograms the values recorded (at most 100 per document, as
+//! EMF allows; more are split across documents).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use metrics::{
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
+};
+use serde_json::{Map, Value, json};
+
+/// The CloudWatch namespace the metrics are published in.
+pub const NAMESPACE: &str = "StripeWebhookArchive";
+
+/// The most values EMF takes for one metric in one document.
+const MAX_VALUES: usize = 100;
+
+/// Label name/value pairs, sorted by name.
+type Labels = Vec<(String, String)>;
+
+#[derive(Debug)]
+enum Recorded {
+    Counter(u64),
+    Gauge(f64),
+    Histogram(Vec<f64>),
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    metrics: BTreeMap<(Labels, String), Recorded>,
+}
+
+/// The recorder. Cheap to clone; install one with [`metrics::set_global_recorder`].
+#[derive(Clone, Debug, Default)]
+pub struct EmfRecorder {
+    registry: Arc<Mutex<Registry>>,
+}
+
+struct Handle {
+    registry: Arc<Mutex<Registry>>,
+    id: (Labels, String),
+}
+
+impl Handle {
+    fn with(&self, f: impl FnOnce(&mut Recorded)) {
+        let mut registry = lock(&self.registry);
+        let entry = registry
+            .metrics
+            .entry(self.id.clone())
+            .or_insert(Recorded::Counter(0));
+        f(entry);
+    }
+}
+
+fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl CounterFn for Handle {
+    fn increment(&self, value: u64) {
+        self.with(|r| match r {
+            Recorded::Counter(n) => *n += value,
+            other => *other = Recorded::Counter(value),
+        });
+    }
+
+    fn absolute(&self, value: u64) {
+        self.with(|r| *r = Recorded::Counter(value));
+    }
+}
+
+impl GaugeFn for Handle {
+    fn increment(&self, value: f64) {
+        self.with(|r| match r {
+            Recorded::Gauge(g) => *g += value,
+            other => *other = Recorded::Gauge(value),
+        });
+    }
+
+    fn decrement(&self, value: f64) {
+        GaugeFn::increment(self, -value);
+    }
+
+    fn set(&self, value: f64) {
+        self.with(|r| *r = Recorded::Gauge(value));
+    }
+}
+
+impl HistogramFn for Handle {
+    fn record(&self, value: f64) {
+        self.with(|r| match r {
+            Recorded::Histogram(values) => values.push(value),
+            other => *other = Recorded::Histogram(vec![value]),
+        });
+    }
+}
+
+impl EmfRecorder {
+    fn handle(&self, key: &Key) -> Arc<Handle> {
+        let mut labels: Labels = key
+            .labels()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .collect();
+        labels.sort();
+        Arc::new(Handle {
+            registry: Arc::clone(&self.registry),
+            id: (labels, key.name().to_owned()),
+        })
+    }
+
+    /// Writes what was recorded since the last flush as EMF documents, one JSON line each, stamped
+    /// `timestamp_ms` and carrying `properties` (e.g. the request id) as plain members; then
+    /// forgets counters and histograms (gauges keep their value).
+    ///
+    /// # Errors
+    /// If writing fails.
+    pub fn flush(
+        &self,
+        out: &mut impl Write,
+        timestamp_ms: i64,
+        properties: &[(&str, &str)],
+    ) -> std::io::Result<()> {
+        let mut groups: BTreeMap<Labels, Vec<(String, Value)>> = BTreeMap::new();
+        {
+            let mut registry = lock(&self.registry);
+            for ((labels, name), recorded) in &mut registry.metrics {
+                let value = match recorded {
+                    Recorded::Counter(0) => continue,
+                    Recorded::Counter(n) => json!(std::mem::take(n)),
+                    Recorded::Gauge(g) => json!(*g),
+                    Recorded::Histogram(values) if values.is_empty() => continue,
+                    Recorded::Histogram(values) => json!(std::mem::take(values)),
+                };
+                groups
+                    .entry(labels.clone())
+                    .or_default()
+                    .push((name.clone(), value));
+            }
+        }
+        for (labels, metrics) in groups {
+            for document in documents(&labels, metrics, timestamp_ms, properties) {
+                serde_json::to_writer(&mut *out, &document)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        out.flush()
+    }
+}
+
+/// The EMF documents of one label set (several when a histogram has more than 100 values).
+fn documents(
+    labels: &Labels,
+    metrics: Vec<(String, Value)>,
+    timestamp_ms: i64,
+    properties: &[(&str, &str)],
+) -> Vec<Value> {
+    let mut pages: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (name, value) in metrics {
+        match value {
+            Value::Array(values) => {
+                for (i, chunk) in values.chunks(MAX_VALUES).enumerate() {
+                    if pages.len() <= i {
+                        pages.push(Vec::new());
+                    }
+                    pages[i].push((name.clone(), Value::Array(chunk.to_vec())));
+                }
+            }
+            scalar => pages[0].push((name, scalar)),
+        }
+    }
+    let dimensions: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+    pages
+        .into_iter()
+        .filter(|page| !page.is_empty())
+        .map(|page| {
+            let definitions: Vec<Value> = page
+                .iter()
+                .map(|(name, _)| json!({"Name": name, "Unit": unit_of(name)}))
+                .collect();
+            let mut document = Map::new();
+            document.insert(
+                "_aws".into(),
+                json!({
+                    "Timestamp": timestamp_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [dimensions],
+                        "Metrics": definitions,
+                    }],
+                }),
+            );
+            for (k, v) in labels {
+                document.insert(k.clone(), json!(v));
+            }
+            for (k, v) in properties {
+                document.insert((*k).to_owned(), json!(v));
+            }
+            for (name, value) in page {
+                document.insert(name, value);
+            }
+            Value::Object(document)
+        })
+        .collect()
+}
+
+/// The CloudWatch unit of a metric, from its definition.
+fn unit_of(name: &str) -> &'static str {
+    match stripe_webhook_metrics::find(name).map(|m| m.unit) {
+        Some(Unit::Seconds) => "Seconds",
+        Some(Unit::Milliseconds) => "Milliseconds",
+        Some(Unit::Bytes) => "Bytes",
+        Some(Unit::Count) => "Count",
+        _ => "None",
+    }
+}
+
+impl Recorder for EmfRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(self.handle(key))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(self.handle(key))
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(self.handle(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stripe_webhook_metrics::{REQUEST_SECONDS, REQUESTS_TOTAL, SINK_PUT_SECONDS};
+
+    fn flushed(recorder: &EmfRecorder) -> Vec<Value> {
+        let mut out = Vec::new();
+        recorder
+            .flush(&mut out, 1_700_000_000_000, &[("request_id", "req-1")])
+            .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn one_document_per_label_set_with_units_and_dimensions() {
+        let recorder = EmfRecorder::default();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!(REQUESTS_TOTAL, "outcome" => "accepted").increment(2);
+            metrics::counter!(REQUESTS_TOTAL, "outcome" => "bad_signature").increment(1);
+            metrics::histogram!(REQUEST_SECONDS, "outcome" => "accepted").record(0.004);
+            metrics::histogram!(SINK_PUT_SECONDS, "sink" => "firehose", "result" => "ok")
+                .record(0.03);
+        });
+        let docs = flushed(&recorder);
+        assert_eq!(docs.len(), 3, "{docs:?}");
+        let accepted = docs.iter().find(|d| d["outcome"] == "accepted").unwrap();
+        assert_eq!(accepted[REQUESTS_TOTAL], 2);
+        assert_eq!(accepted[REQUEST_SECONDS], json!([0.004]));
+        assert_eq!(accepted["request_id"], "req-1");
+        let aws = &accepted["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(aws["Namespace"], NAMESPACE);
+        assert_eq!(aws["Dimensions"], json!([["outcome"]]));
+        let units: BTreeMap<String, String> = aws["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["Name"].as_str().unwrap().into(),
+                    m["Unit"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert_eq!(units[REQUESTS_TOTAL], "Count");
+        assert_eq!(units[REQUEST_SECONDS], "Seconds");
+        let put = docs.iter().find(|d| d["sink"] == "firehose").unwrap();
+        assert_eq!(
+            put["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["result", "sink"]])
+        );
+
+        // Counters and histograms restart at each flush; nothing new, nothing written.
+        assert!(flushed(&recorder).is_empty());
+    }
+
+    #[test]
+    fn histograms_over_a_hundred_values_are_split() {
+        let recorder = EmfRecorder::default();
+        metrics::with_local_recorder(&recorder, || {
+            for i in 0..250 {
+                metrics::histogram!(REQUEST_SECONDS, "outcome" => "accepted").record(f64::from(i));
+            }
+        });
+        let docs = flushed(&recorder);
+        let lens: Vec<usize> = docs
+            .iter()
+            .map(|d| d[REQUEST_SECONDS].as_array().unwrap().len())
+            .collect();
+        assert_eq!(lens, [100, 100, 50]);
+    }
+}
