@@ -24,6 +24,7 @@ pub use recovery::{RecoveredSegment, RecoveryOutcome, RecoveryReport};
 use crate::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
 use dirs::DurableDirs;
 use sealer::Sealer;
+use stripe_webhook_metrics as m;
 use writer::{Command, Put, Settings, Writer};
 
 /// Configuration of a [`FileSink`]. Build it with [`FileSinkConfig::new`] and adjust fields.
@@ -124,6 +125,11 @@ pub(crate) struct Counters {
     seal_errors: AtomicU64,
     /// The last write (segment creation, write or sync) failed: not ready until one succeeds.
     write_failing: AtomicBool,
+    /// Puts queued for the writer and not yet taken.
+    queued: AtomicU64,
+    /// Segments created and not yet sealed, and the bytes acknowledged into them.
+    unsealed_segments: AtomicU64,
+    unsealed_bytes: AtomicU64,
     /// When the writer's current commit began, in milliseconds since `epoch` plus one; 0 while
     /// it is not writing.
     writing_since: AtomicU64,
@@ -146,6 +152,9 @@ impl Default for Counters {
             write_timeouts: AtomicU64::new(0),
             seal_errors: AtomicU64::new(0),
             write_failing: AtomicBool::new(false),
+            queued: AtomicU64::new(0),
+            unsealed_segments: AtomicU64::new(0),
+            unsealed_bytes: AtomicU64::new(0),
             writing_since: AtomicU64::new(0),
             stall_logged: AtomicBool::new(false),
             epoch: Instant::now(),
@@ -190,6 +199,8 @@ impl Counters {
     pub(crate) fn committed(&self, records: u64, bytes: u64) {
         Self::add(&self.records, records);
         Self::add(&self.bytes, bytes);
+        let unsealed = self.unsealed_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        metrics::gauge!(m::FILE_UNSEALED_BYTES).set(unsealed as f64);
         if self.write_failing.swap(false, Ordering::AcqRel) {
             tracing::info!("archive writes succeed again: the file sink is ready");
         }
@@ -205,12 +216,39 @@ impl Counters {
     }
     pub(crate) fn segment_created(&self) {
         Self::add(&self.segments_created, 1);
+        let unsealed = self.unsealed_segments.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!(m::FILE_UNSEALED_SEGMENTS).set(unsealed as f64);
     }
-    pub(crate) fn segment_sealed(&self) {
+    /// A segment of `len` acknowledged bytes was sealed into `sealed_bytes` bytes.
+    pub(crate) fn segment_sealed(&self, len: u64, sealed_bytes: u64) {
         Self::add(&self.segments_sealed, 1);
+        let segments = self
+            .unsealed_segments
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        let bytes = self
+            .unsealed_bytes
+            .fetch_sub(len, Ordering::Relaxed)
+            .saturating_sub(len);
+        metrics::gauge!(m::FILE_UNSEALED_SEGMENTS).set(segments as f64);
+        metrics::gauge!(m::FILE_UNSEALED_BYTES).set(bytes as f64);
+        metrics::counter!(m::FILE_SEALED_SEGMENTS_TOTAL).increment(1);
+        metrics::counter!(m::FILE_SEALED_BYTES_TOTAL).increment(sealed_bytes);
+    }
+    /// A put entered the writer's queue (`+1`) or the writer took puts from it (`-n`).
+    pub(crate) fn queue(&self, added: u64, taken: u64) {
+        let depth = if added > 0 {
+            self.queued.fetch_add(added, Ordering::Relaxed) + added
+        } else {
+            self.queued
+                .fetch_sub(taken, Ordering::Relaxed)
+                .saturating_sub(taken)
+        };
+        metrics::gauge!(m::FILE_QUEUE_RECORDS).set(depth as f64);
     }
     pub(crate) fn write_failed(&self) {
         Self::add(&self.write_errors, 1);
+        metrics::counter!(m::FILE_WRITE_ERRORS_TOTAL).increment(1);
         if !self.write_failing.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 "an archive write failed: the file sink reports not ready until one succeeds"
@@ -219,6 +257,7 @@ impl Counters {
     }
     pub(crate) fn seal_failed(&self) {
         Self::add(&self.seal_errors, 1);
+        metrics::counter!(m::FILE_SEAL_ERRORS_TOTAL).increment(1);
     }
     /// A put gave up waiting; logs (once per stuck commit) when the writer is stuck in one.
     fn write_timed_out(&self, dir: &Path, timeout: Duration) {
@@ -642,7 +681,7 @@ impl RecordSink for FileSink {
             ack,
         };
         match self.tx.try_send(Command::Put(put)) {
-            Ok(()) => {}
+            Ok(()) => self.counters.queue(1, 0),
             Err(TrySendError::Full(_)) => {
                 return Err(SinkError::new(
                     SinkErrorKind::Overloaded,

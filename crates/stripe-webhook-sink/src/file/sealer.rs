@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -23,6 +23,8 @@ pub(crate) struct SealJob {
     pub(crate) segment: Segment,
     pub(crate) file: Option<File>,
     pub(crate) valid_len: u64,
+    /// When the writer handed it over (the backlog's age is measured from here).
+    pub(crate) rotated: Instant,
 }
 
 pub(crate) enum SealCommand {
@@ -44,7 +46,13 @@ impl Sealer {
     pub(crate) fn run(mut self, rx: Receiver<SealCommand>) {
         loop {
             let command = if self.failed.is_empty() {
-                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                if let Ok(command) = rx.try_recv() {
+                    Ok(command)
+                } else {
+                    // Idle: nothing waits to be sealed.
+                    metrics::gauge!(stripe_webhook_metrics::FILE_UNSEALED_OLDEST_SECONDS).set(0.0);
+                    rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                }
             } else {
                 rx.recv_timeout(RETRY_EVERY)
             };
@@ -71,9 +79,16 @@ impl Sealer {
     /// Seals `job`, or keeps it to retry (`retry`: this is such a retry).
     fn seal(&mut self, mut job: SealJob, retry: bool) {
         let path = job.segment.open_path();
+        // Jobs arrive in order: the one starting now is the oldest still waiting.
+        metrics::gauge!(stripe_webhook_metrics::FILE_UNSEALED_OLDEST_SECONDS)
+            .set(job.rotated.elapsed().as_secs_f64());
         match segment::seal(&job.segment, job.file.as_ref(), job.valid_len, self.gzip) {
             Ok(outcome) => {
-                self.counters.segment_sealed();
+                let sealed_bytes = [segment::Role::Gz, segment::Role::SealedPlain]
+                    .into_iter()
+                    .find_map(|role| std::fs::metadata(job.segment.path(role)).ok())
+                    .map_or(0, |m| m.len());
+                self.counters.segment_sealed(job.valid_len, sealed_bytes);
                 if retry {
                     tracing::info!(segment = %path.display(), ?outcome, "sealed archive segment on retry");
                 } else {

@@ -129,6 +129,11 @@ impl Writer {
     /// Handles one batch; returns the shutdown acknowledgement if the batch holds a shutdown.
     fn process(&mut self, batch: &mut Vec<Command>) -> Option<Ack> {
         let mut puts = Vec::new();
+        let taken = batch
+            .iter()
+            .filter(|c| matches!(c, Command::Put(_)))
+            .count();
+        self.counters.queue(0, taken as u64);
         let mut commands = batch.drain(..);
         for command in commands.by_ref() {
             match command {
@@ -266,6 +271,7 @@ impl Writer {
                 segment: open.segment,
                 file: Some(open.file),
                 valid_len: open.len,
+                rotated: Instant::now(),
             };
             // The sealer only stops after the writer: this send cannot fail while we run.
             let _ = self.sealer.send(SealCommand::Seal(job));
@@ -379,7 +385,11 @@ fn day_end_millis(t: ReceivedAt) -> i64 {
 
 fn append_and_sync(file: &mut File, buf: &[u8]) -> io::Result<()> {
     file.write_all(buf)?;
-    file.sync_data()
+    let started = Instant::now();
+    let synced = file.sync_data();
+    metrics::histogram!(stripe_webhook_metrics::FILE_SYNC_SECONDS)
+        .record(started.elapsed().as_secs_f64());
+    synced
 }
 
 /// A copy of `error` (kind and message) for each of the records it failed.
