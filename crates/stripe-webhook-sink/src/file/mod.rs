@@ -680,9 +680,12 @@ impl RecordSink for FileSink {
             received_at: record.received_at(),
             ack,
         };
+        // Counted before it is sent: the writer may take it (and count it out) at once.
+        self.counters.queue(1, 0);
         match self.tx.try_send(Command::Put(put)) {
-            Ok(()) => self.counters.queue(1, 0),
+            Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.counters.queue(0, 1);
                 return Err(SinkError::new(
                     SinkErrorKind::Overloaded,
                     format!(
@@ -691,7 +694,10 @@ impl RecordSink for FileSink {
                     ),
                 ));
             }
-            Err(TrySendError::Disconnected(_)) => return Err(Self::shutting_down()),
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters.queue(0, 1);
+                return Err(Self::shutting_down());
+            }
         }
         match tokio::time::timeout(self.write_timeout, answer).await {
             Ok(Ok(result)) => result,

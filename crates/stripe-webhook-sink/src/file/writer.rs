@@ -114,10 +114,14 @@ impl Writer {
             }
             self.rotate_due();
         };
+        let counters = Arc::clone(&self.counters);
         let result = self.seal_all_and_stop(sealer_thread);
         // Whatever is still queued arrived after the shutdown began.
         drop(batch);
         while let Ok(command) = rx.try_recv() {
+            if matches!(command, Command::Put(_)) {
+                counters.queue(0, 1);
+            }
             refuse(command);
         }
         // Last: the thread ends right after this answer.
