@@ -5,6 +5,7 @@
 //!   never skips: it installs them or fails with the installer's message.
 //! - [`free_port`]: a free loopback port for a helper server.
 //! - [`workspace_root`]: the repository root, for fixtures and scripts.
+//! - [`webhook_target`]: a scripted, recording webhook target (plain or over a test's TLS).
 //!
 //! ```
 //! let root = stripe_webhook_testkit::workspace_root();
@@ -18,6 +19,7 @@ pub mod lambda_runtime_api;
 pub mod moto;
 pub mod server;
 pub mod signing;
+pub mod webhook_target;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
