@@ -31,7 +31,8 @@ pub(crate) struct VerifyArgs {
     /// tried, as during a rotation).
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     secret: Option<String>,
-    /// A file holding the secret(s) instead (comma-separated or one per line).
+    /// A file holding the secret(s) instead (comma-separated or one per line); it wins over
+    /// --secret and STRIPE_WEBHOOK_SECRET.
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
     /// Check the signatures only, not that the envelope fields (`id`, `type`, `data`, …) are
