@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    cli, count, describe, invoice_event, record, record_signed, run, secret, secret_file, stdout,
-    text, tls_target, write_segment,
+    cli, count, describe, invoice_event, private_ca, record, record_signed, run, secret,
+    secret_file, stdout, text, tls_target, write_segment,
 };
 use stripe_webhook_testkit::webhook_target::{Reply, WebhookTarget};
 use stripe_webhook_verify::{Tolerance, Verifier};
@@ -61,8 +61,15 @@ fn replay_and_trigger_deliver_over_https_to_a_target_with_a_private_ca() {
         "0",
     ];
 
-    // The system roots do not know the private CA: the certificate is refused, nothing is sent.
-    let out = run(&base);
+    // The system's roots (here another CA, through SSL_CERT_FILE as OpenSSL reads it) do not know
+    // the private CA: the certificate is refused, nothing is sent.
+    let other_ca = keys.path().join("other-ca.pem");
+    private_ca(&other_ca);
+    let out = cli()
+        .args(base)
+        .env("SSL_CERT_FILE", &other_ca)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(count(&out, "failed (no response)"), 2, "{}", describe(&out));
     assert!(

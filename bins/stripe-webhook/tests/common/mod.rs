@@ -197,14 +197,9 @@ pub fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
     path
 }
 
-/// A private CA (its certificate written as PEM to `ca_path`) and a webhook target on loopback
-/// that speaks TLS with a `localhost`/`127.0.0.1` certificate that CA signed, all generated now.
-pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::WebhookTarget {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    use std::sync::Arc;
+/// A private CA generated now, its certificate written as PEM to `ca_path`.
+pub fn private_ca(ca_path: &Path) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -214,9 +209,19 @@ pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::Web
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
     std::fs::write(ca_path, ca.pem()).expect("write CA PEM");
+    ca
+}
 
+/// A private CA (see [`private_ca`]) and a webhook target on loopback that speaks TLS with a
+/// `localhost`/`127.0.0.1` certificate that CA signed, all generated now.
+pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::WebhookTarget {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    use std::sync::Arc;
+
+    let ca = private_ca(ca_path);
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
         .expect("leaf params");
     leaf.distinguished_name
