@@ -85,55 +85,30 @@ impl ReceivedAt {
     /// ```
     pub fn parse_rfc3339_millis(text: &str) -> Option<ReceivedAt> {
         let b = text.as_bytes();
-        if b.len() != 24
-            || !matches!(
-                b,
-                [
-                    _,
-                    _,
-                    _,
-                    _,
-                    b'-',
-                    _,
-                    _,
-                    b'-',
-                    _,
-                    _,
-                    b'T',
-                    _,
-                    _,
-                    b':',
-                    _,
-                    _,
-                    b':',
-                    _,
-                    _,
-                    b'.',
-                    _,
-                    _,
-                    _,
-                    b'Z'
-                ]
-            )
+        // `YYYY-MM-DDTHH:MM:SS.mmmZ`: the punctuation at its places, digits everywhere else.
+        const FORM: &[u8; 24] = b"0000-00-00T00:00:00.000Z";
+        if b.len() != FORM.len()
+            || !b.iter().zip(FORM).all(|(&c, &f)| {
+                if f == b'0' {
+                    c.is_ascii_digit()
+                } else {
+                    c == f
+                }
+            })
         {
             return None;
         }
-        let number = |from: usize, to: usize| -> Option<u32> {
-            b[from..to].iter().try_fold(0u32, |n, &d| {
-                d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-            })
+        let number = |from: usize, to: usize| -> u32 {
+            b[from..to]
+                .iter()
+                .fold(0, |n, &d| n * 10 + u32::from(d - b'0'))
         };
-        let year = i32::try_from(number(0, 4)?).ok()?;
-        let month = time::Month::try_from(u8::try_from(number(5, 7)?).ok()?).ok()?;
-        let date =
-            time::Date::from_calendar_date(year, month, u8::try_from(number(8, 10)?).ok()?).ok()?;
-        let time = time::Time::from_hms_milli(
-            u8::try_from(number(11, 13)?).ok()?,
-            u8::try_from(number(14, 16)?).ok()?,
-            u8::try_from(number(17, 19)?).ok()?,
-            u16::try_from(number(20, 23)?).ok()?,
-        )
-        .ok()?;
+        let two = |from: usize| u8::try_from(number(from, from + 2)).ok();
+        let year = i32::try_from(number(0, 4)).ok()?;
+        let month = time::Month::try_from(two(5)?).ok()?;
+        let date = time::Date::from_calendar_date(year, month, two(8)?).ok()?;
+        let millis = u16::try_from(number(20, 23)).ok()?;
+        let time = time::Time::from_hms_milli(two(11)?, two(14)?, two(17)?, millis).ok()?;
         let nanos = time::PrimitiveDateTime::new(date, time)
             .assume_utc()
             .unix_timestamp_nanos();
@@ -473,6 +448,77 @@ mod tests {
             ReceivedAt::from_unix_millis(-1).rfc3339_millis(),
             "1969-12-31T23:59:59.999Z"
         );
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_nothing_else() {
+        for millis in [
+            0,
+            1_795_731_281_123,
+            951_782_400_000,
+            253_402_300_799_999,
+            -62_167_219_200_000,
+        ] {
+            let t = ReceivedAt::from_unix_millis(millis);
+            assert_eq!(
+                ReceivedAt::parse_rfc3339_millis(&t.rfc3339_millis()),
+                Some(t),
+                "{millis}"
+            );
+        }
+        for bad in [
+            "2026-11-26T22:14:41.123",
+            "2026-11-26T22:14:41.123+00:00",
+            "2026-11-26 22:14:41.123Z",
+            "2026-11-26T22:14:41.12Z",
+            "2026-11-26t22:14:41.123Z",
+            "2026-11-26T24:00:00.000Z",
+            "2026-11-26T23:59:60.000Z",
+            "2026-13-26T22:14:41.123Z",
+            "2025-02-29T22:14:41.123Z",
+            "+026-11-26T22:14:41.123Z",
+            "２０２6-11-26T22:14:41.123Z",
+            "",
+        ] {
+            assert_eq!(ReceivedAt::parse_rfc3339_millis(bad), None, "{bad}");
+        }
+        assert!(ReceivedAt::parse_rfc3339_millis("2024-02-29T00:00:00.000Z").is_some());
+    }
+
+    #[test]
+    fn partitions_parse_from_their_text_and_from_paths() {
+        let p: Partition = "year=2026/month=11/day=26".parse().unwrap();
+        assert_eq!(
+            p,
+            ReceivedAt::from_unix_millis(1_795_731_281_123).partition()
+        );
+        for bad in [
+            "year=2026/month=11/day=26/",
+            "year=2026/month=11",
+            "year=26/month=11/day=26",
+            "year=2026/month=11/day=31",
+            "year=2026/month=00/day=01",
+            "year=2026/day=26/month=11",
+            "year=+026/month=11/day=26",
+        ] {
+            assert_eq!(bad.parse::<Partition>(), Err(ParsePartitionError), "{bad}");
+        }
+        assert_eq!(
+            Partition::in_path(
+                "s3-key/errors/x/year=2026/month=11/day=26/a/year=2027/month=01/day=01/b"
+            ),
+            Some(p),
+            "the first partition"
+        );
+        assert_eq!(
+            Partition::in_path(r"C:\archive\webhooks\year=2026\month=11\day=26\s.gz"),
+            Some(p)
+        );
+        assert_eq!(
+            Partition::in_path("webhooks/year=2026/month=11/day=32/s.gz"),
+            None
+        );
+        assert_eq!(NON_RECORD_PREFIXES, ["oversize", "errors"]);
     }
 
     #[test]
