@@ -614,10 +614,19 @@ impl Worker {
                     )
                 }
             };
-            if attempt >= self.retries
-                || self.shared.interrupted.load(Ordering::SeqCst)
-                || retry_after.is_some_and(|wait| wait > MAX_RETRY_AFTER)
+            if let (Some(wait), Sent::Refused(status, body)) = (retry_after, &outcome)
+                && wait > MAX_RETRY_AFTER
             {
+                return Sent::Refused(
+                    *status,
+                    format!(
+                        "Retry-After {} s is longer than replay waits ({} s): {body}",
+                        wait.as_secs(),
+                        MAX_RETRY_AFTER.as_secs()
+                    ),
+                );
+            }
+            if attempt >= self.retries || self.shared.interrupted.load(Ordering::SeqCst) {
                 return outcome;
             }
             attempt += 1;

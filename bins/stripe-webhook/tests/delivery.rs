@@ -170,6 +170,38 @@ fn replay_waits_as_long_as_retry_after_says_in_seconds_or_as_an_http_date() {
 }
 
 #[test]
+fn replay_reports_a_retry_after_longer_than_it_waits_instead_of_hanging() {
+    let (dir, _) = archive(1);
+    let target = WebhookTarget::start();
+    target.script([Reply::status(503).header("Retry-After", "3600")]);
+    let started = Instant::now();
+    let out = run(&[
+        "replay",
+        dir.path().to_str().expect("path"),
+        "--url",
+        &target.url(),
+        "--secret",
+        TARGET,
+        "--source-secret",
+        SOURCE,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(count(&out, "refused"), 1, "{}", describe(&out));
+    assert!(
+        stdout(&out)
+            .contains("REFUSED\tevt_d_0\t503\tRetry-After 3600 s is longer than replay waits"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(target.received().len(), 1, "not retried");
+}
+
+#[test]
 fn replay_sends_the_first_sendable_copy_of_each_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let one = invoice_event("evt_copy_1", "invoice.paid", 100);
