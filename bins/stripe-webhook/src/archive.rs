@@ -14,19 +14,17 @@ use std::sync::OnceLock;
 use aws_sdk_s3::error::DisplayErrorContext;
 use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sha2::{Digest, Sha256};
+use stripe_webhook_envelope::read::{OversizeMismatch, OversizePointer};
+use stripe_webhook_envelope::{ARCHIVE_PREFIX, NON_RECORD_PREFIXES, Partition};
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
 
-use crate::filter::{DayRange, partition_date};
-use crate::record::Oversize;
+use crate::filter::{DayRange, date_partition, partition_date};
 
 /// The longest line read (a record is one line); longer ones make their segment unreadable.
 const MAX_LINE_BYTES: u64 = 64 * 1024 * 1024;
 /// Read buffer size for segments and decoders.
 const BUFFER_BYTES: usize = 64 * 1024;
-/// Top-level folders of a bucket or archive directory that hold no envelope lines.
-const NOT_RECORDS: [&str; 2] = ["oversize", "errors"];
 
 /// Where the archive is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,8 +145,11 @@ impl Archive {
         })
     }
 
-    /// Streams every line of every segment under `source` whose partition date (when its path
-    /// has one) is in `days`, in key order. `visit` may stop the scan early.
+    /// Streams every line of every segment under `source` whose partition (when its path has
+    /// one) is in `partitions`, in key order. `visit` may stop the scan early.
+    ///
+    /// Partitions are named by arrival (see [`crate::filter`]): callers pass the days a
+    /// selection needs widened with [`DayRange::partitions`] and filter on each record.
     ///
     /// # Errors
     /// When the source cannot be listed at all; problems with single segments are reported
@@ -156,23 +157,23 @@ impl Archive {
     pub(crate) fn scan(
         &self,
         source: &Source,
-        days: DayRange,
+        partitions: DayRange,
         visit: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), ArchiveError> {
         match source {
-            Source::Local(dir) => self.scan_local(dir, days, visit),
-            Source::S3 { bucket, prefix } => self.scan_s3(bucket, prefix, days, visit),
+            Source::Local(dir) => self.scan_local(dir, partitions, visit),
+            Source::S3 { bucket, prefix } => self.scan_s3(bucket, prefix, partitions, visit),
         }
     }
 
     fn scan_local(
         &self,
         dir: &Path,
-        days: DayRange,
+        partitions: DayRange,
         visit: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), ArchiveError> {
-        let root = if dir.join("webhooks").is_dir() {
-            dir.join("webhooks")
+        let root = if dir.join(ARCHIVE_PREFIX).is_dir() {
+            dir.join(ARCHIVE_PREFIX)
         } else {
             dir.to_path_buf()
         };
@@ -192,9 +193,7 @@ impl Archive {
         };
         let files: Vec<(PathBuf, u64)> = files
             .into_iter()
-            .filter(|(path, _)| {
-                partition_date(&path.to_string_lossy()).is_none_or(|d| days.contains(d))
-            })
+            .filter(|(path, _)| in_partitions(&path.to_string_lossy(), partitions))
             .collect();
         self.progress
             .set_length(files.iter().map(|(_, len)| len).sum());
@@ -219,18 +218,15 @@ impl Archive {
         &self,
         bucket: &str,
         prefix: &str,
-        days: DayRange,
+        partitions: DayRange,
         visit: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), ArchiveError> {
         let client = self.s3();
-        // Under `…webhooks/` keys sort by date: start at the first day wanted.
-        let start_after = match days.from {
-            Some(from) if prefix.ends_with("webhooks/") => Some(format!(
-                "{prefix}year={:04}/month={:02}/day={:02}/",
-                from.year(),
-                u8::from(from.month()),
-                from.day()
-            )),
+        // Under `…webhooks/` keys sort by date: start at the first partition wanted.
+        let start_after = match partitions.from {
+            Some(from) if prefix.ends_with(&format!("{ARCHIVE_PREFIX}/")) => {
+                Some(format!("{prefix}{}/", date_partition(from)))
+            }
             _ => None,
         };
         let mut token: Option<String> = None;
@@ -256,17 +252,17 @@ impl Archive {
                 let Some(key) = object.key() else { continue };
                 let relative = key.strip_prefix(prefix).unwrap_or(key);
                 if key.ends_with('/')
-                    || NOT_RECORDS
+                    || NON_RECORD_PREFIXES
                         .iter()
                         .any(|n| relative.split('/').next() == Some(n))
                 {
                     continue;
                 }
-                if let Some(day) = partition_date(key) {
-                    if days.is_after(day) && relative.starts_with("year=") {
+                if let Some(day) = Partition::in_path(key).and_then(partition_date) {
+                    if partitions.is_after(day) && relative.starts_with("year=") {
                         return Ok(());
                     }
-                    if !days.contains(day) {
+                    if !partitions.contains(day) {
                         continue;
                     }
                 }
@@ -307,8 +303,9 @@ impl Archive {
         })
     }
 
-    /// Fetches an oversize event's body and checks its length and SHA-256 against the pointer.
-    pub(crate) fn fetch_oversize(&self, pointer: &Oversize) -> Result<Vec<u8>, String> {
+    /// Fetches an oversize event's body and checks its length and SHA-256 against the pointer
+    /// (reading at most one byte more than the pointer says).
+    pub(crate) fn fetch_oversize(&self, pointer: &OversizePointer<'_>) -> Result<Vec<u8>, String> {
         let (bucket, key) = (&pointer.bucket, &pointer.key);
         let mut reader = self.open_s3(bucket, key)?;
         let mut body = Vec::with_capacity(usize::try_from(pointer.bytes).unwrap_or(0).min(1 << 26));
@@ -316,26 +313,12 @@ impl Archive {
             .take(pointer.bytes.saturating_add(1))
             .read_to_end(&mut body)
             .map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))?;
-        if body.len() as u64 != pointer.bytes {
-            return Err(format!(
-                "oversize body s3://{bucket}/{key} is {}{} bytes, the pointer says {}",
-                if body.len() as u64 > pointer.bytes {
-                    "more than "
-                } else {
-                    ""
-                },
-                body.len()
-                    .min(usize::try_from(pointer.bytes).unwrap_or(usize::MAX)),
-                pointer.bytes
-            ));
-        }
-        let digest = hex::encode(Sha256::digest(&body));
-        if !digest.eq_ignore_ascii_case(&pointer.sha256) {
-            return Err(format!(
-                "oversize body s3://{bucket}/{key} has sha256 {digest}, the pointer says {}",
-                pointer.sha256
-            ));
-        }
+        pointer.check(&body).map_err(|mismatch| match mismatch {
+            OversizeMismatch::Length { expected, found } if found > expected => format!(
+                "oversize body s3://{bucket}/{key} is more than {expected} bytes, the pointer says {expected}"
+            ),
+            other => format!("oversize body s3://{bucket}/{key}: {other}"),
+        })?;
         Ok(body)
     }
 
@@ -441,7 +424,7 @@ fn list_local(dir: &Path, top: bool, out: &mut Vec<(PathBuf, u64)>) -> io::Resul
             continue;
         }
         if meta.is_dir() {
-            if !(top && NOT_RECORDS.contains(&name)) {
+            if !(top && NON_RECORD_PREFIXES.contains(&name)) {
                 list_local(&path, false, out)?;
             }
         } else if meta.is_file() && is_segment_name(&path, name) {
@@ -449,6 +432,13 @@ fn list_local(dir: &Path, top: bool, out: &mut Vec<(PathBuf, u64)>) -> io::Resul
         }
     }
     Ok(())
+}
+
+/// Whether a path outside any partition, or in one of `partitions`.
+fn in_partitions(path: &str, partitions: DayRange) -> bool {
+    Partition::in_path(path)
+        .and_then(partition_date)
+        .is_none_or(|d| partitions.contains(d))
 }
 
 fn is_segment_name(path: &Path, name: &str) -> bool {

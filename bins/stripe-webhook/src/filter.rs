@@ -1,15 +1,22 @@
 //! Record selection shared by every archive command: receipt dates, timestamps, type globs, ids
 //! and livemode.
+//!
+//! Receipt dates (`--from/--to`) select on each record's own `timestamp`. Partition names only
+//! prune what is read, and one day wider on each side: Firehose names an S3 object's partition
+//! by the arrival of the oldest record in it, so records received on a day can sit in the day
+//! before's partition (and an archive copied from S3 to a directory keeps those names). The
+//! file sink partitions by each record's receipt date exactly; the same rule costs it at most
+//! the two neighbouring days' segments.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 use clap::Args;
+use stripe_webhook_envelope::Partition;
+use stripe_webhook_envelope::read::ArchivedRecord;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
-
-use crate::record::Envelope;
 
 /// Which archive to read and which records to select (flattened into each archive command).
 #[derive(Args, Debug, Clone)]
@@ -17,10 +24,12 @@ pub(crate) struct SelectArgs {
     /// The archive: a local directory (the server's ARCHIVE_DIR, its `webhooks/` folder, or any
     /// folder of segments) or an S3 prefix, e.g. `s3://my-archive/webhooks/`.
     pub(crate) source: String,
-    /// First receipt date to read (UTC, inclusive), from the `year=/month=/day=` partitions.
+    /// First receipt date (UTC, inclusive) of each record's `timestamp`; only the partitions
+    /// from the day before are read.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub(crate) from: Option<Date>,
-    /// Last receipt date to read (UTC, inclusive).
+    /// Last receipt date (UTC, inclusive) of each record's `timestamp`; only the partitions
+    /// up to the day after are read.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub(crate) to: Option<Date>,
     /// Only records received at or after this instant (RFC 3339, or a date for its midnight UTC).
@@ -62,6 +71,39 @@ impl DayRange {
     pub(crate) fn is_after(&self, day: Date) -> bool {
         self.to.is_some_and(|t| day > t)
     }
+
+    /// The partitions that can hold records of this range: one day wider on each side.
+    pub(crate) fn partitions(&self) -> DayRange {
+        DayRange {
+            from: self.from.map(|d| d.previous_day().unwrap_or(d)),
+            to: self.to.map(|d| d.next_day().unwrap_or(d)),
+        }
+    }
+
+    /// Whether the range is open at both ends.
+    pub(crate) fn is_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+}
+
+/// The UTC date a partition names.
+pub(crate) fn partition_date(p: Partition) -> Option<Date> {
+    Date::from_calendar_date(p.year, time::Month::try_from(p.month).ok()?, p.day).ok()
+}
+
+/// The partition of a date.
+pub(crate) fn date_partition(d: Date) -> Partition {
+    Partition {
+        year: d.year(),
+        month: u8::from(d.month()),
+        day: d.day(),
+    }
+}
+
+/// The receipt date of a record, `YYYY-MM-DD`.
+pub(crate) fn receipt_day(record: &ArchivedRecord<'_>) -> String {
+    let p = record.received_at.partition();
+    format!("{:04}-{:02}-{:02}", p.year, p.month, p.day)
 }
 
 /// The compiled selection.
@@ -111,34 +153,27 @@ impl Filters {
     }
 
     /// Whether a record is selected.
-    pub(crate) fn matches(&self, e: &Envelope<'_>) -> bool {
+    pub(crate) fn matches(&self, r: &ArchivedRecord<'_>) -> bool {
         if let Some(ids) = &self.ids
-            && !ids.contains(e.id.as_ref())
+            && !ids.contains(r.id.as_ref())
         {
             return false;
         }
-        if !self.types.is_empty() && !self.types.iter().any(|g| g.matches(&e.event_type)) {
+        if !self.types.is_empty() && !self.types.iter().any(|g| g.matches(&r.event_type)) {
             return false;
         }
         if let Some(live) = self.livemode
-            && e.livemode != Some(live)
+            && r.livemode.as_bool() != Some(live)
         {
             return false;
         }
-        if (self.days.from.is_some() || self.days.to.is_some())
-            && !parse_date(e.day()).is_ok_and(|d| self.days.contains(d))
+        if !self.days.is_all()
+            && !partition_date(r.received_at.partition()).is_some_and(|d| self.days.contains(d))
         {
             return false;
         }
-        if self.since.is_some() || self.until.is_some() {
-            let Ok(t) = parse_instant(&e.timestamp) else {
-                return false;
-            };
-            if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t >= u) {
-                return false;
-            }
-        }
-        true
+        let t = r.received_at.unix_millis();
+        !(self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t >= u))
     }
 }
 
@@ -158,24 +193,6 @@ pub(crate) fn parse_instant(s: &str) -> Result<i64, String> {
             .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))?,
     };
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string())
-}
-
-/// The receipt date of a path or key with `year=YYYY/month=MM/day=DD` components.
-pub(crate) fn partition_date(path: &str) -> Option<Date> {
-    let mut year = None;
-    let mut month = None;
-    let mut day = None;
-    for part in path.split(['/', '\\']) {
-        if let Some(v) = part.strip_prefix("year=") {
-            year = v.parse::<i32>().ok();
-        } else if let Some(v) = part.strip_prefix("month=") {
-            month = v.parse::<u8>().ok();
-        } else if let Some(v) = part.strip_prefix("day=") {
-            day = v.parse::<u8>().ok();
-        }
-    }
-    let month = time::Month::try_from(month?).ok()?;
-    Date::from_calendar_date(year?, month, day?).ok()
 }
 
 /// A glob over event types: `*` matches any run of characters (dots included), `?` one character;
@@ -253,9 +270,10 @@ mod tests {
         );
         assert!(parse_instant("yesterday").is_err());
         assert!(parse_date("2026-13-01").is_err());
-        let d = partition_date("webhooks/year=2026/month=11/day=26/1-2-3.ndjson.gz");
-        assert_eq!(d, parse_date("2026-11-26").ok());
-        assert_eq!(partition_date("webhooks/year=2026/month=11/x.gz"), None);
+        let p = Partition::in_path("webhooks/year=2026/month=11/day=26/1-2-3.ndjson.gz")
+            .expect("partition");
+        assert_eq!(partition_date(p), parse_date("2026-11-26").ok());
+        assert_eq!(date_partition(parse_date("2026-11-26").expect("date")), p);
         let range = DayRange {
             from: parse_date("2026-11-02").ok(),
             to: parse_date("2026-11-03").ok(),
@@ -263,11 +281,26 @@ mod tests {
         assert!(!range.contains(parse_date("2026-11-01").expect("date")));
         assert!(range.contains(parse_date("2026-11-03").expect("date")));
         assert!(range.is_after(parse_date("2026-11-04").expect("date")));
+        assert_eq!(
+            range.partitions(),
+            DayRange {
+                from: parse_date("2026-11-01").ok(),
+                to: parse_date("2026-11-04").ok(),
+            }
+        );
+        let year_end = DayRange {
+            from: parse_date("2027-01-01").ok(),
+            to: None,
+        };
+        assert_eq!(year_end.partitions().from, parse_date("2026-12-31").ok());
+        assert!(DayRange::default().partitions().is_all());
     }
 
     fn record(id: &str, ty: &str, ts: &str, live: &str) -> Vec<u8> {
-        format!(r#"{{"v":1,"timestamp":"{ts}","id":"{id}","type":"{ty}","livemode":{live},"data":{{}}}}"#)
-            .into_bytes()
+        format!(
+            r#"{{"v":1,"timestamp":"{ts}","id":"{id}","type":"{ty}","object":"event","created":1,"livemode":{live},"api_version":null,"account":null,"data":{{}}}}"#
+        )
+        .into_bytes()
     }
 
     #[test]
@@ -285,7 +318,7 @@ mod tests {
         };
         let f = Filters::from_args(&args).expect("filters");
         let ok = record("evt_1", "invoice.paid", "2026-11-26T23:59:59.999Z", "true");
-        assert!(f.matches(&Envelope::parse(&ok).expect("parse")));
+        assert!(f.matches(&ArchivedRecord::parse(&ok).expect("parse")));
         for bad in [
             record("evt_1", "invoice.paid", "2026-11-27T00:00:00.000Z", "true"),
             record("evt_1", "invoice.paid", "2026-11-19T23:59:59.999Z", "true"),
@@ -293,7 +326,7 @@ mod tests {
             record("evt_1", "invoice.paid", "2026-11-26T00:00:00.000Z", "false"),
             record("evt_1", "invoice.paid", "2026-11-26T00:00:00.000Z", "null"),
         ] {
-            assert!(!f.matches(&Envelope::parse(&bad).expect("parse")));
+            assert!(!f.matches(&ArchivedRecord::parse(&bad).expect("parse")));
         }
         let f = Filters::from_args(&SelectArgs {
             ids: vec!["evt_2".into()],
@@ -302,9 +335,9 @@ mod tests {
             ..args
         })
         .expect("filters");
-        assert!(!f.matches(&Envelope::parse(&ok).expect("parse")));
+        assert!(!f.matches(&ArchivedRecord::parse(&ok).expect("parse")));
         let two = record("evt_2", "x", "2026-11-21T00:00:00.000Z", "false");
-        assert!(f.matches(&Envelope::parse(&two).expect("parse")));
+        assert!(f.matches(&ArchivedRecord::parse(&two).expect("parse")));
     }
 
     proptest! {

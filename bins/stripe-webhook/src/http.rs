@@ -1,28 +1,44 @@
-//! A minimal HTTP/1.1 client (hyper) for posting signed webhook bodies: plain `http://` only, one
-//! kept-alive connection per [`Connection`], reconnecting when the server closes it.
+//! A minimal HTTP/1.1 client (hyper, and rustls for `https://`) for posting signed webhook bodies:
+//! one kept-alive connection per [`Connection`], reopened when the server closes it; redirects
+//! are not followed (a 3xx is an answer like any other).
+//!
+//! `https://` targets are verified against the system's root certificates (the platform store,
+//! or `SSL_CERT_FILE`/`SSL_CERT_DIR`), or against exactly the CA certificates of a PEM file
+//! (`--ca-file`, for a private CA). TLS 1.2 and 1.3, with the `aws-lc-rs` provider the AWS SDK
+//! already brings.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
-/// Where webhooks are posted: a parsed `http://host:port/path` URL.
+/// Where webhooks are posted: a parsed `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Target {
+    https: bool,
     host: String,
     port: u16,
     path_and_query: String,
 }
 
 impl Target {
-    /// Parses an `http://` URL; `https://` and other schemes are refused (point the tool at the
-    /// server or a local proxy directly).
+    /// Parses an `http://` or `https://` URL (other schemes are refused).
     pub(crate) fn parse(url: &str) -> Result<Target, String> {
         let uri: http::Uri = url.parse().map_err(|e| format!("--url {url:?}: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "--url {url:?}: only plain http:// is supported (point it at the server directly)"
-            ));
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(format!(
+                    "--url {url:?}: only http:// and https:// are supported"
+                ));
+            }
+        };
         let host = uri
             .host()
             .ok_or_else(|| format!("--url {url:?} has no host"))?
@@ -33,10 +49,16 @@ impl Target {
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         Ok(Target {
+            https,
             host,
-            port: uri.port_u16().unwrap_or(80),
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
             path_and_query,
         })
+    }
+
+    /// Whether it is an `https://` target.
+    pub(crate) fn is_https(&self) -> bool {
+        self.https
     }
 
     fn authority(&self) -> String {
@@ -48,27 +70,98 @@ impl Target {
     }
 }
 
-/// A response: status and (lossy) body text.
+/// How `https://` connections verify the server: a rustls client configuration.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Tls {
+    /// Trusts the CA certificates in the PEM file `ca_file` only, or else the system's roots.
+    ///
+    /// # Errors
+    /// An unreadable or empty CA file, or no usable system root at all.
+    pub(crate) fn new(ca_file: Option<&Path>) -> Result<Tls, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_file {
+            Some(path) => {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                    .and_then(Iterator::collect)
+                    .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+                if certs.is_empty() {
+                    return Err(format!(
+                        "--ca-file {}: no PEM certificate in it",
+                        path.display()
+                    ));
+                }
+                for cert in certs {
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                let (added, _) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let why = found
+                        .errors
+                        .first()
+                        .map_or_else(|| "none found".to_owned(), ToString::to_string);
+                    return Err(format!(
+                        "no usable CA certificate in the system's store ({why}): give --ca-file"
+                    ));
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS configuration: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// A response: status, what its `Retry-After` asks for, and the (lossy) body text.
 #[derive(Clone, Debug)]
 pub(crate) struct Response {
     /// The status code.
     pub(crate) status: u16,
+    /// How long `Retry-After` (seconds or an HTTP-date) asks to wait, if present and valid.
+    pub(crate) retry_after: Option<Duration>,
     /// The body, as text.
     pub(crate) body: String,
+}
+
+/// What a `Retry-After` value asks for: delay-seconds, or an HTTP-date (zero once past).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// One connection to a [`Target`], opened on first use and reopened after an error or a close.
 pub(crate) struct Connection {
     target: Target,
+    tls: Option<Tls>,
     user_agent: &'static str,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Connection {
-    /// A connection (not yet opened) to `target`.
-    pub(crate) fn new(target: Target, user_agent: &'static str) -> Connection {
+    /// A connection (not yet opened) to `target`; `tls` is required for an `https://` one.
+    pub(crate) fn new(target: Target, tls: Option<Tls>, user_agent: &'static str) -> Connection {
         Connection {
             target,
+            tls,
             user_agent,
             sender: None,
         }
@@ -88,11 +181,21 @@ impl Connection {
                     format!("cannot connect to {host}:{port}: {e} (is the server running?)")
                 })?;
             let _ = stream.set_nodelay(true);
-            let (sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            let sender = if self.target.https {
+                let tls = self
+                    .tls
+                    .as_ref()
+                    .ok_or("an https:// target needs a TLS configuration")?;
+                let name = ServerName::try_from(host.to_owned())
+                    .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+                let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
+                    .connect(name, stream)
                     .await
-                    .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
+                    .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
+                handshake(stream).await?
+            } else {
+                handshake(stream).await?
+            };
             self.sender = Some(sender);
         }
         self.sender
@@ -108,7 +211,7 @@ impl Connection {
     /// POSTs `body` as JSON with a `Stripe-Signature` header and reads the whole response.
     ///
     /// # Errors
-    /// Connection or protocol failures (the connection is dropped and reopened next time).
+    /// Connection, TLS or protocol failures (the connection is dropped and reopened next time).
     pub(crate) async fn post(&mut self, signature: &str, body: Bytes) -> Result<Response, String> {
         let request = http::Request::post(self.target.path_and_query.as_str())
             .header(http::header::HOST, self.target.authority())
@@ -128,6 +231,11 @@ impl Connection {
                 .await
                 .map_err(|e| format!("request failed: {e}"))?;
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
             let bytes = response
                 .into_body()
                 .collect()
@@ -136,6 +244,7 @@ impl Connection {
                 .to_bytes();
             Ok(Response {
                 status,
+                retry_after,
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             })
         }
@@ -147,23 +256,82 @@ impl Connection {
     }
 }
 
+/// An HTTP/1.1 client handshake over `io`, its connection driven on the runtime.
+async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_plain_http_targets_only() {
+    fn parses_http_and_https_targets_only() {
         let t = Target::parse("http://127.0.0.1:3001/webhook/stripe?x=1").expect("parse");
         assert_eq!(t.host, "127.0.0.1");
         assert_eq!(t.port, 3001);
         assert_eq!(t.path_and_query, "/webhook/stripe?x=1");
         assert_eq!(t.authority(), "127.0.0.1:3001");
+        assert!(!t.is_https());
         let t = Target::parse("http://localhost").expect("parse");
         assert_eq!((t.port, t.path_and_query.as_str()), (80, "/"));
         let t = Target::parse("http://[::1]:8080/w").expect("parse");
         assert_eq!(t.authority(), "[::1]:8080");
-        let err = Target::parse("https://example.com/").expect_err("https refused");
-        assert!(err.contains("only plain http://"), "{err}");
+        let t = Target::parse("https://hooks.example.com/w").expect("https");
+        assert!(t.is_https());
+        assert_eq!(
+            (t.port, t.authority().as_str()),
+            (443, "hooks.example.com:443")
+        );
+        let err = Target::parse("ftp://example.com/").expect_err("ftp refused");
+        assert!(err.contains("only http:// and https://"), "{err}");
         assert!(Target::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:40 GMT", now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past: retry now"
+        );
+        for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn tls_from_a_ca_file_refuses_files_without_certificates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let err = Tls::new(Some(&empty)).err().expect("refused");
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let err = Tls::new(Some(&dir.path().join("missing.pem")))
+            .err()
+            .expect("refused");
+        assert!(err.starts_with("--ca-file "), "{err}");
     }
 }

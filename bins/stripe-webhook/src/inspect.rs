@@ -5,10 +5,10 @@ use std::io::{self, Write};
 use std::ops::ControlFlow;
 
 use clap::Args;
+use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
 
 use crate::archive::{Archive, Source};
-use crate::filter::{Filters, SelectArgs};
-use crate::record::Envelope;
+use crate::filter::{Filters, SelectArgs, receipt_day};
 use crate::select::for_each_selected;
 use crate::{Failure, Outcome};
 
@@ -17,7 +17,8 @@ use crate::{Failure, Outcome};
 pub(crate) struct CatArgs {
     #[command(flatten)]
     select: SelectArgs,
-    /// Print only the first record of each event id.
+    /// Print only the first record of each event id (remembers every id seen: memory grows with
+    /// the number of distinct ids).
     #[arg(long)]
     dedupe: bool,
 }
@@ -72,10 +73,10 @@ pub(crate) fn cat(archive: &Archive, args: &CatArgs) -> Result<Outcome, Failure>
         // The reader went away (`| head`): not an error of ours.
         Some(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Outcome::Clean),
         Some(e) => Err(Failure::Runtime(format!("writing to stdout: {e}"))),
-        None if counts.unreadable > 0 => {
+        None if counts.problems() > 0 => {
             eprintln!(
                 "{} unreadable line(s) or segment(s) (listed above)",
-                counts.unreadable
+                counts.problems()
             );
             Ok(Outcome::Problems)
         }
@@ -97,22 +98,22 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    fn add(&mut self, e: &Envelope<'_>) {
+    fn add(&mut self, r: &ArchivedRecord<'_>) {
         self.records += 1;
-        if !self.distinct.insert(e.id.to_string()) {
+        if !self.distinct.insert(r.id.to_string()) {
             self.duplicate_copies += 1;
-            self.duplicated_ids.insert(e.id.to_string());
+            self.duplicated_ids.insert(r.id.to_string());
         }
-        match (e.raw.is_some(), e.oversize.is_some()) {
-            (false, true) => self.oversize += 1,
-            (false, false) => self.raw_off += 1,
-            _ => {}
+        match r.body {
+            StoredBody::Oversize { .. } => self.oversize += 1,
+            StoredBody::NotStored => self.raw_off += 1,
+            StoredBody::Inline { .. } => {}
         }
         *self
             .by_day_type
-            .entry(e.day().to_owned())
+            .entry(receipt_day(r))
             .or_default()
-            .entry(e.event_type.to_string())
+            .entry(r.event_type.to_string())
             .or_default() += 1;
     }
 
@@ -202,13 +203,13 @@ pub(crate) fn stats(archive: &Archive, args: &StatsArgs) -> Result<Outcome, Fail
             ControlFlow::Continue(())
         },
     )?;
-    stats.unreadable = counts.unreadable;
+    stats.unreadable = counts.problems();
     if args.json {
         println!("{}", stats.to_json());
     } else {
         print!("{}", stats.to_text());
     }
-    Ok(if counts.unreadable > 0 {
+    Ok(if counts.problems() > 0 {
         Outcome::Problems
     } else {
         Outcome::Clean
@@ -222,14 +223,25 @@ mod tests {
     #[test]
     fn counts_days_types_duplicates_and_kinds() {
         let mut stats = Stats::default();
+        const EVENT: &str =
+            r#""object":"event","created":1,"livemode":false,"api_version":null,"account":null"#;
+        let sha = "00".repeat(32);
         let lines = [
-            r#"{"timestamp":"2026-11-26T01:00:00.000Z","id":"evt_1","type":"a","raw":"{}"}"#,
-            r#"{"timestamp":"2026-11-26T02:00:00.000Z","id":"evt_1","type":"a","raw":"{}"}"#,
-            r#"{"timestamp":"2026-11-27T02:00:00.000Z","id":"evt_2","type":"b"}"#,
-            r#"{"timestamp":"2026-11-27T03:00:00.000Z","id":"evt_3","type":"a","raw":null,"oversize":{"bucket":"b","key":"k","bytes":1,"sha256":"00"}}"#,
+            format!(
+                r#"{{"v":1,"timestamp":"2026-11-26T01:00:00.000Z","id":"evt_1","type":"a",{EVENT},"data":{{}},"raw":"{{}}","signature":"s"}}"#
+            ),
+            format!(
+                r#"{{"v":1,"timestamp":"2026-11-26T02:00:00.000Z","id":"evt_1","type":"a",{EVENT},"data":{{}},"raw":"{{}}","signature":"s"}}"#
+            ),
+            format!(
+                r#"{{"v":1,"timestamp":"2026-11-27T02:00:00.000Z","id":"evt_2","type":"b",{EVENT},"data":{{}}}}"#
+            ),
+            format!(
+                r#"{{"v":1,"timestamp":"2026-11-27T03:00:00.000Z","id":"evt_3","type":"a",{EVENT},"data":null,"raw":null,"signature":"s","oversize":{{"bucket":"b","key":"k","bytes":1,"sha256":"{sha}"}}}}"#
+            ),
         ];
-        for line in lines {
-            stats.add(&Envelope::parse(line.as_bytes()).expect("parse"));
+        for line in &lines {
+            stats.add(&ArchivedRecord::parse(line.as_bytes()).expect("parse"));
         }
         let json = stats.to_json();
         assert_eq!(json["records"], 4);

@@ -6,15 +6,16 @@
 //! - `cat`, `stats`, `verify` and `replay` read an archive (a local directory written by the file
 //!   sink, or an S3 prefix written by Firehose; gzip or plain; oversize pointers resolved through
 //!   S3) and stream it: `cat` prints the selected records as stored (NDJSON), `stats` counts them
-//!   by day and type, `verify` re-verifies every record's exact body against its stored signature,
-//!   and `replay` re-sends the exact bodies, re-signed, to a target.
+//!   by day and type, `verify` proves every record (its exact body against its stored signature,
+//!   its envelope fields against the body), and `replay` re-sends the exact bodies of the records
+//!   that verify with the archive's secret, re-signed, to an `http://` or `https://` target.
 //!
 //! ```text
 //! stripe-webhook cat ./archive --type 'invoice.*' --from 2026-11-01 | jq .id
 //! stripe-webhook stats s3://my-archive/webhooks/ --from 2026-11-01 --to 2026-11-30
-//! stripe-webhook verify s3://my-archive/webhooks/ --secret "$OLD_SECRET,$NEW_SECRET"
-//! stripe-webhook replay ./archive --id evt_1,evt_2 --url http://127.0.0.1:3001/webhook/stripe \
-//!     --secret "$TARGET_SECRET" --checkpoint replay.ids
+//! stripe-webhook verify s3://my-archive/webhooks/ --secret-file archive.secrets
+//! stripe-webhook replay ./archive --id evt_1,evt_2 --source-secret-file archive.secrets \
+//!     --url https://hooks.example.com/stripe --secret-file target.secret --checkpoint replay.ids
 //! ```
 //!
 //! Exit codes: 0 all good; 1 the command ran but found problems (verification failures,
@@ -26,14 +27,16 @@ mod events {
 }
 
 mod archive;
+mod check;
 mod filter;
 mod http;
 mod inspect;
-mod record;
 mod replay;
+mod secrets;
 mod select;
 mod verify;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -54,11 +57,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Sign a bundled sample event with a fresh id and timestamp and POST it to the server.
+    /// Sign a bundled sample event with a fresh id and timestamp and POST it to the server (a
+    /// development tool: its target and secret default to the server's variables).
     Trigger {
         /// The event to send (see `stripe-webhook events`), e.g. `charge.succeeded`.
         event: String,
-        /// Where to send it (plain HTTP).
+        /// Where to send it, `http://` or `https://`.
         #[arg(
             long,
             env = "STRIPE_WEBHOOK_URL",
@@ -68,6 +72,9 @@ enum Command {
         /// Signing secret(s), comma-separated; the first signs. Defaults to the server's variable.
         #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
         secret: String,
+        /// Trust only the CA certificate(s) in this PEM file for an https:// URL (a private CA).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
         /// Print the signed body and header instead of sending them.
         #[arg(long)]
         dry_run: bool,
@@ -78,11 +85,11 @@ enum Command {
     Cat(inspect::CatArgs),
     /// Count the selected records by day and type, with duplicates by id.
     Stats(inspect::StatsArgs),
-    /// Re-verify every selected record's exact body against its stored signature (tolerance
-    /// disabled): proves the archive is what Stripe sent. Exit code 1 if any record fails.
+    /// Prove every selected record: its exact body against its stored signature (tolerance
+    /// disabled), its envelope fields against the body. Exit code 1 if any record fails.
     Verify(verify::VerifyArgs),
-    /// Re-send the exact bodies of the selected records to a target, re-signed with its secret
-    /// and a fresh timestamp (plain http:// only).
+    /// Re-send the exact bodies of the selected records that verify with the archive's secret to
+    /// an http:// or https:// target, re-signed with its secret and a fresh timestamp.
     Replay(replay::ReplayArgs),
 }
 
@@ -134,8 +141,12 @@ fn main() -> ExitCode {
             event,
             url,
             secret,
+            ca_file,
             dry_run,
-        } => ("trigger", trigger(&event, &url, &secret, dry_run)),
+        } => (
+            "trigger",
+            trigger(&event, &url, &secret, ca_file.as_deref(), dry_run),
+        ),
         Command::Cat(args) => ("cat", with_archive("cat", |a, _| inspect::cat(a, &args))),
         Command::Stats(args) => (
             "stats",
@@ -201,7 +212,13 @@ fn fresh_event(name: &str) -> Result<String, String> {
     Ok(body.replacen(&format!("\"{old_id}\""), &format!("\"{new_id}\""), 1))
 }
 
-fn trigger(event: &str, url: &str, secret: &str, dry_run: bool) -> Result<Outcome, Failure> {
+fn trigger(
+    event: &str,
+    url: &str,
+    secret: &str,
+    ca_file: Option<&std::path::Path>,
+    dry_run: bool,
+) -> Result<Outcome, Failure> {
     let secrets: Vec<Secret> =
         parse_secrets(secret).map_err(|e| Failure::Usage(format!("--secret: {e}")))?;
     let body = fresh_event(event).map_err(Failure::Usage)?;
@@ -216,13 +233,22 @@ fn trigger(event: &str, url: &str, secret: &str, dry_run: bool) -> Result<Outcom
         return Ok(Outcome::Clean);
     }
     let target = http::Target::parse(url).map_err(Failure::Usage)?;
+    let tls = if target.is_https() {
+        Some(http::Tls::new(ca_file).map_err(Failure::Usage)?)
+    } else if ca_file.is_some() {
+        return Err(Failure::Usage(
+            "--ca-file is for an https:// --url".to_owned(),
+        ));
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let response = runtime
         .block_on(async {
-            http::Connection::new(target, "stripe-webhook-trigger")
+            http::Connection::new(target, tls, "stripe-webhook-trigger")
                 .post(&header, Bytes::from(body))
                 .await
         })

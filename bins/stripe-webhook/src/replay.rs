@@ -1,6 +1,21 @@
 //! `replay`: POSTs the exact archived bodies of the selected records to a target, re-signed with
 //! its secret and a fresh timestamp, with a rate limit, concurrency, dedupe by id, a dry run and
 //! a durable checkpoint of the ids already delivered.
+//!
+//! Nothing is re-signed unverified by default: each record must be proven first (see
+//! [`crate::check`]: its body verifies against its stored signature with the archive's
+//! secret(s), tolerance disabled, and its envelope is what the body says). A record that is not
+//! is skipped and listed (`UNVERIFIED`), and makes the exit code 1: whoever can write to the
+//! archive (the Firehose stream, the bucket, the archive directory) cannot have a forged event
+//! delivered as a validly signed one. `--unverified-source` turns that off, loudly, for archives
+//! whose secret is lost.
+//!
+//! The target and its secret are given explicitly (`--url`, `--secret` or `--secret-file`): never
+//! taken from the server's environment variables. Dedupe keeps the first copy of each id that
+//! can actually be sent (a raw-off copy, an unreadable oversize body or an unproven copy does not
+//! hide a later good one); the checkpoint records ids, so it needs dedupe: `--checkpoint` with
+//! `--no-dedupe` is refused. Retries (connection errors, timeouts, 429, 5xx) wait an exponential
+//! backoff with jitter, and at least what the target's `Retry-After` asks for.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -13,59 +28,89 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use clap::Args;
-use stripe_webhook_verify::{Secret, parse_secrets, signature_header};
+use rand::Rng;
+use stripe_webhook_envelope::read::StoredBody;
+use stripe_webhook_verify::{Secret, Tolerance, Verifier, signature_header};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::archive::{Archive, Source};
+use crate::check::{body_of, prove};
 use crate::filter::{Filters, SelectArgs};
-use crate::http::{Connection, Target};
-use crate::record::Body;
+use crate::http::{Connection, Target, Tls};
+use crate::secrets::secrets;
 use crate::select::for_each_selected;
 use crate::{Failure, Outcome};
 
 /// Why a selected record was not sent.
 const SKIP_CHECKPOINT: &str = "already sent (in the checkpoint)";
-const SKIP_DUPLICATE: &str = "duplicate id (an earlier copy was selected)";
+const SKIP_DUPLICATE: &str = "duplicate id (an earlier sendable copy was selected)";
 const SKIP_RAW_OFF: &str = "no body stored (record written with raw off): cannot be replayed";
+const SKIP_NO_SIGNATURE: &str =
+    "no signature stored (oversize pointer written with raw off): cannot be verified";
+const SKIP_UNVERIFIED: &str = "source does not verify (listed as UNVERIFIED)";
+
+/// The longest `Retry-After` a retry waits; a target asking for more is reported as refused.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// The first retry's backoff, doubled for each further retry up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest backoff between two attempts (without `Retry-After`).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Arguments of `replay`.
 #[derive(Args, Debug)]
 pub(crate) struct ReplayArgs {
     #[command(flatten)]
     select: SelectArgs,
-    /// Where to POST the events (plain http:// only), e.g. `http://127.0.0.1:3001/webhook/stripe`.
-    #[arg(long, env = "STRIPE_WEBHOOK_URL", required_unless_present = "dry_run")]
+    /// Where to POST the events, `http://` or `https://`, e.g. `https://hooks.example.com/stripe`
+    /// (never taken from STRIPE_WEBHOOK_URL).
+    #[arg(long, required_unless_present = "dry_run")]
     url: Option<String>,
     /// The TARGET's signing secret(s), comma-separated: each body is re-signed with the first one
-    /// and a fresh timestamp.
-    #[arg(
-        long,
-        env = "STRIPE_WEBHOOK_SECRET",
-        hide_env_values = true,
-        required_unless_present = "dry_run"
-    )]
+    /// and a fresh timestamp. Prefer --secret-file: a command line is visible to other users.
+    #[arg(long, conflicts_with = "secret_file")]
     secret: Option<String>,
+    /// A file holding the target's secret(s) (comma-separated or one per line).
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+    /// The ARCHIVE's signing secret(s), comma-separated (all are tried, as during a rotation):
+    /// every record must verify with one of them, tolerance disabled, before it is re-signed.
+    #[arg(long, conflicts_with_all = ["source_secret_file", "unverified_source"])]
+    source_secret: Option<String>,
+    /// A file holding the archive's secret(s) (comma-separated or one per line).
+    #[arg(long, value_name = "FILE", conflicts_with = "unverified_source")]
+    source_secret_file: Option<PathBuf>,
+    /// DANGEROUS: re-sign and send records WITHOUT verifying them against the archive's secret.
+    /// Anyone who could write to the archive can then have forged events delivered, validly
+    /// signed. Only for an archive whose signing secret is lost, and a target that expects it.
+    #[arg(long)]
+    unverified_source: bool,
+    /// Trust only the CA certificate(s) in this PEM file for an https:// target (a private CA),
+    /// instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
     /// At most this many requests per second (all connections together); no limit if absent.
     #[arg(long, value_name = "PER_SECOND")]
     rate: Option<f64>,
-    /// Send every copy of an event id (by default only the first copy is sent).
+    /// Send every copy of an event id (by default only the first sendable copy is sent).
+    /// Cannot be combined with --checkpoint.
     #[arg(long)]
     no_dedupe: bool,
-    /// Read, select, fetch and check bodies, but send nothing.
+    /// Read, select, fetch and verify bodies, but send nothing.
     #[arg(long)]
     dry_run: bool,
     /// Ids delivered with a 2xx are appended (and synced) here; ids already in it are skipped, so
-    /// an interrupted replay resumes where it stopped.
+    /// an interrupted replay resumes where it stopped. Needs dedupe (an id is one event).
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// Send (or, in a dry run, count) at most this many records, then stop.
     #[arg(long)]
     limit: Option<u64>,
-    /// Retries after a connection error, a timeout, a 429 or a 5xx (with backoff).
+    /// Retries after a connection error, a timeout, a 429 or a 5xx (jittered exponential
+    /// backoff, at least the target's Retry-After).
     #[arg(long, default_value_t = 3)]
     retries: u32,
     /// Seconds to wait for each response.
@@ -95,6 +140,14 @@ impl Summary {
         self.refused.values().sum()
     }
 
+    /// Problems found: refusals, failures, unreadable lines, records that do not verify.
+    fn problems(&self) -> u64 {
+        self.refused_total()
+            + self.failed
+            + self.unreadable
+            + self.skipped.get(SKIP_UNVERIFIED).copied().unwrap_or(0)
+    }
+
     fn print(&self, dry_run: bool) {
         println!("selected: {}", self.selected);
         if dry_run {
@@ -115,10 +168,10 @@ impl Summary {
                     format!(" (by status: {})", by_status.join(" "))
                 }
             );
-            println!("failed (no response): {}", self.failed);
-            if self.interrupted > 0 {
-                println!("not sent (interrupted): {}", self.interrupted);
-            }
+        }
+        println!("failed (no response): {}", self.failed);
+        if self.interrupted > 0 {
+            println!("not sent (interrupted): {}", self.interrupted);
         }
         println!("skipped: {}", self.skipped.values().sum::<u64>());
         for (why, n) in &self.skipped {
@@ -194,6 +247,8 @@ struct Shared {
     summary: Mutex<Summary>,
     checkpoint: Option<Mutex<Checkpoint>>,
     interrupted: AtomicBool,
+    /// Woken on Ctrl-C, so a worker waiting to retry stops waiting.
+    stop: Notify,
 }
 
 impl Shared {
@@ -202,6 +257,99 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// How records are checked before they are sent.
+enum SourceCheck {
+    /// Proven with these secrets (tolerance disabled).
+    Verify(Verifier),
+    /// Not at all (`--unverified-source`).
+    Unverified,
+}
+
+/// What the arguments ask for, validated.
+struct Setup {
+    /// The target's signing secret (required unless a dry run).
+    secret: Option<Secret>,
+    /// How records are checked before they are sent.
+    check: SourceCheck,
+    /// The target and, for `https://`, how to verify it (required unless a dry run).
+    target: Option<(Target, Option<Tls>)>,
+}
+
+/// Validates the arguments, before anything is read or sent.
+fn configure(args: &ReplayArgs) -> Result<Setup, Failure> {
+    if args.checkpoint.is_some() && args.no_dedupe {
+        return Err(Failure::Usage(
+            "--checkpoint cannot be combined with --no-dedupe: the checkpoint records event ids, \
+             and with --no-dedupe an id stands for several copies, so a resumed run could not \
+             tell which were sent (replay without --checkpoint, or narrow the selection with \
+             --since/--id to resume)"
+                .to_owned(),
+        ));
+    }
+    let check = match secrets(
+        "source-secret",
+        args.source_secret.as_deref(),
+        args.source_secret_file.as_deref(),
+    )
+    .map_err(Failure::Usage)?
+    {
+        Some(list) => SourceCheck::Verify(
+            Verifier::new(list)
+                .map_err(|e| Failure::Usage(format!("--source-secret: {e}")))?
+                .with_tolerance(Tolerance::Disabled),
+        ),
+        None if args.unverified_source => SourceCheck::Unverified,
+        None => {
+            return Err(Failure::Usage(
+                "replay verifies every record against the archive's signing secret(s) before \
+                 re-signing it: give --source-secret or --source-secret-file (or, for an archive \
+                 whose secret is lost, --unverified-source)"
+                    .to_owned(),
+            ));
+        }
+    };
+    let secret = secrets(
+        "secret",
+        args.secret.as_deref(),
+        args.secret_file.as_deref(),
+    )
+    .map_err(Failure::Usage)?
+    .map(|mut list| list.swap_remove(0));
+    let target = match &args.url {
+        Some(url) => {
+            let target = Target::parse(url).map_err(Failure::Usage)?;
+            let tls = if target.is_https() {
+                Some(Tls::new(args.ca_file.as_deref()).map_err(Failure::Usage)?)
+            } else if args.ca_file.is_some() {
+                return Err(Failure::Usage(
+                    "--ca-file is for an https:// --url".to_owned(),
+                ));
+            } else {
+                None
+            };
+            Some((target, tls))
+        }
+        None => None,
+    };
+    if !args.dry_run && secret.is_none() {
+        return Err(Failure::Usage(
+            "--secret or --secret-file is required: the target's signing secret".to_owned(),
+        ));
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(Failure::Usage(format!(
+            "--rate {rate}: must be a positive number"
+        )));
+    }
+    Ok(Setup {
+        secret,
+        check,
+        target,
+    })
 }
 
 /// Replays the selected records. Call from outside the runtime (it blocks on `handle`).
@@ -213,26 +361,17 @@ pub(crate) fn replay(
     let _runtime = handle.enter();
     let source = Source::parse(&args.select.source)?;
     let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
-    let target = args
-        .url
-        .as_deref()
-        .map(Target::parse)
-        .transpose()
-        .map_err(Failure::Usage)?;
-    let secret: Option<Secret> = match &args.secret {
-        Some(list) => Some(
-            parse_secrets(list)
-                .map_err(|e| Failure::Usage(format!("--secret: {e}")))?
-                .swap_remove(0),
-        ),
-        None => None,
-    };
-    if let Some(rate) = args.rate
-        && !(rate.is_finite() && rate > 0.0)
-    {
-        return Err(Failure::Usage(format!(
-            "--rate {rate}: must be a positive number"
-        )));
+    let Setup {
+        secret,
+        check,
+        target,
+    } = configure(args)?;
+    if matches!(check, SourceCheck::Unverified) {
+        eprintln!(
+            "WARNING: --unverified-source: records are NOT verified against the archive's secret \
+             before they are re-signed; a record anyone wrote into the archive will be delivered \
+             as a validly signed event"
+        );
     }
     let (checkpoint, already_sent) = match &args.checkpoint {
         Some(path) => {
@@ -246,12 +385,14 @@ pub(crate) fn replay(
         summary: Mutex::new(Summary::default()),
         checkpoint,
         interrupted: AtomicBool::new(false),
+        stop: Notify::new(),
     });
     {
         let shared = Arc::clone(&shared);
         handle.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 shared.interrupted.store(true, Ordering::SeqCst);
+                shared.stop.notify_waiters();
                 eprintln!("interrupted: finishing the requests in flight (Ctrl-C again to abort)");
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
@@ -261,14 +402,11 @@ pub(crate) fn replay(
     }
 
     let (sender, workers) = match (args.dry_run, target, secret) {
-        (false, Some(target), Some(secret)) => {
+        (false, Some((target, tls)), Some(secret)) => {
             let (tx, rx) = mpsc::channel::<Job>(usize::from(args.concurrency) * 2);
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
             let limiter = args.rate.map(|rate| {
-                let mut interval = tokio::time::interval_at(
-                    tokio::time::Instant::now(),
-                    Duration::from_secs_f64(1.0 / rate),
-                );
+                let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 Arc::new(tokio::sync::Mutex::new(interval))
             });
@@ -276,7 +414,11 @@ pub(crate) fn replay(
             let workers: Vec<_> = (0..args.concurrency)
                 .map(|_| {
                     let worker = Worker {
-                        connection: Connection::new(target.clone(), "stripe-webhook-replay"),
+                        connection: Connection::new(
+                            target.clone(),
+                            tls.clone(),
+                            "stripe-webhook-replay",
+                        ),
                         secret: Arc::clone(&secret),
                         shared: Arc::clone(&shared),
                         limiter: limiter.clone(),
@@ -290,45 +432,51 @@ pub(crate) fn replay(
         }
         (false, _, _) => {
             return Err(Failure::Usage(
-                "--url and --secret are required unless --dry-run".to_owned(),
+                "--url and --secret (or --secret-file) are required unless --dry-run".to_owned(),
             ));
         }
         (true, _, _) => (None, Vec::new()),
     };
 
-    let mut seen: HashSet<String> = HashSet::new();
+    // Ids of which a copy was sent (or, in a dry run, would be; or by the run that wrote the
+    // checkpoint): only copies that can be sent count, so a raw-off, unreadable or unproven
+    // first copy never hides a later good one.
+    let mut sent_ids: HashSet<String> = HashSet::new();
     let mut queued: u64 = 0;
     let counts = for_each_selected(
         archive,
         &source,
         &filters,
-        &mut |line, envelope| {
+        &mut |line, record| {
             if shared.interrupted.load(Ordering::SeqCst)
                 || args.limit.is_some_and(|limit| queued >= limit)
             {
                 return ControlFlow::Break(());
             }
             shared.summary().selected += 1;
-            let id = envelope.id.as_ref();
-            if !args.no_dedupe && !seen.insert(id.to_owned()) {
+            let id = record.id.as_ref();
+            if !args.no_dedupe && sent_ids.contains(id) {
                 shared.summary().skip(SKIP_DUPLICATE);
                 return ControlFlow::Continue(());
             }
             if already_sent.contains(id) {
+                // Sent by an earlier run: later copies are duplicates of a sent copy.
+                sent_ids.insert(id.to_owned());
                 shared.summary().skip(SKIP_CHECKPOINT);
                 return ControlFlow::Continue(());
             }
-            let body = match envelope.body() {
-                Ok(Body::Inline(body)) => Bytes::from(body),
-                Ok(Body::S3(pointer)) => match archive.fetch_oversize(pointer) {
-                    Ok(body) => Bytes::from(body),
-                    Err(reason) => {
-                        println!("FAILED\t{id}\t{}:{}\t{reason}", line.segment, line.number);
-                        shared.summary().failed += 1;
-                        return ControlFlow::Continue(());
-                    }
-                },
-                Ok(Body::Missing) => {
+            let signature = record.body.signature();
+            if let (SourceCheck::Verify(_), None) = (&check, signature) {
+                let why = match record.body {
+                    StoredBody::Oversize { .. } => SKIP_NO_SIGNATURE,
+                    _ => SKIP_RAW_OFF,
+                };
+                shared.summary().skip(why);
+                return ControlFlow::Continue(());
+            }
+            let body = match body_of(archive, &record) {
+                Ok(Some(body)) => body,
+                Ok(None) => {
                     shared.summary().skip(SKIP_RAW_OFF);
                     return ControlFlow::Continue(());
                 }
@@ -338,6 +486,19 @@ pub(crate) fn replay(
                     return ControlFlow::Continue(());
                 }
             };
+            if let (SourceCheck::Verify(verifier), Some(signature)) = (&check, signature)
+                && let Err(reason) = prove(verifier, line.bytes, &record, &body, signature, false)
+            {
+                println!(
+                    "UNVERIFIED\t{id}\t{}:{}\t{reason}",
+                    line.segment, line.number
+                );
+                shared.summary().skip(SKIP_UNVERIFIED);
+                return ControlFlow::Continue(());
+            }
+            if !args.no_dedupe {
+                sent_ids.insert(id.to_owned());
+            }
             queued += 1;
             match &sender {
                 None => {
@@ -365,11 +526,11 @@ pub(crate) fn replay(
             .map_err(|e| Failure::Runtime(format!("a replay worker failed: {e}")))?;
     }
     let mut summary = shared.summary();
-    summary.unreadable = counts.unreadable;
+    summary.unreadable = counts.problems();
     summary.print(args.dry_run);
     Ok(if shared.interrupted.load(Ordering::SeqCst) {
         Outcome::Interrupted
-    } else if summary.refused_total() + summary.failed + summary.unreadable > 0 {
+    } else if summary.problems() > 0 {
         Outcome::Problems
     } else {
         Outcome::Clean
@@ -433,28 +594,66 @@ impl Worker {
                 limiter.lock().await.tick().await;
             }
             let header = signature_header(&[&*self.secret], unix_now(), &job.body);
-            let outcome = match tokio::time::timeout(
+            let (outcome, retry_after) = match tokio::time::timeout(
                 self.timeout,
                 self.connection.post(&header, job.body.clone()),
             )
             .await
             {
                 Ok(Ok(r)) if (200..300).contains(&r.status) => return Sent::Delivered,
-                Ok(Ok(r)) if r.status == 429 || r.status >= 500 => Sent::Refused(r.status, r.body),
+                Ok(Ok(r)) if r.status == 429 || r.status >= 500 => {
+                    (Sent::Refused(r.status, r.body), r.retry_after)
+                }
                 Ok(Ok(r)) => return Sent::Refused(r.status, r.body),
-                Ok(Err(e)) => Sent::Failed(e),
+                Ok(Err(e)) => (Sent::Failed(e), None),
                 Err(_) => {
                     self.connection.reset();
-                    Sent::Failed(format!("no response within {:?}", self.timeout))
+                    (
+                        Sent::Failed(format!("no response within {:?}", self.timeout)),
+                        None,
+                    )
                 }
             };
+            if let (Some(wait), Sent::Refused(status, body)) = (retry_after, &outcome)
+                && wait > MAX_RETRY_AFTER
+            {
+                return Sent::Refused(
+                    *status,
+                    format!(
+                        "Retry-After {} s is longer than replay waits ({} s): {body}",
+                        wait.as_secs(),
+                        MAX_RETRY_AFTER.as_secs()
+                    ),
+                );
+            }
             if attempt >= self.retries || self.shared.interrupted.load(Ordering::SeqCst) {
                 return outcome;
             }
             attempt += 1;
-            tokio::time::sleep(Duration::from_millis(250 << attempt.min(6))).await;
+            let wait = retry_wait(attempt, retry_after, rand::rng().random());
+            let stopped = self.shared.stop.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if self.shared.interrupted.load(Ordering::SeqCst) {
+                return outcome;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stopped => return outcome,
+            }
         }
     }
+}
+
+/// How long to wait before retry number `attempt` (1 for the first): an exponential backoff
+/// (250 ms, doubling, at most 30 s) with "equal jitter" (a uniformly random point in its upper
+/// half, `jitter` in [0, 1)), and never less than the target's `Retry-After`.
+fn retry_wait(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    let backoff = FIRST_BACKOFF
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    let jittered = backoff.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+    jittered.max(retry_after.unwrap_or(Duration::ZERO))
 }
 
 fn unix_now() -> i64 {
@@ -514,5 +713,29 @@ mod tests {
         assert_eq!(s.refused_total(), 3);
         assert_eq!(s.skipped[SKIP_RAW_OFF], 2);
         assert_eq!(snippet("a\nb"), "a b");
+        s.skip(SKIP_UNVERIFIED);
+        assert_eq!(s.problems(), 4);
+    }
+
+    #[test]
+    fn retries_back_off_with_jitter_and_honour_retry_after() {
+        let ms = Duration::from_millis;
+        // Equal jitter: between half and all of 250 ms, 500 ms, 1 s, … capped at 30 s.
+        assert_eq!(retry_wait(1, None, 0.0), ms(125));
+        assert!((ms(249)..ms(250)).contains(&retry_wait(1, None, 0.999_999)));
+        assert_eq!(retry_wait(2, None, 0.0), ms(250));
+        assert_eq!(retry_wait(3, None, 0.5), ms(750));
+        assert_eq!(retry_wait(9, None, 1.0), Duration::from_secs(30));
+        assert_eq!(retry_wait(40, None, 0.0), Duration::from_secs(15));
+        // Retry-After is a floor, whatever the jitter drew.
+        for jitter in [0.0, 0.3, 0.99] {
+            assert_eq!(retry_wait(1, Some(ms(2000)), jitter), ms(2000));
+        }
+        assert_eq!(retry_wait(9, Some(ms(1)), 1.0), Duration::from_secs(30));
+        let draws: HashSet<Duration> = (0..20)
+            .map(|_| retry_wait(3, None, rand::rng().random()))
+            .collect();
+        assert!(draws.len() > 1, "jitter varies the wait");
+        assert!(draws.iter().all(|d| (ms(500)..=ms(1000)).contains(d)));
     }
 }

@@ -1,18 +1,25 @@
-//! `verify`: re-verifies every selected record's exact body against its stored
-//! `Stripe-Signature`, with tolerance disabled, and checks that the envelope's own fields are
-//! what the body says (re-encoding the body must give back the stored line).
+//! `verify`: proves every selected record (see [`crate::check`]): its exact body verifies against
+//! its stored `Stripe-Signature` with tolerance disabled, and its envelope fields are exactly
+//! what the body says.
+//!
+//! Every line is read by the envelope crate's v1 reader, so a record of an unknown version, or
+//! without `v`, is a failure named as such, whatever its signature; `--signature-only` skips the
+//! envelope comparison but not the version check (a v1 reader cannot know what another
+//! version's `raw` or `signature` mean). Records written with raw off (no signature stored,
+//! oversize pointers included) are counted as not verifiable.
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 
-use bytes::Bytes;
 use clap::Args;
-use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
-use stripe_webhook_verify::{Tolerance, Verifier, parse_secrets};
+use stripe_webhook_envelope::read::ArchivedRecord;
+use stripe_webhook_verify::{Tolerance, Verifier};
 
 use crate::archive::{Archive, Line, Source};
-use crate::filter::{Filters, SelectArgs, parse_instant};
-use crate::record::{Body, Envelope};
-use crate::select::for_each_selected;
+use crate::check::{body_of, prove};
+use crate::filter::{Filters, SelectArgs};
+use crate::secrets::secrets;
+use crate::select::{Reason, for_each_selected};
 use crate::{Failure, Outcome};
 
 /// Arguments of `verify`.
@@ -23,9 +30,13 @@ pub(crate) struct VerifyArgs {
     /// The endpoint signing secret(s) the archive was received with, comma-separated (all are
     /// tried, as during a rotation).
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
-    secret: String,
+    secret: Option<String>,
+    /// A file holding the secret(s) instead (comma-separated or one per line); it wins over
+    /// --secret and STRIPE_WEBHOOK_SECRET.
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     /// Check the signatures only, not that the envelope fields (`id`, `type`, `data`, …) are
-    /// exactly what re-encoding the verified body gives.
+    /// exactly what re-encoding the verified body gives. The envelope version is still checked.
     #[arg(long)]
     signature_only: bool,
 }
@@ -40,13 +51,25 @@ struct Tally {
     oversize: u64,
 }
 
-/// Verifies the selected records; prints each failure (`FAIL<TAB>file:line<TAB>id<TAB>reason`)
-/// and a summary on stdout. Problems (any failure or unreadable line) give exit code 1.
+/// Verifies the selected records; prints each failure (`FAIL<TAB>file:line<TAB>id<TAB>reason`,
+/// id `-` for a line that is not a v1 record or a segment that cannot be read) and a summary on
+/// stdout. Problems (any failure or unreadable segment) give exit code 1.
 pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Failure> {
     let source = Source::parse(&args.select.source)?;
     let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
-    let secrets =
-        parse_secrets(&args.secret).map_err(|e| Failure::Usage(format!("--secret: {e}")))?;
+    // An explicit --secret-file wins over a secret from the environment.
+    let secret = args
+        .secret
+        .as_deref()
+        .filter(|_| args.secret_file.is_none());
+    let secrets = secrets("secret", secret, args.secret_file.as_deref())
+        .map_err(Failure::Usage)?
+        .ok_or_else(|| {
+            Failure::Usage(
+                "--secret, --secret-file or STRIPE_WEBHOOK_SECRET is required: the archive's signing secret(s)"
+                    .to_owned(),
+            )
+        })?;
     let verifier = Verifier::new(secrets)
         .map_err(|e| Failure::Usage(format!("--secret: {e}")))?
         .with_tolerance(Tolerance::Disabled);
@@ -58,8 +81,8 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
         archive,
         &source,
         &filters,
-        &mut |line, envelope| {
-            match check(archive, &verifier, line, &envelope, !args.signature_only) {
+        &mut |line, record| {
+            match check(archive, &verifier, line, &record, args.signature_only) {
                 Ok(Checked::Verified {
                     secret_index,
                     oversize,
@@ -75,20 +98,24 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
                     tally.failed += 1;
                     println!(
                         "FAIL\t{}:{}\t{}\t{reason}",
-                        line.segment, line.number, envelope.id
+                        line.segment, line.number, record.id
                     );
                 }
             }
             ControlFlow::Continue(())
         },
         &mut |problem| {
-            println!(
-                "FAIL\t{}:{}\t-\t{}",
-                problem.segment, problem.number, problem.reason
-            );
+            let reason = match problem.reason {
+                Reason::NotARecord(e) => e.to_string(),
+                Reason::Unreadable(why) => why.to_owned(),
+            };
+            println!("FAIL\t{}:{}\t-\t{reason}", problem.segment, problem.number);
             ControlFlow::Continue(())
         },
     )?;
+    // A line that is not a v1 record (unknown or missing version, …) is a failure: it cannot be
+    // proven.
+    tally.failed += counts.not_records;
     println!(
         "verified: {} (by secret: {}), oversize among them: {}",
         tally.verified,
@@ -104,7 +131,7 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
     println!("failed: {}", tally.failed);
     println!("unreadable: {}", counts.unreadable);
     println!(
-        "not verifiable (raw off, no body stored): {}",
+        "not verifiable (raw off, no signature stored): {}",
         tally.raw_off
     );
     Ok(if tally.failed > 0 || counts.unreadable > 0 {
@@ -123,60 +150,29 @@ fn check(
     archive: &Archive,
     verifier: &Verifier,
     line: &Line<'_>,
-    envelope: &Envelope<'_>,
-    check_envelope: bool,
+    record: &ArchivedRecord<'_>,
+    signature_only: bool,
 ) -> Result<Checked, String> {
-    let (body, pointer) = match envelope.body()? {
-        Body::Inline(body) => (Bytes::from(body), None),
-        Body::S3(pointer) => (Bytes::from(archive.fetch_oversize(pointer)?), Some(pointer)),
-        Body::Missing => return Ok(Checked::RawOff),
+    // Raw off: no signature, so nothing to verify (an oversize body is not even fetched).
+    let Some(signature) = record.body.signature() else {
+        return Ok(Checked::RawOff);
     };
-    let signature = envelope
-        .signature
-        .as_deref()
-        .ok_or("no signature stored with the body")?;
-    let verified = verifier
-        .verify(&body, Some(signature))
-        .map_err(|e| format!("signature: {e}"))?;
-    if check_envelope && envelope.v == Some(1) {
-        let at = ReceivedAt::from_unix_millis(
-            parse_instant(&envelope.timestamp).map_err(|e| format!("timestamp: {e}"))?,
-        );
-        let record = encode(body, signature, at, &EnvelopeOptions::default())
-            .map_err(|e| format!("the verified body is not an archivable event: {e}"))?;
-        let expected = match pointer {
-            Some(p) => record.oversize_pointer(&p.bucket, &p.key),
-            None => record,
-        };
-        let expected = expected.line();
-        if &expected[..expected.len() - 1] != line.bytes {
-            return Err(format!(
-                "the envelope fields differ from what the verified body says (first difference at byte {})",
-                first_difference(&expected[..expected.len() - 1], line.bytes)
-            ));
-        }
-    }
+    let Some(body) = body_of(archive, record)? else {
+        return Ok(Checked::RawOff);
+    };
+    let secret_index = prove(
+        verifier,
+        line.bytes,
+        record,
+        &body,
+        signature,
+        signature_only,
+    )?;
     Ok(Checked::Verified {
-        secret_index: verified.secret_index,
-        oversize: pointer.is_some(),
+        secret_index,
+        oversize: matches!(
+            record.body,
+            stripe_webhook_envelope::read::StoredBody::Oversize { .. }
+        ),
     })
-}
-
-fn first_difference(a: &[u8], b: &[u8]) -> usize {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .unwrap_or_else(|| a.len().min(b.len()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_difference_points_at_the_byte() {
-        assert_eq!(first_difference(b"abc", b"abd"), 2);
-        assert_eq!(first_difference(b"ab", b"abc"), 2);
-        assert_eq!(first_difference(b"", b""), 0);
-    }
 }

@@ -1,6 +1,8 @@
 //! Reading streams: a 100,000-record archive (~240 MB of NDJSON in gzip segments) goes through
-//! `replay --dry-run` (every line read, parsed, filtered, deduped, its raw body decoded) and
-//! `stats` while the CLI's peak resident memory stays under a fixed bound.
+//! `replay --dry-run` (every line read, parsed, filtered, its raw body decoded and verified
+//! against its signature, its envelope compared with the body, deduped) and `stats` while the
+//! CLI's peak resident memory stays under a fixed bound (the dedupe sets of 100,000 ids
+//! included).
 
 mod common;
 
@@ -10,8 +12,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{cli, count, describe, event_body, fixtures, sign};
+use common::{cli, count, describe, event_body, fixtures, secret};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
+use stripe_webhook_verify::signature_header;
 
 const RECORDS: usize = 100_000;
 /// Four segments of ~58 MB each (uncompressed): reading a whole segment into memory would
@@ -24,7 +27,8 @@ const START_MILLIS: i64 = 1_795_651_200_000 - 6 * 86_400_000 + 8 * 3_600_000;
 /// Writes `RECORDS` realistic records (bundled pretty-printed events, `customer.created` and a
 /// thin `v1.billing.meter.error_report_triggered`, encoded by the real envelope encoder with raw
 /// and signature: ~2.4 KB a line on average) into `SEGMENTS` gzip segments over several days.
-/// Each record gets its own id by overwriting a fixed-width placeholder in a template line.
+/// Each record gets its own id by overwriting a fixed-width placeholder in a template line, and
+/// its own genuine signature (fixed timestamp, so the header keeps its length) the same way.
 fn generate(dir: &Path) -> u64 {
     let fixtures = fixtures();
     let fixture = |ty: &str| {
@@ -39,18 +43,30 @@ fn generate(dir: &Path) -> u64 {
         fixture("v1.billing.meter.error_report_triggered"),
     ];
     let placeholder = "evt_LARGE_PLACEHOLDER_00000000";
+    let secret = secret("whsec_large");
     let mut total = 0;
     for segment in 0..SEGMENTS {
         let at = START_MILLIS + i64::try_from(segment).expect("small") * 43_200_000;
         let body = event_body(&kinds[segment % 2], placeholder, segment % 4 == 0);
+        let signed = |body: &[u8]| signature_header(&[&secret], at / 1000, body);
+        let header = signed(body.as_bytes());
         let record = encode(
             Bytes::from(body.clone()),
-            &sign("whsec_large", body.as_bytes()),
+            &header,
             ReceivedAt::from_unix_millis(at),
             &EnvelopeOptions::default(),
         )
         .expect("encode");
         let template = record.line().to_vec();
+        let header_at = template
+            .windows(header.len())
+            .position(|w| w == header.as_bytes())
+            .expect("the signature header in the line");
+        let mut body = body.into_bytes();
+        let body_slot = body
+            .windows(placeholder.len())
+            .position(|w| w == placeholder.as_bytes())
+            .expect("the id in the body");
         let slots: Vec<usize> = template
             .windows(placeholder.len())
             .enumerate()
@@ -77,6 +93,9 @@ fn generate(dir: &Path) -> u64 {
             for &slot in &slots {
                 line[slot..slot + id.len()].copy_from_slice(id.as_bytes());
             }
+            body[body_slot..body_slot + id.len()].copy_from_slice(id.as_bytes());
+            let header = signed(&body);
+            line[header_at..header_at + header.len()].copy_from_slice(header.as_bytes());
             gz.write_all(&line).expect("write");
             total += line.len() as u64;
         }
@@ -142,7 +161,13 @@ fn a_100k_record_archive_streams_in_bounded_memory() {
     assert!(bytes > 200_000_000, "{bytes} bytes of NDJSON");
     assert!(bytes < 300_000_000, "{bytes} bytes of NDJSON");
 
-    let (out, peak, took) = run_measuring(&["replay", archive, "--dry-run"]);
+    let (out, peak, took) = run_measuring(&[
+        "replay",
+        archive,
+        "--dry-run",
+        "--source-secret",
+        "whsec_large",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(count(&out, "would send"), RECORDS as u64);
     println!(

@@ -355,7 +355,7 @@ fn verify_passes_on_a_genuine_archive_and_names_each_tampered_record() {
     assert_eq!(count(&out, "verified"), posted.len() as u64 + 1);
     assert_eq!(count(&out, "failed"), 0);
     assert_eq!(
-        count(&out, "not verifiable (raw off, no body stored)"),
+        count(&out, "not verifiable (raw off, no signature stored)"),
         raw_off.len() as u64
     );
     assert!(failures(&out).is_empty());
@@ -453,11 +453,11 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
     let ck = checkpoint.to_str().expect("path");
 
     // A dry run sends nothing and says what it would send.
-    let out = run(&["replay", archive, "--dry-run"]);
+    let out = run(&["replay", archive, "--dry-run", "--source-secret", SECRET_A]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(count(&out, "would send"), posted.len() as u64);
     assert_eq!(
-        count(&out, "duplicate id (an earlier copy was selected)"),
+        count(&out, "duplicate id (an earlier sendable copy was selected)"),
         1
     );
 
@@ -465,6 +465,8 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
         "replay",
         archive,
         "--dry-run",
+        "--source-secret",
+        SECRET_A,
         "--no-dedupe",
         "--type",
         "charge.*",
@@ -489,6 +491,8 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
         &url,
         "--secret",
         SECRET_A,
+        "--source-secret",
+        SECRET_A,
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(count(&out, "refused"), 1);
@@ -507,6 +511,8 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
         &url,
         "--secret",
         SECRET_B,
+        "--source-secret",
+        SECRET_A,
         "--checkpoint",
         ck,
     ];
@@ -549,7 +555,7 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
     );
     assert_eq!(count(&out, "already sent (in the checkpoint)"), 5 + second);
     assert_eq!(
-        count(&out, "duplicate id (an earlier copy was selected)"),
+        count(&out, "duplicate id (an earlier sendable copy was selected)"),
         1
     );
     assert_eq!(
@@ -621,8 +627,7 @@ fn unreadable_lines_are_counted_listed_briefly_and_make_exit_code_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let day = dir.path().join("webhooks/year=2026/month=11/day=26");
     std::fs::create_dir_all(&day).expect("mkdir");
-    let good =
-        r#"{"v":1,"timestamp":"2026-11-26T10:00:00.000Z","id":"evt_ok","type":"x","data":{}}"#;
+    let good = r#"{"v":1,"timestamp":"2026-11-26T10:00:00.000Z","id":"evt_ok","type":"x","object":"event","created":1795687200,"livemode":false,"api_version":null,"account":null,"data":{}}"#;
     let mut junk = format!("{good}\n");
     for i in 0..50 {
         junk.push_str(&format!("not json {i}\n"));

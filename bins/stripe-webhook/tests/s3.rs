@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use bytes::Bytes;
-use common::{Sink, cli, count, describe, secret, stdout};
+use common::{cli, count, describe, secret, stdout};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, Record, encode};
 use stripe_webhook_testkit::moto::{Moto, REGION};
+use stripe_webhook_testkit::webhook_target::WebhookTarget;
 use stripe_webhook_verify::{Verifier, signature_header};
 
 const SECRET: &str = "whsec_s3_archive";
@@ -274,10 +275,13 @@ fn cat_verify_and_replay_read_s3_with_oversize_pointers() {
     );
 
     // replay: a dry run, then for real into a sink that checks the new signatures.
-    let out = run(&moto, &["replay", &archive, "--dry-run"]);
+    let out = run(
+        &moto,
+        &["replay", &archive, "--dry-run", "--source-secret", SECRET],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(count(&out, "would send"), 7);
-    let sink = Sink::start();
+    let sink = WebhookTarget::start();
     let out = run(
         &moto,
         &[
@@ -287,6 +291,8 @@ fn cat_verify_and_replay_read_s3_with_oversize_pointers() {
             &sink.url(),
             "--secret",
             TARGET_SECRET,
+            "--source-secret",
+            SECRET,
             "--concurrency",
             "3",
         ],
@@ -299,7 +305,7 @@ fn cat_verify_and_replay_read_s3_with_oversize_pointers() {
         .into_iter()
         .map(|r| {
             verifier
-                .verify(&r.body, Some(&r.signature))
+                .verify(&r.body, r.header("stripe-signature"))
                 .expect("re-signed with the target's secret and a fresh timestamp");
             let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
             (v["id"].as_str().expect("id").to_owned(), r.body)
@@ -314,4 +320,163 @@ fn cat_verify_and_replay_read_s3_with_oversize_pointers() {
             r.id()
         );
     }
+}
+
+/// 2026-11-26T00:00:00.000Z.
+const MIDNIGHT_26: i64 = 1_795_651_200_000;
+
+#[test]
+fn s3_partitions_are_arrival_hints_raw_off_pointers_are_not_verifiable_and_dedupe_skips_lost_bodies()
+ {
+    let moto = Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s3 = client(&moto);
+    let at = |day: i64, millis: i64| MIDNIGHT_26 + day * 86_400_000 + millis;
+
+    // Firehose names an object's partition by the arrival of its OLDEST record: records received
+    // after midnight sit under the day before.
+    moto.create_bucket("days");
+    let late_26 = record(
+        &body("evt_late_26", "invoice.paid", false, ""),
+        at(0, 86_398_000),
+    );
+    let early_27 = record(
+        &body("evt_early_27", "invoice.paid", false, ""),
+        at(1, 5_000),
+    );
+    let mid_27 = record(
+        &body("evt_mid_27", "invoice.paid", false, ""),
+        at(1, 43_200_000),
+    );
+    let early_28 = record(
+        &body("evt_early_28", "invoice.paid", false, ""),
+        at(2, 2_000),
+    );
+    let mid_28 = record(
+        &body("evt_mid_28", "invoice.paid", false, ""),
+        at(2, 43_200_000),
+    );
+    for (day, records) in [
+        ("day=26", vec![&late_26, &early_27]),
+        ("day=27", vec![&mid_27, &early_28]),
+        ("day=28", vec![&mid_28]),
+    ] {
+        let lines: Vec<u8> = records.iter().flat_map(|r| r.line().to_vec()).collect();
+        put(
+            &rt,
+            &s3,
+            "days",
+            &format!("webhooks/year=2026/month=11/{day}/archive-1-{day}.gz"),
+            gzip(&[&lines]),
+        );
+    }
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["cat", "s3://days/webhooks/"];
+        full.extend_from_slice(args);
+        let out = run(&moto, &full);
+        assert!(out.status.success(), "{}", describe(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v["id"].as_str().expect("id").to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids(&["--from", "2026-11-27"]),
+        ["evt_early_27", "evt_mid_27", "evt_early_28", "evt_mid_28"]
+    );
+    assert_eq!(ids(&["--to", "2026-11-26"]), ["evt_late_26"]);
+    assert_eq!(
+        ids(&["--from", "2026-11-27", "--to", "2026-11-27"]),
+        ["evt_early_27", "evt_mid_27"]
+    );
+    let out = run(
+        &moto,
+        &[
+            "stats",
+            "s3://days/webhooks/",
+            "--json",
+            "--from",
+            "2026-11-28",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(stats["by_day"], serde_json::json!({"2026-11-28": 2}));
+
+    // An oversize event archived with raw off: its pointer carries no signature, so its body
+    // cannot be verified. That is "not verifiable", like any raw-off record, not a failure.
+    moto.create_bucket("rawoff");
+    let big = encode(
+        Bytes::from(body("evt_big_off", "invoice.upcoming", false, "")),
+        "t=1,v1=00",
+        ReceivedAt::from_unix_millis(at(0, 1_000)),
+        &EnvelopeOptions::default().include_raw(false),
+    )
+    .expect("encode");
+    let key = "oversize/year=2026/month=11/day=26/evt_big_off-1.json";
+    put(&rt, &s3, "rawoff", key, big.body().to_vec());
+    let ordinary = record(&body("evt_ok_26", "invoice.paid", false, ""), at(0, 2_000));
+    put(
+        &rt,
+        &s3,
+        "rawoff",
+        "webhooks/year=2026/month=11/day=26/archive-1-x.gz",
+        gzip(&[&[
+            big.oversize_pointer("rawoff", key).line(),
+            &ordinary.line()[..],
+        ]
+        .concat()]),
+    );
+    let out = run(
+        &moto,
+        &["verify", "s3://rawoff/webhooks/", "--secret", SECRET],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(count(&out, "verified"), 1, "{}", describe(&out));
+    assert_eq!(count(&out, "failed"), 0, "{}", describe(&out));
+    assert_eq!(
+        count(&out, "not verifiable (raw off, no signature stored)"),
+        1,
+        "{}",
+        describe(&out)
+    );
+
+    // Dedupe keeps the first copy that can be sent: a pointer whose body is gone does not hide
+    // a later complete copy of the same event.
+    moto.create_bucket("lost");
+    let event = record(&body("evt_lost", "invoice.paid", false, ""), at(0, 3_000));
+    let pointer = event.oversize_pointer("lost", "oversize/year=2026/month=11/day=26/gone.json");
+    put(
+        &rt,
+        &s3,
+        "lost",
+        "webhooks/year=2026/month=11/day=26/archive-1-y.gz",
+        gzip(&[&[pointer.line(), &event.line()[..]].concat()]),
+    );
+    let target = WebhookTarget::start();
+    let out = run(
+        &moto,
+        &[
+            "replay",
+            "s3://lost/webhooks/",
+            "--url",
+            &target.url(),
+            "--secret",
+            TARGET_SECRET,
+            "--source-secret",
+            SECRET,
+        ],
+    );
+    // The lost body is a problem to report (exit code 1), after the event was delivered.
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(count(&out, "sent (2xx)"), 1, "{}", describe(&out));
+    let received = target.received();
+    assert_eq!(received.len(), 1, "{}", describe(&out));
+    assert_eq!(received[0].body, event.body().to_vec());
 }

@@ -95,10 +95,7 @@ impl Field {
 fn decode_string(text: &str, token: Span, escaped: bool) -> Cow<'_, str> {
     let token = &text[token.start..token.end];
     if escaped {
-        // The scanner validated the token, so this cannot fail; fall back to the raw text.
-        serde_json::from_str::<String>(token)
-            .map(Cow::Owned)
-            .unwrap_or(Cow::Borrowed(&token[1..token.len() - 1]))
+        escape::decode_json_string(token)
     } else {
         Cow::Borrowed(&token[1..token.len() - 1])
     }
@@ -200,7 +197,7 @@ fn encode_line(
         Err(ScanFailure::Syntax(e)) => {
             return Err(EnvelopeError::not_json(bytes, e.what, e.offset));
         }
-        Err(ScanFailure::Envelope(e)) => return Err(e),
+        Err(ScanFailure::Member(e)) => return Err(e),
     }
     let value = |f: Field| found[f as usize].map(|m| m.value);
     let string = |f: Field, missing, not_string: fn(&'static str) -> EnvelopeError| {

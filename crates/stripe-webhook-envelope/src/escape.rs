@@ -1,4 +1,7 @@
-//! Writing arbitrary UTF-8 text as a JSON string, byte-wise, with no raw `\n` or `\r` in the output.
+//! JSON strings: writing arbitrary UTF-8 text as one, byte-wise, with no raw `\n` or `\r` in the
+//! output; and decoding one the scanner validated.
+
+use std::borrow::Cow;
 
 use crate::swar;
 
@@ -80,6 +83,68 @@ pub(crate) fn json_string_into(out: &mut Vec<u8>, text: &str) {
     out.truncate(w + 1);
 }
 
+/// The text a JSON string token (quotes included) stands for. The token must have been
+/// validated by the scanner (escapes well formed, surrogates paired); the result borrows from
+/// the token when it has no escapes. (Given anything else it does not panic: what it cannot
+/// decode becomes U+FFFD.)
+pub(crate) fn decode_json_string(token: &str) -> Cow<'_, str> {
+    let inner = token
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(token);
+    let Some(first) = inner.find('\\') else {
+        return Cow::Borrowed(inner);
+    };
+    let mut out = String::with_capacity(inner.len());
+    out.push_str(&inner[..first]);
+    let mut rest = &inner[first..];
+    while let Some(escape) = rest.strip_prefix('\\') {
+        let unit = |at: usize| {
+            escape
+                .get(at..at + 4)
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+        };
+        let (c, len) = match escape.as_bytes().first() {
+            Some(b'"') => ('"', 1),
+            Some(b'\\') => ('\\', 1),
+            Some(b'/') => ('/', 1),
+            Some(b'b') => ('\u{8}', 1),
+            Some(b'f') => ('\u{c}', 1),
+            Some(b'n') => ('\n', 1),
+            Some(b'r') => ('\r', 1),
+            Some(b't') => ('\t', 1),
+            Some(b'u') => match unit(1) {
+                Some(high @ 0xD800..=0xDBFF) => match unit(7) {
+                    Some(low @ 0xDC00..=0xDFFF) if escape.get(5..7) == Some("\\u") => (
+                        char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+                            .unwrap_or(char::REPLACEMENT_CHARACTER),
+                        11,
+                    ),
+                    _ => (char::REPLACEMENT_CHARACTER, 5),
+                },
+                Some(unit) => (
+                    char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER),
+                    5,
+                ),
+                None => (char::REPLACEMENT_CHARACTER, 1),
+            },
+            _ => (char::REPLACEMENT_CHARACTER, 0),
+        };
+        out.push(c);
+        // Escapes are ASCII, so `len` stays on a character boundary unless the token is not
+        // one the scanner accepted; then the rest is cut at the next boundary.
+        let mut next = len.min(escape.len());
+        while !escape.is_char_boundary(next) {
+            next += 1;
+        }
+        let after = &escape[next..];
+        let plain = after.find('\\').unwrap_or(after.len());
+        out.push_str(&after[..plain]);
+        rest = &after[plain..];
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +176,30 @@ mod tests {
         let encoded = esc(&all);
         assert!(!encoded.contains(['\n', '\r']));
         assert_eq!(serde_json::from_str::<String>(&encoded).unwrap(), all);
+        assert_eq!(decode_json_string(&encoded), all);
+    }
+
+    #[test]
+    fn decodes_every_escape_like_serde_json() {
+        let tokens: [&str; 6] = [
+            "\"\"",
+            "\"plain Zo\u{eb} \u{1f600}\"",
+            r#""a\"b\\c\/d\be\ff\ng\rh\ti""#,
+            r#""\u0069d \u00E9 \u2028 \u0000 \uFFFF""#,
+            r#""pair \uD83D\uDE00 and \ud800\udc00 end""#,
+            r#""\\u0041 is not an escape""#,
+        ];
+        for token in tokens {
+            let expected: String = serde_json::from_str(token).unwrap();
+            assert_eq!(decode_json_string(token), expected, "{token}");
+        }
+        assert!(matches!(
+            decode_json_string("\"no escapes\""),
+            Cow::Borrowed("no escapes")
+        ));
+        // Not a token the scanner accepts: no panic.
+        for bad in ["\"\\", "\"\\u12\"", "\"\\uD800x\"", "\"\\q\"", "x"] {
+            let _ = decode_json_string(bad);
+        }
     }
 }

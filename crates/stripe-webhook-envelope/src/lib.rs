@@ -1,4 +1,5 @@
-//! Envelope v1: turns a verified Stripe webhook body into one archive record.
+//! Envelope v1, the archive format: writes a verified Stripe webhook body as one archive
+//! record, and reads a stored record back ([`read`]). One crate writes and reads the format.
 //!
 //! A record is one line of JSON ending in `\n` (no other `\n` or `\r`), ready to be appended
 //! to an NDJSON file or sent as one Firehose record:
@@ -13,6 +14,9 @@
 //! JSON scanner and never re-serialises a value: `data` keeps its original tokens with only
 //! the insignificant whitespace removed. `raw` and `signature` (on by default, see
 //! [`EnvelopeOptions`]) let anyone holding the endpoint secret re-verify a record later.
+//! [`read::ArchivedRecord::parse`] reads such a line back, typed and version-checked; the
+//! archive layout is [`ARCHIVE_PREFIX`]`/`[`Partition`]`/…`, beside [`NON_RECORD_PREFIXES`].
+//! Neither side depends on serde: both use the crate's own strict JSON scanner.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -33,16 +37,23 @@
 //! assert!(line.starts_with(
 //!     r#"{"v":1,"timestamp":"2026-11-26T22:14:41.123Z","id":"evt_1","type":"charge.succeeded","object":"event","created":1795731280,"livemode":null,"api_version":null,"account":null,"data":{"object":{"amount":1.10}},"raw":"{\n  \"id\""#
 //! ));
+//!
+//! let stored = stripe_webhook_envelope::read::ArchivedRecord::parse(record.line()).unwrap();
+//! assert_eq!((&*stored.id, stored.received_at), ("evt_1", at));
 //! # Ok::<(), stripe_webhook_envelope::EnvelopeError>(())
 //! ```
 
 mod encode;
 mod error;
 mod escape;
+pub mod read;
 mod record;
 mod scan;
 mod swar;
 
 pub use encode::{EnvelopeOptions, encode};
 pub use error::EnvelopeError;
-pub use record::{ARCHIVE_PREFIX, EventMeta, Partition, ReceivedAt, Record};
+pub use record::{
+    ARCHIVE_PREFIX, ERROR_OUTPUT_PREFIX, EventMeta, NON_RECORD_PREFIXES, OVERSIZE_PREFIX,
+    ParsePartitionError, Partition, ReceivedAt, Record,
+};

@@ -1,6 +1,7 @@
 //! The archive record and its receipt time: the types every sink consumes.
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +69,52 @@ impl ReceivedAt {
         let mut out = Vec::with_capacity(24);
         self.write_rfc3339_millis(&mut out);
         String::from_utf8(out).expect("digits and ASCII punctuation")
+    }
+
+    /// Parses exactly what [`ReceivedAt::rfc3339_millis`] writes for the years 0000 to 9999
+    /// (`YYYY-MM-DDTHH:MM:SS.mmmZ`, a valid UTC date and time, no leap second), so parsing and
+    /// formatting round-trip byte for byte. Anything else is `None`.
+    ///
+    /// ```
+    /// use stripe_webhook_envelope::ReceivedAt;
+    ///
+    /// let t = ReceivedAt::parse_rfc3339_millis("2026-11-26T22:14:41.123Z").unwrap();
+    /// assert_eq!(t.unix_millis(), 1_795_731_281_123);
+    /// assert_eq!(ReceivedAt::parse_rfc3339_millis("2026-11-26T22:14:41Z"), None);
+    /// assert_eq!(ReceivedAt::parse_rfc3339_millis("2026-02-30T00:00:00.000Z"), None);
+    /// ```
+    pub fn parse_rfc3339_millis(text: &str) -> Option<ReceivedAt> {
+        let b = text.as_bytes();
+        // `YYYY-MM-DDTHH:MM:SS.mmmZ`: the punctuation at its places, digits everywhere else.
+        const FORM: &[u8; 24] = b"0000-00-00T00:00:00.000Z";
+        if b.len() != FORM.len()
+            || !b.iter().zip(FORM).all(|(&c, &f)| {
+                if f == b'0' {
+                    c.is_ascii_digit()
+                } else {
+                    c == f
+                }
+            })
+        {
+            return None;
+        }
+        let number = |from: usize, to: usize| -> u32 {
+            b[from..to]
+                .iter()
+                .fold(0, |n, &d| n * 10 + u32::from(d - b'0'))
+        };
+        let two = |from: usize| u8::try_from(number(from, from + 2)).ok();
+        let year = i32::try_from(number(0, 4)).ok()?;
+        let month = time::Month::try_from(two(5)?).ok()?;
+        let date = time::Date::from_calendar_date(year, month, two(8)?).ok()?;
+        let millis = u16::try_from(number(20, 23)).ok()?;
+        let time = time::Time::from_hms_milli(two(11)?, two(14)?, two(17)?, millis).ok()?;
+        let nanos = time::PrimitiveDateTime::new(date, time)
+            .assume_utc()
+            .unix_timestamp_nanos();
+        i64::try_from(nanos / 1_000_000)
+            .ok()
+            .map(ReceivedAt::from_unix_millis)
     }
 
     /// Appends [`ReceivedAt::rfc3339_millis`] to `out`.
@@ -159,8 +206,94 @@ impl fmt::Display for Partition {
     }
 }
 
+impl FromStr for Partition {
+    type Err = ParsePartitionError;
+
+    /// Parses exactly what [`Partition`]'s `Display` writes for the years 0000 to 9999:
+    /// `year=YYYY/month=MM/day=DD`, a valid calendar date.
+    ///
+    /// ```
+    /// use stripe_webhook_envelope::Partition;
+    ///
+    /// let p: Partition = "year=2026/month=11/day=26".parse()?;
+    /// assert_eq!((p.year, p.month, p.day), (2026, 11, 26));
+    /// assert_eq!(p.to_string(), "year=2026/month=11/day=26");
+    /// assert!("year=2026/month=2/day=26".parse::<Partition>().is_err());
+    /// assert!("year=2026/month=02/day=30".parse::<Partition>().is_err());
+    /// # Ok::<(), stripe_webhook_envelope::ParsePartitionError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Partition, ParsePartitionError> {
+        let digits = |part: Option<&str>, name: &str, width: usize| -> Option<u32> {
+            let value = part?.strip_prefix(name)?.strip_prefix('=')?;
+            (value.len() == width && value.bytes().all(|d| d.is_ascii_digit()))
+                .then(|| value.parse().ok())?
+        };
+        let mut parts = s.split('/');
+        let (year, month, day) = (
+            digits(parts.next(), "year", 4),
+            digits(parts.next(), "month", 2),
+            digits(parts.next(), "day", 2),
+        );
+        let parsed = (|| {
+            let (year, month, day) = (
+                i32::try_from(year?).ok()?,
+                u8::try_from(month?).ok()?,
+                u8::try_from(day?).ok()?,
+            );
+            time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
+            Some(Partition { year, month, day })
+        })();
+        match parsed {
+            Some(p) if parts.next().is_none() => Ok(p),
+            _ => Err(ParsePartitionError),
+        }
+    }
+}
+
+impl Partition {
+    /// The partition named by three consecutive components of a local path or an S3 key, e.g.
+    /// `webhooks/year=2026/month=11/day=26/segment.ndjson.gz` (`/` or `\` separated); the
+    /// first one if there are several, `None` if there is none.
+    ///
+    /// On local disk the file sink names a partition by each record's receipt date. On S3,
+    /// Firehose names it by the arrival time of the *oldest* record in the object, so an object
+    /// can hold records received on the next day: a reader selecting days widens its partition
+    /// range and filters on each record's own `timestamp`.
+    ///
+    /// ```
+    /// use stripe_webhook_envelope::Partition;
+    ///
+    /// let p = Partition::in_path("webhooks/year=2026/month=11/day=26/archive-1-2026-11-26-23-58-01-x.gz");
+    /// assert_eq!(p.map(|p| p.to_string()).as_deref(), Some("year=2026/month=11/day=26"));
+    /// assert_eq!(Partition::in_path("webhooks/year=2026/month=11/x.gz"), None);
+    /// ```
+    pub fn in_path(path: &str) -> Option<Partition> {
+        let parts: Vec<&str> = path.split(['/', '\\']).collect();
+        parts
+            .windows(3)
+            .find_map(|w| format!("{}/{}/{}", w[0], w[1], w[2]).parse().ok())
+    }
+}
+
+/// Why a text is not a `year=YYYY/month=MM/day=DD` partition.
+#[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
+#[error("not an archive partition (expected `year=YYYY/month=MM/day=DD`, a valid date)")]
+pub struct ParsePartitionError;
+
 /// The archive prefix every record lives under, on S3 and on local disk.
 pub const ARCHIVE_PREFIX: &str = "webhooks";
+
+/// The default prefix of oversize event bodies (the Firehose sink's `OVERSIZE_S3_PREFIX`): each
+/// object is one raw body, which a pointer record under [`ARCHIVE_PREFIX`] names. Not records.
+pub const OVERSIZE_PREFIX: &str = "oversize";
+
+/// The prefix of Firehose's error output (what it could not deliver, in its own JSON wrapper).
+/// Not records.
+pub const ERROR_OUTPUT_PREFIX: &str = "errors";
+
+/// The top-level prefixes beside [`ARCHIVE_PREFIX`] that hold no records: a reader given a
+/// whole bucket or archive directory skips them.
+pub const NON_RECORD_PREFIXES: [&str; 2] = [OVERSIZE_PREFIX, ERROR_OUTPUT_PREFIX];
 
 /// The facts about an event that sinks and logs need without parsing the line again.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -315,6 +448,77 @@ mod tests {
             ReceivedAt::from_unix_millis(-1).rfc3339_millis(),
             "1969-12-31T23:59:59.999Z"
         );
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_nothing_else() {
+        for millis in [
+            0,
+            1_795_731_281_123,
+            951_782_400_000,
+            253_402_300_799_999,
+            -62_167_219_200_000,
+        ] {
+            let t = ReceivedAt::from_unix_millis(millis);
+            assert_eq!(
+                ReceivedAt::parse_rfc3339_millis(&t.rfc3339_millis()),
+                Some(t),
+                "{millis}"
+            );
+        }
+        for bad in [
+            "2026-11-26T22:14:41.123",
+            "2026-11-26T22:14:41.123+00:00",
+            "2026-11-26 22:14:41.123Z",
+            "2026-11-26T22:14:41.12Z",
+            "2026-11-26t22:14:41.123Z",
+            "2026-11-26T24:00:00.000Z",
+            "2026-11-26T23:59:60.000Z",
+            "2026-13-26T22:14:41.123Z",
+            "2025-02-29T22:14:41.123Z",
+            "+026-11-26T22:14:41.123Z",
+            "２０２6-11-26T22:14:41.123Z",
+            "",
+        ] {
+            assert_eq!(ReceivedAt::parse_rfc3339_millis(bad), None, "{bad}");
+        }
+        assert!(ReceivedAt::parse_rfc3339_millis("2024-02-29T00:00:00.000Z").is_some());
+    }
+
+    #[test]
+    fn partitions_parse_from_their_text_and_from_paths() {
+        let p: Partition = "year=2026/month=11/day=26".parse().unwrap();
+        assert_eq!(
+            p,
+            ReceivedAt::from_unix_millis(1_795_731_281_123).partition()
+        );
+        for bad in [
+            "year=2026/month=11/day=26/",
+            "year=2026/month=11",
+            "year=26/month=11/day=26",
+            "year=2026/month=11/day=31",
+            "year=2026/month=00/day=01",
+            "year=2026/day=26/month=11",
+            "year=+026/month=11/day=26",
+        ] {
+            assert_eq!(bad.parse::<Partition>(), Err(ParsePartitionError), "{bad}");
+        }
+        assert_eq!(
+            Partition::in_path(
+                "s3-key/errors/x/year=2026/month=11/day=26/a/year=2027/month=01/day=01/b"
+            ),
+            Some(p),
+            "the first partition"
+        );
+        assert_eq!(
+            Partition::in_path(r"C:\archive\webhooks\year=2026\month=11\day=26\s.gz"),
+            Some(p)
+        );
+        assert_eq!(
+            Partition::in_path("webhooks/year=2026/month=11/day=32/s.gz"),
+            None
+        );
+        assert_eq!(NON_RECORD_PREFIXES, ["oversize", "errors"]);
     }
 
     #[test]

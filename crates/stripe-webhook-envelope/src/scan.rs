@@ -137,7 +137,7 @@ pub(crate) fn scan_top_level<const RAW: bool>(
     out: &mut Scratch,
     mut is_data: impl FnMut(Span, bool) -> bool,
     mut on_member: impl FnMut(Member) -> std::result::Result<(), crate::EnvelopeError>,
-) -> std::result::Result<TopLevel, ScanFailure> {
+) -> std::result::Result<TopLevel, ScanFailure<crate::EnvelopeError>> {
     // Escaping at most doubles valid JSON (its only control bytes are `\n`, `\r`, `\t`);
     // compaction never grows it. Grown buffers are zeroed once, then reused as they are.
     let raw_need = if RAW { 2 * body.len() + CHUNK } else { 0 };
@@ -170,12 +170,34 @@ pub(crate) fn scan_top_level<const RAW: bool>(
     Ok(top)
 }
 
+/// Validates `body` (already known to be UTF-8) as one JSON value and, if it is an object,
+/// calls `on_member` for each of its members in order, writing nothing: the reader's scan.
+/// `on_member` may stop the scan with an error of its own.
+pub(crate) fn scan_members<E>(
+    body: &[u8],
+    mut on_member: impl FnMut(Member) -> std::result::Result<(), E>,
+) -> std::result::Result<TopLevel, ScanFailure<E>> {
+    let mut s = Scanner::<false> {
+        b: body,
+        pos: 0,
+        stack: Vec::new(),
+        raw: &mut [],
+        raw_w: 0,
+        raw_from: 0,
+        data: &mut [],
+        data_w: 0,
+        data_from: 0,
+        in_data: false,
+    };
+    s.top_level(&mut |_, _| false, &mut on_member)
+}
+
 impl<const RAW: bool> Scanner<'_, '_, RAW> {
-    fn top_level(
+    fn top_level<E>(
         &mut self,
         is_data: &mut impl FnMut(Span, bool) -> bool,
-        on_member: &mut impl FnMut(Member) -> std::result::Result<(), crate::EnvelopeError>,
-    ) -> std::result::Result<TopLevel, ScanFailure> {
+        on_member: &mut impl FnMut(Member) -> std::result::Result<(), E>,
+    ) -> std::result::Result<TopLevel, ScanFailure<E>> {
         let s = self;
         let body = s.b;
         let mut data_seen = false;
@@ -212,7 +234,7 @@ impl<const RAW: bool> Scanner<'_, '_, RAW> {
                         key_escaped,
                         value,
                     })
-                    .map_err(ScanFailure::Envelope)?;
+                    .map_err(ScanFailure::Member)?;
                     s.skip_ws();
                     match s.peek() {
                         Some(b',') => {
@@ -244,13 +266,13 @@ impl<const RAW: bool> Scanner<'_, '_, RAW> {
 
 /// Why scanning stopped.
 #[derive(Debug)]
-pub(crate) enum ScanFailure {
+pub(crate) enum ScanFailure<E> {
     Syntax(SyntaxError),
     /// The member callback refused the body (e.g. a duplicate field).
-    Envelope(crate::EnvelopeError),
+    Member(E),
 }
 
-impl From<SyntaxError> for ScanFailure {
+impl<E> From<SyntaxError> for ScanFailure<E> {
     fn from(e: SyntaxError) -> Self {
         Self::Syntax(e)
     }
@@ -678,7 +700,7 @@ mod tests {
         ) {
             Ok(t) => Ok(t),
             Err(ScanFailure::Syntax(e)) => Err(e),
-            Err(ScanFailure::Envelope(e)) => panic!("{e}"),
+            Err(ScanFailure::Member(e)) => panic!("{e}"),
         }
     }
 

@@ -218,3 +218,96 @@ fn compact_data_keeps_exact_tokens() {
         assert_eq!(data, expected, "{name}");
     }
 }
+
+#[test]
+fn every_golden_reads_back_to_the_fields_written() {
+    use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
+
+    let mut read = 0;
+    for entry in std::fs::read_dir(golden_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let name = file
+            .trim_end_matches(".ndjson")
+            .trim_end_matches(".raw-off");
+        let with_raw = !file.ends_with(".raw-off.ndjson");
+        let body = fixtures()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{file}: no fixture {name}"))
+            .1;
+        let line = std::fs::read(&path).unwrap();
+        let record = ArchivedRecord::parse(&line).unwrap_or_else(|e| panic!("{file}: {e}"));
+
+        // What the writer knows it wrote.
+        let written = encode(
+            body.clone(),
+            SIGNATURE,
+            RECEIVED_AT,
+            &EnvelopeOptions::default().include_raw(with_raw),
+        )
+        .unwrap();
+        assert_eq!(record.id, written.id(), "{file}");
+        assert_eq!(record.event_type, written.event_type(), "{file}");
+        assert_eq!(record.received_at, written.received_at(), "{file}");
+        match (&record.body, with_raw) {
+            (StoredBody::Inline { raw, signature }, true) => {
+                assert_eq!(
+                    raw.decode().as_bytes(),
+                    &body[..],
+                    "{file}: raw is the body"
+                );
+                assert_eq!(signature, SIGNATURE, "{file}");
+            }
+            (StoredBody::NotStored, false) => {}
+            (other, _) => panic!("{file}: {other:?}"),
+        }
+        // The other members: their JSON text is the line's own, per serde_json.
+        let value: Value = serde_json::from_slice(&line).unwrap();
+        for (field, raw) in [
+            ("object", record.object),
+            ("created", record.created),
+            ("livemode", record.livemode),
+            ("api_version", record.api_version),
+            ("account", record.account),
+            ("data", record.data),
+        ] {
+            let parsed: Value = serde_json::from_str(raw.text()).unwrap();
+            assert_eq!(parsed, value[field], "{file}: {field}");
+            assert!(
+                std::str::from_utf8(&line)
+                    .unwrap()
+                    .contains(&format!("\"{field}\":{}", raw.text())),
+                "{file}: {field} is the stored text"
+            );
+        }
+
+        // And the oversize pointer of the same record.
+        let key = format!("oversize/{}/{name}.json", RECEIVED_AT.partition());
+        let pointer_line = written.oversize_pointer("archive-bucket", &key);
+        let pointer = ArchivedRecord::parse(pointer_line.line()).unwrap();
+        assert_eq!(pointer.id, written.id());
+        assert!(pointer.data.is_null());
+        match &pointer.body {
+            StoredBody::Oversize {
+                pointer: p,
+                signature,
+            } => {
+                assert_eq!((&*p.bucket, &*p.key), ("archive-bucket", key.as_str()));
+                assert_eq!(
+                    p.check(&body),
+                    Ok(()),
+                    "{file}: size and sha256 of the body"
+                );
+                assert_eq!(
+                    signature.as_deref(),
+                    with_raw.then_some(SIGNATURE),
+                    "{file}"
+                );
+            }
+            other => panic!("{file}: {other:?}"),
+        }
+        read += 1;
+    }
+    assert!(read >= 11, "read {read} goldens");
+}

@@ -1,6 +1,8 @@
 //! Properties of `encode` over generated JSON: arbitrary values with random insignificant
 //! whitespace, string escapes (short, `\u`, surrogate pairs), arbitrary Unicode and numbers in
-//! many textual forms; plus arbitrary and mutated bytes checked against `serde_json`.
+//! many textual forms; plus arbitrary and mutated bytes checked against `serde_json`. And of
+//! the reader: every record `encode` writes reads back to what was written, and arbitrary or
+//! mutated lines never panic it and are accepted only as what `serde_json` also reads.
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -8,6 +10,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
 use stripe_webhook_envelope::{EnvelopeError, EnvelopeOptions, ReceivedAt, encode};
 
 /// A generated JSON value: its pretty text (with random whitespace) and the same tokens with
@@ -242,8 +245,114 @@ fn check_against_serde_json(bytes: &[u8]) {
     }
 }
 
+/// The reader agrees with serde_json on any line: it never panics; what it accepts is a JSON
+/// object whose `v` is `1` and whose `id`, `type`, `timestamp` and `data` are what serde_json
+/// reads there.
+fn check_reader_against_serde_json(line: &[u8]) {
+    let Ok(record) = ArchivedRecord::parse(line) else {
+        return;
+    };
+    let value: Value = serde_json::from_slice(line).expect("accepted lines are JSON");
+    assert_eq!(value["v"], 1);
+    assert_eq!(value["id"].as_str(), Some(&*record.id));
+    assert_eq!(value["type"].as_str(), Some(&*record.event_type));
+    assert_eq!(
+        value["timestamp"].as_str(),
+        Some(&*record.received_at.rfc3339_millis())
+    );
+    let data: Value = serde_json::from_str(record.data.text()).expect("data is JSON");
+    assert_eq!(data, value["data"]);
+    if let StoredBody::Inline { raw, signature } = &record.body {
+        assert_eq!(value["raw"].as_str(), Some(&*raw.decode()));
+        assert_eq!(value["signature"].as_str(), Some(&**signature));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_encoded_record_reads_back_to_what_was_written(
+        ev in event(),
+        signature in any::<String>(),
+        raw in any::<bool>(),
+        millis in -62_135_596_800_000i64..253_402_300_800_000,
+        key in any::<String>(),
+    ) {
+        let at = ReceivedAt::from_unix_millis(millis);
+        let body = Bytes::from(ev.body.clone());
+        let options = EnvelopeOptions::default().include_raw(raw);
+        let written = encode(body.clone(), &signature, at, &options).unwrap();
+        let read = ArchivedRecord::parse(written.line()).unwrap();
+        prop_assert_eq!(&*read.id, written.id());
+        prop_assert_eq!(&*read.event_type, written.event_type());
+        prop_assert_eq!(read.received_at, at);
+        prop_assert_eq!(read.data.text(), ev.data.compact.as_str());
+        prop_assert!(read.object.is_null() && read.created.is_null() && read.livemode.is_null());
+        prop_assert!(read.api_version.is_null() && read.account.is_null());
+        match &read.body {
+            StoredBody::Inline { raw: stored, signature: stored_signature } => {
+                prop_assert!(raw);
+                let decoded = stored.decode();
+                prop_assert_eq!(decoded.as_bytes(), &body[..]);
+                prop_assert_eq!(&**stored_signature, signature.as_str());
+            }
+            StoredBody::NotStored => prop_assert!(!raw),
+            other => prop_assert!(false, "{:?}", other),
+        }
+        check_reader_against_serde_json(written.line());
+
+        let pointer = written.oversize_pointer("bucket", &key);
+        let read = ArchivedRecord::parse(pointer.line()).unwrap();
+        prop_assert_eq!(&*read.id, written.id());
+        prop_assert!(read.data.is_null());
+        match &read.body {
+            StoredBody::Oversize { pointer, signature: stored_signature } => {
+                prop_assert_eq!(&*pointer.bucket, "bucket");
+                prop_assert_eq!(&*pointer.key, key.as_str());
+                prop_assert_eq!(pointer.check(&body), Ok(()));
+                prop_assert_eq!(stored_signature.as_deref(), raw.then_some(signature.as_str()));
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+    }
+
+    #[test]
+    fn arbitrary_lines_never_panic_the_reader(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        check_reader_against_serde_json(&bytes);
+    }
+
+    #[test]
+    fn mutated_records_never_panic_the_reader_and_agree_with_serde_json(
+        ev in event(),
+        raw in any::<bool>(),
+        pointer in any::<bool>(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..4),
+    ) {
+        let written = encode(
+            Bytes::from(ev.body),
+            "t=1,v1=00",
+            AT,
+            &EnvelopeOptions::default().include_raw(raw),
+        )
+        .unwrap();
+        let written = if pointer { written.oversize_pointer("b", "k") } else { written };
+        let mut bytes = written.line().to_vec();
+        for (at, op, byte) in edits {
+            const ALPHABET: &[u8] = b"{}[]\",:\\ \n0-.eEtnu12vT";
+            let byte = ALPHABET[usize::from(byte) % ALPHABET.len()];
+            let i = at.index(bytes.len());
+            match op {
+                0 => { bytes.remove(i); }
+                1 => bytes.insert(i, byte),
+                _ => bytes[i] = byte,
+            }
+            if bytes.is_empty() {
+                bytes.push(byte);
+            }
+        }
+        check_reader_against_serde_json(&bytes);
+    }
 
     #[test]
     fn generated_events_round_trip(ev in event(), signature in any::<String>(), raw in any::<bool>()) {

@@ -6,6 +6,7 @@
 //! - [`free_port`]: a free loopback port for a helper server.
 //! - [`faults`]: `strace` fault injection and small `tmpfs` mounts for tests of real processes.
 //! - [`workspace_root`]: the repository root, for fixtures and scripts.
+//! - [`webhook_target`]: a scripted, recording webhook target (plain or over a test's TLS).
 //!
 //! ```
 //! let root = stripe_webhook_testkit::workspace_root();
@@ -20,6 +21,7 @@ pub mod lambda_runtime_api;
 pub mod moto;
 pub mod server;
 pub mod signing;
+pub mod webhook_target;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

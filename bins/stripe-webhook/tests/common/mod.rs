@@ -132,74 +132,117 @@ pub fn event_body(fixture: &str, id: &str, live: bool) -> String {
     }
 }
 
-/// One request received by a [`Sink`].
-#[derive(Clone, Debug)]
-pub struct Received {
-    /// The `Stripe-Signature` header.
-    pub signature: String,
-    /// The body bytes.
-    pub body: Vec<u8>,
+/// A webhook body in Stripe's pretty-printed layout, with an invoice of `amount_due`.
+pub fn invoice_event(id: &str, event_type: &str, amount_due: u64) -> String {
+    format!(
+        "{{\n  \"id\": \"{id}\",\n  \"object\": \"event\",\n  \"api_version\": \"2025-10-29.clover\",\n  \
+         \"created\": 1796032790,\n  \"data\": {{\n    \"object\": {{\n      \"id\": \"in_{id}\",\n      \
+         \"amount_due\": {amount_due}\n    }}\n  }},\n  \"livemode\": false,\n  \"pending_webhooks\": 1,\n  \
+         \"type\": \"{event_type}\"\n}}"
+    )
 }
 
-/// A trivial HTTP/1.1 sink on a loopback port: answers every POST `200` (and closes the
-/// connection) and keeps what it received.
-pub struct Sink {
-    /// Where it listens.
-    pub addr: std::net::SocketAddr,
-    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+/// The archive record the server writes for `body` signed with `secret` and received at
+/// `at_millis` (with `raw` and `signature` unless `include_raw` is false).
+pub fn record(
+    body: &str,
+    secret: &str,
+    at_millis: i64,
+    include_raw: bool,
+) -> stripe_webhook_envelope::Record {
+    let header = signature_header(&[&self::secret(secret)], at_millis / 1000, body.as_bytes());
+    record_signed(body, &header, at_millis, include_raw)
 }
 
-impl Sink {
-    /// Starts the sink on a background thread (it lives until the test process ends).
-    pub fn start() -> Sink {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let store = std::sync::Arc::clone(&received);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut signature = String::new();
-                let mut length = 0_usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':') {
-                        let value = value.trim().to_owned();
-                        match name.to_ascii_lowercase().as_str() {
-                            "stripe-signature" => signature = value,
-                            "content-length" => length = value.parse().unwrap_or(0),
-                            _ => {}
-                        }
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                store
-                    .lock()
-                    .expect("lock")
-                    .push(Received { signature, body });
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                );
-            }
-        });
-        Sink { addr, received }
-    }
+/// The archive record for `body` with this `Stripe-Signature` header (which need not verify).
+pub fn record_signed(
+    body: &str,
+    header: &str,
+    at_millis: i64,
+    include_raw: bool,
+) -> stripe_webhook_envelope::Record {
+    stripe_webhook_envelope::encode(
+        bytes::Bytes::from(body.to_owned()),
+        header,
+        stripe_webhook_envelope::ReceivedAt::from_unix_millis(at_millis),
+        &stripe_webhook_envelope::EnvelopeOptions::default().include_raw(include_raw),
+    )
+    .expect("encode")
+}
 
-    /// The URL to replay to.
-    pub fn url(&self) -> String {
-        format!("http://{}/webhook/stripe", self.addr)
-    }
+/// A line's text without its `\n`.
+pub fn text(record: &stripe_webhook_envelope::Record) -> String {
+    String::from_utf8(record.line().to_vec())
+        .expect("utf-8")
+        .trim_end_matches('\n')
+        .to_owned()
+}
 
-    /// Everything received so far.
-    pub fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("lock").clone()
-    }
+/// Writes `lines` (each without `\n`) as one plain segment `name` in the local archive `dir`, in
+/// the partition of `at_millis`; returns its path.
+pub fn write_segment(dir: &Path, at_millis: i64, name: &str, lines: &[&str]) -> PathBuf {
+    let partition = stripe_webhook_envelope::ReceivedAt::from_unix_millis(at_millis).partition();
+    let day = dir.join(format!("webhooks/{partition}"));
+    std::fs::create_dir_all(&day).expect("mkdir");
+    let path = day.join(name);
+    let content: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, content).expect("write segment");
+    path
+}
+
+/// Writes `secret` to a file `name` in `dir` (as an operator keeps it off the command line).
+pub fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{secret}\n")).expect("write secret file");
+    path
+}
+
+/// A private CA generated now, its certificate written as PEM to `ca_path`.
+pub fn private_ca(ca_path: &Path) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "stripe-webhook test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
+    std::fs::write(ca_path, ca.pem()).expect("write CA PEM");
+    ca
+}
+
+/// A private CA (see [`private_ca`]) and a webhook target on loopback that speaks TLS with a
+/// `localhost`/`127.0.0.1` certificate that CA signed, all generated now.
+pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::WebhookTarget {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    use std::sync::Arc;
+
+    let ca = private_ca(ca_path);
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("leaf params");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().expect("leaf key");
+    let cert = leaf.signed_by(&key, &ca).expect("sign the leaf");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server certificate");
+    let config = Arc::new(config);
+    stripe_webhook_testkit::webhook_target::WebhookTarget::start_with(move |tcp| {
+        let session =
+            rustls::ServerConnection::new(Arc::clone(&config)).map_err(std::io::Error::other)?;
+        Ok(Box::new(rustls::StreamOwned::new(session, tcp)))
+    })
 }

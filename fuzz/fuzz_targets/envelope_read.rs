@@ -1,0 +1,74 @@
+//! Fuzz the archive reader, `read::ArchivedRecord::parse`, on arbitrary bytes (an archive line
+//! from anyone who can write to the archive). Oracles:
+//! - nothing panics, and a final `\n` changes nothing (but the offset of a syntax error);
+//! - on success the line is a JSON object (per `serde_json`'s grammar) with `"v":1`, and every
+//!   member the record reports is what `serde_json` reads there: `id`, `type`, `timestamp`
+//!   (formatting the parsed time gives back the stored text), the event members' exact JSON
+//!   text, `raw` (decoded) and `signature`, or the oversize pointer's bucket, key, size and hex
+//!   SHA-256.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
+
+/// An object's members as their JSON text (grammar only: numbers such as 1e999 are kept).
+type Members = BTreeMap<String, Box<RawValue>>;
+
+fn string(members: &Members, key: &str) -> Option<String> {
+    serde_json::from_str(members.get(key)?.get()).ok()
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let result = ArchivedRecord::parse(data);
+    let mut with_newline = data.to_vec();
+    with_newline.push(b'\n');
+    assert_eq!(
+        ArchivedRecord::parse(&with_newline).map_err(|e| e.label()),
+        result.clone().map_err(|e| e.label())
+    );
+    let Ok(record) = result else {
+        return;
+    };
+    let members: Members = serde_json::from_slice(data).expect("an accepted line is a JSON object");
+    assert_eq!(members["v"].get(), "1");
+    assert_eq!(string(&members, "id").as_deref(), Some(&*record.id));
+    assert_eq!(string(&members, "type").as_deref(), Some(&*record.event_type));
+    assert_eq!(
+        string(&members, "timestamp"),
+        Some(record.received_at.rfc3339_millis())
+    );
+    for (field, raw) in [
+        ("object", record.object),
+        ("created", record.created),
+        ("livemode", record.livemode),
+        ("api_version", record.api_version),
+        ("account", record.account),
+        ("data", record.data),
+    ] {
+        assert_eq!(members[field].get(), raw.text(), "{field}");
+    }
+    match &record.body {
+        StoredBody::Inline { raw, signature } => {
+            assert_eq!(string(&members, "raw").as_deref(), Some(&*raw.decode()));
+            assert_eq!(string(&members, "signature").as_deref(), Some(&**signature));
+        }
+        StoredBody::Oversize { pointer, signature } => {
+            assert_eq!(members["data"].get(), "null");
+            assert!(members.get("raw").is_none_or(|r| r.get() == "null"));
+            assert_eq!(string(&members, "signature").as_deref(), signature.as_deref());
+            let o: Members =
+                serde_json::from_str(members["oversize"].get()).expect("the pointer is an object");
+            assert_eq!(string(&o, "bucket").as_deref(), Some(&*pointer.bucket));
+            assert_eq!(string(&o, "key").as_deref(), Some(&*pointer.key));
+            assert_eq!(o["bytes"].get(), pointer.bytes.to_string());
+            let hex: String = pointer.sha256.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(string(&o, "sha256"), Some(hex));
+        }
+        StoredBody::NotStored => {
+            assert!(!members.contains_key("raw") && !members.contains_key("signature"));
+            assert!(!members.contains_key("oversize"));
+        }
+    }
+});
