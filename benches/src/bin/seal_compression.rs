@@ -73,12 +73,24 @@ fn segment(dir: &Path, bytes: usize) -> Vec<u8> {
     while out.len() < bytes {
         let body = &bodies[n as usize % bodies.len()];
         // A distinct id of Stripe's shape, as the load generator makes them.
-        let id = format!("evt_1Q{:022}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 10u64.pow(18));
-        let body = body.replacen("\"id\": \"evt_", &format!("\"id\": \"{id}\", \"x_\": \"evt_"), 1);
+        let id = format!(
+            "evt_1Q{:022}",
+            n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 10u64.pow(18)
+        );
+        let body = body.replacen(
+            "\"id\": \"evt_",
+            &format!("\"id\": \"{id}\", \"x_\": \"evt_"),
+            1,
+        );
         let received = ReceivedAt::from_unix_millis(1_795_731_281_123 + n as i64 * 3);
         let header = format!("t={},v1={:064x}", received.unix_seconds(), n);
-        let record = encode(Bytes::from(body), &header, received, &EnvelopeOptions::default())
-            .expect("encode");
+        let record = encode(
+            Bytes::from(body),
+            &header,
+            received,
+            &EnvelopeOptions::default(),
+        )
+        .expect("encode");
         out.extend_from_slice(record.line());
         n += 1;
     }
