@@ -28,8 +28,8 @@ mod events {
 
 mod archive;
 mod check;
+mod client;
 mod filter;
-mod http;
 mod inspect;
 mod replay;
 mod secrets;
@@ -129,6 +129,12 @@ pub(crate) enum Failure {
 }
 
 fn main() -> ExitCode {
+    // A `.env` file in the working directory fills in settings the environment does not have.
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("stripe-webhook: a .env file exists but could not be read ({e}); ignored");
+    }
     let cli = Cli::parse();
     let (name, result) = match cli.command {
         Command::Events => {
@@ -232,9 +238,9 @@ fn trigger(
         println!("Stripe-Signature: {header}\n\n{body}");
         return Ok(Outcome::Clean);
     }
-    let target = http::Target::parse(url).map_err(Failure::Usage)?;
+    let target = client::Target::parse(url).map_err(Failure::Usage)?;
     let tls = if target.is_https() {
-        Some(http::Tls::new(ca_file).map_err(Failure::Usage)?)
+        Some(client::Tls::new(ca_file).map_err(Failure::Usage)?)
     } else if ca_file.is_some() {
         return Err(Failure::Usage(
             "--ca-file is for an https:// --url".to_owned(),
@@ -248,7 +254,7 @@ fn trigger(
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let response = runtime
         .block_on(async {
-            http::Connection::new(target, tls, "stripe-webhook-trigger")
+            client::Connection::new(target, tls, "stripe-webhook-trigger")
                 .post(&header, Bytes::from(body))
                 .await
         })

@@ -36,8 +36,8 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::archive::{Archive, Source};
 use crate::check::{body_of, prove};
+use crate::client::{Connection, Target, Tls};
 use crate::filter::{Filters, SelectArgs};
-use crate::http::{Connection, Target, Tls};
 use crate::secrets::secrets;
 use crate::select::for_each_selected;
 use crate::{Failure, Outcome};
