@@ -12,12 +12,11 @@
 //! | `<stem>.sealed.ndjson`       | sealed, uncompressed (`sealed_gzip_level = None`)               |
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flate2::Compression;
-use flate2::write::GzEncoder;
 
 const OPEN: &str = ".ndjson";
 const CREATING: &str = ".ndjson.creating";
@@ -268,8 +267,16 @@ pub(crate) fn seal(
     Ok(Sealed::Sealed)
 }
 
-/// Writes the first `valid_len` bytes of `file` as `<stem>.ndjson.gz.tmp`, syncs it, and renames it
-/// to `gz`.
+/// Input bytes compressed as one gzip member. libdeflate compresses a whole buffer at once; with
+/// 1 MiB members its working set stays in cache (measured faster than 4 MiB members) and the file
+/// is a few tenths of a percent larger than one stream would be
+/// (`cargo run --release -p stripe-webhook-benches --bin seal_compression`).
+pub(crate) const GZIP_MEMBER_BYTES: usize = 1 << 20;
+
+/// Writes the first `valid_len` bytes of `file` as `<stem>.ndjson.gz.tmp` — gzip members of
+/// [`GZIP_MEMBER_BYTES`] input bytes each, compressed with libdeflate at `level`; concatenated
+/// members are one valid gzip file (RFC 1952) that zcat, Python's `gzip`, DuckDB and the CLI read
+/// whole — syncs it, and renames it to `gz`.
 fn write_gzip(
     segment: &Segment,
     file: &File,
@@ -277,25 +284,38 @@ fn write_gzip(
     level: Compression,
     gz: &Path,
 ) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
     let tmp = segment.path(Role::GzTmp);
-    let out = OpenOptions::new()
+    let mut out = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)?;
-    let mut encoder = GzEncoder::new(BufWriter::new(out), level);
-    let mut reader = file;
-    reader.seek(SeekFrom::Start(0))?;
-    let copied = io::copy(&mut Read::take(reader, valid_len), &mut encoder)?;
-    if copied != valid_len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "segment shorter than its valid length",
-        ));
+    let level = i32::try_from(level.level())
+        .ok()
+        .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "gzip level out of range"))?;
+    let mut compressor = libdeflater::Compressor::new(level);
+    let member = GZIP_MEMBER_BYTES.min(usize::try_from(valid_len).unwrap_or(usize::MAX));
+    let mut input = vec![0; member];
+    let mut output = vec![0; compressor.gzip_compress_bound(member)];
+    let mut offset = 0u64;
+    while offset < valid_len {
+        let len = usize::try_from(valid_len - offset).map_or(member, |rest| rest.min(member));
+        let chunk = &mut input[..len];
+        file.read_exact_at(chunk, offset).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(e.kind(), "segment shorter than its valid length")
+            } else {
+                e
+            }
+        })?;
+        let n = compressor
+            .gzip_compress(chunk, &mut output)
+            .map_err(|e| io::Error::other(format!("gzip compression failed: {e:?}")))?;
+        out.write_all(&output[..n])?;
+        offset += len as u64;
     }
-    let mut out = encoder.finish()?;
-    out.flush()?;
-    let out = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     out.sync_all()?;
     drop(out);
     fs::rename(&tmp, gz)
@@ -391,6 +411,45 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    #[test]
+    fn a_segment_larger_than_a_member_seals_into_several_members_of_the_exact_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, mut file) = create(dir.path()).unwrap();
+        let mut content = Vec::new();
+        let mut n = 0u64;
+        while content.len() < 2 * GZIP_MEMBER_BYTES + 12_345 {
+            content
+                .extend_from_slice(format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", n * 7919).as_bytes());
+            n += 1;
+        }
+        file.write_all(&content).unwrap();
+        let len = content.len() as u64;
+        seal(&segment, Some(&file), len, Some(Compression::new(6))).unwrap();
+        let gz = fs::read(segment.path(Role::Gz)).unwrap();
+        // Every member starts with the gzip magic; a single-member decoder stops after the first.
+        let mut first = Vec::new();
+        GzDecoder::new(&gz[..]).read_to_end(&mut first).unwrap();
+        assert_eq!(
+            first.len(),
+            GZIP_MEMBER_BYTES,
+            "the first member holds one member's bytes"
+        );
+        let mut all = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut all)
+            .unwrap();
+        assert_eq!(
+            all, content,
+            "the members decode to the segment, byte for byte"
+        );
+        assert!(
+            gz.len() < content.len() / 3,
+            "compressed: {} of {}",
+            gz.len(),
+            content.len()
+        );
     }
 
     #[test]
