@@ -16,6 +16,19 @@ SCRIPT_NAME="$(basename "$0")"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/$SCRIPT_NAME.XXXXXX")"
 BG_PIDS=()
 
+# Cores: the server alone on SERVER_CPU (default 1), the load generator and the Firehose endpoint
+# on LOAD_CPU (default 0), so a ratio measures the server, not the generator. taskset (util-linux)
+# is used when this machine has two cores or more; PIN=0 turns pinning off.
+SERVER_CPU="${SERVER_CPU:-1}"
+LOAD_CPU="${LOAD_CPU:-0}"
+if [[ "${PIN:-1}" != 0 ]] && command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
+    ON_SERVER_CPU=(taskset -c "$SERVER_CPU")
+    ON_LOAD_CPU=(taskset -c "$LOAD_CPU")
+else
+    ON_SERVER_CPU=()
+    ON_LOAD_CPU=()
+fi
+
 bench_cleanup() {
     local pid
     for pid in "${BG_PIDS[@]}"; do
@@ -95,12 +108,14 @@ wait_listening() {
     die "nothing listens on port $2 after 20 s"
 }
 
-# `start_endpoint NAME LATENCY_MS [CALL_QUOTA]`: starts firehose_endpoint (CALL_QUOTA put calls per
-# second, as Firehose's per-stream quota; 0 or absent = none); sets EP_PID, EP_URL, EP_STATS,
-# EP_OUT (its stdout: the start line, then the final stats after stop_endpoint).
+# `start_endpoint NAME LATENCY_MS [CALL_QUOTA [BYTES_QUOTA]]`: starts firehose_endpoint (CALL_QUOTA
+# put calls and BYTES_QUOTA record bytes per second, as Firehose's per-stream quotas; 0 or absent =
+# none) on the load generator's core; sets EP_PID, EP_URL, EP_STATS, EP_OUT (its stdout: the start
+# line, then the final stats after stop_endpoint).
 start_endpoint() {
     EP_OUT="$WORK/$1.endpoint.out"
-    "$BIN/firehose_endpoint" --stream "$STREAM" --latency-ms "$2" --call-quota "${3:-0}" >"$EP_OUT" 2>"$WORK/$1.endpoint.err" &
+    "${ON_LOAD_CPU[@]}" "$BIN/firehose_endpoint" --stream "$STREAM" --latency-ms "$2" --call-quota "${3:-0}" \
+        --bytes-quota "${4:-0}" >"$EP_OUT" 2>"$WORK/$1.endpoint.err" &
     EP_PID=$!
     BG_PIDS+=("$EP_PID")
     for _ in $(seq 200); do
@@ -169,7 +184,7 @@ start_server() {
     server_env "$sink" "$SERVER_PORT" "$endpoint"
     local bin="$BIN/stripe-webhook-server"
     [[ "$sink" == onecall ]] && bin="$BIN/baseline_server"
-    "${SERVER_ENV[@]}" "$@" METRICS_ADDR=off "$bin" >"$SERVER_LOG" 2>&1 &
+    "${SERVER_ENV[@]}" "$@" METRICS_ADDR=off "${ON_SERVER_CPU[@]}" "$bin" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     BG_PIDS+=("$SERVER_PID")
     wait_listening "$SERVER_PID" "$SERVER_PORT" "$SERVER_LOG"
@@ -179,7 +194,7 @@ start_server() {
 start_bare() {
     SERVER_PORT="$(free_port)"
     SERVER_LOG="$WORK/$1.server.log"
-    "$BIN/bare_hyper" --host 127.0.0.1 --port "$SERVER_PORT" >"$SERVER_LOG" 2>&1 &
+    "${ON_SERVER_CPU[@]}" "$BIN/bare_hyper" --host 127.0.0.1 --port "$SERVER_PORT" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     BG_PIDS+=("$SERVER_PID")
     wait_listening "$SERVER_PID" "$SERVER_PORT" "$SERVER_LOG"
@@ -190,7 +205,7 @@ start_bare() {
 start_loadgen() {
     local out="$1" port="$2"
     shift 2
-    "$BIN/loadgen" --url "http://127.0.0.1:$port/webhook/stripe" --secret "$SECRET" \
+    "${ON_LOAD_CPU[@]}" "$BIN/loadgen" --url "http://127.0.0.1:$port/webhook/stripe" --secret "$SECRET" \
         --events-dir fixtures/events "$@" >"$out" 2>"$out.err" &
     LG_PID=$!
     BG_PIDS+=("$LG_PID")
@@ -214,4 +229,9 @@ machine_lines() {
     [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && dirty=" (working tree has uncommitted changes)"
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit$dirty"
     echo "- Machine: $(nproc) CPUs ($cpu_model), $mem_gib GiB RAM, shared with other work; load average when the script started: $LOAD_AT_START, at the end: $(loadavg)"
+    if ((${#ON_SERVER_CPU[@]})); then
+        echo "- Pinned: the server on CPU $SERVER_CPU, the load generator and the Firehose endpoint on CPU $LOAD_CPU (taskset)"
+    else
+        echo "- Not pinned (PIN=0, no taskset, or one CPU): server and load generator share the CPUs"
+    fi
 }

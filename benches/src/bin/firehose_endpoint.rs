@@ -34,7 +34,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use stripe_webhook_testkit::firehose_fault::FirehoseFault;
+use stripe_webhook_testkit::firehose_fault::{FirehoseFault, Quota};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -62,6 +62,14 @@ struct Cli {
     /// 0 disables it.
     #[arg(long, default_value_t = 0)]
     call_quota: u32,
+    /// Per-stream records quota per second (500,000 or 100,000): records over it fail inside the
+    /// answer with `ServiceUnavailableException`. 0 disables it.
+    #[arg(long, default_value_t = 0)]
+    records_quota: u32,
+    /// Per-stream data quota in bytes per second (5 MiB or 1 MiB): records over it fail like
+    /// records over the records quota. 0 disables it.
+    #[arg(long, default_value_t = 0)]
+    bytes_quota: u64,
 }
 
 /// `bytes` rounded up to the billing increment (a record of 0 bytes still bills one increment).
@@ -117,7 +125,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     let started = Instant::now();
     let fault = Arc::new(FirehoseFault::start(&cli.stream).await);
     fault.set_latency(Duration::from_millis(cli.latency_ms));
-    fault.set_call_quota((cli.call_quota > 0).then_some(cli.call_quota));
+    let quota = Quota {
+        calls_per_second: (cli.call_quota > 0).then_some(cli.call_quota),
+        records_per_second: (cli.records_quota > 0).then_some(cli.records_quota),
+        bytes_per_second: (cli.bytes_quota > 0).then_some(cli.bytes_quota),
+    };
+    fault.set_quota((quota != Quota::default()).then_some(quota));
     let listener = TcpListener::bind(("127.0.0.1", cli.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", cli.port))?;
@@ -130,6 +143,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             "stream": cli.stream,
             "latency_ms": cli.latency_ms,
             "call_quota": cli.call_quota,
+            "records_quota": cli.records_quota,
+            "bytes_quota": cli.bytes_quota,
         })
     );
     let side = tokio::spawn(serve_stats(listener, Arc::clone(&fault), started));

@@ -131,8 +131,11 @@ pub struct FirehoseSinkArgs {
     #[arg(long, env = "FIREHOSE_DEADLINE_MS", default_value_t = 5000)]
     pub firehose_deadline_ms: u64,
 
-    /// The most `PutRecordBatch` calls in flight at once.
-    #[arg(long, env = "FIREHOSE_MAX_IN_FLIGHT", default_value_t = 4)]
+    /// The most `PutRecordBatch` calls in flight at once: where the adaptive limit starts, and the
+    /// most it climbs back to. High enough that concurrent webhooks do not wait behind calls in
+    /// flight (one round trip each); throttling halves the limit (AIMD), so instances sharing a
+    /// stream settle under its call quota.
+    #[arg(long, env = "FIREHOSE_MAX_IN_FLIGHT", default_value_t = 64)]
     pub firehose_max_in_flight: usize,
 
     /// The most records waiting to be sent before new webhooks get 503.

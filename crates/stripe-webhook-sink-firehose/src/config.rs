@@ -20,8 +20,11 @@ pub struct FirehoseSinkConfig {
     /// expiry the put fails [`stripe_webhook_sink::SinkErrorKind::Timeout`] (the webhook gets a 503 and
     /// Stripe retries; a late success is then a duplicate, never a loss).
     pub deadline: Duration,
-    /// Most `PutRecordBatch` calls in flight at once (default 4). Throttling lowers the effective limit
-    /// (AIMD) down to one call, then spaces calls out.
+    /// Most `PutRecordBatch` calls in flight at once (default 64): where the adaptive limit starts
+    /// and the most it climbs back to. High enough that a webhook never waits behind calls in flight
+    /// (one round trip each, at any concurrency); throttling halves the effective limit (AIMD) down
+    /// to one call, then spaces calls out, so several instances sharing a stream settle under its
+    /// call quota.
     pub max_in_flight: usize,
     /// Most records admitted and not yet resolved (default 10,000); beyond it `put` fails fast with
     /// [`stripe_webhook_sink::SinkErrorKind::Overloaded`].
@@ -57,7 +60,7 @@ impl FirehoseSinkConfig {
         Self {
             stream_name: stream_name.into(),
             deadline: Duration::from_secs(5),
-            max_in_flight: 4,
+            max_in_flight: 64,
             max_queue_records: 10_000,
             max_queue_bytes: 64 * 1024 * 1024,
             linger: Duration::ZERO,

@@ -19,7 +19,7 @@
 //! - **Whole-call errors**: 5xx, throttling, timeouts and connection errors are retried;
 //!   `InvalidArgumentException`, `ResourceNotFoundException`, KMS, credential and other 4xx errors
 //!   are [`SinkErrorKind::Permanent`] at once, with the AWS request id in the message and logs.
-//! - **Back-pressure**: at most `max_in_flight` calls (default 4) and a bounded queue (records and
+//! - **Back-pressure**: at most `max_in_flight` calls (default 64, where the adaptive limit starts) and a bounded queue (records and
 //!   bytes, counted until each record resolves); a full queue fails `put` at once with
 //!   [`SinkErrorKind::Overloaded`]. Throttling (`ServiceUnavailableException`, whole call or per
 //!   record) drives an **AIMD** controller: halve the calls in flight, then space calls out; each

@@ -176,6 +176,7 @@ async fn throttling_storm_lowers_the_call_rate_and_recovers() {
     let fault = fault().await;
     fault.push_steps(std::iter::repeat_n(Step::Throttle, 16));
     let sink = sink_at(&fault.endpoint_url(), STREAM, |c| {
+        c.max_in_flight = 4;
         c.deadline = Duration::from_secs(20);
         c.retry_base = Duration::from_millis(5);
         c.retry_max_backoff = Duration::from_millis(160);
@@ -481,4 +482,45 @@ async fn the_call_quota_throttles_excess_calls_and_nothing_unaccepted_is_acknowl
     );
     assert!(results.iter().any(|(_, r)| r.is_ok()));
     assert_ok_subset_of_accepted(&results, &fault.accepted());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_quota_throttles_records_lowers_the_in_flight_limit_and_acknowledges_only_what_was_accepted()
+ {
+    use stripe_webhook_testkit::firehose_fault::Quota;
+    let fault = FirehoseFault::start("byte-quota").await;
+    // 40 KiB per second against 60 records of ~6 KiB: several seconds' worth of quota offered at once.
+    fault.set_quota(Some(Quota {
+        bytes_per_second: Some(40 * 1024),
+        ..Quota::default()
+    }));
+    let sink = sink_at(&fault.endpoint_url(), "byte-quota", |c| {
+        c.max_in_flight = 16;
+        c.deadline = Duration::from_secs(2);
+    })
+    .await;
+    let results = put_all(&sink, (0..60).map(|i| padded_record(i, 6 * 1024)).collect()).await;
+    let accepted = results.iter().filter(|(_, r)| r.is_ok()).count();
+    let timed_out = results
+        .iter()
+        .filter(|(_, r)| {
+            r.as_ref()
+                .is_err_and(|e| e.kind() == SinkErrorKind::Timeout)
+        })
+        .count();
+    assert!(accepted > 0, "some records fit the quota");
+    assert!(
+        timed_out > 0,
+        "the rest time out (503 for Stripe), none is acknowledged"
+    );
+    assert_eq!(accepted + timed_out, 60);
+    assert!(
+        sink.send_limit().0 < 16,
+        "throttled records lower the calls in flight: {:?}",
+        sink.send_limit()
+    );
+    assert_ok_subset_of_accepted(&results, &fault.accepted());
+    // Over two seconds at 40 KiB/s, at most three windows' worth of bytes was accepted.
+    let bytes: usize = fault.accepted().iter().map(|r| r.len()).sum();
+    assert!(bytes <= 3 * 40 * 1024, "{bytes} bytes accepted");
 }

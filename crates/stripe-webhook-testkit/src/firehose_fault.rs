@@ -98,23 +98,75 @@ pub struct RecordedCall {
     pub outcome: String,
 }
 
-/// A per-stream request quota: at most `per_second` put calls in each one-second window.
-#[derive(Clone, Copy, Debug)]
-struct CallQuota {
-    per_second: u32,
-    window_start: Instant,
-    window_calls: u32,
+/// A Direct PUT stream's quotas, combined for `PutRecord` and `PutRecordBatch`, per one-second
+/// window. AWS's defaults: 2,000 calls, 500,000 records and 5 MiB per second in us-east-1,
+/// us-west-2 and eu-west-1; 1,000 calls, 100,000 records and 1 MiB per second elsewhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Put calls per second; calls over it are throttled whole (503 `ServiceUnavailableException`).
+    pub calls_per_second: Option<u32>,
+    /// Records per second; records over it fail inside an answered call (`ServiceUnavailableException`
+    /// "Slow down.", `FailedPutCount`), as Firehose reports throughput throttling.
+    pub records_per_second: Option<u32>,
+    /// Record data bytes (before base64) per second; records over it fail like records over the
+    /// records quota.
+    pub bytes_per_second: Option<u64>,
 }
 
-impl CallQuota {
-    /// Counts a call; false when it is over the quota (AWS then answers 503 "Slow down.").
-    fn admit(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
-            self.window_start = now;
-            self.window_calls = 0;
+impl Quota {
+    /// The default quota of a stream in us-east-1, us-west-2 or eu-west-1.
+    pub const LARGE_REGION: Quota = Quota {
+        calls_per_second: Some(2_000),
+        records_per_second: Some(500_000),
+        bytes_per_second: Some(5 * 1024 * 1024),
+    };
+    /// The default quota of a stream in the other regions.
+    pub const OTHER_REGIONS: Quota = Quota {
+        calls_per_second: Some(1_000),
+        records_per_second: Some(100_000),
+        bytes_per_second: Some(1024 * 1024),
+    };
+}
+
+/// Use of the quota in the current one-second window.
+#[derive(Clone, Copy, Debug)]
+struct QuotaWindow {
+    quota: Quota,
+    start: Instant,
+    calls: u32,
+    records: u32,
+    bytes: u64,
+}
+
+impl QuotaWindow {
+    fn roll(&mut self, now: Instant) {
+        if now.duration_since(self.start) >= Duration::from_secs(1) {
+            self.start = now;
+            self.calls = 0;
+            self.records = 0;
+            self.bytes = 0;
         }
-        self.window_calls += 1;
-        self.window_calls <= self.per_second
+    }
+
+    /// Counts a call; false when it is over the call quota.
+    fn admit_call(&mut self, now: Instant) -> bool {
+        self.roll(now);
+        self.calls += 1;
+        self.quota.calls_per_second.is_none_or(|q| self.calls <= q)
+    }
+
+    /// Counts a record of `len` bytes; false when it is over the records or bytes quota.
+    fn admit_record(&mut self, now: Instant, len: usize) -> bool {
+        self.roll(now);
+        let records = self.records + 1;
+        let bytes = self.bytes + len as u64;
+        let fits = self.quota.records_per_second.is_none_or(|q| records <= q)
+            && self.quota.bytes_per_second.is_none_or(|q| bytes <= q);
+        if fits {
+            self.records = records;
+            self.bytes = bytes;
+        }
+        fits
     }
 }
 
@@ -127,7 +179,7 @@ struct State {
     script: VecDeque<Step>,
     default_step: Step,
     latency: Duration,
-    quota: Option<CallQuota>,
+    quota: Option<QuotaWindow>,
     calls: Vec<RecordedCall>,
     accepted: Vec<Bytes>,
     next_id: u64,
@@ -194,14 +246,26 @@ impl FirehoseFault {
         self.lock().latency = latency;
     }
 
-    /// Enforces a per-stream request quota like Firehose's (1,000 or 2,000 put calls per second,
+    /// Enforces a per-stream call quota only, like Firehose's (1,000 or 2,000 put calls per second,
     /// depending on the region): calls over it in a one-second window are throttled with 503
     /// `ServiceUnavailableException`, before their scripted step. `None` (the default) disables it.
     pub fn set_call_quota(&self, per_second: Option<u32>) {
-        self.lock().quota = per_second.map(|per_second| CallQuota {
-            per_second,
-            window_start: Instant::now(),
-            window_calls: 0,
+        self.set_quota(per_second.map(|calls| Quota {
+            calls_per_second: Some(calls),
+            ..Quota::default()
+        }));
+    }
+
+    /// Enforces Firehose's quotas (calls, records and bytes per second; see [`Quota`]). Calls over
+    /// the call quota are throttled whole before their scripted step; records over the records or
+    /// bytes quota fail inside the answer of an accepting step. `None` disables every quota.
+    pub fn set_quota(&self, quota: Option<Quota>) {
+        self.lock().quota = quota.map(|quota| QuotaWindow {
+            quota,
+            start: Instant::now(),
+            calls: 0,
+            records: 0,
+            bytes: 0,
         });
     }
 
@@ -340,8 +404,11 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Reply {
         let request_id = format!("fault-req-{:06}", s.next_id);
         let known = stream_name == s.stream_name;
         let is_put = matches!(operation.as_str(), "PutRecordBatch" | "PutRecord");
-        let over_quota =
-            is_put && known && s.quota.as_mut().is_some_and(|q| !q.admit(Instant::now()));
+        let over_quota = is_put
+            && known
+            && s.quota
+                .as_mut()
+                .is_some_and(|q| !q.admit_call(Instant::now()));
         let step = if over_quota {
             Some(Step::Throttle)
         } else if is_put && known {
@@ -552,8 +619,17 @@ fn accept(
 ) -> Response<Full<Bytes>> {
     let mut s = lock(state);
     let mut entries = Vec::with_capacity(records.len());
+    let now = Instant::now();
     for (i, data) in records.iter().enumerate() {
-        if failed.contains(&i) {
+        let over_quota = !failed.contains(&i)
+            && s.quota
+                .as_mut()
+                .is_some_and(|q| !q.admit_record(now, data.len()));
+        if over_quota && !batch {
+            drop(s);
+            return error_reply(503, "ServiceUnavailableException", "Slow down.", request_id);
+        }
+        if failed.contains(&i) || over_quota {
             entries.push(json!({
                 "ErrorCode": "ServiceUnavailableException",
                 "ErrorMessage": "Slow down.",
