@@ -6,14 +6,17 @@ on the file sink, and on the Firehose sink against the pinned moto_server behind
 gets real traffic: signed webhooks accepted, refused for every reason the transport and the service
 make (bad signatures by several reasons, not an event, too large, a body timeout, busy, 404, 405, a
 write the disk refuses, an oversize body S3 refuses) and an oversize event (> 1,024,000 bytes) that
-takes the S3 path. Its `/metrics` is parsed (prometheus_client's parser and the `# TYPE` lines).
+takes the S3 path. Its `/metrics` is parsed (prometheus_client's parser and the `# TYPE` lines), and
+a real Prometheus (Debian's package) scrapes it every second with the alert rules loaded.
 
 Then: every metric the Grafana dashboard, the Prometheus rules and the CloudWatch dashboard and
 alarms use is in crates/stripe-webhook-metrics' list, is exported with that type and those labels,
 and every label value they match on was seen; every PromQL expression parses (promql-parser) and
-reads counters with rate()/increase(), gauges as gauges, and histograms through their buckets; the
-CloudFormation and Terraform dashboards and alarms are the same; every alarm and alert has its
-runbook line in docs/runbooks.md, and every runbook line an alarm or alert.
+reads counters with rate()/increase(), gauges as gauges, and histograms through their buckets; every
+dashboard query returns series on that Prometheus and every rule evaluates there; promtool checks the
+rules and runs their scenarios (prometheus-rules.test.yaml); the CloudFormation and Terraform
+dashboards and alarms are the same; every alarm and alert has its runbook line in docs/runbooks.md,
+and every runbook line an alarm or alert.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -58,6 +62,7 @@ from layout_spec import FIXTURE_EVENTS_DIR, INFRA, ROOT
 
 GRAFANA_DASHBOARD = INFRA / "observability" / "grafana-dashboard.json"
 PROMETHEUS_RULES = INFRA / "observability" / "prometheus-rules.yaml"
+PROMETHEUS_RULES_TESTS = INFRA / "observability" / "prometheus-rules.test.yaml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 RUNBOOK_PREFIX = "docs/runbooks.md#"
 
@@ -601,13 +606,108 @@ class FaultProxy:
         self.server.server_close()
 
 
+@pytest.fixture(scope="session")
+def prometheus_bins() -> dict[str, Path]:
+    """Prometheus and promtool from Debian's `prometheus` package (installed when missing)."""
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "system-packages.sh"), "prometheus"], capture_output=True, text=True, timeout=900
+    )
+    if r.returncode != 0:
+        pytest.fail(f"could not install Debian's prometheus package (promtool, prometheus):\n{r.stderr}")
+    bins = {name: Path("/usr/bin") / name for name in ("prometheus", "promtool")}
+    for name, path in bins.items():
+        if not path.is_file():
+            pytest.fail(f"{name} not found at {path} after installing the prometheus package")
+    return bins
+
+
+class Prometheus:
+    """A real Prometheus scraping the server every second and evaluating the alert rules, so the
+    dashboard's queries run on its engine over what the server exports."""
+
+    def __init__(self, binary: Path, work: Path, metrics_port: int) -> None:
+        self.port = free_port()
+        self.config = work / "prometheus.yml"
+        self.config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(PROMETHEUS_RULES)],
+            "scrape_configs": [{"job_name": "webhooks", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+        }))
+        self.args = [
+            str(binary), f"--config.file={self.config}", f"--storage.tsdb.path={work / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+        ]
+        self.log = work / "prometheus.log"
+
+    def __enter__(self) -> Prometheus:
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not self._answers("/-/ready"):
+            assert self.proc.poll() is None, f"prometheus exited:\n{_log_tail(self.log)}"
+            assert time.monotonic() < deadline, f"prometheus not ready within 30 s:\n{_log_tail(self.log)}"
+            time.sleep(0.1)
+        return self
+
+    def _answers(self, path: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def api(self, path: str, **params: str) -> Any:
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                answer = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            answer = json.loads(e.read())
+        assert answer["status"] == "success", f"{path} {params}: {answer}"
+        return answer["data"]
+
+    def wait_for_scrapes(self, count: int) -> None:
+        """Waits until `count` more scrapes of the server have happened."""
+        def scrapes() -> float:
+            result = self.api("query", query='sum(count_over_time(up{job="webhooks"}[10m]))')["result"]
+            return float(result[0]["value"][1]) if result else 0.0
+        start, deadline = scrapes(), time.monotonic() + 30
+        while scrapes() < start + count:
+            assert time.monotonic() < deadline, f"prometheus did not scrape the server:\n{_log_tail(self.log)}"
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+# Grafana's range variable on a Prometheus that scrapes every second.
+LIVE_GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$job": ".+"}
+
+
+def evaluate_dashboard(prometheus: Prometheus, grafana: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """Every Grafana query, run by Prometheus now: (panel title, refId) -> series returned."""
+    prometheus.wait_for_scrapes(3)
+    results = {}
+    for panel in grafana_panels(grafana):
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for var, value in LIVE_GRAFANA_VARIABLES.items():
+                expr = expr.replace(var, value)
+            results[(panel["title"], target["refId"])] = len(prometheus.api("query", query=expr)["result"])
+    return results
+
+
 @dataclass
 class Run:
-    """What one server run sent and what its /metrics said at the end."""
+    """What one server run sent, what its /metrics said at the end, and what the dashboard's
+    queries and the alert rules gave on a Prometheus that scraped it."""
 
     sink: str
     scrape: Scrape
     statuses: Counter[tuple[str, int]]  # (what was sent, HTTP status)
+    dashboard: dict[tuple[str, str], int]  # (Grafana panel, refId) -> series returned
+    rules: list[dict[str, Any]]  # Prometheus' rule groups, with each rule's health
 
 
 def _log_tail(path: Path) -> str:
@@ -734,7 +834,9 @@ def _limit_file_size() -> None:
 
 
 @pytest.fixture(scope="session")
-def file_run(server_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def file_run(
+    server_binary: Path, prometheus_bins: dict[str, Path], grafana: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Run:
     work = tmp_path_factory.mktemp("observability-file")
     env = {
         "SINK": "file",
@@ -744,15 +846,22 @@ def file_run(server_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> R
         "MAX_BUFFERED_BODY_BYTES": str(MAX_BODY_BYTES),
     }
     statuses: Counter[tuple[str, int]] = Counter()
-    with Server(server_binary, work, env, preexec=_limit_file_size) as server:
+    with Server(server_binary, work, env, preexec=_limit_file_size) as server, Prometheus(
+        prometheus_bins["prometheus"], work, server.metrics_port
+    ) as prometheus:
         common_traffic(server.port, statuses)
         file_sink_traffic(server.port, statuses)
         result = scrape(server.metrics_port)
-    return Run("file", result, statuses)
+        dashboard = evaluate_dashboard(prometheus, grafana)
+        rules = prometheus.api("rules")["groups"]
+    return Run("file", result, statuses, dashboard, rules)
 
 
 @pytest.fixture(scope="session")
-def firehose_run(server_binary: Path, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def firehose_run(
+    server_binary: Path, moto_endpoint: str, prometheus_bins: dict[str, Path], grafana: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Run]:
     import boto3
 
     aws = {
@@ -788,14 +897,19 @@ def firehose_run(server_binary: Path, moto_endpoint: str, tmp_path_factory: pyte
         "OVERSIZE_S3_BUCKET": BUCKET,
     }
     statuses: Counter[tuple[str, int]] = Counter()
+    work = tmp_path_factory.mktemp("observability-firehose")
     try:
-        with Server(server_binary, tmp_path_factory.mktemp("observability-firehose"), env) as server:
+        with Server(server_binary, work, env) as server, Prometheus(
+            prometheus_bins["prometheus"], work, server.metrics_port
+        ) as prometheus:
             common_traffic(server.port, statuses)
             firehose_sink_traffic(server.port, proxy, statuses)
             result = scrape(server.metrics_port)
+            dashboard = evaluate_dashboard(prometheus, grafana)
+            rules = prometheus.api("rules")["groups"]
         oversize = s3.list_objects_v2(Bucket=BUCKET, Prefix="oversize/").get("Contents", [])
         assert len(oversize) == 1, f"the one oversize body S3 accepted, under oversize/: {oversize}"
-        yield Run("firehose", result, statuses)
+        yield Run("firehose", result, statuses, dashboard, rules)
     finally:
         proxy.close()
 
@@ -922,6 +1036,47 @@ def test_every_metric_the_dashboards_and_alerts_use_is_exported(
             assert label in metrics[name].labels, f"{name} has no label {label}"
             if name in seen:
                 assert value in seen[name].get(label, set()), f'{name}{{{label}="{value}"}} never appeared: {seen[name]}'
+
+
+def test_every_dashboard_query_returns_data_on_a_real_prometheus(
+    runs: list[Run], grafana: dict[str, Any], metrics: dict[str, Metric]
+) -> None:
+    """Prometheus scraped each run every second: each panel query gives series in one run at least,
+    unless all it reads is NOT_PROVOKED."""
+    panels = grafana_panels(grafana)
+    targets = [(p["title"], t["refId"]) for p in panels for t in p["targets"]]
+    assert [(title, expr) for title, expr, _ in grafana_targets(grafana)] and len(targets) == len(grafana_targets(grafana))
+    for (title, ref), (_, expr, _) in zip(targets, grafana_targets(grafana)):
+        returned = {run.sink: run.dashboard[(title, ref)] for run in runs}
+        reads = {s.metric.name for s in check_promql(expr, metrics).selections}
+        if reads <= set(NOT_PROVOKED):
+            assert not any(returned.values()), f"{title}: {expr} returned data; drop it from NOT_PROVOKED"
+            continue
+        assert any(returned.values()), f"{title} ({ref}): no series in any run for {expr}"
+
+
+def test_the_rules_evaluate_on_a_real_prometheus(runs: list[Run], rules: dict[str, Any]) -> None:
+    expected = {r["alert"] for r in rule_list(rules)}
+    for run in runs:
+        loaded = {r["name"]: r for group in run.rules for r in group["rules"]}
+        assert set(loaded) == expected, run.sink
+        for name, rule in loaded.items():
+            assert rule["health"] == "ok", f"{run.sink}: {name} failed to evaluate: {rule.get('lastError')}"
+        # The one alert without `for:` fires on the first oversize body S3 refused, though its series
+        # appeared at 1 (increase() alone would miss it).
+        expected_state = "firing" if run.sink == "firehose" else "inactive"
+        assert loaded["StripeWebhookOversizeToS3Failures"]["state"] == expected_state, run.sink
+
+
+def test_prometheus_rules_pass_promtool(prometheus_bins: dict[str, Path]) -> None:
+    """`promtool check rules` (Prometheus' own parser and templates) and `promtool test rules`: the
+    scenarios in prometheus-rules.test.yaml say when each alert fires and when it must not."""
+    promtool = str(prometheus_bins["promtool"])
+    for args in (["check", "rules", PROMETHEUS_RULES.name], ["test", "rules", PROMETHEUS_RULES_TESTS.name]):
+        r = subprocess.run([promtool, *args], cwd=PROMETHEUS_RULES.parent, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"promtool {' '.join(args)}:\n{r.stdout}{r.stderr}"
+    tested = set(re.findall(r"alertname: (\w+)", PROMETHEUS_RULES_TESTS.read_text()))
+    assert tested == set(re.findall(r"- alert: (\w+)", PROMETHEUS_RULES.read_text())), "every alert has a scenario"
 
 
 # ---------------------------------------------------------------------------------------------
