@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 import cost_model
-from conftest import free_port
 from athena_ddl import duckdb_type, parse_table_ddl
+from conftest import free_port
 from layout_spec import (
     ARCHIVE_PREFIX,
     ATHENA_QUERIES_DIR,
@@ -39,7 +39,6 @@ from layout_spec import (
     FIXTURE_EVENTS_DIR,
     INFRA,
     PARTITION_KEYS,
-    ROOT,
 )
 
 SECRET = "whsec_infra_duckdb_test_0123456789abcdef"

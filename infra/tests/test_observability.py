@@ -47,6 +47,7 @@ import pytest
 import yaml
 
 from conftest import Terraform, free_port
+from layout_spec import FIXTURE_EVENTS_DIR, INFRA, ROOT
 from metrics_spec import (
     HISTOGRAM_PARTS,
     TARGET_LABELS,
@@ -58,7 +59,6 @@ from metrics_spec import (
     load_doc_table,
     load_metrics,
 )
-from layout_spec import FIXTURE_EVENTS_DIR, INFRA, ROOT
 
 GRAFANA_DASHBOARD = INFRA / "observability" / "grafana-dashboard.json"
 PROMETHEUS_RULES = INFRA / "observability" / "prometheus-rules.yaml"
@@ -315,10 +315,10 @@ def _cfn_dimensions(dims: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
 def cfn_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Alarms by name suffix (after `<name>-<environment>-`)."""
     out = {}
-    for resource in template["Resources"].values():
-        if resource["Type"] != "AWS::CloudWatch::Alarm":
+    for declared in template["Resources"].values():
+        if declared["Type"] != "AWS::CloudWatch::Alarm":
             continue
-        p = resource["Properties"]
+        p = declared["Properties"]
         suffix = p["AlarmName"]["Fn::Sub"].split("-${Environment}-", 1)[1]
         threshold = p["Threshold"]
         if isinstance(threshold, dict):
