@@ -16,21 +16,21 @@ locals {
   alarm_actions = aws_sns_topic.alarms[*].arn
   alarms = {
     data-freshness = {
-      description = "Records wait in Firehose longer than expected (S3 delivery failing or slow; Firehose retries for 24 h)."
+      description = "Records wait in Firehose longer than expected (S3 delivery failing or slow; Firehose retries for 24 h). Runbook: docs/runbooks.md#data-freshness"
       metric      = "DeliveryToS3.DataFreshness"
       statistic   = "Maximum"
       threshold   = var.data_freshness_threshold_seconds
       operator    = "GreaterThanThreshold"
     }
     delivery-success = {
-      description = "A delivery to S3 failed (see the errors/ prefix and the Firehose log group)."
+      description = "A delivery to S3 failed (see the errors/ prefix and the Firehose log group). Runbook: docs/runbooks.md#delivery-success"
       metric      = "DeliveryToS3.Success"
       statistic   = "Minimum"
       threshold   = 1
       operator    = "LessThanThreshold"
     }
     throttled-records = {
-      description = "Firehose throttled records (stream quota reached; the server retries and Stripe redelivers, but raise the quota)."
+      description = "Firehose throttled records (stream quota reached; the server retries and Stripe redelivers, but raise the quota). Runbook: docs/runbooks.md#firehose-throttling"
       metric      = "ThrottledRecords"
       statistic   = "Sum"
       threshold   = 0
@@ -54,4 +54,228 @@ resource "aws_cloudwatch_metric_alarm" "firehose" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
+}
+
+# --- The Lambda function (lambda_enabled): the alarms of infra/cloudformation/stripe-webhooks-lambda.yaml ---
+# On the function (AWS/Lambda) and on the metrics it writes as CloudWatch Embedded Metric Format
+# (namespace StripeWebhookArchive, the server's names, each label a dimension). A counter is absent
+# when it is zero, so missing data never breaches. Runbooks: docs/runbooks.md.
+
+locals {
+  lambda_alarms = {
+    lambda-errors = {
+      description     = "The function failed invocations (crash, timeout, out of memory): those webhooks got no answer from the code; Stripe retries them. Runbook: docs/runbooks.md#lambda-errors"
+      namespace       = "AWS/Lambda"
+      metric          = "Errors"
+      dimension_name  = "FunctionName"
+      dimension_value = var.function_name
+    }
+    lambda-throttles = {
+      description     = "Invocations were throttled at the reserved concurrency: those webhooks got 429; Stripe retries them. Runbook: docs/runbooks.md#lambda-throttles"
+      namespace       = "AWS/Lambda"
+      metric          = "Throttles"
+      dimension_name  = "FunctionName"
+      dimension_value = var.function_name
+    }
+    oversize-to-s3-failures = {
+      description     = "The body of an event over Firehose's record limit could not be written to oversize/ in the archive bucket: the webhook got a 5xx; Stripe retries it. Runbook: docs/runbooks.md#oversize-to-s3-failures"
+      namespace       = "StripeWebhookArchive"
+      metric          = "stripe_webhook_firehose_oversize_total"
+      dimension_name  = "result"
+      dimension_value = "error"
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda" {
+  for_each            = { for name, alarm in local.lambda_alarms : name => alarm if var.lambda_enabled }
+  alarm_name          = "${var.function_name}-${var.environment}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = { (each.value.dimension_name) = each.value.dimension_value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# 503 busy / storage_unavailable and 500 storage_failed, as a share of the webhooks to archive
+# (accepted + those): refusals of bad requests (4xx) are left out, so a flood of junk neither hides
+# nor raises it.
+resource "aws_cloudwatch_metric_alarm" "lambda_5xx_rate" {
+  count               = local.lambda_count
+  alarm_name          = "${var.function_name}-${var.environment}-5xx-rate"
+  alarm_description   = "Webhooks answered 5xx (busy, storage_unavailable, storage_failed) above the threshold percentage of the webhooks to archive, and at least 5 in 5 minutes; Stripe retries them. Runbook: docs/runbooks.md#5xx-rate"
+  evaluation_periods  = 1
+  threshold           = var.server_error_rate_percent
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "busy"
+    return_data = false
+    metric {
+      namespace   = "StripeWebhookArchive"
+      metric_name = "stripe_webhook_requests_total"
+      dimensions  = { outcome = "busy" }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "unavailable"
+    return_data = false
+    metric {
+      namespace   = "StripeWebhookArchive"
+      metric_name = "stripe_webhook_requests_total"
+      dimensions  = { outcome = "storage_unavailable" }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "failed"
+    return_data = false
+    metric {
+      namespace   = "StripeWebhookArchive"
+      metric_name = "stripe_webhook_requests_total"
+      dimensions  = { outcome = "storage_failed" }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "accepted"
+    return_data = false
+    metric {
+      namespace   = "StripeWebhookArchive"
+      metric_name = "stripe_webhook_requests_total"
+      dimensions  = { outcome = "accepted" }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "errors"
+    return_data = false
+    expression  = "FILL(busy, 0) + FILL(unavailable, 0) + FILL(failed, 0)"
+  }
+  metric_query {
+    id          = "rate"
+    return_data = true
+    label       = "5xx share of the webhooks to archive (%)"
+    expression  = "IF(errors >= 5, 100 * errors / (errors + FILL(accepted, 0)), 0)"
+  }
+}
+
+# Every verification failure is one bad_signature outcome; the per-reason counter
+# (stripe_webhook_verification_failures_total) is on the dashboard.
+resource "aws_cloudwatch_metric_alarm" "lambda_signature_failures" {
+  count               = local.lambda_count
+  alarm_name          = "${var.function_name}-${var.environment}-signature-failures"
+  alarm_description   = "Signature verification failures reached the threshold in 5 minutes and outnumber the accepted webhooks: most likely the signing secret differs from the endpoint's in Stripe. Runbook: docs/runbooks.md#signature-failures"
+  evaluation_periods  = 1
+  threshold           = var.signature_failure_threshold
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "bad"
+    return_data = false
+    metric {
+      namespace   = "StripeWebhookArchive"
+      metric_name = "stripe_webhook_requests_total"
+      dimensions  = { outcome = "bad_signature" }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "accepted"
+    return_data = false
+    metric {
+      namespace   = "StripeWebhookArchive"
+      metric_name = "stripe_webhook_requests_total"
+      dimensions  = { outcome = "accepted" }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "failures"
+    return_data = true
+    label       = "signature failures outnumbering accepted webhooks"
+    expression  = "IF(FILL(bad, 0) > FILL(accepted, 0), FILL(bad, 0), 0)"
+  }
+}
+
+# --- The ECS service (ecs_enabled): the alarm of infra/cloudformation/stripe-webhooks-ecs.yaml ---
+# 5xx from the tasks (503 busy / storage_unavailable, 500 storage_failed) plus the load balancer's own
+# (502/503/504: no healthy task, a task that closed the connection), as a share of all requests. The
+# server's refusal reasons and signature failures are Prometheus metrics on its private METRICS_ADDR
+# (infra/observability/prometheus-rules.yaml), not CloudWatch metrics.
+resource "aws_cloudwatch_metric_alarm" "ecs_5xx_rate" {
+  count               = local.ecs_count
+  alarm_name          = "${var.service_name}-${var.environment}-5xx-rate"
+  alarm_description   = "The load balancer answered 5xx (from the tasks or its own) for more than the threshold percentage of requests, and at least 5 in 5 minutes; Stripe retries them. Runbook: docs/runbooks.md#ecs-5xx-rate"
+  evaluation_periods  = 1
+  threshold           = var.server_error_rate_percent
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "target"
+    return_data = false
+    metric {
+      namespace   = "AWS/ApplicationELB"
+      metric_name = "HTTPCode_Target_5XX_Count"
+      dimensions  = { LoadBalancer = aws_lb.webhook[0].arn_suffix }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "elb"
+    return_data = false
+    metric {
+      namespace   = "AWS/ApplicationELB"
+      metric_name = "HTTPCode_ELB_5XX_Count"
+      dimensions  = { LoadBalancer = aws_lb.webhook[0].arn_suffix }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "requests"
+    return_data = false
+    metric {
+      namespace   = "AWS/ApplicationELB"
+      metric_name = "RequestCount"
+      dimensions  = { LoadBalancer = aws_lb.webhook[0].arn_suffix }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id          = "errors"
+    return_data = false
+    expression  = "FILL(target, 0) + FILL(elb, 0)"
+  }
+  metric_query {
+    id          = "rate"
+    return_data = true
+    label       = "5xx share of the requests (%)"
+    expression  = "IF(errors >= 5, 100 * errors / requests, 0)"
+  }
 }

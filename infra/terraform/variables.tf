@@ -83,6 +83,32 @@ variable "data_freshness_threshold_seconds" {
   default     = 900
 }
 
+variable "server_error_rate_percent" {
+  description = "Alarm (Lambda, ECS) when more than this percentage of the webhooks got a 5xx in 5 minutes (and at least 5 did)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.server_error_rate_percent >= 1 && var.server_error_rate_percent <= 100
+    error_message = "1 to 100 percent."
+  }
+}
+
+variable "signature_failure_threshold" {
+  description = "Alarm (Lambda) when at least this many webhooks fail signature verification in 5 minutes and they outnumber the accepted ones."
+  type        = number
+  default     = 10
+}
+
+variable "dashboard_name" {
+  description = "The CloudWatch dashboard is named <dashboard_name>-<environment>."
+  type        = string
+  default     = "stripe-webhooks"
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9_-]{1,200}$", var.dashboard_name))
+    error_message = "1 to 200 letters, digits, hyphens and underscores."
+  }
+}
+
 # --- Optional Lambda function (infra/cloudformation/stripe-webhooks-lambda.yaml) ---
 
 variable "lambda_enabled" {

@@ -1,18 +1,24 @@
-"""Shared fixtures: the pinned tools, the parsed templates, and one checkov run per directory."""
+"""Shared fixtures: the pinned tools, the parsed templates, one checkov run per directory, the real
+server binary and the pinned moto_server."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from layout_spec import CFN_ECS, CFN_LAMBDA, CFN_MAIN, INFRA, ROOT, TERRAFORM_DIR
+from layout_spec import CFN_DASHBOARD, CFN_ECS, CFN_LAMBDA, CFN_MAIN, INFRA, ROOT, TERRAFORM_DIR
 
 VENV_BIN = ROOT / ".venv" / "bin"
+SERVER_PACKAGE = "stripe-webhook-server"
 CHECKOV_BIN = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
@@ -107,6 +113,62 @@ def cfn_lambda() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def cfn_ecs() -> dict[str, Any]:
     return load_cfn(CFN_ECS)
+
+
+@pytest.fixture(scope="session")
+def cfn_dashboard() -> dict[str, Any]:
+    return load_cfn(CFN_DASHBOARD)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server_binary() -> Path:
+    """The real stripe-webhook-server, built (debug) by cargo once per session."""
+    build = subprocess.run(
+        ["cargo", "build", "-p", SERVER_PACKAGE], cwd=ROOT, capture_output=True, text=True, timeout=1800
+    )
+    if build.returncode != 0:
+        pytest.fail(f"`cargo build -p {SERVER_PACKAGE}` failed (exit {build.returncode}):\n{build.stderr[-6000:]}")
+    meta = subprocess.run(
+        ["cargo", "metadata", "--no-deps", "--format-version", "1"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+    )
+    binary = Path(json.loads(meta.stdout)["target_directory"]) / "debug" / SERVER_PACKAGE
+    assert binary.is_file(), f"cargo built {SERVER_PACKAGE} but {binary} does not exist"
+    return binary
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tool_bins: dict[str, Path]) -> Iterator[str]:
+    """The pinned moto_server (the same version as compose's image) on a free loopback port."""
+    binary = VENV_BIN / "moto_server"
+    if not binary.is_file():
+        pytest.fail(f"{binary} not found: run `bash scripts/venv.sh all`")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, "moto_server exited"
+                assert time.monotonic() < deadline, "moto_server did not answer within 60 s"
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @dataclass

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -31,6 +30,7 @@ import pytest
 
 import cost_model
 from athena_ddl import duckdb_type, parse_table_ddl
+from conftest import free_port
 from layout_spec import (
     ARCHIVE_PREFIX,
     ATHENA_QUERIES_DIR,
@@ -39,10 +39,8 @@ from layout_spec import (
     FIXTURE_EVENTS_DIR,
     INFRA,
     PARTITION_KEYS,
-    ROOT,
 )
 
-SERVER_PACKAGE = "stripe-webhook-server"
 SECRET = "whsec_infra_duckdb_test_0123456789abcdef"
 FAILED_PAYMENT_TYPES = ("payment_intent.payment_failed", "charge.failed")
 QUERIES = {
@@ -113,28 +111,6 @@ def copies(index: int) -> int:
     return 1 + index % 3
 
 
-@pytest.fixture(scope="session")
-def server_binary() -> Path:
-    build = subprocess.run(
-        ["cargo", "build", "-p", SERVER_PACKAGE], cwd=ROOT, capture_output=True, text=True, timeout=1800
-    )
-    if build.returncode != 0:
-        pytest.fail(f"`cargo build -p {SERVER_PACKAGE}` failed (exit {build.returncode}):\n{build.stderr[-6000:]}")
-    meta = subprocess.run(
-        ["cargo", "metadata", "--no-deps", "--format-version", "1"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
-    )
-    binary = Path(json.loads(meta.stdout)["target_directory"]) / "debug" / SERVER_PACKAGE
-    assert binary.is_file(), f"cargo built {SERVER_PACKAGE} but {binary} does not exist"
-    return binary
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _utc_day(t: dt.datetime) -> tuple[str, str, str]:
     return (f"{t.year:04d}", f"{t.month:02d}", f"{t.day:02d}")
 
@@ -177,7 +153,7 @@ def write_archive(binary: Path, work: Path, fixtures: list[Fixture], *, rounds: 
     import stripe
 
     archive_dir, log = work / "archive", work / "server.log"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -235,6 +235,14 @@ RENAMED = {
     ("lambda", "CoreStackName"): None,
     ("ecs", "LogRetentionDays"): "ecs_log_retention_days",
     ("ecs", "CoreStackName"): None,
+    # The optional stacks notify the core stack's topic by its ARN; Terraform refers to it directly.
+    ("lambda", "AlarmTopicArn"): None,
+    ("ecs", "AlarmTopicArn"): None,
+    # The dashboard stack imports the other stacks' names; Terraform's switches are lambda_enabled
+    # and ecs_enabled.
+    ("dashboard", "CoreStackName"): None,
+    ("dashboard", "LambdaStackName"): None,
+    ("dashboard", "EcsStackName"): None,
 }
 TERRAFORM_ONLY = {"lambda_enabled", "ecs_enabled"}
 
@@ -244,10 +252,11 @@ def snake(name: str) -> str:
 
 
 def test_parameters_and_variables_agree(
-    cfn_main: Template, cfn_lambda: Template, cfn_ecs: Template, terraform: Terraform
+    cfn_main: Template, cfn_lambda: Template, cfn_ecs: Template, cfn_dashboard: Template, terraform: Terraform
 ) -> None:
     expected: dict[str, Any] = {}
-    for stack, template in (("main", cfn_main), ("lambda", cfn_lambda), ("ecs", cfn_ecs)):
+    stacks = (("main", cfn_main), ("lambda", cfn_lambda), ("ecs", cfn_ecs), ("dashboard", cfn_dashboard))
+    for stack, template in stacks:
         for name, param in template["Parameters"].items():
             var = RENAMED.get((stack, name), snake(name))
             if var is None:

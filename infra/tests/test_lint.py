@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from conftest import CHECKOV_RUNS, Terraform
-from layout_spec import CFN_ECS, CFN_LAMBDA, CFN_MAIN
+from layout_spec import CFN_DASHBOARD, CFN_ECS, CFN_LAMBDA, CFN_MAIN
 
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+):(.*)$")
 MIN_REASON_CHARS = 40
 
 
-@pytest.mark.parametrize("template", [CFN_MAIN, CFN_LAMBDA, CFN_ECS], ids=lambda p: p.name)
+@pytest.mark.parametrize("template", [CFN_MAIN, CFN_LAMBDA, CFN_ECS, CFN_DASHBOARD], ids=lambda p: p.name)
 def test_cfn_lint_is_clean(tool_bins: dict[str, Path], template: Path) -> None:
     r = subprocess.run([str(tool_bins["cfn-lint"]), str(template)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"cfn-lint {template.name} (exit {r.returncode}):\n{r.stdout}{r.stderr}"
@@ -95,6 +95,11 @@ EXPECTED_TF_RESOURCES = {
     "aws_sns_topic.alarms",
     "aws_sns_topic_subscription.alarm_email",
     "aws_cloudwatch_metric_alarm.firehose",
+    "aws_cloudwatch_metric_alarm.lambda",
+    "aws_cloudwatch_metric_alarm.lambda_5xx_rate",
+    "aws_cloudwatch_metric_alarm.lambda_signature_failures",
+    "aws_cloudwatch_metric_alarm.ecs_5xx_rate",
+    "aws_cloudwatch_dashboard.webhooks",
     "aws_cloudwatch_log_group.lambda",
     "aws_iam_role.lambda",
     "aws_iam_role_policy_attachment.lambda_producer",
@@ -141,6 +146,9 @@ EXPECTED_TF_VARIABLES = {
     "alarm_email",
     "create_alarm_topic",
     "data_freshness_threshold_seconds",
+    "server_error_rate_percent",
+    "signature_failure_threshold",
+    "dashboard_name",
     "lambda_enabled",
     "function_name",
     "code_s3_bucket",

@@ -9,19 +9,15 @@ import configparser
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import VENV_BIN
 from layout_spec import (
     AWS_SDK_ENV_VARS,
     CLI_ENV_VARS,
@@ -316,39 +312,6 @@ def test_compose_init_creates_the_servers_stream(compose: dict[str, Any]) -> Non
     assert init["entrypoint"] == ["python3", "-c"]
     assert "$" not in script, "compose would interpolate it"
     assert 'os.environ["FIREHOSE_DELIVERY_STREAM_NAME"]' in script and 'DeliveryStreamType="DirectPut"' in script
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tool_bins: dict[str, Path]):  # noqa: ANN201 (a generator fixture)
-    """The pinned moto_server (the same version as compose's image) on a free loopback port."""
-    binary = VENV_BIN / "moto_server"
-    if not binary.is_file():
-        pytest.fail(f"{binary} not found: run `bash scripts/venv.sh all`")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, "moto_server exited"
-                assert time.monotonic() < deadline, "moto_server did not answer within 60 s"
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_compose_init_script_against_moto(compose: dict[str, Any], moto_endpoint: str) -> None:
