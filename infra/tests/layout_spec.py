@@ -2,8 +2,8 @@
 
 Sources: docs/envelope-format.md (the members, the oversize pointer), docs/archive-layout.md (the
 layout, the Firehose prefixes, Athena), docs/firehose-sink.md (producer calls and permissions, the
-shutdown drain), docs/http.md (routes, health), issue 6 (buffering, retention, Athena) and issue 14
-(the deployment targets).
+shutdown drain), docs/http.md (routes, health), infra/README.md (buffering, retention, Athena) and
+docs/deploy.md (the deployment targets).
 """
 
 from pathlib import Path
@@ -166,7 +166,7 @@ STOP_TIMEOUT_SECS = 40
 BODY_READ_TIMEOUT_SECS = 30
 FIREHOSE_DEADLINE_SECS = 5
 
-# ECS Fargate (issue 14): two tasks or more, in two subnets or more.
+# ECS Fargate (docs/deploy.md): two tasks or more, in two subnets or more.
 ECS_MIN_TASKS = 2
 ECS_MIN_SUBNETS = 2
 
