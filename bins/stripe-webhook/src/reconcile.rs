@@ -56,7 +56,7 @@ const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Records received this long before `--since` are read too: Stripe's clock (`created`) and
 /// this service's (`timestamp`) can disagree a little.
-pub(crate) const ARCHIVE_LOOKBACK: Duration = Duration::from_secs(15 * 60);
+const ARCHIVE_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 
 /// Arguments of `reconcile`.
 #[derive(Args, Debug)]
@@ -64,14 +64,14 @@ pub(crate) struct ReconcileArgs {
     /// The archive: a local directory (the server's ARCHIVE_DIR, its `webhooks/` folder, or any
     /// folder of segments) or an S3 prefix, e.g. `s3://my-archive/webhooks/`.
     source: String,
-    /// First event creation time of the window (inclusive; RFC 3339, or a date for its
-    /// midnight UTC). Default: 30 days ago, as far back as Stripe lists events; an older one is
-    /// clamped to that, with a warning.
-    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
-    since: Option<i64>,
-    /// End of the window (exclusive; RFC 3339, or a date for its midnight UTC). Default: now.
-    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
-    until: Option<i64>,
+    /// First event creation time of the window (inclusive): RFC 3339, a date (its midnight
+    /// UTC), or `now-<N>d|h|m|s` (e.g. `now-4d`, for schedules). Default: 30 days ago, as far
+    /// back as Stripe lists events; an older one is clamped to that, with a warning.
+    #[arg(long, value_name = "TIME", value_parser = check_time)]
+    since: Option<String>,
+    /// End of the window (exclusive), in the same forms as --since. Default: now.
+    #[arg(long, value_name = "TIME", value_parser = check_time)]
+    until: Option<String>,
     /// Only these event types; globs with `*` and `?` (`invoice.*`). Repeatable or
     /// comma-separated. Match them to the endpoint's enabled events.
     #[arg(
@@ -354,11 +354,48 @@ fn at(millis: i64) -> String {
     ReceivedAt::from_unix_millis(millis).rfc3339_millis()
 }
 
+/// A time of the window at `now` (Unix milliseconds): `now`, `now-<N>d|h|m|s`, or what
+/// [`parse_instant`] reads (RFC 3339, or a date for its midnight UTC).
+fn parse_time(text: &str, now: i64) -> Result<i64, String> {
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Some(ago) = text.strip_prefix("now-") {
+        let unit = match ago.chars().last() {
+            Some('d') => 86_400_000,
+            Some('h') => 3_600_000,
+            Some('m') => 60_000,
+            Some('s') => 1000,
+            _ => return Err(format!("{text:?}: now-<N> needs a unit, d, h, m or s")),
+        };
+        let digits = &ago[..ago.len() - 1];
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{text:?}: now-<N><unit> needs a whole number N"));
+        }
+        return digits
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .and_then(|d| now.checked_sub(d))
+            .ok_or_else(|| format!("{text:?} is out of range"));
+    }
+    parse_instant(text)
+}
+
+/// Checks a time's form when the arguments are parsed (its value depends on when it is used).
+fn check_time(text: &str) -> Result<String, String> {
+    parse_time(text, 0).map(|_| text.to_owned())
+}
+
 /// The window the arguments ask for, clamped to Stripe's retention; `true` if it was clamped.
 fn window(args: &ReconcileArgs, now: i64) -> Result<(Window, bool), Failure> {
     let oldest = now - millis(RETENTION);
-    let until = args.until.unwrap_or(now);
-    let since = args.since.unwrap_or(oldest);
+    let time = |t: &Option<String>, default: i64| match t {
+        Some(text) => parse_time(text, now).map_err(Failure::Usage),
+        None => Ok(default),
+    };
+    let until = time(&args.until, now)?;
+    let since = time(&args.since, oldest)?;
     let clamped = since < oldest;
     let window = Window {
         since: since.max(oldest),
@@ -987,7 +1024,7 @@ impl Summary<'_> {
                 format!("{} connected account(s)", self.accounts.len())
             }
         };
-        let _ = writeln!(s, "listed: {} events of {scope}", kinds.join(" and "));
+        let _ = writeln!(s, "lists: {} events of {scope}", kinds.join(" and "));
         let _ = writeln!(
             s,
             "listed: {listed}  archived: {archived}  missing: {missing}"
@@ -1108,8 +1145,8 @@ mod tests {
         let now = 1_800_000_000_000;
         let args = |since: Option<i64>, until: Option<i64>| ReconcileArgs {
             source: ".".into(),
-            since,
-            until,
+            since: since.map(at),
+            until: until.map(at),
             types: vec![],
             kinds: vec![Kind::Snapshot],
             api_key_file: None,
@@ -1152,6 +1189,44 @@ mod tests {
         )
         .expect_err("all older than 30 days");
         assert!(err.to_string().contains("30 days"), "{err}");
+        let relative = ReconcileArgs {
+            since: Some("now-4d".into()),
+            until: Some("now-3d".into()),
+            ..args(None, None)
+        };
+        assert_eq!(
+            window(&relative, now).expect("relative"),
+            (
+                Window {
+                    since: now - 4 * 86_400_000,
+                    until: now - 3 * 86_400_000
+                },
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn times_are_instants_dates_or_relative_to_now() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("now", now), Ok(now));
+        assert_eq!(parse_time("now-90m", now), Ok(now - 90 * 60_000));
+        assert_eq!(parse_time("now-2h", now), Ok(now - 7_200_000));
+        assert_eq!(parse_time("now-30s", now), Ok(now - 30_000));
+        assert_eq!(parse_time("2026-11-26", now), Ok(1_795_651_200_000));
+        for bad in [
+            "now-",
+            "now-d",
+            "now-4w",
+            "now-1.5d",
+            "now--1d",
+            "yesterday",
+            "now+1d",
+        ] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+            assert!(check_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_time("now-4d").as_deref(), Ok("now-4d"));
     }
 
     #[test]

@@ -58,7 +58,7 @@ struct Tally {
 }
 
 /// Verifies the selected records; prints each failure (`FAIL<TAB>file:line<TAB>id<TAB>reason`,
-/// id `-` for a line that is not a v1 record or a segment that cannot be read) and a summary on
+/// id `-` for a line that is not an envelope record or a segment that cannot be read) and a summary on
 /// stdout. Problems (any failure or unreadable segment) give exit code 1.
 pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Failure> {
     let source = Source::parse(&args.select.source)?;
@@ -126,7 +126,7 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
             ControlFlow::Continue(())
         },
     )?;
-    // A line that is not a v1 record (unknown or missing version, …) is a failure: it cannot be
+    // A line that is not an envelope record (unknown or missing version, …) is a failure: it cannot be
     // proven.
     tally.failed += counts.not_records;
     println!(

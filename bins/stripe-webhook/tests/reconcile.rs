@@ -979,7 +979,7 @@ fn the_checkpoint_resumes_after_an_outage_and_after_ctrl_c() {
     assert!(status.success());
     let waited = Instant::now();
     let o = loop {
-        if let Some(_) = child.try_wait().expect("wait") {
+        if child.try_wait().expect("wait").is_some() {
             break child.wait_with_output().expect("output");
         }
         assert!(
