@@ -475,15 +475,27 @@ impl<R: Read> Read for Counting<'_, R> {
 
 /// A progress bar on stderr counting bytes read (hidden when stderr is not a terminal).
 pub(crate) fn progress_bar(what: &str) -> ProgressBar {
+    progress(
+        what,
+        "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+    )
+}
+
+/// A spinner on stderr with a message, for work of unknown length such as listing an API
+/// (hidden when stderr is not a terminal).
+pub(crate) fn progress_spinner(what: &str) -> ProgressBar {
+    let spinner = progress(what, "{spinner} {prefix} [{elapsed_precise}] {msg}");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner
+}
+
+fn progress(what: &str, template: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_prefix(what.to_owned());
     bar

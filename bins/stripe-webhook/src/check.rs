@@ -4,10 +4,14 @@
 //! body again gives (so `id`, `type`, `data`, … are the signed body's, not someone's edit). An
 //! oversize body is fetched from where its pointer says and must have the pointer's size and
 //! SHA-256; where it is stored does not matter once it verifies.
+//!
+//! A fetched record (envelope v2: an event `reconcile --archive-missing` fetched from Stripe's
+//! API) has no signature, so it can never be proven: [`prove_fetched`] only checks that its
+//! line is exactly what encoding its body with its provenance gives.
 
 use bytes::Bytes;
 use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
-use stripe_webhook_envelope::{EnvelopeOptions, encode};
+use stripe_webhook_envelope::{EnvelopeOptions, encode, encode_fetched};
 use stripe_webhook_verify::Verifier;
 
 use crate::archive::Archive;
@@ -22,7 +26,9 @@ pub(crate) fn body_of(
     record: &ArchivedRecord<'_>,
 ) -> Result<Option<Bytes>, String> {
     match &record.body {
-        StoredBody::Inline { raw, .. } => Ok(Some(Bytes::from(raw.decode().into_owned()))),
+        StoredBody::Inline { raw, .. } | StoredBody::Fetched { raw, .. } => {
+            Ok(Some(Bytes::from(raw.decode().into_owned())))
+        }
         StoredBody::Oversize { pointer, .. } => archive
             .fetch_oversize(pointer)
             .map(|b| Some(Bytes::from(b))),
@@ -73,6 +79,33 @@ pub(crate) fn prove(
         }
     }
     Ok(verified.secret_index)
+}
+
+/// Checks that a fetched record's line (without its `\n`) is exactly what encoding its `body`
+/// with its provenance and `timestamp` gives: its envelope says what its body says. This is not
+/// a proof that Stripe sent the body (nothing signed it).
+///
+/// # Errors
+/// The record is not a fetched record, its body is not an event, or the line differs (first
+/// differing byte).
+pub(crate) fn prove_fetched(
+    line: &[u8],
+    record: &ArchivedRecord<'_>,
+    body: &Bytes,
+) -> Result<(), String> {
+    let StoredBody::Fetched { fetched, .. } = &record.body else {
+        return Err("not a fetched record".to_owned());
+    };
+    let encoded = encode_fetched(body.clone(), fetched, record.received_at)
+        .map_err(|e| format!("the fetched body is not an archivable event: {e}"))?;
+    let expected = &encoded.line()[..encoded.line().len() - 1];
+    if expected != line {
+        return Err(format!(
+            "the envelope fields differ from what the fetched body says (first difference at byte {})",
+            first_difference(expected, line)
+        ));
+    }
+    Ok(())
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> usize {
@@ -149,6 +182,32 @@ mod tests {
             ),
             Ok(1)
         );
+
+        // A fetched record is consistent or not, never proven by a signature.
+        let fetched = stripe_webhook_envelope::Fetched {
+            api: "https://api.stripe.com".into(),
+            request: "GET /v1/events/evt_1".into(),
+            key: "rk_test_...abcd".into(),
+            account: None,
+            stripe_version: None,
+            request_id: None,
+        };
+        let written = encode_fetched(body.clone(), &fetched, at).expect("encode");
+        let fetched_line = &written.line()[..written.line().len() - 1];
+        let read_fetched = ArchivedRecord::parse(fetched_line).expect("read");
+        assert_eq!(prove_fetched(fetched_line, &read_fetched, &body), Ok(()));
+        let relabelled = String::from_utf8(fetched_line.to_vec())
+            .expect("utf-8")
+            .replacen(
+                "\"type\":\"invoice.paid\"",
+                "\"type\":\"invoice.voided\"",
+                1,
+            );
+        let read_relabelled = ArchivedRecord::parse(relabelled.as_bytes()).expect("read");
+        let err =
+            prove_fetched(relabelled.as_bytes(), &read_relabelled, &body).expect_err("relabelled");
+        assert!(err.contains("envelope fields differ"), "{err}");
+        assert!(prove_fetched(line, &ArchivedRecord::parse(line).expect("read"), &body).is_err());
 
         let forged = Bytes::from_static(b"{\"id\":\"evt_1\",\"type\":\"invoice.paid\"}");
         let err = prove(&verifier, line, &read, &forged, &signature, true).expect_err("forged");

@@ -1,6 +1,6 @@
-//! A minimal HTTP/1.1 client (hyper, and rustls for `https://`) for posting signed webhook bodies:
-//! one kept-alive connection per [`Connection`], reopened when the server closes it; redirects
-//! are not followed (a 3xx is an answer like any other).
+//! A minimal HTTP/1.1 client (hyper, and rustls for `https://`) for posting signed webhook bodies
+//! and calling Stripe's API: one kept-alive connection per [`Connection`], reopened when the
+//! server closes it; redirects are not followed (a 3xx is an answer like any other).
 //!
 //! `https://` targets are verified against the system's root certificates (the platform store,
 //! or `SSL_CERT_FILE`/`SSL_CERT_DIR`), or against exactly the CA certificates of a PEM file
@@ -59,6 +59,27 @@ impl Target {
     /// Whether it is an `https://` target.
     pub(crate) fn is_https(&self) -> bool {
         self.https
+    }
+
+    /// Its path and query (`/` when the URL has none).
+    pub(crate) fn path_and_query(&self) -> &str {
+        &self.path_and_query
+    }
+
+    /// `scheme://host[:port]`, the port only when it is not the scheme's default.
+    pub(crate) fn origin(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let default = if self.https { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            format!("{scheme}://{host}")
+        } else {
+            format!("{scheme}://{host}:{}", self.port)
+        }
     }
 
     fn authority(&self) -> String {
@@ -127,15 +148,29 @@ impl Tls {
     }
 }
 
-/// A response: status, what its `Retry-After` asks for, and the (lossy) body text.
+/// A response: status, headers, what its `Retry-After` asks for, and the body.
 #[derive(Clone, Debug)]
 pub(crate) struct Response {
     /// The status code.
     pub(crate) status: u16,
+    /// The header fields.
+    pub(crate) headers: http::HeaderMap,
     /// How long `Retry-After` (seconds or an HTTP-date) asks to wait, if present and valid.
     pub(crate) retry_after: Option<Duration>,
-    /// The body, as text.
-    pub(crate) body: String,
+    /// The body, exactly as received.
+    pub(crate) body: Bytes,
+}
+
+impl Response {
+    /// The body as (lossy) text.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value, if present and visible ASCII.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 /// What a `Retry-After` value asks for: delay-seconds, or an HTTP-date (zero once past).
@@ -208,21 +243,58 @@ impl Connection {
         self.sender = None;
     }
 
-    /// POSTs `body` as JSON with a `Stripe-Signature` header and reads the whole response.
+    /// POSTs `body` as JSON with a `Stripe-Signature` header to the target's URL and reads the
+    /// whole response.
     ///
     /// # Errors
     /// Connection, TLS or protocol failures (the connection is dropped and reopened next time).
     pub(crate) async fn post(&mut self, signature: &str, body: Bytes) -> Result<Response, String> {
-        let request = http::Request::post(self.target.path_and_query.as_str())
-            .header(http::header::HOST, self.target.authority())
-            .header(
+        let path = self.target.path_and_query.clone();
+        let headers = [
+            (
                 http::header::CONTENT_TYPE,
-                "application/json; charset=utf-8",
-            )
-            .header(http::header::USER_AGENT, self.user_agent)
-            .header("Stripe-Signature", signature)
+                "application/json; charset=utf-8".to_owned(),
+            ),
+            (
+                http::header::HeaderName::from_static("stripe-signature"),
+                signature.to_owned(),
+            ),
+        ];
+        self.send(http::Method::POST, &path, &headers, body).await
+    }
+
+    /// GETs `path_and_query` (on the target's host) with these extra header fields and reads the
+    /// whole response.
+    ///
+    /// # Errors
+    /// As [`Connection::post`].
+    pub(crate) async fn get(
+        &mut self,
+        path_and_query: &str,
+        headers: &[(http::header::HeaderName, String)],
+    ) -> Result<Response, String> {
+        self.send(http::Method::GET, path_and_query, headers, Bytes::new())
+            .await
+    }
+
+    async fn send(
+        &mut self,
+        method: http::Method,
+        path_and_query: &str,
+        headers: &[(http::header::HeaderName, String)],
+        body: Bytes,
+    ) -> Result<Response, String> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(http::header::HOST, self.target.authority())
+            .header(http::header::USER_AGENT, self.user_agent);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request
             .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("building the request: {e}"))?;
         let result = async {
             let sender = self.sender().await?;
             sender.ready().await.map_err(|e| e.to_string())?;
@@ -236,16 +308,17 @@ impl Connection {
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            let bytes = response
-                .into_body()
+            let (parts, body) = response.into_parts();
+            let body = body
                 .collect()
                 .await
                 .map_err(|e| format!("reading the response: {e}"))?
                 .to_bytes();
             Ok(Response {
                 status,
+                headers: parts.headers,
                 retry_after,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
+                body,
             })
         }
         .await;
@@ -290,6 +363,11 @@ mod tests {
         assert_eq!(
             (t.port, t.authority().as_str()),
             (443, "hooks.example.com:443")
+        );
+        assert_eq!(t.origin(), "https://hooks.example.com");
+        assert_eq!(
+            Target::parse("http://[::1]:8080/w").expect("v6").origin(),
+            "http://[::1]:8080"
         );
         let err = Target::parse("ftp://example.com/").expect_err("ftp refused");
         assert!(err.contains("only http:// and https://"), "{err}");

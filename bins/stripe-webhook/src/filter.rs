@@ -152,6 +152,32 @@ impl Filters {
         })
     }
 
+    /// The records received at or after `since` (Unix milliseconds) and, if given, before
+    /// `until`, of these type globs (all types if none): what `reconcile` reads of the archive.
+    pub(crate) fn received_between(since: i64, until: Option<i64>, types: &[String]) -> Filters {
+        let day = |millis: i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+                .ok()
+                .map(OffsetDateTime::date)
+        };
+        Filters {
+            days: DayRange {
+                from: day(since),
+                to: until.and_then(|u| day(u.saturating_sub(1))),
+            },
+            since: Some(since),
+            until,
+            types: types.iter().map(|t| Glob::new(t.trim())).collect(),
+            ids: None,
+            livemode: None,
+        }
+    }
+
+    /// Whether an event type is selected by the type globs (all types if there are none).
+    pub(crate) fn matches_type(&self, event_type: &str) -> bool {
+        self.types.is_empty() || self.types.iter().any(|g| g.matches(event_type))
+    }
+
     /// Whether a record is selected.
     pub(crate) fn matches(&self, r: &ArchivedRecord<'_>) -> bool {
         if let Some(ids) = &self.ids
@@ -159,7 +185,7 @@ impl Filters {
         {
             return false;
         }
-        if !self.types.is_empty() && !self.types.iter().any(|g| g.matches(&r.event_type)) {
+        if !self.matches_type(&r.event_type) {
             return false;
         }
         if let Some(live) = self.livemode
@@ -338,6 +364,33 @@ mod tests {
         assert!(!f.matches(&ArchivedRecord::parse(&ok).expect("parse")));
         let two = record("evt_2", "x", "2026-11-21T00:00:00.000Z", "false");
         assert!(f.matches(&ArchivedRecord::parse(&two).expect("parse")));
+    }
+
+    #[test]
+    fn received_between_selects_by_instant_and_type() {
+        let since = parse_instant("2026-11-26T10:00:00Z").expect("since");
+        let f = Filters::received_between(since, None, &["invoice.*".to_owned()]);
+        assert_eq!(f.days.from, parse_date("2026-11-26").ok());
+        assert_eq!(
+            f.days.to, None,
+            "open-ended: late deliveries and fetched records count"
+        );
+        let late = record("evt_1", "invoice.paid", "2027-01-02T00:00:00.000Z", "true");
+        assert!(f.matches(&ArchivedRecord::parse(&late).expect("parse")));
+        let early = record("evt_1", "invoice.paid", "2026-11-26T09:59:59.999Z", "true");
+        assert!(!f.matches(&ArchivedRecord::parse(&early).expect("parse")));
+        let other = record(
+            "evt_1",
+            "charge.succeeded",
+            "2026-11-26T10:00:00.000Z",
+            "true",
+        );
+        assert!(!f.matches(&ArchivedRecord::parse(&other).expect("parse")));
+        assert!(f.matches_type("invoice.paid") && !f.matches_type("charge.succeeded"));
+        let until = parse_instant("2026-11-28T00:00:00Z").expect("until");
+        let f = Filters::received_between(since, Some(until), &[]);
+        assert_eq!(f.days.to, parse_date("2026-11-27").ok());
+        assert!(f.matches_type("anything"));
     }
 
     proptest! {

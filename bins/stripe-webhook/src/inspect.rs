@@ -93,6 +93,7 @@ pub(crate) struct Stats {
     duplicated_ids: HashSet<String>,
     raw_off: u64,
     oversize: u64,
+    fetched: u64,
     unreadable: u64,
     by_day_type: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -107,6 +108,7 @@ impl Stats {
         match r.body {
             StoredBody::Oversize { .. } => self.oversize += 1,
             StoredBody::NotStored => self.raw_off += 1,
+            StoredBody::Fetched { .. } => self.fetched += 1,
             StoredBody::Inline { .. } => {}
         }
         *self
@@ -144,6 +146,7 @@ impl Stats {
             "duplicated_ids": duplicated,
             "raw_off": self.raw_off,
             "oversize_pointers": self.oversize,
+            "fetched": self.fetched,
             "unreadable": self.unreadable,
             "by_day": self.by_day(),
             "by_type": self.by_type(),
@@ -167,6 +170,11 @@ impl Stats {
             "raw off (not replayable or verifiable): {}  oversize pointers: {}  unreadable: {}",
             self.raw_off, self.oversize, self.unreadable
         );
+        let _ = writeln!(
+            s,
+            "fetched from Stripe's API (not signed by Stripe): {}",
+            self.fetched
+        );
         let _ = writeln!(s, "\nby day:");
         for (day, n) in self.by_day() {
             let _ = writeln!(s, "  {day}  {n:>10}");
@@ -185,7 +193,7 @@ impl Stats {
     }
 }
 
-/// Prints counts by day and type, duplicates by id, raw-off and oversize records.
+/// Prints counts by day and type, duplicates by id, raw-off, oversize and fetched records.
 pub(crate) fn stats(archive: &Archive, args: &StatsArgs) -> Result<Outcome, Failure> {
     let source = Source::parse(&args.select.source)?;
     let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
@@ -239,25 +247,30 @@ mod tests {
             format!(
                 r#"{{"v":1,"timestamp":"2026-11-27T03:00:00.000Z","id":"evt_3","type":"a",{EVENT},"data":null,"raw":null,"signature":"s","oversize":{{"bucket":"b","key":"k","bytes":1,"sha256":"{sha}"}}}}"#
             ),
+            format!(
+                r#"{{"v":2,"timestamp":"2026-11-28T03:00:00.000Z","id":"evt_4","type":"b",{EVENT},"data":{{}},"raw":"{{}}","fetched":{{"api":"https://api.stripe.com","request":"GET /v1/events/evt_4","key":"rk_live_...abcd","account":null,"stripe_version":null,"request_id":null}}}}"#
+            ),
         ];
         for line in &lines {
             stats.add(&ArchivedRecord::parse(line.as_bytes()).expect("parse"));
         }
         let json = stats.to_json();
-        assert_eq!(json["records"], 4);
-        assert_eq!(json["distinct_ids"], 3);
+        assert_eq!(json["records"], 5);
+        assert_eq!(json["distinct_ids"], 4);
+        assert_eq!(json["fetched"], 1);
         assert_eq!(json["duplicate_copies"], 1);
         assert_eq!(json["duplicated_ids"], serde_json::json!(["evt_1"]));
         assert_eq!(json["raw_off"], 1);
         assert_eq!(json["oversize_pointers"], 1);
         assert_eq!(
             json["by_day"],
-            serde_json::json!({"2026-11-26": 2, "2026-11-27": 2})
+            serde_json::json!({"2026-11-26": 2, "2026-11-27": 2, "2026-11-28": 1})
         );
-        assert_eq!(json["by_type"], serde_json::json!({"a": 3, "b": 1}));
+        assert_eq!(json["by_type"], serde_json::json!({"a": 3, "b": 2}));
         assert_eq!(json["by_day_and_type"]["2026-11-27"]["b"], 1);
         let text = stats.to_text();
         assert!(text.contains("duplicate copies: 1 (of 1 ids)"), "{text}");
+        assert!(text.contains("not signed by Stripe): 1"), "{text}");
         let row = format!("  2026-11-27  {:>10}  b", 1);
         assert!(text.contains(&row), "{text}");
     }

@@ -9,6 +9,9 @@
 //!   by day and type, `verify` proves every record (its exact body against its stored signature,
 //!   its envelope fields against the body), and `replay` re-sends the exact bodies of the records
 //!   that verify with the archive's secret, re-signed, to an `http://` or `https://` target.
+//! - `reconcile` lists the events Stripe's API has (the last 30 days) and reports every one the
+//!   archive lacks; with `--archive-missing` it fetches them and archives them as fetched
+//!   records (envelope v2: no Stripe signature, their provenance explicit).
 //!
 //! ```text
 //! stripe-webhook cat ./archive --type 'invoice.*' --from 2026-11-01 | jq .id
@@ -16,24 +19,31 @@
 //! stripe-webhook verify s3://my-archive/webhooks/ --secret-file archive.secrets
 //! stripe-webhook replay ./archive --id evt_1,evt_2 --source-secret-file archive.secrets \
 //!     --url https://hooks.example.com/stripe --secret-file target.secret --checkpoint replay.ids
+//! STRIPE_API_KEY=rk_live_… stripe-webhook reconcile s3://my-archive/webhooks/ \
+//!     --since 2026-11-25 --until 2026-11-26 --checkpoint reconcile.ck
 //! ```
 //!
 //! Exit codes: 0 all good; 1 the command ran but found problems (verification failures,
-//! refused or failed deliveries, unreadable lines); 2 usage or configuration errors, or an
-//! archive that cannot be read at all; 130 interrupted (Ctrl-C).
+//! refused or failed deliveries, unreadable lines, events missing from the archive); 2 usage or
+//! configuration errors (an API key Stripe rejects included), or an archive that cannot be read
+//! at all; 130 interrupted (Ctrl-C).
 
 mod events {
     include!(concat!(env!("OUT_DIR"), "/events.rs"));
 }
 
+mod append_log;
 mod archive;
 mod check;
 mod client;
 mod filter;
 mod inspect;
+mod reconcile;
 mod replay;
+mod retry;
 mod secrets;
 mod select;
+mod stripe;
 mod verify;
 
 use std::path::PathBuf;
@@ -91,6 +101,9 @@ enum Command {
     /// Re-send the exact bodies of the selected records that verify with the archive's secret to
     /// an http:// or https:// target, re-signed with its secret and a fresh timestamp.
     Replay(replay::ReplayArgs),
+    /// List the events Stripe has (its last 30 days) and report every one the archive lacks
+    /// (MISSING lines on stdout, exit code 1); --archive-missing fetches and archives them.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 /// How a command ended, when it ran to the end.
@@ -165,6 +178,12 @@ fn main() -> ExitCode {
         Command::Replay(args) => (
             "replay",
             with_archive("replay", |a, handle| replay::replay(a, handle, &args)),
+        ),
+        Command::Reconcile(args) => (
+            "reconcile",
+            with_archive("reconcile", |a, handle| {
+                reconcile::reconcile(a, handle, &args)
+            }),
         ),
     };
     match result {
@@ -259,7 +278,7 @@ fn trigger(
                 .await
         })
         .map_err(Failure::Runtime)?;
-    println!("{} {}", response.status, response.body);
+    println!("{} {}", response.status, response.text());
     Ok(if (200..300).contains(&response.status) {
         Outcome::Clean
     } else {

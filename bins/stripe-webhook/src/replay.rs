@@ -10,34 +10,38 @@
 //! delivered as a validly signed one. `--unverified-source` turns that off, loudly, for archives
 //! whose secret is lost.
 //!
+//! Fetched records (envelope v2, written by `reconcile --archive-missing`: events fetched from
+//! Stripe's API, which carry no Stripe signature) cannot be proven that way. They are skipped
+//! and counted unless `--include-fetched` is given; then they are sent once their envelope is
+//! what their body says, with a warning that nothing but the archive's write access vouches for
+//! them.
+//!
 //! The target and its secret are given explicitly (`--url`, `--secret` or `--secret-file`): never
 //! taken from the server's environment variables. Dedupe keeps the first copy of each id that
 //! can actually be sent (a raw-off copy, an unreadable oversize body or an unproven copy does not
 //! hide a later good one); the checkpoint records ids, so it needs dedupe: `--checkpoint` with
 //! `--no-dedupe` is refused. Retries (connection errors, timeouts, 429, 5xx) wait an exponential
-//! backoff with jitter, and at least what the target's `Retry-After` asks for.
+//! backoff with jitter, and at least what the target's `Retry-After` asks for ([`crate::retry`]).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use clap::Args;
-use rand::Rng;
 use stripe_webhook_envelope::read::StoredBody;
 use stripe_webhook_verify::{Secret, Tolerance, Verifier, signature_header};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
+use crate::append_log::AppendLog;
 use crate::archive::{Archive, Source};
-use crate::check::{body_of, prove};
+use crate::check::{body_of, prove, prove_fetched};
 use crate::client::{Connection, Target, Tls};
 use crate::filter::{Filters, SelectArgs};
+use crate::retry::{Interrupt, Next, Retries};
 use crate::secrets::secrets;
 use crate::select::for_each_selected;
 use crate::{Failure, Outcome};
@@ -49,13 +53,8 @@ const SKIP_RAW_OFF: &str = "no body stored (record written with raw off): cannot
 const SKIP_NO_SIGNATURE: &str =
     "no signature stored (oversize pointer written with raw off): cannot be verified";
 const SKIP_UNVERIFIED: &str = "source does not verify (listed as UNVERIFIED)";
-
-/// The longest `Retry-After` a retry waits; a target asking for more is reported as refused.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-/// The first retry's backoff, doubled for each further retry up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// The longest backoff between two attempts (without `Retry-After`).
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const SKIP_FETCHED: &str =
+    "fetched from Stripe's API, not signed by Stripe (send them with --include-fetched)";
 
 /// Arguments of `replay`.
 #[derive(Args, Debug)]
@@ -85,6 +84,11 @@ pub(crate) struct ReplayArgs {
     /// signed. Only for an archive whose signing secret is lost, and a target that expects it.
     #[arg(long)]
     unverified_source: bool,
+    /// Also send fetched records (events `reconcile --archive-missing` fetched from Stripe's
+    /// API): they carry no Stripe signature, so only their envelope is checked against their
+    /// body; whoever can write to the archive could have written them.
+    #[arg(long)]
+    include_fetched: bool,
     /// Trust only the CA certificate(s) in this PEM file for an https:// target (a private CA),
     /// instead of the system's roots.
     #[arg(long, value_name = "FILE")]
@@ -181,63 +185,6 @@ impl Summary {
     }
 }
 
-/// The append-only file of ids delivered with a 2xx.
-struct Checkpoint {
-    file: File,
-}
-
-impl Checkpoint {
-    /// Opens (creating) `path` and reads the ids it holds. A torn last line (no `\n`: the append
-    /// was cut short by a crash) is cut off: that id may be sent once more, never lost.
-    fn open(path: &Path) -> io::Result<(Checkpoint, HashSet<String>)> {
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        if !existed {
-            // Make the new file's directory entry durable too.
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-            File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
-        }
-        let mut ids = HashSet::new();
-        let mut reader = BufReader::new(&mut file);
-        let mut line = Vec::new();
-        let mut complete: u64 = 0;
-        let mut torn = false;
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n == 0 {
-                break;
-            }
-            if line.pop() != Some(b'\n') {
-                torn = true;
-                break;
-            }
-            complete += n as u64;
-            let id = String::from_utf8_lossy(&line).trim().to_owned();
-            if !id.is_empty() {
-                ids.insert(id);
-            }
-        }
-        drop(reader);
-        if torn {
-            file.set_len(complete)?;
-            file.sync_data()?;
-        }
-        Ok((Checkpoint { file }, ids))
-    }
-
-    /// Appends one id and syncs it to disk before returning.
-    fn record(&mut self, id: &str) -> io::Result<()> {
-        self.file.write_all(format!("{id}\n").as_bytes())?;
-        self.file.flush()?;
-        self.file.sync_data()
-    }
-}
-
 struct Job {
     id: String,
     body: Bytes,
@@ -245,10 +192,10 @@ struct Job {
 
 struct Shared {
     summary: Mutex<Summary>,
-    checkpoint: Option<Mutex<Checkpoint>>,
-    interrupted: AtomicBool,
-    /// Woken on Ctrl-C, so a worker waiting to retry stops waiting.
-    stop: Notify,
+    /// Ids delivered with a 2xx are appended here (one per line); a torn last line (a crash
+    /// mid-append) is cut off when it is reopened: that id may be sent once more, never lost.
+    checkpoint: Option<Mutex<AppendLog>>,
+    interrupt: Arc<Interrupt>,
 }
 
 impl Shared {
@@ -373,33 +320,32 @@ pub(crate) fn replay(
              as a validly signed event"
         );
     }
+    if args.include_fetched {
+        eprintln!(
+            "WARNING: --include-fetched: fetched records (events fetched from Stripe's API by \
+             reconcile --archive-missing) carry no Stripe signature; they are sent re-signed on \
+             the strength of the archive's write access alone"
+        );
+    }
     let (checkpoint, already_sent) = match &args.checkpoint {
         Some(path) => {
-            let (c, ids) = Checkpoint::open(path)
+            let (log, lines) = AppendLog::open(path)
                 .map_err(|e| Failure::Runtime(format!("--checkpoint {}: {e}", path.display())))?;
-            (Some(Mutex::new(c)), ids)
+            let ids: HashSet<String> = lines
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            (Some(Mutex::new(log)), ids)
         }
         None => (None, HashSet::new()),
     };
     let shared = Arc::new(Shared {
         summary: Mutex::new(Summary::default()),
         checkpoint,
-        interrupted: AtomicBool::new(false),
-        stop: Notify::new(),
+        interrupt: Interrupt::on_ctrl_c(handle, "finishing the requests in flight"),
     });
-    {
-        let shared = Arc::clone(&shared);
-        handle.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                shared.interrupted.store(true, Ordering::SeqCst);
-                shared.stop.notify_waiters();
-                eprintln!("interrupted: finishing the requests in flight (Ctrl-C again to abort)");
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-    }
 
     let (sender, workers) = match (args.dry_run, target, secret) {
         (false, Some((target, tls)), Some(secret)) => {
@@ -448,9 +394,7 @@ pub(crate) fn replay(
         &source,
         &filters,
         &mut |line, record| {
-            if shared.interrupted.load(Ordering::SeqCst)
-                || args.limit.is_some_and(|limit| queued >= limit)
-            {
+            if shared.interrupt.is_set() || args.limit.is_some_and(|limit| queued >= limit) {
                 return ControlFlow::Break(());
             }
             shared.summary().selected += 1;
@@ -465,8 +409,13 @@ pub(crate) fn replay(
                 shared.summary().skip(SKIP_CHECKPOINT);
                 return ControlFlow::Continue(());
             }
+            let fetched = matches!(record.body, StoredBody::Fetched { .. });
+            if fetched && !args.include_fetched {
+                shared.summary().skip(SKIP_FETCHED);
+                return ControlFlow::Continue(());
+            }
             let signature = record.body.signature();
-            if let (SourceCheck::Verify(_), None) = (&check, signature) {
+            if let (SourceCheck::Verify(_), None, false) = (&check, signature, fetched) {
                 let why = match record.body {
                     StoredBody::Oversize { .. } => SKIP_NO_SIGNATURE,
                     _ => SKIP_RAW_OFF,
@@ -486,9 +435,14 @@ pub(crate) fn replay(
                     return ControlFlow::Continue(());
                 }
             };
-            if let (SourceCheck::Verify(verifier), Some(signature)) = (&check, signature)
-                && let Err(reason) = prove(verifier, line.bytes, &record, &body, signature, false)
-            {
+            let proven = match (&check, signature) {
+                _ if fetched => prove_fetched(line.bytes, &record, &body),
+                (SourceCheck::Verify(verifier), Some(signature)) => {
+                    prove(verifier, line.bytes, &record, &body, signature, false).map(|_| ())
+                }
+                _ => Ok(()),
+            };
+            if let Err(reason) = proven {
                 println!(
                     "UNVERIFIED\t{id}\t{}:{}\t{reason}",
                     line.segment, line.number
@@ -528,7 +482,13 @@ pub(crate) fn replay(
     let mut summary = shared.summary();
     summary.unreadable = counts.problems();
     summary.print(args.dry_run);
-    Ok(if shared.interrupted.load(Ordering::SeqCst) {
+    if let Some(n) = summary.skipped.get(SKIP_FETCHED) {
+        eprintln!(
+            "note: {n} fetched record(s) (events reconcile --archive-missing fetched from Stripe's \
+             API) were not sent; give --include-fetched to send them"
+        );
+    }
+    Ok(if shared.interrupt.is_set() {
         Outcome::Interrupted
     } else if summary.problems() > 0 {
         Outcome::Problems
@@ -557,7 +517,7 @@ impl Worker {
         loop {
             let job = jobs.lock().await.recv().await;
             let Some(job) = job else { return };
-            if self.shared.interrupted.load(Ordering::SeqCst) {
+            if self.shared.interrupt.is_set() {
                 self.shared.summary().interrupted += 1;
                 continue;
             }
@@ -567,7 +527,7 @@ impl Worker {
                         let written = checkpoint
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .record(&job.id);
+                            .append(&job.id);
                         if let Err(e) = written {
                             // Keep going: the worst case is that this id is sent again on resume.
                             eprintln!("checkpoint: cannot record {}: {e}", job.id);
@@ -588,7 +548,7 @@ impl Worker {
     }
 
     async fn deliver(&mut self, job: &Job) -> Sent {
-        let mut attempt = 0;
+        let mut retries = Retries::new(self.retries);
         loop {
             if let Some(limiter) = &self.limiter {
                 limiter.lock().await.tick().await;
@@ -602,9 +562,9 @@ impl Worker {
             {
                 Ok(Ok(r)) if (200..300).contains(&r.status) => return Sent::Delivered,
                 Ok(Ok(r)) if r.status == 429 || r.status >= 500 => {
-                    (Sent::Refused(r.status, r.body), r.retry_after)
+                    (Sent::Refused(r.status, r.text()), r.retry_after)
                 }
-                Ok(Ok(r)) => return Sent::Refused(r.status, r.body),
+                Ok(Ok(r)) => return Sent::Refused(r.status, r.text()),
                 Ok(Err(e)) => (Sent::Failed(e), None),
                 Err(_) => {
                     self.connection.reset();
@@ -614,46 +574,32 @@ impl Worker {
                     )
                 }
             };
-            if let (Some(wait), Sent::Refused(status, body)) = (retry_after, &outcome)
-                && wait > MAX_RETRY_AFTER
-            {
-                return Sent::Refused(
-                    *status,
-                    format!(
-                        "Retry-After {} s is longer than replay waits ({} s): {body}",
-                        wait.as_secs(),
-                        MAX_RETRY_AFTER.as_secs()
-                    ),
-                );
-            }
-            if attempt >= self.retries || self.shared.interrupted.load(Ordering::SeqCst) {
+            if self.shared.interrupt.is_set() {
                 return outcome;
             }
-            attempt += 1;
-            let wait = retry_wait(attempt, retry_after, rand::rng().random());
-            let stopped = self.shared.stop.notified();
-            tokio::pin!(stopped);
-            stopped.as_mut().enable();
-            if self.shared.interrupted.load(Ordering::SeqCst) {
-                return outcome;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = stopped => return outcome,
+            match retries.next(retry_after) {
+                Next::Wait(wait) => {
+                    if !self.shared.interrupt.sleep(wait).await {
+                        return outcome;
+                    }
+                }
+                Next::GiveUp => return outcome,
+                Next::TooLong(wait) => {
+                    return match outcome {
+                        Sent::Refused(status, body) => Sent::Refused(
+                            status,
+                            format!(
+                                "Retry-After {} s is longer than replay waits ({} s): {body}",
+                                wait.as_secs(),
+                                crate::retry::MAX_RETRY_AFTER.as_secs()
+                            ),
+                        ),
+                        other => other,
+                    };
+                }
             }
         }
     }
-}
-
-/// How long to wait before retry number `attempt` (1 for the first): an exponential backoff
-/// (250 ms, doubling, at most 30 s) with "equal jitter" (a uniformly random point in its upper
-/// half, `jitter` in [0, 1)), and never less than the target's `Retry-After`.
-fn retry_wait(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
-    let backoff = FIRST_BACKOFF
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF);
-    let jittered = backoff.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
-    jittered.max(retry_after.unwrap_or(Duration::ZERO))
 }
 
 fn unix_now() -> i64 {
@@ -675,35 +621,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checkpoint_round_trip_and_torn_tail() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("ck");
-        {
-            let (mut c, ids) = Checkpoint::open(&path).expect("open");
-            assert!(ids.is_empty());
-            c.record("evt_1").expect("record");
-            c.record("evt_2").expect("record");
-        }
-        // A crash in the middle of an append leaves a torn last line.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(b"evt_3"))
-            .expect("append");
-        let (mut c, ids) = Checkpoint::open(&path).expect("reopen");
-        let mut ids: Vec<String> = ids.into_iter().collect();
-        ids.sort();
-        assert_eq!(ids, ["evt_1", "evt_2"]);
-        c.record("evt_4").expect("record");
-        assert_eq!(
-            std::fs::read_to_string(&path).expect("read"),
-            "evt_1\nevt_2\nevt_4\n"
-        );
-        let (_, ids) = Checkpoint::open(&path).expect("reopen");
-        assert_eq!(ids.len(), 3);
-    }
-
-    #[test]
     fn summary_counts() {
         let mut s = Summary::default();
         s.skip(SKIP_RAW_OFF);
@@ -715,27 +632,5 @@ mod tests {
         assert_eq!(snippet("a\nb"), "a b");
         s.skip(SKIP_UNVERIFIED);
         assert_eq!(s.problems(), 4);
-    }
-
-    #[test]
-    fn retries_back_off_with_jitter_and_honour_retry_after() {
-        let ms = Duration::from_millis;
-        // Equal jitter: between half and all of 250 ms, 500 ms, 1 s, … capped at 30 s.
-        assert_eq!(retry_wait(1, None, 0.0), ms(125));
-        assert!((ms(249)..ms(250)).contains(&retry_wait(1, None, 0.999_999)));
-        assert_eq!(retry_wait(2, None, 0.0), ms(250));
-        assert_eq!(retry_wait(3, None, 0.5), ms(750));
-        assert_eq!(retry_wait(9, None, 1.0), Duration::from_secs(30));
-        assert_eq!(retry_wait(40, None, 0.0), Duration::from_secs(15));
-        // Retry-After is a floor, whatever the jitter drew.
-        for jitter in [0.0, 0.3, 0.99] {
-            assert_eq!(retry_wait(1, Some(ms(2000)), jitter), ms(2000));
-        }
-        assert_eq!(retry_wait(9, Some(ms(1)), 1.0), Duration::from_secs(30));
-        let draws: HashSet<Duration> = (0..20)
-            .map(|_| retry_wait(3, None, rand::rng().random()))
-            .collect();
-        assert!(draws.len() > 1, "jitter varies the wait");
-        assert!(draws.iter().all(|d| (ms(500)..=ms(1000)).contains(d)));
     }
 }

@@ -19,7 +19,7 @@ pub(crate) struct ScanCounts {
     pub(crate) lines: u64,
     /// Lines selected by the filters.
     pub(crate) selected: u64,
-    /// Complete lines that are not envelope v1 records (not JSON, unknown version, …).
+    /// Complete lines that are not envelope records (not JSON, unknown version, …).
     pub(crate) not_records: u64,
     /// Segments (or their last lines) that cannot be read at all.
     pub(crate) unreadable: u64,
@@ -35,7 +35,7 @@ impl ScanCounts {
 /// What is wrong.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Reason<'a> {
-    /// A complete line that is not an envelope v1 record.
+    /// A complete line that is not an envelope record (v1 or v2).
     NotARecord(&'a ReadError),
     /// A segment that cannot be read, or a torn or oversized line.
     Unreadable(&'a str),

@@ -2,21 +2,26 @@
 //! its stored `Stripe-Signature` with tolerance disabled, and its envelope fields are exactly
 //! what the body says.
 //!
-//! Every line is read by the envelope crate's v1 reader, so a record of an unknown version, or
+//! Every line is read by the envelope crate's reader, so a record of an unknown version, or
 //! without `v`, is a failure named as such, whatever its signature; `--signature-only` skips the
-//! envelope comparison but not the version check (a v1 reader cannot know what another
+//! envelope comparison but not the version check (the reader cannot know what another
 //! version's `raw` or `signature` mean). Records written with raw off (no signature stored,
 //! oversize pointers included) are counted as not verifiable.
+//!
+//! Fetched records (envelope v2, written by `reconcile --archive-missing`) are never verified:
+//! nothing Stripe signed was received. Each is listed as `FETCHED` (present, not signed) and
+//! counted, after checking that its envelope is what its body says (a record whose envelope
+//! differs fails); they do not make the exit code 1.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use clap::Args;
-use stripe_webhook_envelope::read::ArchivedRecord;
+use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
 use stripe_webhook_verify::{Tolerance, Verifier};
 
 use crate::archive::{Archive, Line, Source};
-use crate::check::{body_of, prove};
+use crate::check::{body_of, prove, prove_fetched};
 use crate::filter::{Filters, SelectArgs};
 use crate::secrets::secrets;
 use crate::select::{Reason, for_each_selected};
@@ -49,10 +54,11 @@ struct Tally {
     failed: u64,
     raw_off: u64,
     oversize: u64,
+    fetched: u64,
 }
 
 /// Verifies the selected records; prints each failure (`FAIL<TAB>file:line<TAB>id<TAB>reason`,
-/// id `-` for a line that is not a v1 record or a segment that cannot be read) and a summary on
+/// id `-` for a line that is not an envelope record or a segment that cannot be read) and a summary on
 /// stdout. Problems (any failure or unreadable segment) give exit code 1.
 pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Failure> {
     let source = Source::parse(&args.select.source)?;
@@ -94,6 +100,13 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
                     }
                 }
                 Ok(Checked::RawOff) => tally.raw_off += 1,
+                Ok(Checked::Fetched { key, request }) => {
+                    tally.fetched += 1;
+                    println!(
+                        "FETCHED\t{}:{}\t{}\tpresent, not signed: fetched from Stripe's API ({request}, key {key})",
+                        line.segment, line.number, record.id
+                    );
+                }
                 Err(reason) => {
                     tally.failed += 1;
                     println!(
@@ -113,7 +126,7 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
             ControlFlow::Continue(())
         },
     )?;
-    // A line that is not a v1 record (unknown or missing version, …) is a failure: it cannot be
+    // A line that is not an envelope record (unknown or missing version, …) is a failure: it cannot be
     // proven.
     tally.failed += counts.not_records;
     println!(
@@ -134,6 +147,10 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
         "not verifiable (raw off, no signature stored): {}",
         tally.raw_off
     );
+    println!(
+        "fetched (present, not signed by Stripe; fetched from its API): {}",
+        tally.fetched
+    );
     Ok(if tally.failed > 0 || counts.unreadable > 0 {
         Outcome::Problems
     } else {
@@ -142,8 +159,16 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
 }
 
 enum Checked {
-    Verified { secret_index: usize, oversize: bool },
+    Verified {
+        secret_index: usize,
+        oversize: bool,
+    },
     RawOff,
+    /// A fetched record whose envelope is what its body says: its request and key id.
+    Fetched {
+        request: String,
+        key: String,
+    },
 }
 
 fn check(
@@ -153,6 +178,16 @@ fn check(
     record: &ArchivedRecord<'_>,
     signature_only: bool,
 ) -> Result<Checked, String> {
+    if let StoredBody::Fetched { raw, fetched } = &record.body {
+        if !signature_only {
+            let body = bytes::Bytes::from(raw.decode().into_owned());
+            prove_fetched(line.bytes, record, &body)?;
+        }
+        return Ok(Checked::Fetched {
+            request: fetched.request.to_string(),
+            key: fetched.key.to_string(),
+        });
+    }
     // Raw off: no signature, so nothing to verify (an oversize body is not even fetched).
     let Some(signature) = record.body.signature() else {
         return Ok(Checked::RawOff);
@@ -170,9 +205,6 @@ fn check(
     )?;
     Ok(Checked::Verified {
         secret_index,
-        oversize: matches!(
-            record.body,
-            stripe_webhook_envelope::read::StoredBody::Oversize { .. }
-        ),
+        oversize: matches!(record.body, StoredBody::Oversize { .. }),
     })
 }

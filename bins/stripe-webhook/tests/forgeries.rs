@@ -51,15 +51,17 @@ fn verify_fails_records_of_an_unknown_or_missing_version_whatever_their_signatur
         )
         .replacen("\"amount_due\":1000", "\"amount_due\":99999999", 1)
     };
-    let v2 = refund(&genuine.replacen("{\"v\":1,", "{\"v\":2,", 1));
+    let v3 = refund(&genuine.replacen("{\"v\":1,", "{\"v\":3,", 1));
     let no_v = refund(&genuine.replacen("{\"v\":1,", "{", 1));
     let v_text = genuine.replacen("{\"v\":1,", "{\"v\":\"1\",", 1);
-    assert!(v2 != genuine && no_v != genuine && v_text != genuine);
+    // Relabelled as a fetched record (v2), its signature kept: neither kind of record.
+    let v2 = refund(&genuine.replacen("{\"v\":1,", "{\"v\":2,", 1));
+    assert!(v3 != genuine && no_v != genuine && v_text != genuine && v2 != genuine);
     let segment = write_segment(
         dir.path(),
         AT,
         "1-1-versions.ndjson",
-        &[&genuine, &v2, &no_v, &v_text],
+        &[&genuine, &v3, &no_v, &v_text, &v2],
     );
     let archive = dir.path().to_str().expect("path");
 
@@ -69,13 +71,13 @@ fn verify_fails_records_of_an_unknown_or_missing_version_whatever_their_signatur
         let out = run(&args);
         assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", describe(&out));
         assert_eq!(count(&out, "verified"), 1, "{}", describe(&out));
-        assert_eq!(count(&out, "failed"), 3, "{}", describe(&out));
+        assert_eq!(count(&out, "failed"), 4, "{}", describe(&out));
         let got = failures(&out);
         let at = |n: usize| format!("{}:{n}", segment.display());
-        assert_eq!(got.len(), 3, "{}", describe(&out));
+        assert_eq!(got.len(), 4, "{}", describe(&out));
         assert_eq!(got[0].0, at(2));
         assert!(
-            got[0].2.contains("unknown envelope version 2"),
+            got[0].2.contains("unknown envelope version 3"),
             "{}",
             got[0].2
         );
@@ -86,6 +88,19 @@ fn verify_fails_records_of_an_unknown_or_missing_version_whatever_their_signatur
             got[2].2.contains("unknown envelope version \"1\""),
             "{}",
             got[2].2
+        );
+        assert_eq!(got[3].0, at(5));
+        assert!(
+            got[3].2.contains("which a fetched (v2) record never has"),
+            "{}",
+            got[3].2
+        );
+        assert_eq!(
+            count(
+                &out,
+                "fetched (present, not signed by Stripe; fetched from its API)"
+            ),
+            0
         );
     }
 }

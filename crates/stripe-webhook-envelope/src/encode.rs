@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::error::EnvelopeError;
 use crate::escape;
+use crate::fetched::Fetched;
 use crate::record::{EventMeta, ReceivedAt, Record};
 use crate::scan::{self, Member, ScanFailure, Scratch, Span, TopLevel};
 
@@ -133,15 +134,11 @@ pub fn encode(
     received_at: ReceivedAt,
     options: &EnvelopeOptions,
 ) -> Result<Record, EnvelopeError> {
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| EnvelopeError::not_json(&body, "invalid UTF-8", e.valid_up_to()))?;
-    let mut scratch = SCRATCH.try_with(RefCell::take).unwrap_or_default();
-    let encoded = encode_line(text, signature_header, received_at, options, &mut scratch);
-    if scratch.capacity() <= SCRATCH_RETAINED {
-        // Fails only while the thread is exiting; the buffers are then simply dropped.
-        let _ = SCRATCH.try_with(|s| s.replace(scratch));
-    }
-    let (line, meta, data_offset) = encoded?;
+    let tail = Tail::Webhook {
+        signature_header,
+        include_raw: options.includes_raw(),
+    };
+    let (line, meta, data_offset) = encode_with_scratch(&body, tail, received_at)?;
     Ok(Record {
         line: Bytes::from(line),
         meta,
@@ -150,7 +147,109 @@ pub fn encode(
         signature_header: Arc::from(signature_header),
         data_offset,
         include_raw: options.includes_raw(),
+        fetched: false,
     })
+}
+
+/// Encodes an event fetched from Stripe's API (not received as a webhook) as one envelope v2
+/// record: a *fetched record*.
+///
+/// `body` is the exact response body of the request `fetched` describes, and `fetched_at` when
+/// it was answered (the record's `timestamp`). The line is
+///
+/// ```text
+/// {"v":2,"timestamp":…,"id":…,"type":…,"object":…,"created":…,"livemode":…,"api_version":…,
+///  "account":…,"data":…,"raw":"<body>","fetched":{"api":…,"request":…,"key":…,"account":…,
+///  "stripe_version":…,"request_id":…}}
+/// ```
+///
+/// on one line: members 1 to 10 derived from the body exactly as [`encode`] derives them, `raw`
+/// always, no `signature` (nothing Stripe signed was received), then the provenance
+/// ([`Fetched`]). The record's [`Record::signature_header`] is empty and [`Record::is_fetched`]
+/// is true.
+///
+/// ```
+/// use bytes::Bytes;
+/// use stripe_webhook_envelope::{Fetched, ReceivedAt, encode_fetched};
+///
+/// let body = Bytes::from_static(b"{\"id\":\"evt_1\",\"object\":\"event\",\"type\":\"invoice.paid\"}");
+/// let fetched = Fetched {
+///     api: "https://api.stripe.com".into(),
+///     request: "GET /v1/events/evt_1".into(),
+///     key: "rk_live_...abcd".into(),
+///     account: None,
+///     stripe_version: None,
+///     request_id: Some("req_1".into()),
+/// };
+/// let at = ReceivedAt::from_unix_millis(1_795_731_281_123);
+/// let record = encode_fetched(body, &fetched, at)?;
+/// let line = std::str::from_utf8(record.line()).unwrap();
+/// assert!(line.starts_with(r#"{"v":2,"timestamp":"2026-11-26T22:14:41.123Z","id":"evt_1","#));
+/// assert!(line.ends_with(r#","fetched":{"api":"https://api.stripe.com","request":"GET /v1/events/evt_1","key":"rk_live_...abcd","account":null,"stripe_version":null,"request_id":"req_1"}}
+/// "#));
+/// assert!(record.is_fetched() && record.signature_header().is_empty());
+/// # Ok::<(), stripe_webhook_envelope::EnvelopeError>(())
+/// ```
+///
+/// # Errors
+/// As [`encode`]: the body must be a strictly valid JSON object with a string `id` and `type`.
+pub fn encode_fetched(
+    body: Bytes,
+    fetched: &Fetched<'_>,
+    fetched_at: ReceivedAt,
+) -> Result<Record, EnvelopeError> {
+    let mut provenance = Vec::with_capacity(256);
+    fetched.write_json(&mut provenance);
+    let (line, meta, data_offset) =
+        encode_with_scratch(&body, Tail::Fetched(&provenance), fetched_at)?;
+    Ok(Record {
+        line: Bytes::from(line),
+        meta,
+        received_at: fetched_at,
+        body,
+        signature_header: Arc::from(""),
+        data_offset,
+        include_raw: true,
+        fetched: true,
+    })
+}
+
+/// What follows `data` in a line.
+#[derive(Clone, Copy)]
+enum Tail<'a> {
+    /// A webhook record (v1): `raw` and `signature`, or nothing with raw off.
+    Webhook {
+        signature_header: &'a str,
+        include_raw: bool,
+    },
+    /// A fetched record (v2): `raw` and this `fetched` object (its JSON text).
+    Fetched(&'a [u8]),
+}
+
+impl Tail<'_> {
+    fn includes_raw(self) -> bool {
+        match self {
+            Tail::Webhook { include_raw, .. } => include_raw,
+            Tail::Fetched(_) => true,
+        }
+    }
+}
+
+/// [`encode_line`] with this thread's scratch buffers.
+fn encode_with_scratch(
+    body: &[u8],
+    tail: Tail<'_>,
+    received_at: ReceivedAt,
+) -> Result<(Vec<u8>, EventMeta, usize), EnvelopeError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| EnvelopeError::not_json(body, "invalid UTF-8", e.valid_up_to()))?;
+    let mut scratch = SCRATCH.try_with(RefCell::take).unwrap_or_default();
+    let encoded = encode_line(text, tail, received_at, &mut scratch);
+    if scratch.capacity() <= SCRATCH_RETAINED {
+        // Fails only while the thread is exiting; the buffers are then simply dropped.
+        let _ = SCRATCH.try_with(|s| s.replace(scratch));
+    }
+    encoded
 }
 
 thread_local! {
@@ -164,11 +263,11 @@ const SCRATCH_RETAINED: usize = 4 << 20;
 /// The record's line, its meta and the offset of `"data":` in the line.
 fn encode_line(
     text: &str,
-    signature_header: &str,
+    tail: Tail<'_>,
     received_at: ReceivedAt,
-    options: &EnvelopeOptions,
     scratch: &mut Scratch,
 ) -> Result<(Vec<u8>, EventMeta, usize), EnvelopeError> {
+    let include_raw = tail.includes_raw();
     let bytes = text.as_bytes();
     let mut found: [Option<Member>; FIELDS] = [None; FIELDS];
     let is_data = |key: Span, escaped: bool| decode_string(text, key, escaped) == "data";
@@ -185,7 +284,7 @@ fn encode_line(
         }
         Ok(())
     };
-    let top = if options.includes_raw() {
+    let top = if include_raw {
         scan::scan_top_level::<true>(bytes, scratch, is_data, on_member)
     } else {
         scan::scan_top_level::<false>(bytes, scratch, is_data, on_member)
@@ -228,7 +327,7 @@ fn encode_line(
         });
         scratch.data()
     });
-    let raw = options.includes_raw().then(|| {
+    let raw = include_raw.then(|| {
         debug_assert_eq!(scratch.raw(), {
             let mut v = Vec::new();
             escape::json_string_into(&mut v, text);
@@ -247,15 +346,19 @@ fn encode_line(
             value(Field::Account).or(value(Field::Context)),
         ),
     ];
-    const HEAD: &[u8] = b"{\"v\":1,\"timestamp\":\"";
+    let head: &[u8] = match tail {
+        Tail::Fetched(_) => b"{\"v\":2,\"timestamp\":\"",
+        Tail::Webhook { .. } => b"{\"v\":1,\"timestamp\":\"",
+    };
     const ID: &[u8] = b"\",\"id\":";
     const TYPE: &[u8] = b",\"type\":";
     const DATA: &[u8] = b",\"data\":";
     const RAW: &[u8] = b",\"raw\":\"";
     const SIGNATURE: &[u8] = b"\",\"signature\":";
+    const FETCHED: &[u8] = b"\",\"fetched\":";
     const END: &[u8] = b"}\n";
     // Exact unless a member other than `data` has whitespace or the signature needs escapes.
-    let mut capacity = HEAD.len()
+    let mut capacity = head.len()
         + TIMESTAMP
         + ID.len()
         + (id.end - id.start)
@@ -269,10 +372,16 @@ fn encode_line(
         + data.map_or(4, <[u8]>::len)
         + END.len();
     if let Some(raw) = raw {
-        capacity += RAW.len() + raw.len() + SIGNATURE.len() + signature_header.len() + 2;
+        capacity += RAW.len() + raw.len() + 2;
+        capacity += match tail {
+            Tail::Webhook {
+                signature_header, ..
+            } => SIGNATURE.len() + signature_header.len(),
+            Tail::Fetched(fetched) => FETCHED.len() + fetched.len(),
+        };
     }
     let mut line = Vec::with_capacity(capacity);
-    line.extend_from_slice(HEAD);
+    line.extend_from_slice(head);
     received_at.write_rfc3339_millis(&mut line);
     line.extend_from_slice(ID);
     line.extend_from_slice(id.of(bytes));
@@ -292,8 +401,18 @@ fn encode_line(
     if let Some(raw) = raw {
         line.extend_from_slice(RAW);
         line.extend_from_slice(raw);
-        line.extend_from_slice(SIGNATURE);
-        escape::json_string_into(&mut line, signature_header);
+        match tail {
+            Tail::Webhook {
+                signature_header, ..
+            } => {
+                line.extend_from_slice(SIGNATURE);
+                escape::json_string_into(&mut line, signature_header);
+            }
+            Tail::Fetched(fetched) => {
+                line.extend_from_slice(FETCHED);
+                line.extend_from_slice(fetched);
+            }
+        }
     }
     line.extend_from_slice(END);
     Ok((line, meta, data_offset))

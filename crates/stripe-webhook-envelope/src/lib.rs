@@ -1,5 +1,5 @@
-//! Envelope v1, the archive format: writes a verified Stripe webhook body as one archive
-//! record, and reads a stored record back ([`read`]). One crate writes and reads the format.
+//! The archive format: writes a verified Stripe webhook body as one archive record (envelope
+//! v1), and reads a stored record back ([`read`]). One crate writes and reads the format.
 //!
 //! A record is one line of JSON ending in `\n` (no other `\n` or `\r`), ready to be appended
 //! to an NDJSON file or sent as one Firehose record:
@@ -16,6 +16,12 @@
 //! [`EnvelopeOptions`]) let anyone holding the endpoint secret re-verify a record later.
 //! [`read::ArchivedRecord::parse`] reads such a line back, typed and version-checked; the
 //! archive layout is [`ARCHIVE_PREFIX`]`/`[`Partition`]`/…`, beside [`NON_RECORD_PREFIXES`].
+//!
+//! An event that never arrived as a webhook and was fetched from Stripe's API instead (by
+//! `stripe-webhook reconcile --archive-missing`) is a *fetched record*, envelope v2
+//! ([`encode_fetched`]): the same members, `raw`, no `signature`, and a `fetched` member saying
+//! where, how and with which key id it was fetched ([`Fetched`]). Readers of v1 only refuse it
+//! as an unknown version, so nothing mistakes it for a verified webhook.
 //! Neither side depends on serde: both use the crate's own strict JSON scanner.
 //!
 //! ```
@@ -46,13 +52,15 @@
 mod encode;
 mod error;
 mod escape;
+mod fetched;
 pub mod read;
 mod record;
 mod scan;
 mod swar;
 
-pub use encode::{EnvelopeOptions, encode};
+pub use encode::{EnvelopeOptions, encode, encode_fetched};
 pub use error::EnvelopeError;
+pub use fetched::{FETCHED_ENVELOPE_VERSION, Fetched};
 pub use record::{
     ARCHIVE_PREFIX, ERROR_OUTPUT_PREFIX, EventMeta, NON_RECORD_PREFIXES, OVERSIZE_PREFIX,
     ParsePartitionError, Partition, ReceivedAt, Record,

@@ -1,7 +1,8 @@
 //! Reading the archive: one stored line back into a typed, version-checked record.
 //!
-//! [`ArchivedRecord::parse`] reads exactly what [`encode`](crate::encode) and
-//! [`Record::oversize_pointer`](crate::Record::oversize_pointer) write, and borrows from the
+//! [`ArchivedRecord::parse`] reads exactly what [`encode`](crate::encode),
+//! [`Record::oversize_pointer`](crate::Record::oversize_pointer) and
+//! [`encode_fetched`](crate::encode_fetched) write, and borrows from the
 //! line (only strings with escapes are copied). It is meant for input nobody vouches for: an
 //! archive someone else can write to, a file of unknown origin. It never panics, and it refuses
 //! what the writer would never have written rather than guessing:
@@ -9,9 +10,10 @@
 //! - The line is one strict JSON object (UTF-8, no duplicate members among those below; the
 //!   writer's own scanner checks it). Whitespace around it, such as the final `\n`, is allowed.
 //! - `v` is read first. No `v` is [`ReadError::MissingVersion`]; anything other than the
-//!   integer `1` is [`ReadError::UnknownVersion`], which names it. A v1 reader does not guess
-//!   what another version's members mean.
-//! - Every member a v1 record always has must be there, with the type the writer gives it:
+//!   integers `1` (a webhook record) and `2` (a fetched record, see [`crate::Fetched`]) is
+//!   [`ReadError::UnknownVersion`], which names it. The reader does not guess what another
+//!   version's members mean.
+//! - Every member a record always has must be there, with the type the writer gives it:
 //!   `timestamp` (a string in the writer's exact form, see
 //!   [`ReceivedAt::parse_rfc3339_millis`]), `id` and `type` (strings), and `object`,
 //!   `created`, `livemode`, `api_version`, `account` and `data`, which hold the event's own
@@ -20,7 +22,11 @@
 //!   `oversize` pointer (`data` and `raw` null, the body in S3) with `signature` unless the
 //!   record was written with raw off; or neither (raw off). `raw` and `signature` come together
 //!   or not at all.
-//! - Members v1 does not define are ignored, so optional members added to v1 later do not
+//! - A fetched record (v2) has `raw` (a JSON string) and a `fetched` object
+//!   ([`StoredBody::Fetched`]), and never a `signature` or an `oversize` pointer
+//!   ([`ReadError::UnexpectedField`]): nothing Stripe signed was received, so nothing reads it
+//!   as a verified webhook.
+//! - Members a version does not define are ignored, so optional members added later do not
 //!   break this reader; a change to the meaning of an existing member needs a new version.
 //!
 //! ```
@@ -46,9 +52,9 @@
 //!     other => panic!("{other:?}"),
 //! }
 //!
-//! let v2 = br#"{"v":2,"timestamp":"2026-11-26T22:14:41.123Z","id":"evt_1"}"#;
-//! let err = ArchivedRecord::parse(v2).unwrap_err();
-//! assert_eq!(err, ReadError::UnknownVersion { version: "2".to_owned() });
+//! let v3 = br#"{"v":3,"timestamp":"2026-11-26T22:14:41.123Z","id":"evt_1"}"#;
+//! let err = ArchivedRecord::parse(v3).unwrap_err();
+//! assert_eq!(err, ReadError::UnknownVersion { version: "3".to_owned() });
 //! assert_eq!(err.label(), "unknown_version");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -59,13 +65,15 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::escape::decode_json_string;
+use crate::fetched::Fetched;
 use crate::record::ReceivedAt;
 use crate::scan::{self, ScanFailure, TopLevel};
 
-/// The envelope version this crate writes and reads (`"v":1`).
+/// The envelope version of webhook records (`"v":1`); fetched records are
+/// [`FETCHED_ENVELOPE_VERSION`](crate::FETCHED_ENVELOPE_VERSION) (`"v":2`). The reader reads both.
 pub const ENVELOPE_VERSION: u64 = 1;
 
-/// Why a line is not an envelope v1 record.
+/// Why a line is not an envelope record (v1 or v2).
 ///
 /// [`ReadError::label`] is a stable snake_case label for counts and structured logs. Messages
 /// name members, kinds and byte offsets, never content (except the offending `v`, at most 32
@@ -90,8 +98,8 @@ pub enum ReadError {
     /// The object has no `v`.
     #[error("no envelope version: the record has no `v`")]
     MissingVersion,
-    /// `v` is not `1`.
-    #[error("unknown envelope version {version} (this reader knows version 1)")]
+    /// `v` is neither `1` nor `2`.
+    #[error("unknown envelope version {version} (this reader knows versions 1 and 2)")]
     UnknownVersion {
         /// The JSON text of `v` as stored (at most 32 characters, then `…`).
         version: String,
@@ -118,6 +126,12 @@ pub enum ReadError {
         /// The member.
         field: &'static str,
     },
+    /// A member its version never has: `signature` or `oversize` in a fetched record (v2).
+    #[error("the record has a `{field}`, which a fetched (v2) record never has")]
+    UnexpectedField {
+        /// The member.
+        field: &'static str,
+    },
 }
 
 impl ReadError {
@@ -131,6 +145,7 @@ impl ReadError {
             Self::MissingField { .. } => "missing_field",
             Self::MistypedField { .. } => "mistyped_field",
             Self::DuplicateField { .. } => "duplicate_field",
+            Self::UnexpectedField { .. } => "unexpected_field",
         }
     }
 }
@@ -217,6 +232,14 @@ pub enum StoredBody<'a> {
     },
     /// Nowhere: the record was written with raw off.
     NotStored,
+    /// A fetched record (v2): `raw` holds the body as Stripe's API returned it, and `fetched`
+    /// says how it was fetched. It has no signature: it is present, not verified.
+    Fetched {
+        /// The body as a JSON string.
+        raw: JsonString<'a>,
+        /// Where and how it was fetched.
+        fetched: Fetched<'a>,
+    },
 }
 
 impl StoredBody<'_> {
@@ -225,7 +248,7 @@ impl StoredBody<'_> {
         match self {
             Self::Inline { signature, .. } => Some(signature),
             Self::Oversize { signature, .. } => signature.as_deref(),
-            Self::NotStored => None,
+            Self::NotStored | Self::Fetched { .. } => None,
         }
     }
 }
@@ -288,11 +311,11 @@ pub enum OversizeMismatch {
     },
 }
 
-/// One archived record, read from its line: every member of envelope v1, typed.
+/// One archived record, read from its line: every member of envelope v1 (or v2), typed.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchivedRecord<'a> {
-    /// When the webhook was received (`timestamp`).
+    /// When the webhook was received, or a fetched record fetched (`timestamp`).
     pub received_at: ReceivedAt,
     /// The event id (`id`).
     pub id: Cow<'a, str>,
@@ -314,8 +337,8 @@ pub struct ArchivedRecord<'a> {
     pub body: StoredBody<'a>,
 }
 
-/// Top-level members v1 defines, in the order the writer writes them.
-const MEMBERS: [(&str, &str); 13] = [
+/// Top-level members v1 and v2 define, in the order the writer writes them.
+const MEMBERS: [(&str, &str); 14] = [
     ("v", "v"),
     ("timestamp", "timestamp"),
     ("id", "id"),
@@ -329,6 +352,17 @@ const MEMBERS: [(&str, &str); 13] = [
     ("raw", "raw"),
     ("signature", "signature"),
     ("oversize", "oversize"),
+    ("fetched", "fetched"),
+];
+
+/// Members of the `fetched` object (and their names in errors).
+const FETCHED_MEMBERS: [(&str, &str); 6] = [
+    ("api", "fetched.api"),
+    ("request", "fetched.request"),
+    ("key", "fetched.key"),
+    ("account", "fetched.account"),
+    ("stripe_version", "fetched.stripe_version"),
+    ("request_id", "fetched.request_id"),
 ];
 
 /// Members of the `oversize` object (and their names in errors).
@@ -343,7 +377,7 @@ impl<'a> ArchivedRecord<'a> {
     /// Reads one stored line (with or without its final `\n`).
     ///
     /// # Errors
-    /// Why the line is not an envelope v1 record, as the [module](self) describes.
+    /// Why the line is not an envelope record, as the [module](self) describes.
     pub fn parse(line: &'a [u8]) -> Result<ArchivedRecord<'a>, ReadError> {
         let text = std::str::from_utf8(line).map_err(|e| ReadError::NotJson {
             what: "invalid UTF-8",
@@ -363,14 +397,19 @@ impl<'a> ArchivedRecord<'a> {
             raw,
             signature,
             oversize,
+            fetched,
         ] = members(text, &MEMBERS)?.map_err(|found| ReadError::NotAnObject { found })?;
 
         let v = v.ok_or(ReadError::MissingVersion)?;
-        if v != "1" {
-            return Err(ReadError::UnknownVersion {
-                version: shortened(v),
-            });
-        }
+        let is_fetched = match v {
+            "1" => false,
+            "2" => true,
+            _ => {
+                return Err(ReadError::UnknownVersion {
+                    version: shortened(v),
+                });
+            }
+        };
         let required =
             |token: Option<&'a str>, field| token.ok_or(ReadError::MissingField { field });
         let timestamp_token = required(timestamp, "timestamp")?;
@@ -390,32 +429,10 @@ impl<'a> ArchivedRecord<'a> {
         let account = event_member(account, "account")?;
         let data = event_member(data, "data")?;
 
-        const IN_S3: &str = "null (the body is in S3)";
-        let body = match (oversize, raw, signature) {
-            (_, Some(_), None) => return Err(ReadError::MissingField { field: "signature" }),
-            (_, None, Some(_)) => return Err(ReadError::MissingField { field: "raw" }),
-            (None, None, None) => StoredBody::NotStored,
-            (None, Some(raw), Some(signature)) => {
-                if !raw.starts_with('"') {
-                    return Err(mistyped("raw", "a string", raw));
-                }
-                StoredBody::Inline {
-                    raw: JsonString(raw),
-                    signature: string(signature, "signature")?,
-                }
-            }
-            (Some(pointer), raw, signature) => {
-                if let Some(raw) = raw.filter(|r| *r != "null") {
-                    return Err(mistyped("raw", IN_S3, raw));
-                }
-                if !data.is_null() {
-                    return Err(mistyped("data", IN_S3, data.0));
-                }
-                StoredBody::Oversize {
-                    pointer: oversize_pointer(pointer)?,
-                    signature: signature.map(|s| string(s, "signature")).transpose()?,
-                }
-            }
+        let body = if is_fetched {
+            fetched_body(raw, signature, oversize, fetched)?
+        } else {
+            webhook_body(raw, signature, oversize, data)?
         };
         Ok(ArchivedRecord {
             received_at,
@@ -430,6 +447,91 @@ impl<'a> ArchivedRecord<'a> {
             body,
         })
     }
+}
+
+/// Where a webhook record (v1) keeps its body.
+fn webhook_body<'a>(
+    raw: Option<&'a str>,
+    signature: Option<&'a str>,
+    oversize: Option<&'a str>,
+    data: RawJson<'a>,
+) -> Result<StoredBody<'a>, ReadError> {
+    const IN_S3: &str = "null (the body is in S3)";
+    Ok(match (oversize, raw, signature) {
+        (_, Some(_), None) => return Err(ReadError::MissingField { field: "signature" }),
+        (_, None, Some(_)) => return Err(ReadError::MissingField { field: "raw" }),
+        (None, None, None) => StoredBody::NotStored,
+        (None, Some(raw), Some(signature)) => {
+            if !raw.starts_with('"') {
+                return Err(mistyped("raw", "a string", raw));
+            }
+            StoredBody::Inline {
+                raw: JsonString(raw),
+                signature: string(signature, "signature")?,
+            }
+        }
+        (Some(pointer), raw, signature) => {
+            if let Some(raw) = raw.filter(|r| *r != "null") {
+                return Err(mistyped("raw", IN_S3, raw));
+            }
+            if !data.is_null() {
+                return Err(mistyped("data", IN_S3, data.0));
+            }
+            StoredBody::Oversize {
+                pointer: oversize_pointer(pointer)?,
+                signature: signature.map(|s| string(s, "signature")).transpose()?,
+            }
+        }
+    })
+}
+
+/// Where a fetched record (v2) keeps its body: always `raw`, with its `fetched` provenance.
+fn fetched_body<'a>(
+    raw: Option<&'a str>,
+    signature: Option<&'a str>,
+    oversize: Option<&'a str>,
+    fetched: Option<&'a str>,
+) -> Result<StoredBody<'a>, ReadError> {
+    if signature.is_some() {
+        return Err(ReadError::UnexpectedField { field: "signature" });
+    }
+    if oversize.is_some() {
+        return Err(ReadError::UnexpectedField { field: "oversize" });
+    }
+    let raw = raw.ok_or(ReadError::MissingField { field: "raw" })?;
+    if !raw.starts_with('"') {
+        return Err(mistyped("raw", "a string", raw));
+    }
+    let fetched = fetched.ok_or(ReadError::MissingField { field: "fetched" })?;
+    Ok(StoredBody::Fetched {
+        raw: JsonString(raw),
+        fetched: fetched_provenance(fetched)?,
+    })
+}
+
+fn fetched_provenance(token: &str) -> Result<Fetched<'_>, ReadError> {
+    let [api, request, key, account, stripe_version, request_id] =
+        members(token, &FETCHED_MEMBERS)?.map_err(|_| mistyped("fetched", "an object", token))?;
+    fn text<'t>(token: Option<&'t str>, field: &'static str) -> Result<Cow<'t, str>, ReadError> {
+        string(token.ok_or(ReadError::MissingField { field })?, field)
+    }
+    fn nullable<'t>(
+        token: Option<&'t str>,
+        field: &'static str,
+    ) -> Result<Option<Cow<'t, str>>, ReadError> {
+        match token.ok_or(ReadError::MissingField { field })? {
+            "null" => Ok(None),
+            token => string(token, field).map(Some),
+        }
+    }
+    Ok(Fetched {
+        api: text(api, "fetched.api")?,
+        request: text(request, "fetched.request")?,
+        key: text(key, "fetched.key")?,
+        account: nullable(account, "fetched.account")?,
+        stripe_version: nullable(stripe_version, "fetched.stripe_version")?,
+        request_id: nullable(request_id, "fetched.request_id")?,
+    })
 }
 
 /// The values of the object members `text` names in `keys`, or the kind of value `text` is if
@@ -678,9 +780,15 @@ mod tests {
             ("\"v\"".to_owned(), NotAnObject { found: "a string" }),
             (format!("{{{HEAD},{ok_tail}}}"), MissingVersion),
             (
-                format!("{{\"v\":2,{HEAD},{ok_tail}}}"),
+                format!("{{\"v\":3,{HEAD},{ok_tail}}}"),
                 UnknownVersion {
-                    version: "2".into(),
+                    version: "3".into(),
+                },
+            ),
+            (
+                format!("{{\"v\":2.0,{HEAD},{ok_tail}}}"),
+                UnknownVersion {
+                    version: "2.0".into(),
                 },
             ),
             (
@@ -976,6 +1084,7 @@ mod tests {
                 "mistyped_field",
             ),
             (DuplicateField { field: "id" }, "duplicate_field"),
+            (UnexpectedField { field: "signature" }, "unexpected_field"),
         ];
         for (e, label) in all {
             assert_eq!(e.label(), label);
@@ -985,12 +1094,177 @@ mod tests {
                 version: "2".into()
             }
             .to_string(),
-            "unknown envelope version 2 (this reader knows version 1)"
+            "unknown envelope version 2 (this reader knows versions 1 and 2)"
         );
         assert_eq!(
             MissingVersion.to_string(),
             "no envelope version: the record has no `v`"
         );
+    }
+
+    const FETCHED: &str = r#""fetched":{"api":"https://api.stripe.com","request":"GET /v1/events/evt_1","key":"rk_live_...abcd","account":"acct_\u0031","stripe_version":null,"request_id":"req_1"}"#;
+
+    fn fetched_line(members: &str) -> String {
+        format!("{{\"v\":2,{HEAD},{members}}}")
+    }
+
+    #[test]
+    fn reads_a_fetched_record() {
+        let text = fetched_line(&format!(
+            r#""data":{{"object":{{}}}},"raw":"{{\"id\":\"evt_1\"}}",{FETCHED}"#
+        ));
+        let r = parse(&text).expect("fetched record");
+        assert_eq!(
+            (&*r.id, r.received_at.unix_millis()),
+            ("evt_1", 1_795_731_281_123)
+        );
+        assert_eq!(r.body.signature(), None, "never signed");
+        match &r.body {
+            StoredBody::Fetched { raw, fetched } => {
+                assert_eq!(raw.decode(), "{\"id\":\"evt_1\"}");
+                assert_eq!(
+                    fetched,
+                    &Fetched {
+                        api: "https://api.stripe.com".into(),
+                        request: "GET /v1/events/evt_1".into(),
+                        key: "rk_live_...abcd".into(),
+                        account: Some("acct_1".into()),
+                        stripe_version: None,
+                        request_id: Some("req_1".into()),
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // What encode_fetched writes reads back to what it was given.
+        let body = bytes::Bytes::from_static(b"{\n  \"id\": \"evt_2\",\n  \"type\": \"v1.billing.meter.error_report_triggered\",\n  \"object\": \"v2.core.event\",\n  \"created\": \"2026-11-26T22:14:40.001Z\",\n  \"context\": \"acct_9\"\n}");
+        let fetched = Fetched {
+            api: "http://127.0.0.1:1".into(),
+            request: "GET /v2/core/events/evt_2".into(),
+            key: "sk_test_...wxyz".into(),
+            account: None,
+            stripe_version: Some("2025-10-29.clover".into()),
+            request_id: None,
+        };
+        let at = ReceivedAt::from_unix_millis(1_795_731_281_123);
+        let written = crate::encode_fetched(body.clone(), &fetched, at).expect("encode");
+        let r = parse(std::str::from_utf8(written.line()).expect("utf-8")).expect("read back");
+        assert_eq!(r.account.as_string().as_deref(), Some("acct_9"));
+        assert_eq!(
+            r.created.as_string().as_deref(),
+            Some("2026-11-26T22:14:40.001Z")
+        );
+        match r.body {
+            StoredBody::Fetched { raw, fetched: read } => {
+                assert_eq!(raw.decode().as_bytes(), &body[..]);
+                assert_eq!(read, fetched);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_fetched_records_that_claim_a_signature_or_lack_provenance() {
+        use ReadError::*;
+        let cases: Vec<(String, ReadError)> = vec![
+            (
+                fetched_line(&format!(
+                    r#""data":null,"raw":"{{}}","signature":"t=1,v1=00",{FETCHED}"#
+                )),
+                UnexpectedField { field: "signature" },
+            ),
+            (
+                fetched_line(&format!(
+                    r#""data":null,"raw":null,{FETCHED},"oversize":{{"bucket":"b","key":"k","bytes":1,"sha256":"{SHA}"}}"#
+                )),
+                UnexpectedField { field: "oversize" },
+            ),
+            (
+                fetched_line(&format!(r#""data":null,{FETCHED}"#)),
+                MissingField { field: "raw" },
+            ),
+            (
+                fetched_line(&format!(r#""data":null,"raw":null,{FETCHED}"#)),
+                MistypedField {
+                    field: "raw",
+                    expected: "a string",
+                    found: "null",
+                },
+            ),
+            (
+                fetched_line(r#""data":null,"raw":"{}""#),
+                MissingField { field: "fetched" },
+            ),
+            (
+                fetched_line(r#""data":null,"raw":"{}","fetched":"api""#),
+                MistypedField {
+                    field: "fetched",
+                    expected: "an object",
+                    found: "a string",
+                },
+            ),
+            (
+                fetched_line(&format!(
+                    r#""data":null,"raw":"{{}}",{}"#,
+                    FETCHED.replace(r#""key":"rk_live_...abcd","#, "")
+                )),
+                MissingField {
+                    field: "fetched.key",
+                },
+            ),
+            (
+                fetched_line(&format!(
+                    r#""data":null,"raw":"{{}}",{}"#,
+                    FETCHED.replace(r#","request_id":"req_1""#, "")
+                )),
+                MissingField {
+                    field: "fetched.request_id",
+                },
+            ),
+            (
+                fetched_line(&format!(
+                    r#""data":null,"raw":"{{}}",{}"#,
+                    FETCHED.replace(r#""api":"https://api.stripe.com""#, r#""api":null"#)
+                )),
+                MistypedField {
+                    field: "fetched.api",
+                    expected: "a string",
+                    found: "null",
+                },
+            ),
+            (
+                fetched_line(&format!(
+                    r#""data":null,"raw":"{{}}",{}"#,
+                    FETCHED.replace(r#""stripe_version":null"#, r#""stripe_version":2"#)
+                )),
+                MistypedField {
+                    field: "fetched.stripe_version",
+                    expected: "a string",
+                    found: "a number",
+                },
+            ),
+            (
+                fetched_line(&format!(
+                    r#""data":null,"raw":"{{}}",{}"#,
+                    FETCHED.replace(r#""key":"#, r#""key":"a","key":"#)
+                )),
+                DuplicateField {
+                    field: "fetched.key",
+                },
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(&text).unwrap_err(), expected, "{text}");
+        }
+        // A v1 line with a `fetched` member is read as v1 (the member is not v1's): it still
+        // needs its signature, and it is not a fetched record.
+        let v1 = line(&format!(
+            r#""data":null,"raw":"{{}}","signature":"s",{FETCHED}"#
+        ));
+        assert!(matches!(
+            parse(&v1).expect("v1").body,
+            StoredBody::Inline { .. }
+        ));
     }
 
     #[test]

@@ -304,7 +304,8 @@ pub struct EventMeta {
     pub event_type: String,
 }
 
-/// One archive record: a verified webhook encoded as one envelope line.
+/// One archive record: a verified webhook encoded as one envelope line (v1), or an event
+/// fetched from Stripe's API (a fetched record, v2: [`Record::is_fetched`]).
 ///
 /// The line is guaranteed non-empty, valid UTF-8 JSON, with exactly one `\n`, at the end.
 #[derive(Clone, Debug)]
@@ -314,12 +315,14 @@ pub struct Record {
     pub(crate) received_at: ReceivedAt,
     /// The verified body the line was encoded from.
     pub(crate) body: Bytes,
-    /// The `Stripe-Signature` header that verified `body`.
+    /// The `Stripe-Signature` header that verified `body` (empty for a fetched record).
     pub(crate) signature_header: Arc<str>,
     /// Where `"data":` starts in `line`: everything before it is the envelope header.
     pub(crate) data_offset: usize,
     /// Whether `raw` and `signature` are in the line.
     pub(crate) include_raw: bool,
+    /// Whether it is a fetched record (envelope v2, see [`encode_fetched`](crate::encode_fetched)).
+    pub(crate) fetched: bool,
 }
 
 impl Record {
@@ -343,7 +346,8 @@ impl Record {
         &self.meta
     }
 
-    /// When the webhook was received; decides the archive partition.
+    /// When the webhook was received (for a fetched record: when it was fetched); decides the
+    /// archive partition.
     pub fn received_at(&self) -> ReceivedAt {
         self.received_at
     }
@@ -364,9 +368,16 @@ impl Record {
         &self.body
     }
 
-    /// The `Stripe-Signature` header that verified [`Record::body`].
+    /// The `Stripe-Signature` header that verified [`Record::body`]; empty for a fetched record
+    /// (nothing Stripe signed was received).
     pub fn signature_header(&self) -> &str {
         &self.signature_header
+    }
+
+    /// Whether it is a fetched record: an event fetched from Stripe's API (envelope v2, written
+    /// by [`encode_fetched`](crate::encode_fetched)), not a webhook received and verified.
+    pub fn is_fetched(&self) -> bool {
+        self.fetched
     }
 
     /// The small pointer record for an event whose record is too large for Firehose
@@ -377,7 +388,13 @@ impl Record {
     /// `"oversize":{"bucket":…,"key":…,"bytes":<body length>,"sha256":"<hex of the body>"}`.
     /// The pointer keeps [`Record::body`] and [`Record::signature_header`], so calling this
     /// again on a pointer gives the same pointer.
+    ///
+    /// A fetched record (envelope v2) has no pointer form: the tools write fetched records only
+    /// through the file sink, which has no size limit. For one, this returns the record itself.
     pub fn oversize_pointer(&self, bucket: &str, key: &str) -> Record {
+        if self.fetched {
+            return self.clone();
+        }
         let header = &self.line[..self.data_offset];
         let mut line = Vec::with_capacity(
             header.len() + 256 + bucket.len() + key.len() + self.signature_header.len(),
@@ -403,6 +420,7 @@ impl Record {
             signature_header: Arc::clone(&self.signature_header),
             data_offset: self.data_offset,
             include_raw: self.include_raw,
+            fetched: false,
         }
     }
 }

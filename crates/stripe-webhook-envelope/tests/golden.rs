@@ -9,11 +9,37 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use serde_json::Value;
-use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, Record, encode};
+use stripe_webhook_envelope::{
+    EnvelopeOptions, Fetched, ReceivedAt, Record, encode, encode_fetched,
+};
 
 const SIGNATURE: &str =
     "t=1762935172,v1=7d2f0c6e8a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d";
 const RECEIVED_AT: ReceivedAt = ReceivedAt::from_unix_millis(1_762_935_172_345);
+
+/// The fixtures that also have a fetched-record (envelope v2) golden: a snapshot event, fetched
+/// for a connected account, and a thin event.
+const FETCHED_GOLDENS: [&str; 2] = [
+    "connect.charge.succeeded",
+    "v1.billing.meter.error_report_triggered",
+];
+
+/// The provenance of the fetched goldens.
+fn fetched_as(name: &str) -> Fetched<'static> {
+    let thin = name.starts_with("v1.");
+    Fetched {
+        api: "https://api.stripe.com".into(),
+        request: if thin {
+            "GET /v2/core/events/evt_test_65TMzqV8rWZ3hWfX1a216TMcG0L7SQUaSESQ7JqvbPkjMo".into()
+        } else {
+            "GET /v1/events/evt_3SSzV7PxQ2aRs5Tu1Vw6Xy7Z".into()
+        },
+        key: "rk_live_...Wx9z".into(),
+        account: (!thin).then(|| "acct_1PxQ2aRs5TuVwXyZ".into()),
+        stripe_version: thin.then(|| "2025-10-29.clover".into()),
+        request_id: Some("req_gold3nRequest1d".into()),
+    }
+}
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/events")
@@ -158,6 +184,30 @@ fn fixtures_match_goldens() {
     check_golden("charge.succeeded.raw-off.ndjson", &record, &mut mismatches);
     expected_files.push("charge.succeeded.raw-off.ndjson".to_owned());
 
+    // The fetched goldens (envelope v2): members 2 to 11 as the webhook record has them.
+    for name in FETCHED_GOLDENS {
+        let (_, body) = fixtures().into_iter().find(|(n, _)| n == name).unwrap();
+        let record = encode_fetched(body.clone(), &fetched_as(name), RECEIVED_AT).unwrap();
+        let webhook = encode(body, SIGNATURE, RECEIVED_AT, &EnvelopeOptions::default()).unwrap();
+        let text = std::str::from_utf8(record.line()).unwrap();
+        let webhook_text = std::str::from_utf8(webhook.line()).unwrap();
+        let (head, tail) = text.split_once(",\"fetched\":").unwrap();
+        assert_eq!(
+            head.strip_prefix("{\"v\":2,"),
+            webhook_text
+                .split_once(",\"signature\":")
+                .unwrap()
+                .0
+                .strip_prefix("{\"v\":1,"),
+            "{name}: the fetched record's members 2 to 11"
+        );
+        let value: Value = serde_json::from_str(tail.strip_suffix("}\n").unwrap()).unwrap();
+        assert_eq!(value["key"], "rk_live_...Wx9z");
+        let file = format!("{name}.fetched.ndjson");
+        check_golden(&file, &record, &mut mismatches);
+        expected_files.push(file);
+    }
+
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
     let mut committed: Vec<String> = std::fs::read_dir(golden_dir())
         .unwrap()
@@ -227,6 +277,9 @@ fn every_golden_reads_back_to_the_fields_written() {
     for entry in std::fs::read_dir(golden_dir()).unwrap() {
         let path = entry.unwrap().path();
         let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if file.ends_with(".fetched.ndjson") {
+            continue; // fetched_goldens_read_back
+        }
         let name = file
             .trim_end_matches(".ndjson")
             .trim_end_matches(".raw-off");
@@ -310,4 +363,36 @@ fn every_golden_reads_back_to_the_fields_written() {
         read += 1;
     }
     assert!(read >= 11, "read {read} goldens");
+}
+
+#[test]
+fn fetched_goldens_read_back() {
+    use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
+
+    for name in FETCHED_GOLDENS {
+        let line = std::fs::read(golden_dir().join(format!("{name}.fetched.ndjson"))).unwrap();
+        let (_, body) = fixtures().into_iter().find(|(n, _)| n == name).unwrap();
+        let record = ArchivedRecord::parse(&line).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(record.received_at, RECEIVED_AT);
+        assert_eq!(record.body.signature(), None, "{name}: never signed");
+        match record.body {
+            StoredBody::Fetched { raw, fetched } => {
+                assert_eq!(
+                    raw.decode().as_bytes(),
+                    &body[..],
+                    "{name}: raw is the body"
+                );
+                assert_eq!(fetched, fetched_as(name), "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        let value: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(value["v"], 2);
+        assert!(value.get("signature").is_none());
+        let request = value["fetched"]["request"].as_str().unwrap();
+        assert!(
+            request.ends_with(value["id"].as_str().unwrap()),
+            "{name}: {request}"
+        );
+    }
 }

@@ -11,7 +11,9 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
-use stripe_webhook_envelope::{EnvelopeError, EnvelopeOptions, ReceivedAt, encode};
+use stripe_webhook_envelope::{
+    EnvelopeError, EnvelopeOptions, Fetched, ReceivedAt, encode, encode_fetched,
+};
 
 /// A generated JSON value: its pretty text (with random whitespace) and the same tokens with
 /// no whitespace between them.
@@ -246,14 +248,15 @@ fn check_against_serde_json(bytes: &[u8]) {
 }
 
 /// The reader agrees with serde_json on any line: it never panics; what it accepts is a JSON
-/// object whose `v` is `1` and whose `id`, `type`, `timestamp` and `data` are what serde_json
-/// reads there.
+/// object whose `v` is `1` (or `2` for a fetched record) and whose `id`, `type`, `timestamp`
+/// and `data` are what serde_json reads there.
 fn check_reader_against_serde_json(line: &[u8]) {
     let Ok(record) = ArchivedRecord::parse(line) else {
         return;
     };
     let value: Value = serde_json::from_slice(line).expect("accepted lines are JSON");
-    assert_eq!(value["v"], 1);
+    let fetched = matches!(record.body, StoredBody::Fetched { .. });
+    assert_eq!(value["v"], if fetched { 2 } else { 1 });
     assert_eq!(value["id"].as_str(), Some(&*record.id));
     assert_eq!(value["type"].as_str(), Some(&*record.event_type));
     assert_eq!(
@@ -262,10 +265,48 @@ fn check_reader_against_serde_json(line: &[u8]) {
     );
     let data: Value = serde_json::from_str(record.data.text()).expect("data is JSON");
     assert_eq!(data, value["data"]);
-    if let StoredBody::Inline { raw, signature } = &record.body {
-        assert_eq!(value["raw"].as_str(), Some(&*raw.decode()));
-        assert_eq!(value["signature"].as_str(), Some(&**signature));
+    match &record.body {
+        StoredBody::Inline { raw, signature } => {
+            assert_eq!(value["raw"].as_str(), Some(&*raw.decode()));
+            assert_eq!(value["signature"].as_str(), Some(&**signature));
+        }
+        StoredBody::Fetched { raw, fetched } => {
+            assert_eq!(value["raw"].as_str(), Some(&*raw.decode()));
+            assert!(value.get("signature").is_none() && value.get("oversize").is_none());
+            let f = &value["fetched"];
+            assert_eq!(f["api"].as_str(), Some(&*fetched.api));
+            assert_eq!(f["request"].as_str(), Some(&*fetched.request));
+            assert_eq!(f["key"].as_str(), Some(&*fetched.key));
+            assert_eq!(f["account"].as_str(), fetched.account.as_deref());
+            assert_eq!(
+                f["stripe_version"].as_str(),
+                fetched.stripe_version.as_deref()
+            );
+            assert_eq!(f["request_id"].as_str(), fetched.request_id.as_deref());
+        }
+        _ => {}
     }
+}
+
+fn fetched_provenance() -> impl Strategy<Value = Fetched<'static>> {
+    (
+        any::<String>(),
+        any::<String>(),
+        any::<String>(),
+        any::<Option<String>>(),
+        any::<Option<String>>(),
+        any::<Option<String>>(),
+    )
+        .prop_map(
+            |(api, request, key, account, stripe_version, request_id)| Fetched {
+                api: api.into(),
+                request: request.into(),
+                key: key.into(),
+                account: account.map(Into::into),
+                stripe_version: stripe_version.map(Into::into),
+                request_id: request_id.map(Into::into),
+            },
+        )
 }
 
 proptest! {
@@ -318,6 +359,39 @@ proptest! {
     }
 
     #[test]
+    fn every_fetched_record_reads_back_to_what_was_written(
+        ev in event(),
+        fetched in fetched_provenance(),
+        millis in -62_135_596_800_000i64..253_402_300_800_000,
+    ) {
+        let at = ReceivedAt::from_unix_millis(millis);
+        let body = Bytes::from(ev.body.clone());
+        let written = encode_fetched(body.clone(), &fetched, at).unwrap();
+        assert_one_line(written.line());
+        prop_assert!(written.is_fetched());
+        let webhook = encode(body.clone(), "", at, &EnvelopeOptions::default()).unwrap();
+        // Members 2 to 11 are the webhook record's: only `v` and the tail differ.
+        let tail = written.line().len() - written.line().windows(11).rposition(|w| w == b",\"fetched\":").unwrap();
+        let webhook_tail = webhook.line().len() - webhook.line().windows(13).rposition(|w| w == b",\"signature\":").unwrap();
+        prop_assert_eq!(&written.line()[7..written.line().len() - tail], &webhook.line()[7..webhook.line().len() - webhook_tail]);
+        let read = ArchivedRecord::parse(written.line()).unwrap();
+        prop_assert_eq!(&*read.id, written.id());
+        prop_assert_eq!(read.received_at, at);
+        prop_assert_eq!(read.data.text(), ev.data.compact.as_str());
+        match &read.body {
+            StoredBody::Fetched { raw, fetched: stored } => {
+                let decoded = raw.decode();
+                prop_assert_eq!(decoded.as_bytes(), &body[..]);
+                prop_assert_eq!(stored, &fetched);
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+        let pointer = written.oversize_pointer("b", "k");
+        prop_assert_eq!(pointer.line(), written.line());
+        check_reader_against_serde_json(written.line());
+    }
+
+    #[test]
     fn arbitrary_lines_never_panic_the_reader(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         check_reader_against_serde_json(&bytes);
     }
@@ -326,17 +400,32 @@ proptest! {
     fn mutated_records_never_panic_the_reader_and_agree_with_serde_json(
         ev in event(),
         raw in any::<bool>(),
-        pointer in any::<bool>(),
+        kind in 0u8..3,
         edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..4),
     ) {
+        let body = Bytes::from(ev.body);
         let written = encode(
-            Bytes::from(ev.body),
+            body.clone(),
             "t=1,v1=00",
             AT,
             &EnvelopeOptions::default().include_raw(raw),
         )
         .unwrap();
-        let written = if pointer { written.oversize_pointer("b", "k") } else { written };
+        let written = match kind {
+            0 => written,
+            1 => written.oversize_pointer("b", "k"),
+            _ => {
+                let fetched = Fetched {
+                    api: "https://api.stripe.com".into(),
+                    request: "GET /v1/events/evt_1".into(),
+                    key: "rk_test_...abcd".into(),
+                    account: None,
+                    stripe_version: Some("2025-10-29.clover".into()),
+                    request_id: Some("req_1".into()),
+                };
+                encode_fetched(body, &fetched, AT).unwrap()
+            }
+        };
         let mut bytes = written.line().to_vec();
         for (at, op, byte) in edits {
             const ALPHABET: &[u8] = b"{}[]\",:\\ \n0-.eEtnu12vT";

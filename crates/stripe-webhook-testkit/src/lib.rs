@@ -7,6 +7,7 @@
 //! - [`faults`]: `strace` fault injection and small `tmpfs` mounts for tests of real processes.
 //! - [`workspace_root`]: the repository root, for fixtures and scripts.
 //! - [`webhook_target`]: a scripted, recording webhook target (plain or over a test's TLS).
+//! - [`fake_stripe`]: a fake of Stripe's event, account and key endpoints, with scripted faults.
 //!
 //! ```
 //! let root = stripe_webhook_testkit::workspace_root();
@@ -14,6 +15,7 @@
 //! ```
 
 pub mod archive;
+pub mod fake_stripe;
 pub mod faults;
 pub mod firehose_fault;
 pub mod http;

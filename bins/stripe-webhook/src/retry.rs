@@ -1,0 +1,198 @@
+//! Retrying HTTP requests, as `replay` and `reconcile` both do: an exponential backoff with jitter,
+//! never shorter than what the server's `Retry-After` asks for, and never longer than
+//! [`MAX_RETRY_AFTER`]; and Ctrl-C, which stops every wait at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+
+/// The longest `Retry-After` a retry waits; a server asking for more is answered as final.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// The first retry's backoff, doubled for each further retry up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest backoff between two attempts (without `Retry-After`).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What to do after an attempt that may succeed if tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Wait this long, then try again.
+    Wait(Duration),
+    /// No retry left: the last answer is final.
+    GiveUp,
+    /// The server asked for a longer wait than [`MAX_RETRY_AFTER`]: the last answer is final.
+    TooLong(Duration),
+}
+
+/// The retries of one request: at most `limit` after the first attempt.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Retries {
+    limit: u32,
+    used: u32,
+}
+
+impl Retries {
+    /// At most `limit` retries.
+    pub(crate) fn new(limit: u32) -> Retries {
+        Retries { limit, used: 0 }
+    }
+
+    /// After an attempt that may succeed later, whose answer asked for `retry_after` (if any).
+    pub(crate) fn next(&mut self, retry_after: Option<Duration>) -> Next {
+        if let Some(wait) = retry_after
+            && wait > MAX_RETRY_AFTER
+        {
+            return Next::TooLong(wait);
+        }
+        if self.used >= self.limit {
+            return Next::GiveUp;
+        }
+        self.used += 1;
+        Next::Wait(retry_wait(self.used, retry_after, rand::rng().random()))
+    }
+}
+
+/// How long to wait before retry number `attempt` (1 for the first): an exponential backoff
+/// (250 ms, doubling, at most 30 s) with "equal jitter" (a uniformly random point in its upper
+/// half, `jitter` in [0, 1)), and never less than the server's `Retry-After`.
+pub(crate) fn retry_wait(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    let backoff = FIRST_BACKOFF
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    let jittered = backoff.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+    jittered.max(retry_after.unwrap_or(Duration::ZERO))
+}
+
+/// Ctrl-C, seen by every task: a flag to poll and a wake-up for waits.
+#[derive(Debug, Default)]
+pub(crate) struct Interrupt {
+    interrupted: AtomicBool,
+    stop: Notify,
+}
+
+impl Interrupt {
+    /// An interrupt that the first Ctrl-C triggers (with `notice` on stderr); a second Ctrl-C
+    /// exits at once with code 130.
+    pub(crate) fn on_ctrl_c(handle: &Handle, notice: &'static str) -> Arc<Interrupt> {
+        let interrupt = Arc::new(Interrupt::default());
+        let shared = Arc::clone(&interrupt);
+        handle.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                shared.trigger();
+                eprintln!("interrupted: {notice} (Ctrl-C again to abort)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        interrupt
+    }
+
+    /// Marks it interrupted and wakes every wait.
+    pub(crate) fn trigger(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.stop.notify_waiters();
+    }
+
+    /// Whether Ctrl-C was pressed.
+    pub(crate) fn is_set(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once Ctrl-C was pressed (at once if it already was).
+    pub(crate) async fn wait(&self) {
+        loop {
+            let stopped = self.stop.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            stopped.await;
+        }
+    }
+
+    /// Sleeps for `wait`, or less if interrupted: `false` when interrupted.
+    pub(crate) async fn sleep(&self, wait: Duration) -> bool {
+        let stopped = self.stop.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        if self.is_set() {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => !self.is_set(),
+            () = stopped => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn retries_back_off_with_jitter_and_honour_retry_after() {
+        let ms = Duration::from_millis;
+        // Equal jitter: between half and all of 250 ms, 500 ms, 1 s, … capped at 30 s.
+        assert_eq!(retry_wait(1, None, 0.0), ms(125));
+        assert!((ms(249)..ms(250)).contains(&retry_wait(1, None, 0.999_999)));
+        assert_eq!(retry_wait(2, None, 0.0), ms(250));
+        assert_eq!(retry_wait(3, None, 0.5), ms(750));
+        assert_eq!(retry_wait(9, None, 1.0), Duration::from_secs(30));
+        assert_eq!(retry_wait(40, None, 0.0), Duration::from_secs(15));
+        // Retry-After is a floor, whatever the jitter drew.
+        for jitter in [0.0, 0.3, 0.99] {
+            assert_eq!(retry_wait(1, Some(ms(2000)), jitter), ms(2000));
+        }
+        assert_eq!(retry_wait(9, Some(ms(1)), 1.0), Duration::from_secs(30));
+        let draws: HashSet<Duration> = (0..20)
+            .map(|_| retry_wait(3, None, rand::rng().random()))
+            .collect();
+        assert!(draws.len() > 1, "jitter varies the wait");
+        assert!(draws.iter().all(|d| (ms(500)..=ms(1000)).contains(d)));
+    }
+
+    #[test]
+    fn retries_are_counted_and_a_long_retry_after_is_final() {
+        let mut r = Retries::new(2);
+        assert!(matches!(r.next(None), Next::Wait(d) if d <= Duration::from_millis(250)));
+        assert_eq!(
+            r.next(Some(Duration::from_secs(400))),
+            Next::TooLong(Duration::from_secs(400))
+        );
+        assert!(
+            matches!(r.next(Some(Duration::from_secs(3))), Next::Wait(d) if d == Duration::from_secs(3))
+        );
+        assert_eq!(r.next(None), Next::GiveUp);
+        assert_eq!(Retries::new(0).next(None), Next::GiveUp);
+    }
+
+    #[test]
+    fn an_interrupt_ends_a_sleep() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let interrupt = Arc::new(Interrupt::default());
+        runtime.block_on(async {
+            assert!(interrupt.sleep(Duration::from_millis(1)).await);
+            let trigger = Arc::clone(&interrupt);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                trigger.trigger();
+            });
+            let started = std::time::Instant::now();
+            assert!(!interrupt.sleep(Duration::from_secs(60)).await);
+            assert!(started.elapsed() < Duration::from_secs(10));
+            assert!(!interrupt.sleep(Duration::from_secs(60)).await, "stays set");
+            interrupt.wait().await;
+        });
+    }
+}
