@@ -1,11 +1,11 @@
 //! Fuzz the archive reader, `read::ArchivedRecord::parse`, on arbitrary bytes (an archive line
 //! from anyone who can write to the archive). Oracles:
 //! - nothing panics, and a final `\n` changes nothing (but the offset of a syntax error);
-//! - on success the line is a JSON object (per `serde_json`'s grammar) with `"v":1`, and every
-//!   member the record reports is what `serde_json` reads there: `id`, `type`, `timestamp`
-//!   (formatting the parsed time gives back the stored text), the event members' exact JSON
-//!   text, `raw` (decoded) and `signature`, or the oversize pointer's bucket, key, size and hex
-//!   SHA-256.
+//! - on success the line is a JSON object (per `serde_json`'s grammar) with `"v":1` (a webhook
+//!   record) or `"v":2` (a record fetched from Stripe's API), and every member the record reports
+//!   is what `serde_json` reads there: `id`, `type`, `timestamp` (formatting the parsed time gives
+//!   back the stored text), the event members' exact JSON text, `raw` (decoded) and `signature`,
+//!   the oversize pointer's bucket, key, size and hex SHA-256, or the `fetched` provenance.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -32,7 +32,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     let members: Members = serde_json::from_slice(data).expect("an accepted line is a JSON object");
-    assert_eq!(members["v"].get(), "1");
+    let fetched = matches!(record.body, StoredBody::Fetched { .. });
+    assert_eq!(members["v"].get(), if fetched { "2" } else { "1" });
     assert_eq!(string(&members, "id").as_deref(), Some(&*record.id));
     assert_eq!(string(&members, "type").as_deref(), Some(&*record.event_type));
     assert_eq!(
@@ -65,6 +66,22 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             assert_eq!(o["bytes"].get(), pointer.bytes.to_string());
             let hex: String = pointer.sha256.iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(string(&o, "sha256"), Some(hex));
+        }
+        StoredBody::Fetched { raw, fetched } => {
+            assert_eq!(string(&members, "raw").as_deref(), Some(&*raw.decode()));
+            assert!(!members.contains_key("signature") && !members.contains_key("oversize"));
+            let f: Members =
+                serde_json::from_str(members["fetched"].get()).expect("provenance is an object");
+            assert_eq!(string(&f, "api").as_deref(), Some(&*fetched.api));
+            assert_eq!(string(&f, "request").as_deref(), Some(&*fetched.request));
+            assert_eq!(string(&f, "key").as_deref(), Some(&*fetched.key));
+            for (name, value) in [
+                ("account", &fetched.account),
+                ("stripe_version", &fetched.stripe_version),
+                ("request_id", &fetched.request_id),
+            ] {
+                assert_eq!(string(&f, name).as_deref(), value.as_deref(), "{name}");
+            }
         }
         StoredBody::NotStored => {
             assert!(!members.contains_key("raw") && !members.contains_key("signature"));
