@@ -44,6 +44,14 @@ pub(crate) struct Sealer {
 
 impl Sealer {
     pub(crate) fn run(mut self, rx: Receiver<SealCommand>) {
+        // Sealing is background work: the lowest CPU priority, so compressing never slows the
+        // webhooks waiting on the writer; it uses the idle time, and catches up when a burst ends
+        // (the unsealed backlog is exported as metrics). The records are durable either way.
+        if let Err(e) =
+            thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+        {
+            tracing::debug!(error = ?e, "could not lower the sealer thread's priority");
+        }
         loop {
             let command = if self.failed.is_empty() {
                 if let Ok(command) = rx.try_recv() {
