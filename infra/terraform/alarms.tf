@@ -58,31 +58,32 @@ resource "aws_cloudwatch_metric_alarm" "firehose" {
 
 # --- The Lambda function (lambda_enabled): the alarms of infra/cloudformation/stripe-webhooks-lambda.yaml ---
 # On the function (AWS/Lambda) and on the metrics it writes as CloudWatch Embedded Metric Format
-# (namespace StripeWebhookArchive, the server's names, each label a dimension). A counter is absent
-# when it is zero, so missing data never breaches. Runbooks: docs/runbooks.md.
+# (namespace StripeWebhookArchive, the server's names, each label a dimension after `function`, the
+# function's name: each alarm selects this function's series, not another's in the same account and
+# region). A counter is absent when it is zero, so missing data never breaches. Runbooks:
+# docs/runbooks.md.
 
 locals {
+  # The function's name (null without lambda_enabled, when no alarm below exists).
+  lambda_function_name = one(aws_lambda_function.webhook[*].function_name)
   lambda_alarms = {
     lambda-errors = {
-      description     = "The function failed invocations (crash, timeout, out of memory): those webhooks got no answer from the code; Stripe retries them. Runbook: docs/runbooks.md#lambda-errors"
-      namespace       = "AWS/Lambda"
-      metric          = "Errors"
-      dimension_name  = "FunctionName"
-      dimension_value = var.function_name
+      description = "The function failed invocations (crash, timeout, out of memory): those webhooks got no answer from the code; Stripe retries them. Runbook: docs/runbooks.md#lambda-errors"
+      namespace   = "AWS/Lambda"
+      metric      = "Errors"
+      dimensions  = { FunctionName = local.lambda_function_name }
     }
     lambda-throttles = {
-      description     = "Invocations were throttled at the reserved concurrency: those webhooks got 429; Stripe retries them. Runbook: docs/runbooks.md#lambda-throttles"
-      namespace       = "AWS/Lambda"
-      metric          = "Throttles"
-      dimension_name  = "FunctionName"
-      dimension_value = var.function_name
+      description = "Invocations were throttled at the reserved concurrency: those webhooks got 429; Stripe retries them. Runbook: docs/runbooks.md#lambda-throttles"
+      namespace   = "AWS/Lambda"
+      metric      = "Throttles"
+      dimensions  = { FunctionName = local.lambda_function_name }
     }
     oversize-to-s3-failures = {
-      description     = "The body of an event over Firehose's record limit could not be written to oversize/ in the archive bucket: the webhook got a 5xx; Stripe retries it. Runbook: docs/runbooks.md#oversize-to-s3-failures"
-      namespace       = "StripeWebhookArchive"
-      metric          = "stripe_webhook_firehose_oversize_total"
-      dimension_name  = "result"
-      dimension_value = "error"
+      description = "The body of an event over Firehose's record limit could not be written to oversize/ in the archive bucket: the webhook got a 5xx; Stripe retries it. Runbook: docs/runbooks.md#oversize-to-s3-failures"
+      namespace   = "StripeWebhookArchive"
+      metric      = "stripe_webhook_firehose_oversize_total"
+      dimensions  = { function = local.lambda_function_name, result = "error" }
     }
   }
 }
@@ -93,7 +94,7 @@ resource "aws_cloudwatch_metric_alarm" "lambda" {
   alarm_description   = each.value.description
   namespace           = each.value.namespace
   metric_name         = each.value.metric
-  dimensions          = { (each.value.dimension_name) = each.value.dimension_value }
+  dimensions          = each.value.dimensions
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
@@ -124,7 +125,7 @@ resource "aws_cloudwatch_metric_alarm" "lambda_5xx_rate" {
     metric {
       namespace   = "StripeWebhookArchive"
       metric_name = "stripe_webhook_requests_total"
-      dimensions  = { outcome = "busy" }
+      dimensions  = { function = local.lambda_function_name, outcome = "busy" }
       period      = 300
       stat        = "Sum"
     }
@@ -135,7 +136,7 @@ resource "aws_cloudwatch_metric_alarm" "lambda_5xx_rate" {
     metric {
       namespace   = "StripeWebhookArchive"
       metric_name = "stripe_webhook_requests_total"
-      dimensions  = { outcome = "storage_unavailable" }
+      dimensions  = { function = local.lambda_function_name, outcome = "storage_unavailable" }
       period      = 300
       stat        = "Sum"
     }
@@ -146,7 +147,7 @@ resource "aws_cloudwatch_metric_alarm" "lambda_5xx_rate" {
     metric {
       namespace   = "StripeWebhookArchive"
       metric_name = "stripe_webhook_requests_total"
-      dimensions  = { outcome = "storage_failed" }
+      dimensions  = { function = local.lambda_function_name, outcome = "storage_failed" }
       period      = 300
       stat        = "Sum"
     }
@@ -157,7 +158,7 @@ resource "aws_cloudwatch_metric_alarm" "lambda_5xx_rate" {
     metric {
       namespace   = "StripeWebhookArchive"
       metric_name = "stripe_webhook_requests_total"
-      dimensions  = { outcome = "accepted" }
+      dimensions  = { function = local.lambda_function_name, outcome = "accepted" }
       period      = 300
       stat        = "Sum"
     }
@@ -194,7 +195,7 @@ resource "aws_cloudwatch_metric_alarm" "lambda_signature_failures" {
     metric {
       namespace   = "StripeWebhookArchive"
       metric_name = "stripe_webhook_requests_total"
-      dimensions  = { outcome = "bad_signature" }
+      dimensions  = { function = local.lambda_function_name, outcome = "bad_signature" }
       period      = 300
       stat        = "Sum"
     }
@@ -205,7 +206,7 @@ resource "aws_cloudwatch_metric_alarm" "lambda_signature_failures" {
     metric {
       namespace   = "StripeWebhookArchive"
       metric_name = "stripe_webhook_requests_total"
-      dimensions  = { outcome = "accepted" }
+      dimensions  = { function = local.lambda_function_name, outcome = "accepted" }
       period      = 300
       stat        = "Sum"
     }

@@ -9,7 +9,8 @@ locals {
 
   # Widgets flow left to right, 24 columns wide. The function's metrics (namespace
   # StripeWebhookArchive) are CloudWatch Embedded Metric Format lines in its log: the server's
-  # names, each label a dimension (docs/metrics.md).
+  # names, each label a dimension after `function`, the function's name, which every widget selects
+  # so another function in the account and region does not show (docs/metrics.md).
   dashboard_firehose_widgets = [
     {
       type   = "text"
@@ -178,7 +179,7 @@ locals {
         stacked = true
         period  = 300
         metrics = [
-          [{ expression = "SEARCH('{StripeWebhookArchive,outcome} MetricName=\"stripe_webhook_requests_total\"', 'Sum', 300)", id = "outcomes", label = "" }],
+          [{ expression = "SEARCH('{StripeWebhookArchive,function,outcome} function=\"${var.function_name}\" MetricName=\"stripe_webhook_requests_total\"', 'Sum', 300)", id = "outcomes", label = "" }],
         ]
       }
     },
@@ -195,7 +196,7 @@ locals {
         metrics = [
           [
             {
-              expression = "SEARCH('{StripeWebhookArchive,reason} MetricName=\"stripe_webhook_verification_failures_total\"', 'Sum', 300)"
+              expression = "SEARCH('{StripeWebhookArchive,function,reason} function=\"${var.function_name}\" MetricName=\"stripe_webhook_verification_failures_total\"', 'Sum', 300)"
               id         = "reasons"
               label      = ""
             },
@@ -214,9 +215,9 @@ locals {
         stacked = false
         period  = 300
         metrics = [
-          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "result", "ok", "sink", "firehose", { stat = "p50", label = "sink put p50" }],
-          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "result", "ok", "sink", "firehose", { stat = "p99", label = "sink put p99" }],
-          ["StripeWebhookArchive", "stripe_webhook_request_seconds", "outcome", "accepted", { stat = "p99", label = "request p99 (accepted)" }],
+          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "function", var.function_name, "result", "ok", "sink", "firehose", { stat = "p50", label = "sink put p50" }],
+          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "function", var.function_name, "result", "ok", "sink", "firehose", { stat = "p99", label = "sink put p99" }],
+          ["StripeWebhookArchive", "stripe_webhook_request_seconds", "function", var.function_name, "outcome", "accepted", { stat = "p99", label = "request p99 (accepted)" }],
         ]
       }
     },
@@ -231,8 +232,8 @@ locals {
         stacked = false
         period  = 300
         metrics = [
-          ["StripeWebhookArchive", "stripe_webhook_firehose_oversize_total", "result", "ok", { stat = "Sum", label = "stored" }],
-          ["StripeWebhookArchive", "stripe_webhook_firehose_oversize_total", "result", "error", { stat = "Sum", label = "failed (webhook got a 5xx)" }],
+          ["StripeWebhookArchive", "stripe_webhook_firehose_oversize_total", "function", var.function_name, "result", "ok", { stat = "Sum", label = "stored" }],
+          ["StripeWebhookArchive", "stripe_webhook_firehose_oversize_total", "function", var.function_name, "result", "error", { stat = "Sum", label = "failed (webhook got a 5xx)" }],
         ]
       }
     },

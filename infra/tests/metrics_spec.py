@@ -1,5 +1,7 @@
-"""The metric list of crates/stripe-webhook-metrics (`ALL`), read from its Rust source, and the PromQL
-the dashboards and alert rules use, reduced to what can be checked against it.
+"""The metric list of crates/stripe-webhook-metrics (`ALL`), read from its Rust source, what the
+Lambda's Embedded Metric Format writer adds to it in CloudWatch (bins/stripe-webhook-lambda/src/emf.rs:
+the namespace and the `function` dimension, which is not a Prometheus label), and the PromQL the
+dashboards and alert rules use, reduced to what can be checked against it.
 
 The Rust `metrics!` block is the one place every metric is named; docs/metrics.md's table is generated
 from it. Parsing the source (rather than trusting the table) keeps these checks on the code itself.
@@ -16,6 +18,7 @@ from layout_spec import ROOT
 
 METRICS_RS = ROOT / "crates" / "stripe-webhook-metrics" / "src" / "lib.rs"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
+EMF_RS = ROOT / "bins" / "stripe-webhook-lambda" / "src" / "emf.rs"
 
 # One entry of the `metrics!` block: `KONST = "name", Kind, Unit, ["label", ...],`.
 _ENTRY = re.compile(
@@ -47,6 +50,32 @@ def load_metrics(path: Path = METRICS_RS) -> dict[str, Metric]:
         found[name] = Metric(name, kind.lower(), unit, frozenset(re.findall(r'"([a-z_]+)"', labels)))
     assert len(found) >= 20, f"expected the metric list in {path}, found {len(found)} entries"
     return found
+
+
+@dataclass(frozen=True)
+class Emf:
+    """What the Lambda's Embedded Metric Format writer publishes under: its CloudWatch namespace, and
+    the dimension naming the function that every document has before the metric's labels."""
+
+    namespace: str
+    function_dimension: str
+
+    def dimensions(self, metric: Metric) -> frozenset[str]:
+        """The dimension names of each of the metric's CloudWatch series."""
+        assert self.function_dimension not in metric.labels, f"{metric.name}: a label named like the function dimension"
+        return metric.labels | {self.function_dimension}
+
+
+def load_emf(path: Path = EMF_RS) -> Emf:
+    """The namespace and function dimension, from the constants of emf.rs."""
+    source = path.read_text()
+
+    def constant(name: str) -> str:
+        m = re.search(rf'^pub const {name}: &str = "([^"]+)";', source, re.M)
+        assert m, f"{path}: no `pub const {name}: &str`"
+        return m.group(1)
+
+    return Emf(constant("NAMESPACE"), constant("FUNCTION_DIMENSION"))
 
 
 def load_buckets(path: Path = METRICS_RS) -> dict[str, list[float]]:

@@ -57,6 +57,7 @@ from metrics_spec import (
     literal_values,
     load_buckets,
     load_doc_table,
+    load_emf,
     load_metrics,
 )
 
@@ -66,8 +67,12 @@ PROMETHEUS_RULES_TESTS = INFRA / "observability" / "prometheus-rules.test.yaml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 RUNBOOK_PREFIX = "docs/runbooks.md#"
 
-# The Lambda's Embedded Metric Format namespace (bins/stripe-webhook-lambda/src/emf.rs).
-EMF_NAMESPACE = "StripeWebhookArchive"
+# The Lambda's Embedded Metric Format namespace and function dimension (bins/stripe-webhook-lambda/src/emf.rs).
+EMF = load_emf()
+EMF_NAMESPACE = EMF.namespace
+# What the dashboard and alarms name the function they are for: the Lambda stack's export and
+# `!Ref Function` (CloudFormation), var.function_name and the function resource's name (Terraform).
+FUNCTION_NAME = "<FunctionName>"
 # The AWS metrics the CloudWatch dashboard and alarms read, with their dimensions (AWS docs:
 # "Monitoring Amazon Data Firehose with CloudWatch metrics", "Monitoring functions" / "Function URL
 # metrics" for Lambda, "CloudWatch metrics for your Application Load Balancer").
@@ -177,7 +182,7 @@ TF_NAMES = {
     "${data.aws_region.current.region}": "<Region>",
     "${var.environment}": "<Environment>",
     "${local.dashboard_stream}": "<DeliveryStreamName>",
-    "${var.function_name}": "<FunctionName>",
+    "${var.function_name}": FUNCTION_NAME,
     "${local.dashboard_load_balancer}": "<LoadBalancerFullName>",
     "${local.dashboard_target_group}": "<TargetGroupFullName>",
 }
@@ -264,11 +269,14 @@ class CloudWatchMetric:
     where: str
 
 
-_SEARCH = re.compile(r"""^SEARCH\('\{([^,}]+),([^}]+)\} MetricName="([^"]+)"', '(\w+)', (\d+)\)$""")
+_SEARCH = re.compile(
+    r"""^SEARCH\('\{([^,}]+),([^}]+)\} ((?:\w+="[^"]*" )*)MetricName="([^"]+)"', '(\w+)', (\d+)\)$"""
+)
 
 
 def widget_metrics(widgets: list[dict[str, Any]]) -> list[CloudWatchMetric]:
-    """The metrics of every metric widget (SEARCH expressions with their full dimension set)."""
+    """The metrics of every metric widget (SEARCH expressions with their full dimension set: the value
+    a `Dimension="value"` term selects, `*` for the others)."""
     found = []
     for w in widgets:
         if w["type"] != "metric":
@@ -279,10 +287,16 @@ def widget_metrics(widgets: list[dict[str, Any]]) -> list[CloudWatchMetric]:
             if "expression" in options:
                 assert len(row) == 1, row
                 m = _SEARCH.match(options["expression"])
-                assert m, f"{props['title']}: only SEARCH('{{Namespace,dims}} MetricName=\"...\"', stat, period) is used"
-                namespace, dims, name, stat, period = m.groups()
+                assert m, (
+                    f"{props['title']}: only SEARCH('{{Namespace,dims}} [dim=\"value\" ...]MetricName=\"...\"', stat,"
+                    " period) is used"
+                )
+                namespace, dims, terms, name, stat, period = m.groups()
                 assert int(period) == props["period"], props["title"]
-                dimensions = tuple(sorted((d.strip(), "*") for d in dims.split(",")))
+                schema = [d.strip() for d in dims.split(",")]
+                selected = dict(re.findall(r'(\w+)="([^"]*)" ', terms))
+                assert set(selected) <= set(schema), f"{props['title']}: a term on a dimension outside the schema"
+                dimensions = tuple(sorted((d, selected.get(d, "*")) for d in schema))
                 found.append(CloudWatchMetric(namespace, name, dimensions, stat, props["title"]))
                 continue
             fields = row[:-1] if options else row
@@ -298,7 +312,7 @@ def widget_metrics(widgets: list[dict[str, Any]]) -> list[CloudWatchMetric]:
 
 def _cfn_dimensions(dims: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
     names = {
-        "Function": "<FunctionName>",
+        "Function": FUNCTION_NAME,
         "LoadBalancer.LoadBalancerFullName": "<LoadBalancerFullName>",
         "DeliveryStream": "<DeliveryStreamName>",
     }
@@ -349,8 +363,7 @@ def cfn_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 _TF_DIMENSION_VALUES = {
-    "${var.function_name}": "<FunctionName>",
-    "${each.value.dimension_value}": None,
+    "${local.lambda_function_name}": FUNCTION_NAME,
     "${aws_lb.webhook[0].arn_suffix}": "<LoadBalancerFullName>",
 }
 
@@ -387,9 +400,9 @@ def tf_alarms(terraform: Terraform, stack: str) -> dict[str, dict[str, Any]]:
     if stack == "lambda":
         simple = resources["lambda"]
         assert simple["for_each"] == "${{for name, alarm in local.lambda_alarms : name => alarm if var.lambda_enabled}}"
+        assert simple["dimensions"] == "${each.value.dimensions}"
         for suffix, alarm in terraform.locals["lambda_alarms"].items():
-            value = _TF_DIMENSION_VALUES.get(alarm["dimension_value"], alarm["dimension_value"])
-            dims = ((alarm["dimension_name"], value),)
+            dims = tuple(sorted((k, _TF_DIMENSION_VALUES.get(v, v)) for k, v in alarm["dimensions"].items()))
             metric = (alarm["namespace"], alarm["metric"], dims, simple["period"], simple["statistic"])
             out[suffix] = {
                 "description": alarm["description"],
@@ -1027,7 +1040,9 @@ def test_every_metric_the_dashboards_and_alerts_use_is_exported(
     ]
     assert emf, "the CloudWatch dashboard and alarms use the function's metrics"
     for m in emf:
-        used.setdefault(m.name, set()).update((k, v) for k, v in m.dimensions if v != "*")
+        # The function dimension is the Lambda's own, not a label of the metric (nor of the server).
+        assert (EMF.function_dimension, FUNCTION_NAME) in m.dimensions, m
+        used.setdefault(m.name, set()).update((k, v) for k, v in m.dimensions if v != "*" and k != EMF.function_dimension)
     assert set(used) <= set(metrics), set(used) - set(metrics)
     unseen = {name for name in used if name not in seen}
     assert unseen == set(NOT_PROVOKED), f"queried but never exported by this traffic: {unseen - set(NOT_PROVOKED)}"
@@ -1245,8 +1260,14 @@ def test_cloudwatch_metrics_exist_with_their_dimensions(
         if m.namespace == EMF_NAMESPACE:
             metric = metrics.get(m.name)
             assert metric, f"{m.where}: {m.name} is not a metric of crates/stripe-webhook-metrics"
-            # The function writes each label set with all its labels as the dimensions.
-            assert dims == metric.labels, f"{m.where}: {m.name} has dimensions {sorted(metric.labels)}"
+            # The function writes each label set with its name and all the labels as the dimensions,
+            # and each dashboard widget and alarm reads its own function's series only.
+            expected = EMF.dimensions(metric)
+            assert dims == expected, f"{m.where}: {m.name} has dimensions {sorted(expected)}, not {sorted(dims)}"
+            function = dict(m.dimensions)[EMF.function_dimension]
+            assert function == FUNCTION_NAME, (
+                f"{m.where}: {m.name} must select {EMF.function_dimension}={FUNCTION_NAME}, not {function}"
+            )
             stats = STATS_BY_KIND[metric.kind]
             ok = m.stat in stats or (metric.kind == "histogram" and PERCENTILE.fullmatch(m.stat))
             assert ok, f"{m.where}: {m.stat} of the {metric.kind} {m.name}"
@@ -1282,6 +1303,7 @@ def test_lambda_and_ecs_alarms_agree(cfn_lambda: dict[str, Any], cfn_ecs: dict[s
             assert alarm["missing"] == "notBreaching", suffix
             returned = [i for i, (_, returns, _) in alarm["metrics"].items() if returns]
             assert len(returned) == 1, f"{suffix}: exactly one query is the alarm's value"
+    assert terraform.locals["lambda_function_name"] == "${one(aws_lambda_function.webhook[*].function_name)}"
     names = terraform.resources["aws_cloudwatch_metric_alarm"]
     assert names["lambda_5xx_rate"]["count"] == names["lambda_signature_failures"]["count"] == "${local.lambda_count}"
     assert names["ecs_5xx_rate"]["count"] == "${local.ecs_count}"

@@ -3,9 +3,31 @@
 //! ([`EmfRecorder::flush`]). CloudWatch turns each document into metrics without any API call.
 //!
 //! The names, units and labels are the server's (`stripe-webhook-metrics`): each label becomes a
-//! dimension, and one document is written per label set. Counters are the count since the last
-//! flush, gauges their last value, histograms the values recorded (at most 100 per document, as
-//! EMF allows; more are split across documents).
+//! dimension, and one document is written per label set. Every document has one more dimension,
+//! first: [`FUNCTION_DIMENSION`] (`function`), the name of the function that wrote it
+//! ([`EmfRecorder::from_env`]: `AWS_LAMBDA_FUNCTION_NAME`, or [`LOCAL_FUNCTION`] outside Lambda),
+//! so two functions in one account and region (staging and production) publish separate series
+//! and each one's alarms see its own traffic only. Counters are the count since the last flush,
+//! gauges their last value, histograms the values recorded (at most 100 per document, as EMF
+//! allows; more are split across documents).
+//!
+//! ```
+//! use stripe_webhook_lambda::emf::EmfRecorder;
+//!
+//! let recorder = EmfRecorder::new("stripe-webhooks-staging");
+//! metrics::with_local_recorder(&recorder, || {
+//!     metrics::counter!("stripe_webhook_requests_total", "outcome" => "accepted").increment(1);
+//! });
+//! let mut out = Vec::new();
+//! recorder.flush(&mut out, 1_700_000_000_000, &[]).unwrap();
+//! let document: serde_json::Value = serde_json::from_slice(&out).unwrap();
+//! let directive = &document["_aws"]["CloudWatchMetrics"][0];
+//! assert_eq!(directive["Namespace"], "StripeWebhookArchive");
+//! assert_eq!(directive["Dimensions"], serde_json::json!([["function", "outcome"]]));
+//! assert_eq!(document["function"], "stripe-webhooks-staging");
+//! assert_eq!(document["outcome"], "accepted");
+//! assert_eq!(document["stripe_webhook_requests_total"], 1);
+//! ```
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,6 +41,16 @@ use serde_json::{Map, Value, json};
 
 /// The CloudWatch namespace the metrics are published in.
 pub const NAMESPACE: &str = "StripeWebhookArchive";
+
+/// The dimension naming the function, first in every document's dimension set.
+pub const FUNCTION_DIMENSION: &str = "function";
+
+/// The environment variable Lambda sets to the function's name.
+pub const FUNCTION_NAME_VAR: &str = "AWS_LAMBDA_FUNCTION_NAME";
+
+/// The [`FUNCTION_DIMENSION`] value when [`FUNCTION_NAME_VAR`] is unset or empty (outside Lambda:
+/// `cargo lambda watch`, tests).
+pub const LOCAL_FUNCTION: &str = "local";
 
 /// The most values EMF takes for one metric in one document.
 const MAX_VALUES: usize = 100;
@@ -38,10 +70,11 @@ struct Registry {
     metrics: BTreeMap<(Labels, String), Recorded>,
 }
 
-/// The recorder. Cheap to clone; install one with [`metrics::set_global_recorder`].
-#[derive(Clone, Debug, Default)]
+/// The recorder of one function. Cheap to clone; install one with [`metrics::set_global_recorder`].
+#[derive(Clone, Debug)]
 pub struct EmfRecorder {
     registry: Arc<Mutex<Registry>>,
+    function: Arc<str>,
 }
 
 struct Handle {
@@ -104,6 +137,21 @@ impl HistogramFn for Handle {
 }
 
 impl EmfRecorder {
+    /// A recorder whose documents carry `function` as the [`FUNCTION_DIMENSION`] value.
+    pub fn new(function: &str) -> Self {
+        Self {
+            registry: Arc::default(),
+            function: function.into(),
+        }
+    }
+
+    /// A recorder for the running function: named by [`FUNCTION_NAME_VAR`], or [`LOCAL_FUNCTION`]
+    /// when that is unset or empty.
+    pub fn from_env() -> Self {
+        let name = std::env::var(FUNCTION_NAME_VAR).ok();
+        Self::new(function_or_local(name.as_deref()))
+    }
+
     fn handle(&self, key: &Key) -> Arc<Handle> {
         let mut labels: Labels = key
             .labels()
@@ -146,7 +194,8 @@ impl EmfRecorder {
             }
         }
         for (labels, metrics) in groups {
-            for document in documents(&labels, metrics, timestamp_ms, properties) {
+            let documents = documents(&self.function, &labels, metrics, timestamp_ms, properties);
+            for document in documents {
                 serde_json::to_writer(&mut *out, &document)?;
                 out.write_all(b"\n")?;
             }
@@ -155,8 +204,18 @@ impl EmfRecorder {
     }
 }
 
-/// The EMF documents of one label set (several when a histogram has more than 100 values).
+/// The function's name, or [`LOCAL_FUNCTION`] for none (unset, not Unicode) or an empty one.
+fn function_or_local(name: Option<&str>) -> &str {
+    match name {
+        Some(name) if !name.is_empty() => name,
+        _ => LOCAL_FUNCTION,
+    }
+}
+
+/// The EMF documents of one label set (several when a histogram has more than 100 values), with
+/// the function's dimension first.
 fn documents(
+    function: &str,
     labels: &Labels,
     metrics: Vec<(String, Value)>,
     timestamp_ms: i64,
@@ -176,7 +235,9 @@ fn documents(
             scalar => pages[0].push((name, scalar)),
         }
     }
-    let dimensions: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+    let dimensions: Vec<&str> = std::iter::once(FUNCTION_DIMENSION)
+        .chain(labels.iter().map(|(k, _)| k.as_str()))
+        .collect();
     pages
         .into_iter()
         .filter(|page| !page.is_empty())
@@ -197,6 +258,7 @@ fn documents(
                     }],
                 }),
             );
+            document.insert(FUNCTION_DIMENSION.into(), json!(function));
             for (k, v) in labels {
                 document.insert(k.clone(), json!(v));
             }
@@ -243,7 +305,11 @@ impl Recorder for EmfRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stripe_webhook_metrics::{REQUEST_SECONDS, REQUESTS_TOTAL, SINK_PUT_SECONDS};
+    use stripe_webhook_metrics::{
+        ARCHIVED_BYTES_TOTAL, REQUEST_SECONDS, REQUESTS_TOTAL, SINK_PUT_SECONDS,
+    };
+
+    const FUNCTION: &str = "stripe-webhooks-staging";
 
     fn flushed(recorder: &EmfRecorder) -> Vec<Value> {
         let mut out = Vec::new();
@@ -259,23 +325,24 @@ mod tests {
 
     #[test]
     fn one_document_per_label_set_with_units_and_dimensions() {
-        let recorder = EmfRecorder::default();
+        let recorder = EmfRecorder::new(FUNCTION);
         metrics::with_local_recorder(&recorder, || {
             metrics::counter!(REQUESTS_TOTAL, "outcome" => "accepted").increment(2);
             metrics::counter!(REQUESTS_TOTAL, "outcome" => "bad_signature").increment(1);
             metrics::histogram!(REQUEST_SECONDS, "outcome" => "accepted").record(0.004);
             metrics::histogram!(SINK_PUT_SECONDS, "sink" => "firehose", "result" => "ok")
                 .record(0.03);
+            metrics::counter!(ARCHIVED_BYTES_TOTAL).increment(512);
         });
         let docs = flushed(&recorder);
-        assert_eq!(docs.len(), 3, "{docs:?}");
+        assert_eq!(docs.len(), 4, "{docs:?}");
         let accepted = docs.iter().find(|d| d["outcome"] == "accepted").unwrap();
         assert_eq!(accepted[REQUESTS_TOTAL], 2);
         assert_eq!(accepted[REQUEST_SECONDS], json!([0.004]));
         assert_eq!(accepted["request_id"], "req-1");
         let aws = &accepted["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(aws["Namespace"], NAMESPACE);
-        assert_eq!(aws["Dimensions"], json!([["outcome"]]));
+        assert_eq!(aws["Dimensions"], json!([["function", "outcome"]]));
         let units: BTreeMap<String, String> = aws["Metrics"]
             .as_array()
             .unwrap()
@@ -289,19 +356,85 @@ mod tests {
             .collect();
         assert_eq!(units[REQUESTS_TOTAL], "Count");
         assert_eq!(units[REQUEST_SECONDS], "Seconds");
+        // The function dimension comes first, then the labels in name order.
         let put = docs.iter().find(|d| d["sink"] == "firehose").unwrap();
         assert_eq!(
             put["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["result", "sink"]])
+            json!([["function", "result", "sink"]])
         );
+        // A metric without labels is still the function's own series.
+        let bytes = docs
+            .iter()
+            .find(|d| d.get(ARCHIVED_BYTES_TOTAL).is_some())
+            .unwrap();
+        assert_eq!(
+            bytes["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["function"]])
+        );
+        // Every document carries the dimension's value.
+        assert!(docs.iter().all(|d| d["function"] == FUNCTION), "{docs:?}");
 
         // Counters and histograms restart at each flush; nothing new, nothing written.
         assert!(flushed(&recorder).is_empty());
     }
 
     #[test]
+    fn two_functions_write_separate_series() {
+        let staging = EmfRecorder::new("stripe-webhooks-staging");
+        let production = EmfRecorder::new("stripe-webhooks-production");
+        for recorder in [&staging, &production] {
+            metrics::with_local_recorder(recorder, || {
+                metrics::counter!(REQUESTS_TOTAL, "outcome" => "storage_failed").increment(1);
+            });
+        }
+        let (staging, production) = (flushed(&staging), flushed(&production));
+        assert_eq!(staging.len(), 1);
+        assert_eq!(production.len(), 1);
+        // Same namespace, name, dimension names and label value: only `function` tells them apart.
+        let series = |doc: &Value| {
+            (
+                doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"].clone(),
+                doc["function"].clone(),
+                doc["outcome"].clone(),
+            )
+        };
+        assert_eq!(
+            series(&staging[0]),
+            (
+                json!([["function", "outcome"]]),
+                json!("stripe-webhooks-staging"),
+                json!("storage_failed")
+            )
+        );
+        assert_eq!(series(&production[0]).1, "stripe-webhooks-production");
+        assert_ne!(series(&staging[0]), series(&production[0]));
+    }
+
+    #[test]
+    fn the_function_is_named_by_lambda_or_local() {
+        assert_eq!(
+            function_or_local(Some("stripe-webhooks")),
+            "stripe-webhooks"
+        );
+        assert_eq!(function_or_local(Some("")), LOCAL_FUNCTION);
+        assert_eq!(function_or_local(None), LOCAL_FUNCTION);
+    }
+
+    #[test]
+    fn no_metric_has_a_label_named_like_the_function_dimension() {
+        // A label `function` would collide with the dimension (one member, two meanings).
+        for metric in stripe_webhook_metrics::ALL {
+            assert!(
+                !metric.labels.contains(&FUNCTION_DIMENSION),
+                "{} has a label {FUNCTION_DIMENSION:?}",
+                metric.name
+            );
+        }
+    }
+
+    #[test]
     fn histograms_over_a_hundred_values_are_split() {
-        let recorder = EmfRecorder::default();
+        let recorder = EmfRecorder::new(FUNCTION);
         metrics::with_local_recorder(&recorder, || {
             for i in 0..250 {
                 metrics::histogram!(REQUEST_SECONDS, "outcome" => "accepted").record(f64::from(i));
@@ -313,5 +446,13 @@ mod tests {
             .map(|d| d[REQUEST_SECONDS].as_array().unwrap().len())
             .collect();
         assert_eq!(lens, [100, 100, 50]);
+        // Each part is a complete document of the same series.
+        for doc in &docs {
+            assert_eq!(doc["function"], FUNCTION);
+            assert_eq!(
+                doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+                json!([["function", "outcome"]])
+            );
+        }
     }
 }

@@ -34,8 +34,9 @@ fn init_tracing() {
 fn main() -> ExitCode {
     let started = Instant::now();
     init_tracing();
-    // Metrics as CloudWatch Embedded Metric Format on stdout, flushed after every invocation.
-    let metrics = EmfRecorder::default();
+    // Metrics as CloudWatch Embedded Metric Format on stdout, flushed after every invocation, with
+    // the function's name (AWS_LAMBDA_FUNCTION_NAME, `local` without it) as a dimension.
+    let metrics = EmfRecorder::from_env();
     if metrics::set_global_recorder(metrics.clone()).is_err() {
         tracing::warn!("a metrics recorder was already installed; EMF metrics are off");
     }

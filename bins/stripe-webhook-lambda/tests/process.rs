@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stripe_webhook_testkit::archive;
-use stripe_webhook_testkit::lambda_runtime_api::{InvocationResult, LambdaRuntimeApi};
+use stripe_webhook_testkit::lambda_runtime_api::{
+    FUNCTION_NAME, InvocationResult, LambdaRuntimeApi,
+};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -183,7 +185,8 @@ async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exac
     eprintln!("init inside the process (main to runtime loop): {init_ms:.2} ms");
 
     // Metrics: CloudWatch Embedded Metric Format documents, the server's names, units and labels
-    // as dimensions, flushed per invocation.
+    // as dimensions after `function` (the function's name, from AWS_LAMBDA_FUNCTION_NAME), flushed
+    // per invocation.
     let emf: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
     assert!(!emf.is_empty(), "no EMF documents in:\n{logs}");
     let metric =
@@ -227,7 +230,10 @@ async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exac
         Some(("outcome", "accepted")),
     );
     assert_eq!(accepted_count, accepted.len() as u64);
-    assert_eq!((dims, unit.as_str()), (vec!["outcome".to_owned()], "Count"));
+    assert_eq!(
+        (dims, unit.as_str()),
+        (vec!["function".to_owned(), "outcome".to_owned()], "Count")
+    );
     let (refused, _, _) = metric(
         "stripe_webhook_requests_total",
         Some(("outcome", "bad_signature")),
@@ -249,12 +255,23 @@ async fn the_binary_serves_many_invocations_with_one_init_and_archives_byte_exac
         (latencies, unit.as_str()),
         (accepted.len() as u64, "Seconds")
     );
-    assert_eq!(dims, ["outcome"]);
+    assert_eq!(dims, ["function", "outcome"]);
     let (puts, dims, unit) = metric("stripe_webhook_sink_put_seconds", None);
     assert_eq!((puts, unit.as_str()), (accepted.len() as u64, "Seconds"));
-    assert_eq!(dims, ["result", "sink"]);
+    assert_eq!(dims, ["function", "result", "sink"]);
     let (bytes, dims, unit) = metric("stripe_webhook_archived_bytes_total", None);
-    assert!(bytes > 0 && dims.is_empty() && unit == "Bytes");
+    assert!(bytes > 0 && dims == ["function"] && unit == "Bytes");
+    // Every document is the function's: none without the dimension or with another name.
+    for doc in &emf {
+        assert_eq!(doc["function"], FUNCTION_NAME, "{doc}");
+        let dims = &doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+        assert_eq!(
+            dims.as_array().map(Vec::len),
+            Some(1),
+            "one dimension set: {doc}"
+        );
+        assert_eq!(dims[0][0], "function", "{doc}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
