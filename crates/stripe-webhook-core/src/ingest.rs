@@ -292,34 +292,26 @@ fn report(outcome: &Outcome, body_len: usize) {
             limit_bytes = *limit,
             "webhook refused: body too large"
         ),
-        OutcomeKind::BodyTimeout => tracing::warn!(
-            outcome = label,
-            status,
-            reason = label,
-            suppressed,
-            "webhook refused: request body not received in time"
-        ),
-        OutcomeKind::BodyUnreadable => tracing::warn!(
-            outcome = label,
-            status,
-            reason = label,
-            suppressed,
-            "webhook refused: request body could not be read"
-        ),
-        OutcomeKind::Busy => tracing::warn!(
-            outcome = label,
-            status,
-            reason = label,
-            suppressed,
-            "webhook refused before its body was read: the budget for buffered bodies is spent (answered 503)"
-        ),
-        OutcomeKind::BadBodyEncoding => tracing::warn!(
-            outcome = label,
-            status,
-            reason = label,
-            suppressed,
-            "webhook refused: the body is marked base64-encoded but is not valid base64"
-        ),
+        kind @ (OutcomeKind::BodyTimeout
+        | OutcomeKind::BodyUnreadable
+        | OutcomeKind::Busy
+        | OutcomeKind::BadBodyEncoding) => {
+            let message = match kind {
+                OutcomeKind::BodyTimeout => "webhook refused: request body not received in time",
+                OutcomeKind::BodyUnreadable => "webhook refused: request body could not be read",
+                OutcomeKind::Busy => {
+                    "webhook refused before its body was read: the budget for buffered bodies is spent (answered 503)"
+                }
+                _ => "webhook refused: the body is marked base64-encoded but is not valid base64",
+            };
+            tracing::warn!(
+                outcome = label,
+                status,
+                reason = label,
+                suppressed,
+                "{message}"
+            );
+        }
         OutcomeKind::StorageUnavailable(e) => tracing::warn!(
             event_id, event_type, outcome = label, status, reason = e.kind().label(), error = %e,
             latency_ms, "webhook not archived: storage unavailable, answered 503 so Stripe retries"
