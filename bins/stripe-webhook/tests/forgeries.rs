@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    cli, count, describe, invoice_event, record, record_signed, run, secret, secret_file, stdout,
-    text, write_segment,
+    cli, count, describe, failures, invoice_event, record, record_signed, run, secret, secret_file,
+    stdout, text, write_segment,
 };
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
 use stripe_webhook_verify::{Tolerance, Verifier};
@@ -16,22 +16,6 @@ const SOURCE: &str = "whsec_forgeries_archive";
 const TARGET: &str = "whsec_forgeries_target";
 /// 2026-11-26T10:00:00.000Z.
 const AT: i64 = 1_795_687_200_000;
-
-/// `FAIL` lines of a `verify` run: (location, id, reason).
-fn failures(out: &std::process::Output) -> Vec<(String, String, String)> {
-    stdout(out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("FAIL\t"))
-        .map(|l| {
-            let parts: Vec<&str> = l.splitn(3, '\t').collect();
-            (
-                parts[0].to_owned(),
-                parts[1].to_owned(),
-                parts[2].to_owned(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn verify_fails_records_of_an_unknown_or_missing_version_whatever_their_signature() {

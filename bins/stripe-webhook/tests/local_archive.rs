@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{cli, count, describe, event_body, fixtures, run, server_bin, sign, stdout};
+use common::{cli, count, describe, event_body, failures, fixtures, run, server_bin, sign, stdout};
 use stripe_webhook_testkit::archive::{read_records, read_segment, segment_files};
 use stripe_webhook_testkit::http::post_webhook;
 use stripe_webhook_testkit::server::ServerProcess;
@@ -327,21 +327,6 @@ fn tamper(dir: &Path, id: &str, marker: &str) -> (PathBuf, usize) {
         }
     }
     panic!("no record {id}");
-}
-
-fn failures(out: &std::process::Output) -> Vec<(String, String, String)> {
-    stdout(out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("FAIL\t"))
-        .map(|l| {
-            let parts: Vec<&str> = l.splitn(3, '\t').collect();
-            (
-                parts[0].to_owned(),
-                parts[1].to_owned(),
-                parts[2].to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[test]

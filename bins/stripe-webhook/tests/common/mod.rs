@@ -37,6 +37,22 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The `FAIL` lines of a `verify` run: (location, id, reason).
+pub fn failures(o: &Output) -> Vec<(String, String, String)> {
+    stdout(o)
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAIL\t"))
+        .map(|l| {
+            let parts: Vec<&str> = l.splitn(3, '\t').collect();
+            (
+                parts[0].to_owned(),
+                parts[1].to_owned(),
+                parts[2].to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// A readable account of a run, for assertion messages.
 pub fn describe(o: &Output) -> String {
     format!(
