@@ -63,9 +63,12 @@
 //! [`Verifier::precheck_headers_at`]: struct.Verifier.html#method.precheck_headers_at
 //! [`stripe_signature`]: fn.stripe_signature.html
 //!
+// The examples need the `http` feature: with it they compile as doctests, without it they are
+// shown only (`cargo test` builds and runs them as examples either way, `test = true`).
 //! <details><summary><code>examples/axum.rs</code></summary>
 //!
-//! ```rust,ignore
+#![cfg_attr(feature = "http", doc = "```rust,no_run")]
+#![cfg_attr(not(feature = "http"), doc = "```rust,ignore")]
 #![doc = include_str!("../examples/axum.rs")]
 //! ```
 //!
@@ -73,7 +76,8 @@
 //!
 //! <details><summary><code>examples/hyper.rs</code></summary>
 //!
-//! ```rust,ignore
+#![cfg_attr(feature = "http", doc = "```rust,no_run")]
+#![cfg_attr(not(feature = "http"), doc = "```rust,ignore")]
 #![doc = include_str!("../examples/hyper.rs")]
 //! ```
 //!
