@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
-use stripe_webhook_envelope::{EnvelopeOptions, encode, encode_fetched};
+use stripe_webhook_envelope::{EnvelopeOptions, Record, encode, encode_fetched};
 use stripe_webhook_verify::Verifier;
 
 use crate::archive::Archive;
@@ -69,14 +69,7 @@ pub(crate) fn prove(
             }
             _ => encoded,
         };
-        let expected = expected.line();
-        let expected = &expected[..expected.len() - 1];
-        if expected != line {
-            return Err(format!(
-                "the envelope fields differ from what the verified body says (first difference at byte {})",
-                first_difference(expected, line)
-            ));
-        }
+        same_line(&expected, line, "verified")?;
     }
     Ok(verified.secret_index)
 }
@@ -98,14 +91,21 @@ pub(crate) fn prove_fetched(
     };
     let encoded = encode_fetched(body.clone(), fetched, record.received_at)
         .map_err(|e| format!("the fetched body is not an archivable event: {e}"))?;
-    let expected = &encoded.line()[..encoded.line().len() - 1];
-    if expected != line {
-        return Err(format!(
-            "the envelope fields differ from what the fetched body says (first difference at byte {})",
-            first_difference(expected, line)
-        ));
+    same_line(&encoded, line, "fetched")
+}
+
+/// Whether `line` (without its `\n`) is exactly `expected`'s line; else the first differing
+/// byte, naming the body as `what` ("verified", "fetched").
+fn same_line(expected: &Record, line: &[u8], what: &str) -> Result<(), String> {
+    let expected = expected.line();
+    let expected = &expected[..expected.len() - 1];
+    if expected == line {
+        return Ok(());
     }
-    Ok(())
+    Err(format!(
+        "the envelope fields differ from what the {what} body says (first difference at byte {})",
+        first_difference(expected, line)
+    ))
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> usize {

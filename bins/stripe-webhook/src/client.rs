@@ -98,6 +98,26 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
+    /// The TLS setup for `target`: `Tls::new(ca_file)` for an `https://` target, none for an
+    /// `http://` one.
+    ///
+    /// # Errors
+    /// What [`Tls::new`] refuses, or a `ca_file` given for an `http://` target (`what` names the
+    /// target in the message: `--url`, `API base`).
+    pub(crate) fn for_target(
+        target: &Target,
+        ca_file: Option<&Path>,
+        what: &str,
+    ) -> Result<Option<Tls>, String> {
+        if target.is_https() {
+            Tls::new(ca_file).map(Some)
+        } else if ca_file.is_some() {
+            Err(format!("--ca-file is for an https:// {what}"))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Trusts the CA certificates in the PEM file `ca_file` only, or else the system's roots.
     ///
     /// # Errors

@@ -258,15 +258,7 @@ fn trigger(
         return Ok(Outcome::Clean);
     }
     let target = client::Target::parse(url).map_err(Failure::Usage)?;
-    let tls = if target.is_https() {
-        Some(client::Tls::new(ca_file).map_err(Failure::Usage)?)
-    } else if ca_file.is_some() {
-        return Err(Failure::Usage(
-            "--ca-file is for an https:// --url".to_owned(),
-        ));
-    } else {
-        None
-    };
+    let tls = client::Tls::for_target(&target, ca_file, "--url").map_err(Failure::Usage)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -32,7 +32,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
@@ -46,7 +46,7 @@ use crate::filter::{Filters, parse_instant};
 use crate::retry::Interrupt;
 use crate::select::for_each_selected;
 use crate::stripe::{
-    ApiError, ApiKey, DEFAULT_API_BASE, DEFAULT_V2_VERSION, Kind, Listed, StripeApi, Window,
+    ApiError, ApiKey, DEFAULT_API_BASE, DEFAULT_V2_VERSION, Kind, Listed, StripeApi, Window, at,
     types_filter,
 };
 use crate::{Failure, Outcome};
@@ -334,24 +334,8 @@ struct Tally {
     fetch_failed: u64,
 }
 
-/// The `--archive-missing` writer.
-struct Filler {
-    sink: FileSink,
-    dir: PathBuf,
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn at(millis: i64) -> String {
-    ReceivedAt::from_unix_millis(millis).rfc3339_millis()
 }
 
 /// A time of the window at `now` (Unix milliseconds): `now`, `now-<N>d|h|m|s`, or what
@@ -462,7 +446,7 @@ pub(crate) fn reconcile(
         "scope": scope.name(),
         "api": api.base(),
     });
-    let now = now_millis();
+    let now = ReceivedAt::now().unix_millis();
     let (mut checkpoint, resumed, window, clamped) = match &args.checkpoint {
         None => {
             let (window, clamped) = window(args, now)?;
@@ -531,14 +515,12 @@ pub(crate) fn reconcile(
         );
     }
 
+    // The `--archive-missing` writer.
     let mut filler = match &args.archive_missing {
         Some(dir) => {
             let (sink, _recovery) = FileSink::open_blocking(FileSinkConfig::new(dir))
                 .map_err(|e| Failure::Usage(format!("--archive-missing {}: {e}", dir.display())))?;
-            Some(Filler {
-                sink,
-                dir: dir.clone(),
-            })
+            Some(sink)
         }
         None => None,
     };
@@ -600,11 +582,11 @@ pub(crate) fn reconcile(
     };
     // Seal what was written, whatever happened (every record put is durable already).
     if let Some(filler) = filler {
-        let sealed = handle.block_on(filler.sink.shutdown());
+        let sealed = handle.block_on(filler.shutdown());
         if let (Err(e), Ok(_)) = (sealed, &listing) {
             return Err(Failure::Runtime(format!(
                 "--archive-missing {}: {e}",
-                filler.dir.display()
+                filler.dir().display()
             )));
         }
     }
@@ -639,16 +621,6 @@ pub(crate) fn reconcile(
     Ok(outcome)
 }
 
-/// The exact types to filter a list by (empty: no filter), or `None` if no event of the kind
-/// can match the globs.
-fn server_types(kind: Kind, globs: &[String]) -> Option<Vec<String>> {
-    match types_filter(kind, globs) {
-        Some(types) if types.is_empty() => None,
-        Some(types) => Some(types),
-        None => Some(Vec::new()),
-    }
-}
-
 /// What to list and compare.
 struct Plan<'p> {
     resumed: &'p Resumed,
@@ -665,7 +637,7 @@ struct Plan<'p> {
 struct Run<'r> {
     handle: &'r Handle,
     api: &'r mut StripeApi,
-    filler: Option<&'r mut Filler>,
+    filler: Option<&'r mut FileSink>,
     checkpoint: &'r mut Checkpoint,
     report: &'r mut Report,
     tally: &'r mut Tally,
@@ -715,7 +687,7 @@ impl Run<'_> {
                     Some(Some(next)) => Some(next.clone()),
                     None => None,
                 };
-                let Some(filter) = server_types(kind, plan.types) else {
+                let Some(filter) = types_filter(kind, plan.types) else {
                     continue;
                 };
                 loop {
@@ -858,11 +830,11 @@ impl Run<'_> {
                 m.event.event_type
             )));
         }
-        self.handle.block_on(filler.sink.put(record)).map_err(|e| {
+        self.handle.block_on(filler.put(record)).map_err(|e| {
             ApiError::Unavailable(format!(
                 "writing {} into {}: {e}",
                 m.event.id,
-                filler.dir.display()
+                filler.dir().display()
             ))
         })
     }
@@ -1227,24 +1199,5 @@ mod tests {
             assert!(check_time(bad).is_err(), "{bad}");
         }
         assert_eq!(check_time("now-4d").as_deref(), Ok("now-4d"));
-    }
-
-    #[test]
-    fn server_types_skip_lists_nothing_can_match() {
-        assert_eq!(
-            server_types(Kind::Snapshot, &["invoice.paid".into()]),
-            Some(vec!["invoice.paid".to_owned()])
-        );
-        assert_eq!(
-            server_types(
-                Kind::Snapshot,
-                &["v1.billing.meter.error_report_triggered".into()]
-            ),
-            None
-        );
-        assert_eq!(
-            server_types(Kind::Thin, &["invoice.paid".into()]),
-            Some(vec![])
-        );
     }
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::Args;
 use stripe_webhook_envelope::read::StoredBody;
-use stripe_webhook_verify::{Secret, Tolerance, Verifier, signature_header};
+use stripe_webhook_verify::{Secret, Verifier, signature_header};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
@@ -42,7 +42,7 @@ use crate::check::{body_of, prove, prove_fetched};
 use crate::client::{Connection, Target, Tls};
 use crate::filter::{Filters, SelectArgs};
 use crate::retry::{Interrupt, Next, Retries};
-use crate::secrets::secrets;
+use crate::secrets::{archive_verifier, secrets};
 use crate::select::for_each_selected;
 use crate::{Failure, Outcome};
 
@@ -242,11 +242,9 @@ fn configure(args: &ReplayArgs) -> Result<Setup, Failure> {
     )
     .map_err(Failure::Usage)?
     {
-        Some(list) => SourceCheck::Verify(
-            Verifier::new(list)
-                .map_err(|e| Failure::Usage(format!("--source-secret: {e}")))?
-                .with_tolerance(Tolerance::Disabled),
-        ),
+        Some(list) => {
+            SourceCheck::Verify(archive_verifier("source-secret", list).map_err(Failure::Usage)?)
+        }
         None if args.unverified_source => SourceCheck::Unverified,
         None => {
             return Err(Failure::Usage(
@@ -267,15 +265,8 @@ fn configure(args: &ReplayArgs) -> Result<Setup, Failure> {
     let target = match &args.url {
         Some(url) => {
             let target = Target::parse(url).map_err(Failure::Usage)?;
-            let tls = if target.is_https() {
-                Some(Tls::new(args.ca_file.as_deref()).map_err(Failure::Usage)?)
-            } else if args.ca_file.is_some() {
-                return Err(Failure::Usage(
-                    "--ca-file is for an https:// --url".to_owned(),
-                ));
-            } else {
-                None
-            };
+            let tls = Tls::for_target(&target, args.ca_file.as_deref(), "--url")
+                .map_err(Failure::Usage)?;
             Some((target, tls))
         }
         None => None,

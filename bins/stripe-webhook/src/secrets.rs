@@ -7,9 +7,10 @@
 
 use std::path::Path;
 
-use stripe_webhook_verify::{Secret, parse_secrets_named};
+use stripe_webhook_verify::{Secret, Tolerance, Verifier, parse_secrets_named};
 
-/// The secrets given by `--{flag}` (`value`) or `--{flag}-file` (`file`), if either was.
+/// The secrets given by `--{flag}-file` (`file`) or `--{flag}` (`value`), if either was; the file
+/// wins, so an explicit `--{flag}-file` overrides a `--{flag}` taken from the environment.
 ///
 /// # Errors
 /// An unreadable file, or a secret the verifier refuses (the message never shows a secret).
@@ -19,10 +20,7 @@ pub(crate) fn secrets(
     file: Option<&Path>,
 ) -> Result<Option<Vec<Secret>>, String> {
     match (value, file) {
-        (Some(list), _) => parse_secrets_named(&format!("--{flag}"), list)
-            .map(Some)
-            .map_err(|e| format!("--{flag}: {e}")),
-        (None, Some(path)) => {
+        (_, Some(path)) => {
             let name = format!("--{flag}-file {}", path.display());
             let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
             let text = text.strip_suffix('\n').unwrap_or(&text);
@@ -30,8 +28,22 @@ pub(crate) fn secrets(
                 .map(Some)
                 .map_err(|e| format!("{name}: {e}"))
         }
+        (Some(list), None) => parse_secrets_named(&format!("--{flag}"), list)
+            .map(Some)
+            .map_err(|e| format!("--{flag}: {e}")),
         (None, None) => Ok(None),
     }
+}
+
+/// A verifier for an archive's bodies with the secrets of `--{flag}`: no age check (archived
+/// signatures are as old as the archive).
+///
+/// # Errors
+/// A list the verifier refuses (naming `--{flag}`).
+pub(crate) fn archive_verifier(flag: &str, secrets: Vec<Secret>) -> Result<Verifier, String> {
+    Verifier::new(secrets)
+        .map(|v| v.with_tolerance(Tolerance::Disabled))
+        .map_err(|e| format!("--{flag}: {e}"))
 }
 
 #[cfg(test)]

@@ -43,8 +43,8 @@ const V1_PAGE_SIZE: u32 = 100;
 const MAX_TYPES_FILTER: usize = 20;
 
 /// What to ask Stripe to filter by type, for type globs `globs` (the globs are matched locally
-/// too, always): `Some(types)` for the exact types to send (`Some(empty)`: no event of this
-/// kind can match, skip the list), `None` for no filter.
+/// too, always): `Some(types)` for the exact types to send (`Some(empty)`: no filter), `None`
+/// when no event of this kind can match (skip the list).
 ///
 /// Only the v1 list is filtered, and only when every glob is an exact type and there are at
 /// most [`MAX_TYPES_FILTER`]: a glob needs local matching anyway, and Stripe may refuse a type
@@ -53,10 +53,31 @@ const MAX_TYPES_FILTER: usize = 20;
 pub(crate) fn types_filter(kind: Kind, globs: &[String]) -> Option<Vec<String>> {
     let exact = !globs.is_empty() && globs.iter().all(|g| !g.contains(['*', '?']));
     if kind != Kind::Snapshot || !exact || globs.len() > MAX_TYPES_FILTER {
-        return None;
+        return Some(Vec::new());
     }
     let thin = |t: &&String| t.starts_with("v1.") || t.starts_with("v2.");
-    Some(globs.iter().filter(|t| !thin(t)).cloned().collect())
+    let types: Vec<String> = globs.iter().filter(|t| !thin(t)).cloned().collect();
+    (!types.is_empty()).then_some(types)
+}
+
+/// The cursor after a v1 list page (`starting_after`: the id of its last item, `last_id`) when
+/// its `has_more` says there is more, `None` at the end.
+///
+/// # Errors
+/// No boolean `has_more`, or more but no item (`what` names the request).
+fn v1_next(page: &Value, last_id: Option<&str>, what: &str) -> Result<Option<String>, ApiError> {
+    match page.get("has_more").and_then(Value::as_bool) {
+        Some(true) => last_id
+            .map(|id| Some(id.to_owned()))
+            .ok_or_else(|| not_a_list(what)),
+        Some(false) => Ok(None),
+        None => Err(not_a_list(what)),
+    }
+}
+
+/// `millis` (Unix milliseconds) as an RFC 3339 instant with milliseconds.
+pub(crate) fn at(millis: i64) -> String {
+    ReceivedAt::from_unix_millis(millis).rfc3339_millis()
 }
 
 /// A secret (`sk_…`) or restricted (`rk_…`) API key.
@@ -299,13 +320,7 @@ impl StripeApi {
         if target.path_and_query().contains('?') {
             return Err(format!("the API base {base:?} has a query"));
         }
-        let tls = if target.is_https() {
-            Some(Tls::new(ca_file)?)
-        } else if ca_file.is_some() {
-            return Err("--ca-file is for an https:// API base".to_owned());
-        } else {
-            None
-        };
+        let tls = Tls::for_target(&target, ca_file, "API base")?;
         let origin = target.origin();
         let prefix = target.path_and_query().trim_end_matches('/').to_owned();
         Ok(StripeApi {
@@ -362,19 +377,7 @@ impl StripeApi {
             .map(|event| listed(kind, event).ok_or_else(|| not_a_list(&what)))
             .collect::<Result<Vec<Listed>, ApiError>>()?;
         let next = match kind {
-            Kind::Snapshot => {
-                let has_more = page.get("has_more").and_then(Value::as_bool);
-                match has_more {
-                    Some(true) => Some(
-                        items
-                            .last()
-                            .map(|e| e.id.clone())
-                            .ok_or_else(|| not_a_list(&what))?,
-                    ),
-                    Some(false) => None,
-                    None => return Err(not_a_list(&what)),
-                }
-            }
+            Kind::Snapshot => v1_next(&page, items.last().map(|e| e.id.as_str()), &what)?,
             Kind::Thin => match page.get("next_page_url") {
                 Some(Value::String(url)) => Some(url.clone()),
                 Some(Value::Null) | None => None,
@@ -409,11 +412,7 @@ impl StripeApi {
                     .ok_or_else(|| not_a_list(what))
             })
             .collect::<Result<Vec<String>, ApiError>>()?;
-        let next = match page.get("has_more").and_then(Value::as_bool) {
-            Some(true) => Some(items.last().cloned().ok_or_else(|| not_a_list(what))?),
-            Some(false) => None,
-            None => return Err(not_a_list(what)),
-        };
+        let next = v1_next(&page, items.last().map(String::as_str), what)?;
         Ok(Page { items, next })
     }
 
@@ -616,7 +615,6 @@ fn events_query(kind: Kind, window: Window, types: &[String], cursor: Option<&st
             }
         }
         Kind::Thin => {
-            let at = |millis: i64| ReceivedAt::from_unix_millis(millis).rfc3339_millis();
             query.push(("created[gte]".to_owned(), at(window.since)));
             query.push(("created[lte]".to_owned(), at(window.until - 1)));
             // Arrays are repeated keys in v2 (`types=a&types=b`).
@@ -785,14 +783,21 @@ mod tests {
                 Kind::Snapshot,
                 &types(&["v1.billing.meter.error_report_triggered"])
             ),
-            Some(vec![]),
+            None,
             "no snapshot event can match: the list is skipped"
         );
-        assert_eq!(types_filter(Kind::Snapshot, &types(&["invoice.*"])), None);
-        assert_eq!(types_filter(Kind::Snapshot, &[]), None);
-        assert_eq!(types_filter(Kind::Thin, &types(&["invoice.paid"])), None);
+        let no_filter = Some(vec![]);
+        assert_eq!(
+            types_filter(Kind::Snapshot, &types(&["invoice.*"])),
+            no_filter
+        );
+        assert_eq!(types_filter(Kind::Snapshot, &[]), no_filter);
+        assert_eq!(
+            types_filter(Kind::Thin, &types(&["invoice.paid"])),
+            no_filter
+        );
         let many: Vec<String> = (0..21).map(|i| format!("t{i}.x")).collect();
-        assert_eq!(types_filter(Kind::Snapshot, &many), None);
+        assert_eq!(types_filter(Kind::Snapshot, &many), no_filter);
     }
 
     #[test]

@@ -18,12 +18,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
-use stripe_webhook_verify::{Tolerance, Verifier};
+use stripe_webhook_verify::Verifier;
 
 use crate::archive::{Archive, Line, Source};
 use crate::check::{body_of, prove, prove_fetched};
 use crate::filter::{Filters, SelectArgs};
-use crate::secrets::secrets;
+use crate::secrets::{archive_verifier, secrets};
 use crate::select::{Reason, for_each_selected};
 use crate::{Failure, Outcome};
 
@@ -63,12 +63,7 @@ struct Tally {
 pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Failure> {
     let source = Source::parse(&args.select.source)?;
     let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
-    // An explicit --secret-file wins over a secret from the environment.
-    let secret = args
-        .secret
-        .as_deref()
-        .filter(|_| args.secret_file.is_none());
-    let secrets = secrets("secret", secret, args.secret_file.as_deref())
+    let secrets = secrets("secret", args.secret.as_deref(), args.secret_file.as_deref())
         .map_err(Failure::Usage)?
         .ok_or_else(|| {
             Failure::Usage(
@@ -76,9 +71,7 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
                     .to_owned(),
             )
         })?;
-    let verifier = Verifier::new(secrets)
-        .map_err(|e| Failure::Usage(format!("--secret: {e}")))?
-        .with_tolerance(Tolerance::Disabled);
+    let verifier = archive_verifier("secret", secrets).map_err(Failure::Usage)?;
     let mut tally = Tally {
         by_secret: vec![0; verifier.secret_count()],
         ..Tally::default()
