@@ -146,26 +146,18 @@ impl Ingest {
     /// The [`Outcome`] to answer (400, `bad_signature`).
     pub fn precheck(&self, headers: &HeaderMap, received_at: ReceivedAt) -> Result<(), Outcome> {
         let started = Instant::now();
-        self.precheck_signature(headers, received_at).map_err(|e| {
-            let outcome = Outcome {
-                kind: OutcomeKind::SignatureRejected(e),
-                event: None,
-                latency: started.elapsed(),
-            };
-            report(&outcome, 0);
-            outcome
-        })
-    }
-
-    fn precheck_signature(
-        &self,
-        headers: &HeaderMap,
-        received_at: ReceivedAt,
-    ) -> Result<(), stripe_webhook_verify::VerifyError> {
-        let header = stripe_webhook_verify::stripe_signature(headers)?;
         self.inner
             .verifier
-            .precheck_at(header, received_at.unix_seconds())
+            .precheck_headers_at(headers, received_at.unix_seconds())
+            .map_err(|e| {
+                let outcome = Outcome {
+                    kind: OutcomeKind::SignatureRejected(e),
+                    event: None,
+                    latency: started.elapsed(),
+                };
+                report(&outcome, 0);
+                outcome
+            })
     }
 
     /// Verifies the raw body against the `Stripe-Signature` header, encodes the envelope, stores it,
@@ -199,15 +191,12 @@ impl Ingest {
                 None,
             );
         }
-        let verified = self
-            .precheck_signature(request.headers, request.received_at)
-            .and_then(|()| stripe_webhook_verify::stripe_signature(request.headers))
-            .and_then(|h| {
-                inner
-                    .verifier
-                    .verify_at(&request.body, h, request.received_at.unix_seconds())
-                    .map(|_| h.unwrap_or_default())
-            });
+        let now = request.received_at.unix_seconds();
+        let verified = stripe_webhook_verify::stripe_signature(request.headers).and_then(|h| {
+            inner.verifier.precheck_at(h, now)?;
+            inner.verifier.verify_at(&request.body, h, now)?;
+            Ok(h.unwrap_or_default())
+        });
         let header = match verified {
             Ok(header) => header,
             Err(e) => return (OutcomeKind::SignatureRejected(e), None),
