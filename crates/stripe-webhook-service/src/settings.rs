@@ -97,7 +97,7 @@ pub struct FileSinkArgs {
     pub archive_segment_max_bytes: u64,
 
     /// Seal a segment once it is this many seconds old.
-    #[arg(long, env = "ARCHIVE_SEGMENT_MAX_AGE_SECS", default_value_t = 3600)]
+    #[arg(long, env = "ARCHIVE_SEGMENT_MAX_AGE_SECS", default_value_t = FileSinkConfig::DEFAULT_MAX_SEGMENT_AGE.as_secs())]
     pub archive_segment_max_age_secs: u64,
 
     /// Gzip level of sealed segments, 1 (fastest) to 9 (smallest). Level 6 seals roughly
@@ -518,6 +518,27 @@ mod tests {
             .unwrap();
         assert_eq!(firehose.sink.kind(), SinkKind::Firehose);
         assert!(refused(&["--sink", "firehose"]).contains("FIREHOSE_DELIVERY_STREAM_NAME"));
+    }
+
+    /// The Firehose flags' defaults are literals (the settings exist without the `firehose`
+    /// feature); they must be the sink's own defaults.
+    #[cfg(feature = "firehose")]
+    #[test]
+    fn firehose_defaults_are_the_sinks_defaults() {
+        let settings = parse(&["--firehose-delivery-stream-name", "s"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        let SinkSettings::Firehose { config, .. } = settings.sink else {
+            unreachable!()
+        };
+        let sinks = stripe_webhook_sink_firehose::FirehoseSinkConfig::new("s");
+        assert_eq!(config.deadline, sinks.deadline);
+        assert_eq!(config.max_in_flight, sinks.max_in_flight);
+        assert_eq!(config.max_queue_records, sinks.max_queue_records);
+        assert_eq!(config.max_queue_bytes, sinks.max_queue_bytes);
+        assert_eq!(config.linger, sinks.linger);
+        assert_eq!(config.oversize_prefix, sinks.oversize_prefix);
     }
 
     #[test]
