@@ -83,13 +83,16 @@ struct Handle {
 }
 
 impl Handle {
+    /// Applies `f` to this metric's entry; the key is copied only when the entry is new.
     fn with(&self, f: impl FnOnce(&mut Recorded)) {
         let mut registry = lock(&self.registry);
-        let entry = registry
-            .metrics
-            .entry(self.id.clone())
-            .or_insert(Recorded::Counter(0));
-        f(entry);
+        if let Some(entry) = registry.metrics.get_mut(&self.id) {
+            f(entry);
+            return;
+        }
+        let mut entry = Recorded::Counter(0);
+        f(&mut entry);
+        registry.metrics.insert(self.id.clone(), entry);
     }
 }
 

@@ -90,17 +90,12 @@ impl Function {
         let body = if route.reads_body() {
             match event.take_body(self.app.max_body_bytes()) {
                 Ok(body) => body,
-                Err(BodyError::TooLarge) => {
-                    return Ok(into_event_response(
-                        self.app.refuse(Refusal::BodyTooLarge),
-                        shape,
-                    ));
-                }
-                Err(BodyError::InvalidBase64) => {
-                    return Ok(into_event_response(
-                        self.app.refuse(Refusal::BadBodyEncoding),
-                        shape,
-                    ));
+                Err(e) => {
+                    let refusal = match e {
+                        BodyError::TooLarge => Refusal::BodyTooLarge,
+                        BodyError::InvalidBase64 => Refusal::BadBodyEncoding,
+                    };
+                    return Ok(into_event_response(self.app.refuse(refusal), shape));
                 }
             }
         } else {
