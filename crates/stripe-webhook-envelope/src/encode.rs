@@ -1,6 +1,5 @@
 //! `encode`: a verified body and its signature header to one envelope v1 line.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -89,16 +88,6 @@ impl Field {
             Self::Context => "context",
             Self::Data => "data",
         }
-    }
-}
-
-/// Decodes a validated JSON string token (quotes included) of `text`.
-fn decode_string(text: &str, token: Span, escaped: bool) -> Cow<'_, str> {
-    let token = &text[token.start..token.end];
-    if escaped {
-        escape::decode_json_string(token)
-    } else {
-        Cow::Borrowed(&token[1..token.len() - 1])
     }
 }
 
@@ -270,9 +259,9 @@ fn encode_line(
     let include_raw = tail.includes_raw();
     let bytes = text.as_bytes();
     let mut found: [Option<Member>; FIELDS] = [None; FIELDS];
-    let is_data = |key: Span, escaped: bool| decode_string(text, key, escaped) == "data";
+    let is_data = |key: Span, escaped: bool| scan::key_text(text, key, escaped) == "data";
     let on_member = |m: Member| {
-        let key = decode_string(text, m.key, m.key_escaped);
+        let key = m.key_text(text);
         if let Some(field) = Field::from_key(&key) {
             let slot = &mut found[field as usize];
             if slot.is_some() {
@@ -303,19 +292,21 @@ fn encode_line(
         let span = value(f).ok_or(missing)?;
         let token = span.of(bytes);
         match token[0] {
-            b'"' => Ok((span, token.contains(&b'\\'))),
+            b'"' => Ok(span),
             other => Err(not_string(scan::kind_of(other))),
         }
     };
-    let (id, id_escaped) = string(Field::Id, EnvelopeError::MissingId, |found| {
+    let id = string(Field::Id, EnvelopeError::MissingId, |found| {
         EnvelopeError::IdNotString { found }
     })?;
-    let (ty, ty_escaped) = string(Field::Type, EnvelopeError::MissingType, |found| {
+    let ty = string(Field::Type, EnvelopeError::MissingType, |found| {
         EnvelopeError::TypeNotString { found }
     })?;
+    let decoded =
+        |token: Span| escape::decode_json_string(&text[token.start..token.end]).into_owned();
     let meta = EventMeta {
-        id: decode_string(text, id, id_escaped).into_owned(),
-        event_type: decode_string(text, ty, ty_escaped).into_owned(),
+        id: decoded(id),
+        event_type: decoded(ty),
     };
 
     // The data the scan captured: the value of the (single) `data` member, compacted.

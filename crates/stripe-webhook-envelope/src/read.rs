@@ -410,17 +410,16 @@ impl<'a> ArchivedRecord<'a> {
                 });
             }
         };
-        let required =
-            |token: Option<&'a str>, field| token.ok_or(ReadError::MissingField { field });
-        let timestamp_token = required(timestamp, "timestamp")?;
-        let received_at = ReceivedAt::parse_rfc3339_millis(&string(timestamp_token, "timestamp")?)
-            .ok_or(ReadError::MistypedField {
-                field: "timestamp",
-                expected: "a UTC time of the form YYYY-MM-DDTHH:MM:SS.mmmZ",
-                found: "a string of another form",
-            })?;
-        let id = string(required(id, "id")?, "id")?;
-        let event_type = string(required(ty, "type")?, "type")?;
+        let received_at =
+            ReceivedAt::parse_rfc3339_millis(&required_string(timestamp, "timestamp")?).ok_or(
+                ReadError::MistypedField {
+                    field: "timestamp",
+                    expected: "a UTC time of the form YYYY-MM-DDTHH:MM:SS.mmmZ",
+                    found: "a string of another form",
+                },
+            )?;
+        let id = required_string(id, "id")?;
+        let event_type = required_string(ty, "type")?;
         let event_member = |token, field| required(token, field).map(RawJson);
         let object = event_member(object, "object")?;
         let created = event_member(created, "created")?;
@@ -461,15 +460,10 @@ fn webhook_body<'a>(
         (_, Some(_), None) => return Err(ReadError::MissingField { field: "signature" }),
         (_, None, Some(_)) => return Err(ReadError::MissingField { field: "raw" }),
         (None, None, None) => StoredBody::NotStored,
-        (None, Some(raw), Some(signature)) => {
-            if !raw.starts_with('"') {
-                return Err(mistyped("raw", "a string", raw));
-            }
-            StoredBody::Inline {
-                raw: JsonString(raw),
-                signature: string(signature, "signature")?,
-            }
-        }
+        (None, Some(raw), Some(signature)) => StoredBody::Inline {
+            raw: json_string(raw, "raw")?,
+            signature: string(signature, "signature")?,
+        },
         (Some(pointer), raw, signature) => {
             if let Some(raw) = raw.filter(|r| *r != "null") {
                 return Err(mistyped("raw", IN_S3, raw));
@@ -498,36 +492,29 @@ fn fetched_body<'a>(
     if oversize.is_some() {
         return Err(ReadError::UnexpectedField { field: "oversize" });
     }
-    let raw = raw.ok_or(ReadError::MissingField { field: "raw" })?;
-    if !raw.starts_with('"') {
-        return Err(mistyped("raw", "a string", raw));
-    }
-    let fetched = fetched.ok_or(ReadError::MissingField { field: "fetched" })?;
+    let raw = json_string(required(raw, "raw")?, "raw")?;
     Ok(StoredBody::Fetched {
-        raw: JsonString(raw),
-        fetched: fetched_provenance(fetched)?,
+        raw,
+        fetched: fetched_provenance(required(fetched, "fetched")?)?,
     })
 }
 
 fn fetched_provenance(token: &str) -> Result<Fetched<'_>, ReadError> {
     let [api, request, key, account, stripe_version, request_id] =
         members(token, &FETCHED_MEMBERS)?.map_err(|_| mistyped("fetched", "an object", token))?;
-    fn text<'t>(token: Option<&'t str>, field: &'static str) -> Result<Cow<'t, str>, ReadError> {
-        string(token.ok_or(ReadError::MissingField { field })?, field)
-    }
     fn nullable<'t>(
         token: Option<&'t str>,
         field: &'static str,
     ) -> Result<Option<Cow<'t, str>>, ReadError> {
-        match token.ok_or(ReadError::MissingField { field })? {
+        match required(token, field)? {
             "null" => Ok(None),
             token => string(token, field).map(Some),
         }
     }
     Ok(Fetched {
-        api: text(api, "fetched.api")?,
-        request: text(request, "fetched.request")?,
-        key: text(key, "fetched.key")?,
+        api: required_string(api, "fetched.api")?,
+        request: required_string(request, "fetched.request")?,
+        key: required_string(key, "fetched.key")?,
         account: nullable(account, "fetched.account")?,
         stripe_version: nullable(stripe_version, "fetched.stripe_version")?,
         request_id: nullable(request_id, "fetched.request_id")?,
@@ -542,12 +529,7 @@ fn members<'a, const N: usize>(
 ) -> Result<Result<[Option<&'a str>; N], &'static str>, ReadError> {
     let mut found: [Option<&'a str>; N] = [None; N];
     let top = scan::scan_members(text.as_bytes(), |m| {
-        let key_token = &text[m.key.start..m.key.end];
-        let key = if m.key_escaped {
-            decode_json_string(key_token)
-        } else {
-            Cow::Borrowed(&key_token[1..key_token.len() - 1])
-        };
+        let key = m.key_text(text);
         if let Some(i) = keys.iter().position(|(k, _)| *k == key) {
             if found[i].is_some() {
                 return Err(ReadError::DuplicateField { field: keys[i].1 });
@@ -580,23 +562,38 @@ fn mistyped(field: &'static str, expected: &'static str, token: &str) -> ReadErr
     }
 }
 
-/// A string member, decoded.
-fn string<'a>(token: &'a str, field: &'static str) -> Result<Cow<'a, str>, ReadError> {
+/// A member that must be present.
+fn required<'a>(token: Option<&'a str>, field: &'static str) -> Result<&'a str, ReadError> {
+    token.ok_or(ReadError::MissingField { field })
+}
+
+/// A string member as stored (not decoded).
+fn json_string<'a>(token: &'a str, field: &'static str) -> Result<JsonString<'a>, ReadError> {
     if token.starts_with('"') {
-        Ok(decode_json_string(token))
+        Ok(JsonString(token))
     } else {
         Err(mistyped(field, "a string", token))
     }
 }
 
+/// A string member, decoded.
+fn string<'a>(token: &'a str, field: &'static str) -> Result<Cow<'a, str>, ReadError> {
+    json_string(token, field).map(JsonString::decode)
+}
+
+/// A string member that must be present, decoded.
+fn required_string<'a>(
+    token: Option<&'a str>,
+    field: &'static str,
+) -> Result<Cow<'a, str>, ReadError> {
+    string(required(token, field)?, field)
+}
+
 fn oversize_pointer(token: &str) -> Result<OversizePointer<'_>, ReadError> {
     let [bucket, key, bytes, sha256] =
         members(token, &POINTER_MEMBERS)?.map_err(|_| mistyped("oversize", "an object", token))?;
-    fn required<'t>(token: Option<&'t str>, field: &'static str) -> Result<&'t str, ReadError> {
-        token.ok_or(ReadError::MissingField { field })
-    }
-    let bucket = string(required(bucket, "oversize.bucket")?, "oversize.bucket")?;
-    let key = string(required(key, "oversize.key")?, "oversize.key")?;
+    let bucket = required_string(bucket, "oversize.bucket")?;
+    let key = required_string(key, "oversize.key")?;
     let bytes_token = required(bytes, "oversize.bytes")?;
     let bytes = if bytes_token.bytes().all(|b| b.is_ascii_digit()) {
         bytes_token.parse().map_err(|_| ReadError::MistypedField {
@@ -607,7 +604,7 @@ fn oversize_pointer(token: &str) -> Result<OversizePointer<'_>, ReadError> {
     } else {
         return Err(mistyped("oversize.bytes", "a byte count", bytes_token));
     };
-    let sha256_text = string(required(sha256, "oversize.sha256")?, "oversize.sha256")?;
+    let sha256_text = required_string(sha256, "oversize.sha256")?;
     let mut digest = [0u8; 32];
     let lowercase_hex = sha256_text
         .bytes()

@@ -223,30 +223,14 @@ impl FromStr for Partition {
     /// # Ok::<(), stripe_webhook_envelope::ParsePartitionError>(())
     /// ```
     fn from_str(s: &str) -> Result<Partition, ParsePartitionError> {
-        let digits = |part: Option<&str>, name: &str, width: usize| -> Option<u32> {
-            let value = part?.strip_prefix(name)?.strip_prefix('=')?;
-            (value.len() == width && value.bytes().all(|d| d.is_ascii_digit()))
-                .then(|| value.parse().ok())?
-        };
         let mut parts = s.split('/');
-        let (year, month, day) = (
-            digits(parts.next(), "year", 4),
-            digits(parts.next(), "month", 2),
-            digits(parts.next(), "day", 2),
-        );
-        let parsed = (|| {
-            let (year, month, day) = (
-                i32::try_from(year?).ok()?,
-                u8::try_from(month?).ok()?,
-                u8::try_from(day?).ok()?,
-            );
-            time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
-            Some(Partition { year, month, day })
-        })();
-        match parsed {
-            Some(p) if parts.next().is_none() => Ok(p),
-            _ => Err(ParsePartitionError),
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(year), Some(month), Some(day), None) => {
+                Partition::from_components(year, month, day)
+            }
+            _ => None,
         }
+        .ok_or(ParsePartitionError)
     }
 }
 
@@ -271,7 +255,21 @@ impl Partition {
         let parts: Vec<&str> = path.split(['/', '\\']).collect();
         parts
             .windows(3)
-            .find_map(|w| format!("{}/{}/{}", w[0], w[1], w[2]).parse().ok())
+            .find_map(|w| Partition::from_components(w[0], w[1], w[2]))
+    }
+
+    /// The partition of the path components `year=YYYY`, `month=MM` and `day=DD` (a valid date).
+    fn from_components(year: &str, month: &str, day: &str) -> Option<Partition> {
+        let digits = |part: &str, name: &str, width: usize| -> Option<u32> {
+            let value = part.strip_prefix(name)?.strip_prefix('=')?;
+            (value.len() == width && value.bytes().all(|d| d.is_ascii_digit()))
+                .then(|| value.parse().ok())?
+        };
+        let year = i32::try_from(digits(year, "year", 4)?).ok()?;
+        let month = u8::try_from(digits(month, "month", 2)?).ok()?;
+        let day = u8::try_from(digits(day, "day", 2)?).ok()?;
+        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
+        Some(Partition { year, month, day })
     }
 }
 

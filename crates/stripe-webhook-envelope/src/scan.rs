@@ -13,6 +13,9 @@
 //! tokens), and every insignificant whitespace run goes through one function: the outputs
 //! copy the runs between those places sixteen bytes at a time.
 
+use std::borrow::Cow;
+
+use crate::escape::decode_json_string;
 use crate::swar;
 
 /// Where a JSON syntax error is, and what was wrong.
@@ -46,6 +49,24 @@ pub(crate) struct Member {
     /// Whether the key contains a `\` escape (then it must be decoded before comparing).
     pub(crate) key_escaped: bool,
     pub(crate) value: Span,
+}
+
+impl Member {
+    /// The key's text in `text` (the scanned body), decoded when it has escapes.
+    pub(crate) fn key_text<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        key_text(text, self.key, self.key_escaped)
+    }
+}
+
+/// The text of the validated key token `key` of `text`, decoded when `escaped` (as the scanner
+/// reports it), else borrowed from between the quotes.
+pub(crate) fn key_text(text: &str, key: Span, escaped: bool) -> Cow<'_, str> {
+    let token = &text[key.start..key.end];
+    if escaped {
+        decode_json_string(token)
+    } else {
+        Cow::Borrowed(&token[1..token.len() - 1])
+    }
 }
 
 /// What the body's top-level value is.
