@@ -4,9 +4,12 @@ server binary and the pinned moto_server."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,6 +128,66 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def log_tail(path: Path) -> str:
+    """The end of a log file, for a failure message."""
+    return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
+
+
+class Server:
+    """The real server, started (and waited for until `/health` answers 200) and stopped with
+    SIGTERM (a graceful exit must be 0) by a `with` block. It listens on loopback, on a free
+    `PORT` and a free `METRICS_ADDR` port; `env` adds to and overrides that base (the secret,
+    the sink, ...); its log is `work/server.log`."""
+
+    def __init__(self, binary: Path, work: Path, env: dict[str, str], preexec: Any = None) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        self.log = work / "server.log"
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(work),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "METRICS_ADDR": f"127.0.0.1:{self.metrics_port}",
+            "RUST_LOG": "warn",
+        } | env
+        self.binary, self.preexec = binary, preexec
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary)], env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the server exited with {self.proc.returncode}:\n{log_tail(self.log)}")
+            try:
+                with urllib.request.urlopen(f"{self.base}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"/health did not answer 200 within 30 s:\n{log_tail(self.log)}")
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"the server did not exit within 30 s of SIGTERM:\n{log_tail(self.log)}")
+            if exc[0] is None:
+                assert code == 0, f"graceful shutdown must exit 0, got {code}:\n{log_tail(self.log)}"
 
 
 @pytest.fixture(scope="session")

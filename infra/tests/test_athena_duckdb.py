@@ -16,8 +16,6 @@ import gzip
 import json
 import os
 import re
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +28,7 @@ import pytest
 
 import cost_model
 from athena_ddl import duckdb_type, parse_table_ddl
-from conftest import free_port
+from conftest import Server
 from layout_spec import (
     ARCHIVE_PREFIX,
     ATHENA_QUERIES_DIR,
@@ -115,25 +113,6 @@ def _utc_day(t: dt.datetime) -> tuple[str, str, str]:
     return (f"{t.year:04d}", f"{t.month:02d}", f"{t.day:02d}")
 
 
-def _log_tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited with {proc.returncode} before answering /health:\n{_log_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"/health did not answer 200 within {timeout} s:\n{_log_tail(log)}")
-
-
 def _post(base: str, body: bytes, header: str) -> tuple[int, bytes]:
     request = urllib.request.Request(
         f"{base}/webhook/stripe",
@@ -152,24 +131,15 @@ def write_archive(binary: Path, work: Path, fixtures: list[Fixture], *, rounds: 
     """Runs the real server with the file sink, delivers the fixtures, shuts it down gracefully."""
     import stripe
 
-    archive_dir, log = work / "archive", work / "server.log"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    archive_dir = work / "archive"
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(work)),
         "STRIPE_WEBHOOK_SECRET": SECRET,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
         "SINK": "file",
         "ARCHIVE_DIR": str(archive_dir),
         "ENVELOPE_INCLUDE_RAW": "true" if include_raw else "false",
-        "RUST_LOG": "warn",
     }
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen([str(binary)], env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(proc, base, log)
+    with Server(binary, work, env) as server:
         days = {_utc_day(dt.datetime.now(dt.UTC))}
         deliveries: list[Delivery] = []
         now = int(time.time())
@@ -183,21 +153,11 @@ def write_archive(binary: Path, work: Path, fixtures: list[Fixture], *, rounds: 
                 header = stripe.WebhookSignature.generate_signature_header(
                     fx.body.decode("utf-8"), SECRET, timestamp=signed_at
                 )
-                status, answer = _post(base, fx.body, header)
+                status, answer = _post(server.base, fx.body, header)
                 assert status == 200, f"{fx.name} delivery {round_ + 1}: HTTP {status} {answer[:300]!r}"
                 assert json.loads(answer) == {"received": True}, answer
                 deliveries.append(Delivery(fx, signed_at, header))
         days.add(_utc_day(dt.datetime.now(dt.UTC)))
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the server did not exit within 30 s of SIGTERM:\n{_log_tail(log)}")
-        assert code == 0, f"graceful shutdown must exit 0, got {code}:\n{_log_tail(log)}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return Archive(archive_dir, fixtures, deliveries, days)
 
 

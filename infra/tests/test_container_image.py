@@ -16,7 +16,6 @@ import hmac
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from layout_spec import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -92,12 +92,6 @@ def image() -> str:
     r = run(["bash", str(ROOT / "scripts" / "image")], timeout=1800, env=env, cwd=ROOT)
     assert r.stdout.strip().splitlines()[-1] == IMAGE, r.stdout
     return IMAGE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Container:

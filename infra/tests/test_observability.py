@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import re
 import resource
 import signal
@@ -46,7 +45,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import Terraform, free_port
+from conftest import Server, Terraform, free_port, log_tail
 from layout_spec import FIXTURE_EVENTS_DIR, INFRA, ROOT
 from metrics_spec import (
     HISTOGRAM_PARTS,
@@ -657,8 +656,8 @@ class Prometheus:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not self._answers("/-/ready"):
-            assert self.proc.poll() is None, f"prometheus exited:\n{_log_tail(self.log)}"
-            assert time.monotonic() < deadline, f"prometheus not ready within 30 s:\n{_log_tail(self.log)}"
+            assert self.proc.poll() is None, f"prometheus exited:\n{log_tail(self.log)}"
+            assert time.monotonic() < deadline, f"prometheus not ready within 30 s:\n{log_tail(self.log)}"
             time.sleep(0.1)
         return self
 
@@ -686,7 +685,7 @@ class Prometheus:
             return float(result[0]["value"][1]) if result else 0.0
         start, deadline = scrapes(), time.monotonic() + 30
         while scrapes() < start + count:
-            assert time.monotonic() < deadline, f"prometheus did not scrape the server:\n{_log_tail(self.log)}"
+            assert time.monotonic() < deadline, f"prometheus did not scrape the server:\n{log_tail(self.log)}"
             time.sleep(0.2)
 
     def __exit__(self, *exc: Any) -> None:
@@ -723,60 +722,13 @@ class Run:
     rules: list[dict[str, Any]]  # Prometheus' rule groups, with each rule's health
 
 
-def _log_tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
-
-
-class Server:
-    """The real server with METRICS_ADDR, started and stopped (SIGTERM) by a `with` block."""
-
-    def __init__(self, binary: Path, work: Path, env: dict[str, str], preexec: Any = None) -> None:
-        self.port, self.metrics_port = free_port(), free_port()
-        self.log = work / "server.log"
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(work),
-            "STRIPE_WEBHOOK_SECRET": SECRET,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "METRICS_ADDR": f"127.0.0.1:{self.metrics_port}",
-            "MAX_BODY_BYTES": str(MAX_BODY_BYTES),
-            "BODY_READ_TIMEOUT_SECS": "1",
-            "LOG_FORMAT": "json",
-            "RUST_LOG": "warn",
-        } | env
-        self.binary, self.preexec = binary, preexec
-
-    def __enter__(self) -> Server:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [str(self.binary)], env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the server exited with {self.proc.returncode}:\n{_log_tail(self.log)}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"/health did not answer 200 within 30 s:\n{_log_tail(self.log)}")
-            time.sleep(0.05)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                pytest.fail(f"the server did not exit within 30 s of SIGTERM:\n{_log_tail(self.log)}")
-            if exc[0] is None:
-                assert code == 0, f"graceful shutdown must exit 0, got {code}:\n{_log_tail(self.log)}"
+# What every run of the server here has, over conftest.Server's base.
+SERVER_ENV = {
+    "STRIPE_WEBHOOK_SECRET": SECRET,
+    "MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+    "BODY_READ_TIMEOUT_SECS": "1",
+    "LOG_FORMAT": "json",
+}
 
 
 def common_traffic(port: int, statuses: Counter[tuple[str, int]]) -> None:
@@ -859,7 +811,7 @@ def file_run(
         "MAX_BUFFERED_BODY_BYTES": str(MAX_BODY_BYTES),
     }
     statuses: Counter[tuple[str, int]] = Counter()
-    with Server(server_binary, work, env, preexec=_limit_file_size) as server, Prometheus(
+    with Server(server_binary, work, SERVER_ENV | env, preexec=_limit_file_size) as server, Prometheus(
         prometheus_bins["prometheus"], work, server.metrics_port
     ) as prometheus:
         common_traffic(server.port, statuses)
@@ -912,7 +864,7 @@ def firehose_run(
     statuses: Counter[tuple[str, int]] = Counter()
     work = tmp_path_factory.mktemp("observability-firehose")
     try:
-        with Server(server_binary, work, env) as server, Prometheus(
+        with Server(server_binary, work, SERVER_ENV | env) as server, Prometheus(
             prometheus_bins["prometheus"], work, server.metrics_port
         ) as prometheus:
             common_traffic(server.port, statuses)
