@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use stripe_webhook_testkit::archive::read_records;
+use stripe_webhook_testkit::faults::proc_status_kib;
 use stripe_webhook_testkit::http::{post_webhook, request};
 use stripe_webhook_testkit::server::ServerProcess;
 use stripe_webhook_testkit::signing::{self, unix_now as now};
@@ -51,16 +52,6 @@ fn status_of(raw: &[u8]) -> u16 {
     std::str::from_utf8(raw.get(9..12).unwrap_or_default())
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
 
@@ -370,7 +361,7 @@ fn ten_thousand_malformed_signatures_get_400_with_bounded_memory() {
         }
     }
     assert_eq!(total[400], 10_000, "every malformed header answered 400");
-    let rss = rss_kib(server.pid());
+    let rss = proc_status_kib(server.pid(), "VmRSS");
     assert!(
         rss > 0 && rss < 200 * 1024,
         "RSS {rss} KiB after 10,000 bad requests"
@@ -455,16 +446,6 @@ fn every_other_path_and_method_is_404_or_405() {
     assert_eq!(read_records(archive.path()).len(), 1);
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn open_file_limit() -> u64 {
     std::fs::read_to_string("/proc/self/limits")
         .unwrap_or_default()
@@ -504,7 +485,7 @@ fn a_thousand_held_large_bodies_keep_memory_bounded_and_honest_webhooks_pass() {
             held.push(stream); // the whole body but its last byte was taken: hold it
         }
     }
-    let peak_mib = peak_rss_kib(server.pid()) / 1024;
+    let peak_mib = proc_status_kib(server.pid(), "VmHWM") / 1024;
     eprintln!(
         "{} connections hold 2 MiB bodies; server peak RSS {peak_mib} MiB",
         held.len()
@@ -545,7 +526,7 @@ fn a_thousand_held_large_bodies_keep_memory_bounded_and_honest_webhooks_pass() {
         busy >= 900,
         "only {busy} bodies refused as busy:\n{metrics}"
     );
-    let peak_mib = peak_rss_kib(server.pid()) / 1024;
+    let peak_mib = proc_status_kib(server.pid(), "VmHWM") / 1024;
     assert!(
         peak_mib < 256,
         "server peak RSS {peak_mib} MiB with 1,000 held 2 MiB bodies"

@@ -7,22 +7,15 @@ mod common;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    cli, count, describe, invoice_event, private_ca, record, record_signed, run, secret,
-    secret_file, stdout, text, tls_target, write_segment,
+    cli, count, describe, invoice_event, private_ca, record, record_signed, run, secret_file,
+    stdout, target_verifier, text, tls_target, write_segment,
 };
 use stripe_webhook_testkit::webhook_target::{Reply, WebhookTarget};
-use stripe_webhook_verify::{Tolerance, Verifier};
 
 const SOURCE: &str = "whsec_delivery_archive";
 const TARGET: &str = "whsec_delivery_target";
 /// 2026-11-26T10:00:00.000Z.
 const AT: i64 = 1_795_687_200_000;
-
-fn target_verifier() -> Verifier {
-    Verifier::new(vec![secret(TARGET)])
-        .expect("verifier")
-        .with_tolerance(Tolerance::seconds(300).expect("tolerance"))
-}
 
 /// An archive of `n` genuine records; returns the directory and the bodies in order.
 fn archive(n: usize) -> (tempfile::TempDir, Vec<String>) {
@@ -87,7 +80,7 @@ fn replay_and_trigger_deliver_over_https_to_a_target_with_a_private_ca() {
     assert_eq!(received.len(), 2);
     for (r, body) in received.iter().zip(&bodies) {
         assert_eq!(r.body, body.as_bytes(), "byte-exact over TLS");
-        target_verifier()
+        target_verifier(TARGET)
             .verify(&r.body, r.header("stripe-signature"))
             .expect("re-signed for the target");
         assert_eq!(
@@ -113,7 +106,7 @@ fn replay_and_trigger_deliver_over_https_to_a_target_with_a_private_ca() {
     assert!(stdout(&out).starts_with("200 ok"), "{}", describe(&out));
     let received = target.received();
     assert_eq!(received.len(), 3);
-    target_verifier()
+    target_verifier(TARGET)
         .verify(&received[2].body, received[2].header("stripe-signature"))
         .expect("trigger signs with the target's secret");
 }

@@ -6,11 +6,10 @@
 mod common;
 
 use common::{
-    cli, count, describe, failures, invoice_event, record, record_signed, run, secret, secret_file,
-    stdout, text, write_segment,
+    cli, count, describe, failures, invoice_event, record, record_signed, run, secret_file, stdout,
+    target_verifier, text, write_segment,
 };
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
-use stripe_webhook_verify::{Tolerance, Verifier};
 
 const SOURCE: &str = "whsec_forgeries_archive";
 const TARGET: &str = "whsec_forgeries_target";
@@ -140,12 +139,6 @@ fn archive_with_forgeries(dir: &std::path::Path) -> (String, Vec<String>) {
     (dir.to_str().expect("path").to_owned(), sent_unverified)
 }
 
-fn target_verifier() -> Verifier {
-    Verifier::new(vec![secret(TARGET)])
-        .expect("verifier")
-        .with_tolerance(Tolerance::seconds(300).expect("tolerance"))
-}
-
 #[test]
 fn replay_sends_only_records_whose_source_signature_and_envelope_verify() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -194,7 +187,7 @@ fn replay_sends_only_records_whose_source_signature_and_envelope_verify() {
     let received = target.received();
     assert_eq!(received.len(), 1, "{}", describe(&out));
     assert_eq!(received[0].body, bodies[0].as_bytes());
-    target_verifier()
+    target_verifier(TARGET)
         .verify(&received[0].body, received[0].header("stripe-signature"))
         .expect("re-signed for the target");
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{cli, count, describe, event_body, fixtures, secret};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
+use stripe_webhook_testkit::faults::proc_status_kib;
 use stripe_webhook_verify::signature_header;
 
 const RECORDS: usize = 100_000;
@@ -115,7 +116,6 @@ fn run_measuring(args: &[&str]) -> (std::process::Output, u64, Duration) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let status_path = format!("/proc/{}/status", child.id());
     // Drain the pipes on threads so the child never blocks on a full pipe.
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
@@ -129,14 +129,7 @@ fn run_measuring(args: &[&str]) -> (std::process::Output, u64, Duration) {
     });
     let mut peak_kib = 0_u64;
     let status = loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path)
-            && let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak_kib = peak_kib.max(kib);
-        }
+        peak_kib = peak_kib.max(proc_status_kib(child.id(), "VmHWM"));
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{cli, count, describe, event_body, failures, fixtures, run, server_bin, sign, stdout};
+use common::{
+    cli, count, describe, event_body, failures, file_server, fixtures, post_signed, run, stdout,
+};
 use stripe_webhook_testkit::archive::{read_records, read_segment, segment_files};
-use stripe_webhook_testkit::http::post_webhook;
 use stripe_webhook_testkit::server::ServerProcess;
 
 const SECRET_A: &str = "whsec_archive_secret_a";
@@ -26,25 +27,8 @@ struct Posted {
     live: bool,
 }
 
-/// Starts the real server on the file sink in `dir`.
-fn start(dir: &Path, secret: &str, extra: &[(&str, &str)]) -> ServerProcess {
-    let dir = dir.to_str().expect("utf-8 path");
-    let mut envs = vec![
-        ("STRIPE_WEBHOOK_SECRET", secret),
-        ("SINK", "file"),
-        ("ARCHIVE_DIR", dir),
-    ];
-    envs.extend_from_slice(extra);
-    ServerProcess::start(server_bin(), &envs)
-}
-
 fn post(server: &ServerProcess, secret: &str, body: &str) {
-    let r = post_webhook(
-        server.addr,
-        Some(&sign(secret, body.as_bytes())),
-        body.as_bytes(),
-    )
-    .expect("post");
+    let r = post_signed(server, secret, body.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -53,7 +37,7 @@ fn post(server: &ServerProcess, secret: &str, body: &str) {
 /// directory. Returns the 20 with raw, and the raw-off ids.
 fn build_archive(dir: &Path) -> (Vec<Posted>, Vec<String>) {
     let fixtures = fixtures();
-    let server = start(dir, SECRET_A, &[]);
+    let server = file_server(dir, SECRET_A, &[]);
     let mut posted = Vec::new();
     for i in 0..20 {
         let (event_type, fixture) = &fixtures[i % fixtures.len()];
@@ -72,7 +56,7 @@ fn build_archive(dir: &Path) -> (Vec<Posted>, Vec<String>) {
     let (status, log) = server.terminate();
     assert!(status.success(), "server A: {status}\n{log}");
 
-    let server = start(dir, SECRET_A, &[("ENVELOPE_INCLUDE_RAW", "false")]);
+    let server = file_server(dir, SECRET_A, &[("ENVELOPE_INCLUDE_RAW", "false")]);
     let mut raw_off = Vec::new();
     for i in 0..2 {
         let id = format!("evt_rawoff_{i}");
@@ -432,7 +416,7 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
     let (posted, raw_off) = build_archive(dir.path());
     let archive = dir.path().to_str().expect("path");
     let target_dir = tempfile::tempdir().expect("tempdir");
-    let target = start(target_dir.path(), SECRET_B, &[]);
+    let target = file_server(target_dir.path(), SECRET_B, &[]);
     let url = target_url(&target);
     let checkpoint = dir.path().join("replay.checkpoint");
     let ck = checkpoint.to_str().expect("path");

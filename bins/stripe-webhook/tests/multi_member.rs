@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use stripe_webhook_testkit::http::post_webhook;
-use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_testkit::archive::segment_files;
 
 const SECRET: &str = "whsec_multi_member_test";
 
@@ -17,14 +15,7 @@ const SECRET: &str = "whsec_multi_member_test";
 fn a_multi_member_segment_reads_whole_in_zcat_python_duckdb_and_the_cli() {
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = dir.path().join("archive");
-    let server = ServerProcess::start(
-        server_bin(),
-        &[
-            ("STRIPE_WEBHOOK_SECRET", SECRET),
-            ("SINK", "file"),
-            ("ARCHIVE_DIR", archive.to_str().expect("utf-8")),
-        ],
-    );
+    let server = file_server(&archive, SECRET, &[]);
     // About 3 MiB of records: three gzip members or more in one sealed segment.
     let fixtures = fixtures();
     let mut ids = Vec::new();
@@ -33,12 +24,7 @@ fn a_multi_member_segment_reads_whole_in_zcat_python_duckdb_and_the_cli() {
         let (_, fixture) = &fixtures[ids.len() % fixtures.len()];
         let id = format!("evt_mm{:010}", ids.len());
         let body = event_body(fixture, &id, false);
-        let r = post_webhook(
-            server.addr,
-            Some(&sign(SECRET, body.as_bytes())),
-            body.as_bytes(),
-        )
-        .expect("post");
+        let r = post_signed(&server, SECRET, body.as_bytes());
         assert_eq!(r.status, 200, "{}", r.text());
         bytes += body.len() * 2;
         ids.push(id);
@@ -46,7 +32,7 @@ fn a_multi_member_segment_reads_whole_in_zcat_python_duckdb_and_the_cli() {
     let (status, logs) = server.terminate();
     assert!(status.success(), "{logs}");
 
-    let sealed: Vec<_> = walk(&archive)
+    let sealed: Vec<_> = segment_files(&archive)
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
         .collect();
@@ -115,19 +101,6 @@ fn a_multi_member_segment_reads_whole_in_zcat_python_duckdb_and_the_cli() {
         "stripe-webhook cat"
     );
     assert_eq!(zcat.stdout, out.stdout, "byte for byte the same lines");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Gzip members in `gz`: each decoded member is followed by the next one's magic bytes.

@@ -12,14 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cli, describe, fixtures, now, server_bin, sign, stdout};
+use common::{cli, describe, fixtures, now, post_signed, stdout};
 use stripe_webhook_envelope::ReceivedAt;
 use stripe_webhook_testkit::archive::{read_segment, segment_files};
 use stripe_webhook_testkit::fake_stripe::{Access, FakeReply, FakeStripe};
-use stripe_webhook_testkit::http::post_webhook;
-use stripe_webhook_testkit::server::ServerProcess;
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
-use stripe_webhook_verify::{Tolerance, Verifier};
 
 const SECRET: &str = "whsec_reconcile_archive";
 const TARGET: &str = "whsec_reconcile_target";
@@ -202,14 +199,9 @@ impl Scenario {
             stripe.event(&e.body, e.account);
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let server = start_server(dir.path());
+        let server = common::file_server(dir.path(), SECRET, &[]);
         for e in events.iter().filter(|e| e.delivered) {
-            let r = post_webhook(
-                server.addr,
-                Some(&sign(SECRET, e.body.as_bytes())),
-                e.body.as_bytes(),
-            )
-            .expect("post");
+            let r = post_signed(&server, SECRET, e.body.as_bytes());
             assert_eq!(r.status, 200, "{}: {}", e.id, r.text());
         }
         let (status, log) = server.terminate();
@@ -262,17 +254,6 @@ impl Scenario {
             .output()
             .expect("run reconcile")
     }
-}
-
-fn start_server(dir: &Path) -> ServerProcess {
-    ServerProcess::start(
-        server_bin(),
-        &[
-            ("STRIPE_WEBHOOK_SECRET", SECRET),
-            ("SINK", "file"),
-            ("ARCHIVE_DIR", dir.to_str().expect("utf-8")),
-        ],
-    )
 }
 
 fn stderr(o: &Output) -> String {
@@ -576,9 +557,7 @@ fn reports_exactly_the_withheld_events_then_fills_the_gap() {
     let o = replay(&["--include-fetched"]);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(stdout(&o).contains("sent (2xx): 7"), "{}", describe(&o));
-    let verifier = Verifier::new(vec![common::secret(TARGET)])
-        .expect("verifier")
-        .with_tolerance(Tolerance::seconds(300).expect("tolerance"));
+    let verifier = common::target_verifier(TARGET);
     let received = target.received();
     assert_eq!(received.len(), 7);
     for r in received {

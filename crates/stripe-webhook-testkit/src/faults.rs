@@ -261,6 +261,18 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A `kB` figure of process `pid`'s `/proc/<pid>/status`: `field` is `VmRSS` (resident now),
+/// `VmHWM` (peak resident), …; 0 when the process or the field is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The files process `pid` holds open although they were deleted (`/proc/<pid>/fd` links ending
 /// in ` (deleted)`).
 pub fn deleted_open_files(pid: u32) -> Vec<String> {

@@ -186,10 +186,7 @@ impl ServerProcess {
     pub fn signal(&self, signal: &str) {
         let pid = self.pid();
         assert_ne!(pid, 0, "the server is not running");
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status();
+        send_signal(pid, signal);
     }
 
     /// Sends SIGTERM and waits (up to 60 s) for the process to exit.
@@ -221,10 +218,7 @@ impl ServerProcess {
         let mut child = self.child.take().expect("process already stopped");
         // 0 would mean "the whole process group": a wrapped server that already exited.
         if pid != 0 {
-            let _ = Command::new("kill")
-                .arg(format!("-{signal}"))
-                .arg(pid.to_string())
-                .status();
+            send_signal(pid, signal);
         }
         let started = Instant::now();
         loop {
@@ -248,10 +242,7 @@ impl Drop for ServerProcess {
         if self.wrapped && self.child.is_some() {
             let server = self.pid();
             if server != 0 {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg(server.to_string())
-                    .status();
+                send_signal(server, "KILL");
             }
         }
         if let Some(mut child) = self.child.take() {
@@ -259,4 +250,13 @@ impl Drop for ServerProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// Sends `signal` (`TERM`, `KILL`, …) to process `pid` with `kill(1)`; a process already gone is
+/// not an error.
+fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
 }

@@ -7,8 +7,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use stripe_webhook_testkit::http::{HttpResponse, post_webhook};
+use stripe_webhook_testkit::server::ServerProcess;
 use stripe_webhook_testkit::workspace_root;
-use stripe_webhook_verify::{Secret, signature_header};
+use stripe_webhook_verify::{Secret, Tolerance, Verifier, signature_header};
 
 /// The CLI under test.
 pub fn cli_path() -> &'static Path {
@@ -110,6 +112,31 @@ pub fn now() -> i64 {
 /// A secret from its text.
 pub fn secret(s: &str) -> Secret {
     Secret::new(s).expect("secret")
+}
+
+/// Starts the real server on the file sink in `dir`, signing secret `secret`, with `extra`
+/// settings.
+pub fn file_server(dir: &Path, secret: &str, extra: &[(&str, &str)]) -> ServerProcess {
+    let dir = dir.to_str().expect("utf-8 path");
+    let mut envs = vec![
+        ("STRIPE_WEBHOOK_SECRET", secret),
+        ("SINK", "file"),
+        ("ARCHIVE_DIR", dir),
+    ];
+    envs.extend_from_slice(extra);
+    ServerProcess::start(server_bin(), &envs)
+}
+
+/// Posts `body` to `server`, signed now with `secret`.
+pub fn post_signed(server: &ServerProcess, secret: &str, body: &[u8]) -> HttpResponse {
+    post_webhook(server.addr, Some(&sign(secret, body)), body).expect("post")
+}
+
+/// What a replay target checks deliveries with: the secret `s`, Stripe's 300 s tolerance.
+pub fn target_verifier(s: &str) -> Verifier {
+    Verifier::new(vec![secret(s)])
+        .expect("verifier")
+        .with_tolerance(Tolerance::seconds(300).expect("tolerance"))
 }
 
 /// A `Stripe-Signature` header for `body`, signed now.
