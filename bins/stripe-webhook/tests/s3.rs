@@ -11,7 +11,7 @@ use common::{cli, count, describe, secret, stdout};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, Record, encode};
 use stripe_webhook_testkit::moto::{Moto, REGION};
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
-use stripe_webhook_verify::{Verifier, signature_header};
+use stripe_webhook_verify::Verifier;
 
 const SECRET: &str = "whsec_s3_archive";
 const TARGET_SECRET: &str = "whsec_s3_replay_target";
@@ -30,15 +30,24 @@ fn body(id: &str, event_type: &str, live: bool, extra: &str) -> String {
     )
 }
 
+/// The record of `body` received at `at` (Unix ms), signed with `SECRET`, raw on.
 fn record(body: &str, at: i64) -> Record {
-    let sig = signature_header(&[&secret(SECRET)], at / 1000, body.as_bytes());
-    encode(
-        Bytes::from(body.to_owned()),
-        &sig,
-        ReceivedAt::from_unix_millis(at),
-        &EnvelopeOptions::default(),
-    )
-    .expect("encode")
+    common::record(body, SECRET, at, true)
+}
+
+/// The ids `stripe-webhook cat <source> <args>` prints, in order.
+fn cat_ids(moto: &Moto, source: &str, args: &[&str]) -> Vec<String> {
+    let mut full = vec!["cat", source];
+    full.extend_from_slice(args);
+    let out = run(moto, &full);
+    assert!(out.status.success(), "{}", describe(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["id"].as_str().expect("id").to_owned()
+        })
+        .collect()
 }
 
 fn gzip(parts: &[&[u8]]) -> Vec<u8> {
@@ -196,19 +205,7 @@ fn cat_verify_and_replay_read_s3_with_oversize_pointers() {
     assert_eq!(out.stdout, [&r4.line()[..], r6.line()].concat());
 
     // Filters: dates (partition pruning with start-after and an early stop), types, livemode.
-    let ids = |args: &[&str]| -> Vec<String> {
-        let mut full = vec!["cat", archive.as_str()];
-        full.extend_from_slice(args);
-        let out = run(&moto, &full);
-        assert!(out.status.success(), "{}", describe(&out));
-        stdout(&out)
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("json");
-                v["id"].as_str().expect("id").to_owned()
-            })
-            .collect()
-    };
+    let ids = |args: &[&str]| cat_ids(&moto, archive.as_str(), args);
     assert_eq!(
         ids(&["--from", "2026-11-26"]),
         ["evt_s3_5", "evt_s3_big", "evt_s3_6"]
@@ -373,19 +370,7 @@ fn s3_partitions_are_arrival_hints_raw_off_pointers_are_not_verifiable_and_dedup
             gzip(&[&lines]),
         );
     }
-    let ids = |args: &[&str]| -> Vec<String> {
-        let mut full = vec!["cat", "s3://days/webhooks/"];
-        full.extend_from_slice(args);
-        let out = run(&moto, &full);
-        assert!(out.status.success(), "{}", describe(&out));
-        stdout(&out)
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("json");
-                v["id"].as_str().expect("id").to_owned()
-            })
-            .collect()
-    };
+    let ids = |args: &[&str]| cat_ids(&moto, "s3://days/webhooks/", args);
     assert_eq!(
         ids(&["--from", "2026-11-27"]),
         ["evt_early_27", "evt_mid_27", "evt_early_28", "evt_mid_28"]
