@@ -31,6 +31,19 @@ pub fn raw_hmac_sha256(key: &[u8], signed_prefix: &[u8], body: &[u8]) -> [u8; 32
     mac.finalize().into_bytes().into()
 }
 
+/// An AWS SDK configuration for a local Firehose endpoint (the testkit's fault endpoint):
+/// `us-east-1`, static test credentials, `endpoint_url`.
+pub async fn loopback_sdk(endpoint_url: String) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_firehose::config::Credentials::new(
+            "t", "t", None, None, "loopback",
+        ))
+        .endpoint_url(endpoint_url)
+        .load()
+        .await
+}
+
 /// The `main` of a benchmark binary: runs `future` on a multi-thread Tokio runtime and hands its
 /// value to `on_success` (exit 0). An error is printed as `<name>: <message>` (exit 2); a runtime
 /// that cannot start exits 1.

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_firehose::config::Credentials;
 use bytes::Bytes;
-use stripe_webhook_benches::PutRecordSink;
+use stripe_webhook_benches::{PutRecordSink, loopback_sdk};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
 use stripe_webhook_sink::RecordSink;
 use stripe_webhook_testkit::firehose_fault::{FirehoseFault, Step};
@@ -13,12 +11,7 @@ use stripe_webhook_testkit::firehose_fault::{FirehoseFault, Step};
 #[tokio::test]
 async fn one_put_record_call_per_record() {
     let fault = FirehoseFault::start("baseline").await;
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("t", "t", None, None, "test"))
-        .endpoint_url(fault.endpoint_url())
-        .load()
-        .await;
+    let sdk = loopback_sdk(fault.endpoint_url()).await;
     let sink = PutRecordSink::new(&sdk, "baseline", Duration::from_secs(5));
     let mut lines = Vec::new();
     for i in 0..3 {

@@ -6,10 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_firehose::config::Credentials;
 use bytes::Bytes;
-use stripe_webhook_benches::PutRecordSink;
+use stripe_webhook_benches::{PutRecordSink, loopback_sdk};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
 use stripe_webhook_sink::RecordSink;
 use stripe_webhook_sink_firehose::{FirehoseSink, FirehoseSinkConfig};
@@ -28,12 +26,7 @@ async fn main() {
     for baseline in [false, true] {
         let fault = FirehoseFault::start("bench").await;
         fault.set_latency(latency);
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("t", "t", None, None, "bench"))
-            .endpoint_url(fault.endpoint_url())
-            .load()
-            .await;
+        let sdk = loopback_sdk(fault.endpoint_url()).await;
         let deadline = Duration::from_secs(60);
         let sink: Arc<dyn RecordSink> = if baseline {
             Arc::new(PutRecordSink::new(&sdk, "bench", deadline))
