@@ -170,18 +170,7 @@ pub(crate) fn scan_top_level<const RAW: bool>(
     }
     out.raw_len = 0;
     out.data_len = 0;
-    let mut s = Scanner::<RAW> {
-        b: body,
-        pos: 0,
-        stack: Vec::new(),
-        raw: &mut out.raw,
-        raw_w: 0,
-        raw_from: 0,
-        data: &mut out.data,
-        data_w: 0,
-        data_from: 0,
-        in_data: false,
-    };
+    let mut s = Scanner::<RAW>::new(body, &mut out.raw, &mut out.data);
     let top = s.top_level(&mut is_data, &mut on_member)?;
     if RAW {
         s.raw_w = copy_run(s.raw, s.raw_w, body, s.raw_from, body.len());
@@ -198,18 +187,7 @@ pub(crate) fn scan_members<E>(
     body: &[u8],
     mut on_member: impl FnMut(Member) -> std::result::Result<(), E>,
 ) -> std::result::Result<TopLevel, ScanFailure<E>> {
-    let mut s = Scanner::<false> {
-        b: body,
-        pos: 0,
-        stack: Vec::new(),
-        raw: &mut [],
-        raw_w: 0,
-        raw_from: 0,
-        data: &mut [],
-        data_w: 0,
-        data_from: 0,
-        in_data: false,
-    };
+    let mut s = Scanner::<false>::new(body, &mut [], &mut []);
     s.top_level(&mut |_, _| false, &mut on_member)
 }
 
@@ -314,6 +292,25 @@ struct Scanner<'a, 'o, const RAW: bool> {
     data_w: usize,
     data_from: usize,
     in_data: bool,
+}
+
+impl<'a, 'o, const RAW: bool> Scanner<'a, 'o, RAW> {
+    /// A scanner at the start of `body`, writing the escaped body into `raw` and the compacted
+    /// `data` into `data` (both empty for a scan that writes nothing).
+    fn new(body: &'a [u8], raw: &'o mut [u8], data: &'o mut [u8]) -> Self {
+        Scanner {
+            b: body,
+            pos: 0,
+            stack: Vec::new(),
+            raw,
+            raw_w: 0,
+            raw_from: 0,
+            data,
+            data_w: 0,
+            data_from: 0,
+            in_data: false,
+        }
+    }
 }
 
 impl<const RAW: bool> Scanner<'_, '_, RAW> {
