@@ -3,6 +3,7 @@ server binary and the pinned moto_server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -123,11 +124,36 @@ def cfn_dashboard() -> dict[str, Any]:
     return load_cfn(CFN_DASHBOARD)
 
 
+_LOWEST_PORT = 10_000
+_next_port = itertools.count(os.getpid() * 7_919 + time.time_ns() // 1_000)
+
+
 def free_port() -> int:
-    """A TCP port free on the loopback interface now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on the loopback interface now, from below the kernel's ephemeral range.
+
+    A port bind(0) handed out and released lies in the ephemeral range, where any client socket can
+    take it as its local port before the server binds it; below the range only a listener can. A
+    process-wide cursor never hands out the same port twice, and each candidate is checked by binding.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768
+    span = ephemeral_low - _LOWEST_PORT
+    if span < 1_000:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(span):
+        port = _LOWEST_PORT + next(_next_port) % span
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {_LOWEST_PORT}..{ephemeral_low}")
 
 
 def log_tail(path: Path) -> str:

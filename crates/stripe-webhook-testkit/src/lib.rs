@@ -39,13 +39,49 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| here.to_path_buf())
 }
 
-/// A loopback port that was free a moment ago (bind to port 0, read it, release it).
+/// A loopback port that was free a moment ago, for a helper server to listen on.
+///
+/// Ports come from below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), never from
+/// it: a port that `bind(0)` handed out and released is in that range, where any client socket
+/// (a test opening ten thousand connections beside this one) can take it as its local port before
+/// the server binds it, and the server then fails with "address in use". Below the range only a
+/// listener can take a port. A process-wide cursor, starting at an offset drawn from the process id
+/// and the clock, never hands out the same port twice in one process, and each candidate is checked
+/// by binding it.
 ///
 /// # Panics
 /// If no loopback port can be bound at all.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static CURSOR: OnceLock<AtomicU32> = OnceLock::new();
+
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let Some(span) = ephemeral_low
+        .checked_sub(LOWEST)
+        .filter(|span| *span >= 1_000)
+    else {
+        // No room below the ephemeral range: fall back to the kernel's choice.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        return listener.local_addr().expect("local addr").port();
+    };
+    let cursor = CURSOR.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        AtomicU32::new(std::process::id().wrapping_mul(7_919).wrapping_add(nanos))
+    });
+    for _ in 0..span {
+        let candidate = LOWEST + cursor.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(candidate).expect("below the ephemeral range fits in u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOWEST}..{ephemeral_low}");
 }
 
 /// Which pinned Python environment a test needs.
@@ -118,4 +154,37 @@ pub fn unique_suffix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .expect("read the ephemeral range")
+            .split_whitespace()
+            .next()
+            .and_then(|low| low.parse().ok())
+            .expect("parse the ephemeral range");
+        // Hold a client connection's worth of ephemeral ports open meanwhile: none may be chosen.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let clients: Vec<_> = (0..64)
+            .map(|_| std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect"))
+            .collect();
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        for port in &ports {
+            assert!(*port < ephemeral_low, "{port} is in the ephemeral range");
+            assert!(
+                clients
+                    .iter()
+                    .all(|c| c.local_addr().unwrap().port() != *port),
+                "{port} is a client's local port"
+            );
+            TcpListener::bind(("127.0.0.1", *port)).expect("a handed-out port binds");
+        }
+    }
 }

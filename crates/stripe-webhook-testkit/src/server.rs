@@ -45,7 +45,7 @@ impl ServerProcess {
     /// # Panics
     /// If it exits or is not healthy within 60 s; the panic carries its log.
     pub fn start(bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
-        Self::start_on(bin, crate::free_port(), envs)
+        Self::start_on_free_port(&[], bin, envs)
     }
 
     /// Like [`ServerProcess::start`], on a given port (for restarts on the same address).
@@ -53,7 +53,7 @@ impl ServerProcess {
     /// # Panics
     /// See [`ServerProcess::start`].
     pub fn start_on(bin: &Path, port: u16, envs: &[(&str, &str)]) -> ServerProcess {
-        Self::spawn(&[], bin, port, envs)
+        Self::spawn(&[], bin, port, envs).unwrap_or_else(|failure| panic!("{failure}"))
     }
 
     /// Like [`ServerProcess::start`], with the binary run under `wrapper` (a program and its
@@ -65,10 +65,33 @@ impl ServerProcess {
     /// See [`ServerProcess::start`].
     pub fn start_under(wrapper: &[String], bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
         assert!(!wrapper.is_empty(), "an empty wrapper command");
-        Self::spawn(wrapper, bin, crate::free_port(), envs)
+        Self::start_on_free_port(wrapper, bin, envs)
     }
 
-    fn spawn(wrapper: &[String], bin: &Path, port: u16, envs: &[(&str, &str)]) -> ServerProcess {
+    /// Starts on a port [`crate::free_port`] chose. Should something else still take that port
+    /// between the choice and the server's bind, the server exits with "Address already in use";
+    /// then it is started again on a fresh port (three tries in all). Any other failure panics at
+    /// once.
+    fn start_on_free_port(wrapper: &[String], bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+        const TRIES: usize = 3;
+        let mut failure = String::new();
+        for _ in 0..TRIES {
+            match Self::spawn(wrapper, bin, crate::free_port(), envs) {
+                Ok(server) => return server,
+                Err(lost) if lost.contains("Address already in use") => failure = lost,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        panic!("the port was taken before the server bound it, {TRIES} times; last: {failure}")
+    }
+
+    /// Spawns the server and waits until it is healthy; `Err` carries why not and its log.
+    fn spawn(
+        wrapper: &[String],
+        bin: &Path,
+        port: u16,
+        envs: &[(&str, &str)],
+    ) -> Result<ServerProcess, String> {
         let dir = std::env::temp_dir().join(format!(
             "swh-server-log-{}-{}",
             std::process::id(),
@@ -130,31 +153,32 @@ impl ServerProcess {
             log,
             _log_dir: tempfile_dir::Dir(dir),
         };
-        server.wait_healthy(Duration::from_secs(60));
-        server
+        server.wait_healthy(Duration::from_secs(60))?;
+        Ok(server)
     }
 
-    fn wait_healthy(&mut self, timeout: Duration) {
+    fn wait_healthy(&mut self, timeout: Duration) -> Result<(), String> {
         let started = Instant::now();
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
+                return Err(format!(
                     "server exited before it was healthy ({status}); log:\n{}",
                     self.logs()
-                );
+                ));
             }
             if let Ok(r) = http::request(self.addr, "GET", "/health", &[], b"")
                 && r.status == 200
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                started.elapsed() < timeout,
-                "server not healthy within {timeout:?}; log:\n{}",
-                self.logs()
-            );
+            if started.elapsed() >= timeout {
+                return Err(format!(
+                    "server not healthy within {timeout:?}; log:\n{}",
+                    self.logs()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
