@@ -4,6 +4,8 @@
 //! the reader: every record `encode` writes reads back to what was written, and arbitrary or
 //! mutated lines never panic it and are accepted only as what `serde_json` also reads.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -250,30 +252,57 @@ fn check_against_serde_json(bytes: &[u8]) {
 /// The reader agrees with serde_json on any line: it never panics; what it accepts is a JSON
 /// object whose `v` is `1` (or `2` for a fetched record) and whose `id`, `type`, `timestamp`
 /// and `data` are what serde_json reads there.
+///
+/// JSON's grammar admits numbers of any size (RFC 8259 §6 leaves their range to
+/// implementations), and the reader keeps them: an archived event is never refused for the size
+/// of a number in it. serde_json's `Value` refuses numbers beyond `f64` ("number out of range"),
+/// so the line is checked against the grammar with `IgnoredAny` (which evaluates no number), its
+/// members are read raw, and each is compared as a `Value`, or as text where `Value` cannot
+/// hold it.
 fn check_reader_against_serde_json(line: &[u8]) {
     let Ok(record) = ArchivedRecord::parse(line) else {
         return;
     };
-    let value: Value = serde_json::from_slice(line).expect("accepted lines are JSON");
+    serde_json::from_slice::<IgnoredAny>(line).expect("accepted lines are JSON");
+    // Like `Value`'s map, a repeated member keeps its last value.
+    let members: BTreeMap<String, &RawValue> =
+        serde_json::from_slice(line).expect("accepted lines are JSON objects");
+    let text = |key: &str| members.get(key).map_or("null", |raw| raw.get());
+    let member = |key: &str| -> Value {
+        serde_json::from_str(text(key)).expect("a named member is JSON of ordinary numbers")
+    };
     let fetched = matches!(record.body, StoredBody::Fetched { .. });
-    assert_eq!(value["v"], if fetched { 2 } else { 1 });
-    assert_eq!(value["id"].as_str(), Some(&*record.id));
-    assert_eq!(value["type"].as_str(), Some(&*record.event_type));
+    assert_eq!(member("v"), if fetched { 2 } else { 1 });
+    assert_eq!(member("id").as_str(), Some(&*record.id));
+    assert_eq!(member("type").as_str(), Some(&*record.event_type));
     assert_eq!(
-        value["timestamp"].as_str(),
+        member("timestamp").as_str(),
         Some(&*record.received_at.rfc3339_millis())
     );
-    let data: Value = serde_json::from_str(record.data.text()).expect("data is JSON");
-    assert_eq!(data, value["data"]);
+    let data = record.data.text();
+    match (
+        serde_json::from_str::<Value>(data),
+        serde_json::from_str::<Value>(text("data")),
+    ) {
+        (Ok(read), Ok(expected)) => assert_eq!(read, expected),
+        _ => {
+            serde_json::from_str::<IgnoredAny>(data).expect("data is JSON");
+            let json_ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+            assert_eq!(
+                data.trim_matches(json_ws),
+                text("data").trim_matches(json_ws)
+            );
+        }
+    }
     match &record.body {
         StoredBody::Inline { raw, signature } => {
-            assert_eq!(value["raw"].as_str(), Some(&*raw.decode()));
-            assert_eq!(value["signature"].as_str(), Some(&**signature));
+            assert_eq!(member("raw").as_str(), Some(&*raw.decode()));
+            assert_eq!(member("signature").as_str(), Some(&**signature));
         }
         StoredBody::Fetched { raw, fetched } => {
-            assert_eq!(value["raw"].as_str(), Some(&*raw.decode()));
-            assert!(value.get("signature").is_none() && value.get("oversize").is_none());
-            let f = &value["fetched"];
+            assert_eq!(member("raw").as_str(), Some(&*raw.decode()));
+            assert!(!members.contains_key("signature") && !members.contains_key("oversize"));
+            let f = member("fetched");
             assert_eq!(f["api"].as_str(), Some(&*fetched.api));
             assert_eq!(f["request"].as_str(), Some(&*fetched.request));
             assert_eq!(f["key"].as_str(), Some(&*fetched.key));
@@ -286,6 +315,30 @@ fn check_reader_against_serde_json(line: &[u8]) {
         }
         _ => {}
     }
+}
+
+/// A number beyond `f64` is JSON all the same: the writer archives the event and the reader reads
+/// it back, byte for byte, where serde_json's `Value` refuses both.
+#[test]
+fn numbers_beyond_f64_are_archived_and_read_back() {
+    let body: &[u8] =
+        br#"{"id":"evt_1","type":"charge.succeeded","data":{"object":{"amount":1e400,"fee":-0.1e310}}}"#;
+    assert!(
+        serde_json::from_slice::<Value>(body).is_err(),
+        "out of f64's range"
+    );
+    let options = EnvelopeOptions::default().include_raw(true);
+    let written = encode(Bytes::from_static(body), "t=1,v1=00", AT, &options).unwrap();
+    let record = ArchivedRecord::parse(written.line()).unwrap();
+    assert_eq!(
+        record.data.text(),
+        r#"{"object":{"amount":1e400,"fee":-0.1e310}}"#
+    );
+    match &record.body {
+        StoredBody::Inline { raw, .. } => assert_eq!(raw.decode().as_bytes(), body),
+        other => panic!("expected an inline body: {other:?}"),
+    }
+    check_reader_against_serde_json(written.line());
 }
 
 fn fetched_provenance() -> impl Strategy<Value = Fetched<'static>> {
