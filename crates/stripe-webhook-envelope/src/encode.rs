@@ -249,6 +249,12 @@ thread_local! {
 /// Scratch a thread keeps between calls (enough for a 1 MiB body with `raw`); more is freed.
 const SCRATCH_RETAINED: usize = 4 << 20;
 
+/// The start of a webhook record, up to its `timestamp` value: `"v"` is
+/// [`ENVELOPE_VERSION`](crate::read::ENVELOPE_VERSION) (a test keeps the two equal).
+const WEBHOOK_HEAD: &[u8] = b"{\"v\":1,\"timestamp\":\"";
+/// The start of a fetched record: `"v"` is [`FETCHED_ENVELOPE_VERSION`](crate::FETCHED_ENVELOPE_VERSION).
+const FETCHED_HEAD: &[u8] = b"{\"v\":2,\"timestamp\":\"";
+
 /// The record's line, its meta and the offset of `"data":` in the line.
 fn encode_line(
     text: &str,
@@ -337,9 +343,9 @@ fn encode_line(
             value(Field::Account).or(value(Field::Context)),
         ),
     ];
-    let head: &[u8] = match tail {
-        Tail::Fetched(_) => b"{\"v\":2,\"timestamp\":\"",
-        Tail::Webhook { .. } => b"{\"v\":1,\"timestamp\":\"",
+    let head = match tail {
+        Tail::Fetched(_) => FETCHED_HEAD,
+        Tail::Webhook { .. } => WEBHOOK_HEAD,
     };
     const ID: &[u8] = b"\",\"id\":";
     const TYPE: &[u8] = b",\"type\":";
@@ -417,6 +423,16 @@ mod tests {
     const SIG: &str =
         "t=1795731281,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd";
     const AT: ReceivedAt = ReceivedAt::from_unix_millis(1_795_731_281_123);
+
+    #[test]
+    fn the_written_versions_are_the_published_constants() {
+        let head = |v: u64| format!("{{\"v\":{v},\"timestamp\":\"");
+        assert_eq!(WEBHOOK_HEAD, head(crate::read::ENVELOPE_VERSION).as_bytes());
+        assert_eq!(
+            FETCHED_HEAD,
+            head(crate::FETCHED_ENVELOPE_VERSION).as_bytes()
+        );
+    }
 
     fn enc(body: &str) -> Result<Record, EnvelopeError> {
         encode(
