@@ -235,15 +235,17 @@ impl Counters {
         metrics::counter!(m::FILE_SEALED_SEGMENTS_TOTAL).increment(1);
         metrics::counter!(m::FILE_SEALED_BYTES_TOTAL).increment(sealed_bytes);
     }
-    /// A put entered the writer's queue (`+1`) or the writer took puts from it (`-n`).
-    pub(crate) fn queue(&self, added: u64, taken: u64) {
-        let depth = if added > 0 {
-            self.queued.fetch_add(added, Ordering::Relaxed) + added
-        } else {
-            self.queued
-                .fetch_sub(taken, Ordering::Relaxed)
-                .saturating_sub(taken)
-        };
+    /// A put entered the writer's queue.
+    pub(crate) fn queued_one(&self) {
+        let depth = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!(m::FILE_QUEUE_RECORDS).set(depth as f64);
+    }
+    /// `taken` puts left the writer's queue (taken by the writer, or given back).
+    pub(crate) fn dequeued(&self, taken: u64) {
+        let depth = self
+            .queued
+            .fetch_sub(taken, Ordering::Relaxed)
+            .saturating_sub(taken);
         metrics::gauge!(m::FILE_QUEUE_RECORDS).set(depth as f64);
     }
     pub(crate) fn write_failed(&self) {
@@ -681,11 +683,11 @@ impl RecordSink for FileSink {
             ack,
         };
         // Counted before it is sent: the writer may take it (and count it out) at once.
-        self.counters.queue(1, 0);
+        self.counters.queued_one();
         match self.tx.try_send(Command::Put(put)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.counters.queue(0, 1);
+                self.counters.dequeued(1);
                 return Err(SinkError::new(
                     SinkErrorKind::Overloaded,
                     format!(
@@ -695,7 +697,7 @@ impl RecordSink for FileSink {
                 ));
             }
             Err(TrySendError::Disconnected(_)) => {
-                self.counters.queue(0, 1);
+                self.counters.dequeued(1);
                 return Err(Self::shutting_down());
             }
         }

@@ -120,7 +120,7 @@ impl Writer {
         drop(batch);
         while let Ok(command) = rx.try_recv() {
             if matches!(command, Command::Put(_)) {
-                counters.queue(0, 1);
+                counters.dequeued(1);
             }
             refuse(command);
         }
@@ -137,7 +137,7 @@ impl Writer {
             .iter()
             .filter(|c| matches!(c, Command::Put(_)))
             .count();
-        self.counters.queue(0, taken as u64);
+        self.counters.dequeued(taken as u64);
         let mut commands = batch.drain(..);
         for command in commands.by_ref() {
             match command {
