@@ -118,15 +118,9 @@ impl Interrupt {
 
     /// Sleeps for `wait`, or less if interrupted: `false` when interrupted.
     pub(crate) async fn sleep(&self, wait: Duration) -> bool {
-        let stopped = self.stop.notified();
-        tokio::pin!(stopped);
-        stopped.as_mut().enable();
-        if self.is_set() {
-            return false;
-        }
         tokio::select! {
             () = tokio::time::sleep(wait) => !self.is_set(),
-            () = stopped => false,
+            () = self.wait() => false,
         }
     }
 }
