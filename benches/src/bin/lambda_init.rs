@@ -34,15 +34,11 @@ async fn run(runs: usize, binary: PathBuf) -> Result<String, String> {
         ));
     }
     let fault = FirehoseFault::start("lambda-init").await;
-    let endpoint = fault.endpoint_url();
-    let firehose = [
-        ("FIREHOSE_DELIVERY_STREAM_NAME", "lambda-init"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-    ];
+    let aws = fault.client_env();
+    let firehose = stripe_webhook_testkit::env_pairs(
+        &aws,
+        &[("FIREHOSE_DELIVERY_STREAM_NAME", "lambda-init")],
+    );
     let memory = [("SINK", "memory"), ("ALLOW_MEMORY_SINK", "true")];
     let mut table =
         String::from("| sink | runs | median ms | p90 ms | max ms |\n|---|---:|---:|---:|---:|\n");

@@ -311,22 +311,17 @@ async fn with_a_stream_configured_the_firehose_sink_is_the_default_built_once_an
     let api = LambdaRuntimeApi::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("lambda.log");
-    let endpoint = fault.endpoint_url();
     let stream = fault.stream_name();
-    let started = Instant::now();
-    let mut child = spawn(
-        &api,
+    let aws = fault.client_env();
+    let envs = stripe_webhook_testkit::env_pairs(
+        &aws,
         &[
             ("STRIPE_WEBHOOK_SECRET", SECRET),
             ("FIREHOSE_DELIVERY_STREAM_NAME", &stream),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_ENDPOINT_URL", &endpoint),
         ],
-        &log,
     );
+    let started = Instant::now();
+    let mut child = spawn(&api, &envs, &log);
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let first_poll = api
         .wait_first_poll(TIMEOUT)
@@ -380,23 +375,18 @@ async fn a_missing_stream_still_fails_init_clearly() {
     let api = LambdaRuntimeApi::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("lambda.log");
-    let endpoint = fault.endpoint_url();
-    let mut child = spawn(
-        &api,
+    let aws = fault.client_env();
+    let envs = stripe_webhook_testkit::env_pairs(
+        &aws,
         &[
             ("STRIPE_WEBHOOK_SECRET", SECRET),
             (
                 "FIREHOSE_DELIVERY_STREAM_NAME",
                 "a-stream-that-does-not-exist",
             ),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_ENDPOINT_URL", &endpoint),
         ],
-        &log,
     );
+    let mut child = spawn(&api, &envs, &log);
     let report = api
         .wait_init_error(TIMEOUT)
         .await

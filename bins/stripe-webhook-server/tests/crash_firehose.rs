@@ -317,16 +317,15 @@ fn sigkill_and_endpoint_restarts_under_firehose_faults_never_lose_an_acknowledge
     let mut rng = Rng(seed | 1);
     let mut endpoint = Endpoint::start(Rng(rng.next() | 1));
     let url = endpoint.url();
-    let envs = [
-        ("STRIPE_WEBHOOK_SECRET", SECRET),
-        ("SINK", "firehose"),
-        ("FIREHOSE_DELIVERY_STREAM_NAME", STREAM),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", url.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let aws = stripe_webhook_testkit::aws_client_env(&url);
+    let envs = stripe_webhook_testkit::env_pairs(
+        &aws,
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("SINK", "firehose"),
+            ("FIREHOSE_DELIVERY_STREAM_NAME", STREAM),
+        ],
+    );
     let bin = Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server"));
     let secret = Secret::new(SECRET).expect("secret");
     let tally: Arc<Mutex<Tally>> = Arc::default();

@@ -39,13 +39,15 @@ fn firehose_sink_archives_every_acknowledged_event_byte_exact() {
     moto.create_delivery_stream(STREAM, BUCKET);
 
     let aws_env = moto.client_env();
-    let mut envs: Vec<(&str, &str)> = aws_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    envs.extend([
-        ("SINK", "firehose"),
-        ("FIREHOSE_DELIVERY_STREAM_NAME", STREAM),
-        ("OVERSIZE_S3_BUCKET", BUCKET),
-        ("STRIPE_WEBHOOK_SECRET", SECRET),
-    ]);
+    let envs = stripe_webhook_testkit::env_pairs(
+        &aws_env,
+        &[
+            ("SINK", "firehose"),
+            ("FIREHOSE_DELIVERY_STREAM_NAME", STREAM),
+            ("OVERSIZE_S3_BUCKET", BUCKET),
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ],
+    );
     let server = ServerProcess::start(
         Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server")),
         &envs,

@@ -15,19 +15,15 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
 }
 
-fn firehose_env(endpoint: &str, stream: &str) -> Vec<(String, String)> {
-    [
-        ("STRIPE_WEBHOOK_SECRET", "whsec_startup_test"),
-        ("FIREHOSE_DELIVERY_STREAM_NAME", stream),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_ENDPOINT_URL", endpoint),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+/// The fault endpoint's client environment (`aws`) and a Firehose sink on `stream`.
+fn firehose_env<'a>(aws: &'a [(&'static str, String)], stream: &'a str) -> Vec<(&'a str, &'a str)> {
+    stripe_webhook_testkit::env_pairs(
+        aws,
+        &[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_startup_test"),
+            ("FIREHOSE_DELIVERY_STREAM_NAME", stream),
+        ],
+    )
 }
 
 fn describes(fault: &FirehoseFault) -> usize {
@@ -43,8 +39,8 @@ fn a_throttled_startup_check_is_retried_and_the_server_starts() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let fault = runtime.block_on(FirehoseFault::start(STREAM));
     fault.throttle_describes(3);
-    let env = firehose_env(&fault.endpoint_url(), STREAM);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let aws = fault.client_env();
+    let env = firehose_env(&aws, STREAM);
     let server = ServerProcess::start(bin(), &env);
     assert_eq!(
         describes(&fault),
@@ -62,6 +58,7 @@ fn a_throttled_startup_check_is_retried_and_the_server_starts() {
 fn a_missing_or_wrong_stream_refuses_the_start_at_once() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let fault = runtime.block_on(FirehoseFault::start(STREAM));
+    let aws = fault.client_env();
     for (stream, stream_type, expect) in [
         ("no-such-stream", "DirectPut", "not found"),
         (STREAM, "KinesisStreamAsSource", "not DirectPut"),
@@ -69,7 +66,7 @@ fn a_missing_or_wrong_stream_refuses_the_start_at_once() {
         fault.set_stream("ACTIVE", stream_type);
         let started = Instant::now();
         let out = std::process::Command::new(bin())
-            .envs(firehose_env(&fault.endpoint_url(), stream))
+            .envs(firehose_env(&aws, stream))
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
             .env("METRICS_ADDR", "off")

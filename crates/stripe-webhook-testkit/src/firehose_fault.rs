@@ -225,6 +225,12 @@ impl FirehoseFault {
         format!("http://{}", self.addr)
     }
 
+    /// Environment for an AWS client (the SDK, or a binary under test) talking to this endpoint
+    /// only: [`crate::aws_client_env`].
+    pub fn client_env(&self) -> Vec<(&'static str, String)> {
+        crate::aws_client_env(&self.endpoint_url())
+    }
+
     /// The stream this endpoint serves.
     pub fn stream_name(&self) -> String {
         self.lock().stream_name.clone()

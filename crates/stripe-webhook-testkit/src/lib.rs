@@ -4,6 +4,8 @@
 //!   installed on first use into the git-ignored `.venv` by `scripts/venv.sh`. A test that needs them
 //!   never skips: it installs them or fails with the installer's message.
 //! - [`free_port`]: a free loopback port for a helper server.
+//! - [`aws_client_env`] and [`env_pairs`]: the environment that points an AWS client at an
+//!   emulator ([`moto`] or [`firehose_fault`]) and nothing else.
 //! - [`faults`]: `strace` fault injection and small `tmpfs` mounts for tests of real processes.
 //! - [`workspace_root`]: the repository root, for fixtures and scripts.
 //! - [`webhook_target`]: a scripted, recording webhook target (plain or over a test's TLS).
@@ -82,6 +84,33 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free loopback port in {LOWEST}..{ephemeral_low}");
+}
+
+/// Environment for an AWS client (the SDK in a test, or a binary under test) that talks only to
+/// the emulator at `endpoint`: static test credentials, region [`moto::REGION`], the instance
+/// metadata service off (so nothing waits on a credential lookup), and `AWS_ENDPOINT_URL`.
+pub fn aws_client_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_SESSION_TOKEN", "testing".to_owned()),
+        ("AWS_REGION", moto::REGION.to_owned()),
+        ("AWS_DEFAULT_REGION", moto::REGION.to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+    ]
+}
+
+/// `base` (owned values, such as [`aws_client_env`]'s) followed by `extra`, as the `(&str, &str)`
+/// pairs [`server::ServerProcess::start`] and `Command::envs` take.
+pub fn env_pairs<'a>(
+    base: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    base.iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .chain(extra.iter().copied())
+        .collect()
 }
 
 /// Which pinned Python environment a test needs.

@@ -101,15 +101,7 @@ impl Moto {
 
     /// Environment for an AWS client (SDK or the server binary) talking to this moto only.
     pub fn client_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("AWS_SESSION_TOKEN", "testing".to_owned()),
-            ("AWS_REGION", REGION.to_owned()),
-            ("AWS_DEFAULT_REGION", REGION.to_owned()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-            ("AWS_ENDPOINT_URL", self.endpoint_url()),
-        ]
+        crate::aws_client_env(&self.endpoint_url())
     }
 
     /// Creates an S3 bucket.
