@@ -342,3 +342,21 @@ fn open_blocking_works_outside_a_runtime() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_gzip_level_outside_1_to_9_is_refused_at_open() {
+    for level in [0, 10, 12, u32::MAX] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = FileSinkConfig::new(dir.path());
+        config.sealed_gzip_level = Some(level);
+        let error = FileSink::open(config).await.expect_err("refused");
+        assert_eq!(error.kind(), SinkErrorKind::Permanent, "{level}");
+        assert!(error.message().contains("1 to 9"), "{level}: {error}");
+    }
+    for level in [Some(1), Some(9), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = FileSinkConfig::new(dir.path());
+        config.sealed_gzip_level = level;
+        open(config).await.shutdown().await.unwrap();
+    }
+}

@@ -449,16 +449,21 @@ impl FileSink {
                 "file sink: write_timeout must be positive",
             ));
         }
-        if config
+        let gzip = config
             .sealed_gzip_level
-            .is_some_and(|level| !(1..=9).contains(&level))
-        {
-            return Err(SinkError::new(
-                SinkErrorKind::Permanent,
-                "file sink: sealed_gzip_level must be 1 to 9 (or None for no compression)",
-            ));
-        }
-        let gzip = config.sealed_gzip_level.map(flate2::Compression::new);
+            .map(|level| {
+                i32::try_from(level)
+                    .ok()
+                    .filter(|level| (1..=9).contains(level))
+                    .and_then(|level| libdeflater::CompressionLvl::new(level).ok())
+                    .ok_or_else(|| {
+                        SinkError::new(
+                            SinkErrorKind::Permanent,
+                            "file sink: sealed_gzip_level must be 1 to 9 (or None for no compression)",
+                        )
+                    })
+            })
+            .transpose()?;
         let root = config.dir.join(ARCHIVE_PREFIX);
         let mut dirs = DurableDirs::new(&config.dir);
         let synced = dirs

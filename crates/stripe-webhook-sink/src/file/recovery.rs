@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use flate2::Compression;
+use libdeflater::CompressionLvl;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -99,7 +99,10 @@ impl RecoveryReport {
 }
 
 /// Recovers every orphaned segment under `root` (the `<dir>/webhooks` tree).
-pub(crate) fn recover(root: &Path, gzip: Option<Compression>) -> Result<RecoveryReport, SinkError> {
+pub(crate) fn recover(
+    root: &Path,
+    gzip: Option<CompressionLvl>,
+) -> Result<RecoveryReport, SinkError> {
     let mut found: BTreeMap<Segment, Vec<Role>> = BTreeMap::new();
     collect(root, 0, &mut found)
         .map_err(|e| io_error(&format!("listing {}", root.display()), &e))?;
@@ -192,7 +195,7 @@ fn remove_stale(path: &Path, report: &mut RecoveryReport) -> io::Result<()> {
     }
 }
 
-fn recover_open(segment: &Segment, gzip: Option<Compression>, report: &mut RecoveryReport) {
+fn recover_open(segment: &Segment, gzip: Option<CompressionLvl>, report: &mut RecoveryReport) {
     let path = segment.open_path();
     let mut entry = RecoveredSegment {
         path: path.clone(),
@@ -214,7 +217,7 @@ fn recover_open(segment: &Segment, gzip: Option<Compression>, report: &mut Recov
 /// Recovers one segment; `Ok(false)` if it is not an orphan after all.
 fn recover_locked(
     segment: &Segment,
-    gzip: Option<Compression>,
+    gzip: Option<CompressionLvl>,
     entry: &mut RecoveredSegment,
     report: &mut RecoveryReport,
 ) -> io::Result<bool> {

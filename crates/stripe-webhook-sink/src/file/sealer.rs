@@ -37,7 +37,7 @@ pub(crate) enum SealCommand {
 
 pub(crate) struct Sealer {
     /// The gzip level sealed segments are compressed at; `None`: renamed, not compressed.
-    pub(crate) gzip: Option<flate2::Compression>,
+    pub(crate) gzip: Option<libdeflater::CompressionLvl>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) failed: Vec<SealJob>,
 }

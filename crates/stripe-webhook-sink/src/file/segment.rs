@@ -16,7 +16,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flate2::Compression;
+use libdeflater::CompressionLvl;
 
 const OPEN: &str = ".ndjson";
 const CREATING: &str = ".ndjson.creating";
@@ -226,7 +226,7 @@ pub(crate) fn seal(
     segment: &Segment,
     file: Option<&File>,
     valid_len: u64,
-    gzip: Option<Compression>,
+    gzip: Option<CompressionLvl>,
 ) -> io::Result<Sealed> {
     let open = segment.open_path();
     let dir = segment.dir();
@@ -281,7 +281,7 @@ fn write_gzip(
     segment: &Segment,
     file: &File,
     valid_len: u64,
-    level: Compression,
+    level: CompressionLvl,
     gz: &Path,
 ) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
@@ -291,10 +291,6 @@ fn write_gzip(
         .create(true)
         .truncate(true)
         .open(&tmp)?;
-    let level = i32::try_from(level.level())
-        .ok()
-        .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "gzip level out of range"))?;
     let mut compressor = libdeflater::Compressor::new(level);
     let member = GZIP_MEMBER_BYTES.min(usize::try_from(valid_len).unwrap_or(usize::MAX));
     let mut input = vec![0; member];
@@ -401,7 +397,7 @@ mod tests {
         assert!(!try_lock(&other).unwrap());
         file.write_all(b"{\"a\":1}\n{\"b\":2}\n{\"tor").unwrap();
         assert_eq!(
-            seal(&segment, Some(&file), 16, Some(Compression::fast())).unwrap(),
+            seal(&segment, Some(&file), 16, Some(CompressionLvl::fastest())).unwrap(),
             Sealed::Sealed
         );
         assert!(!segment.open_path().exists());
@@ -426,7 +422,13 @@ mod tests {
         }
         file.write_all(&content).unwrap();
         let len = content.len() as u64;
-        seal(&segment, Some(&file), len, Some(Compression::new(6))).unwrap();
+        seal(
+            &segment,
+            Some(&file),
+            len,
+            Some(CompressionLvl::new(6).unwrap()),
+        )
+        .unwrap();
         let gz = fs::read(segment.path(Role::Gz)).unwrap();
         // Every member starts with the gzip magic; a single-member decoder stops after the first.
         let mut first = Vec::new();
@@ -464,7 +466,7 @@ mod tests {
         assert_eq!(fs::read(segment.path(Role::SealedPlain)).unwrap(), b"{}\n");
         let (empty, file) = create(dir.path()).unwrap();
         assert_eq!(
-            seal(&empty, Some(&file), 0, Some(Compression::default())).unwrap(),
+            seal(&empty, Some(&file), 0, Some(CompressionLvl::default())).unwrap(),
             Sealed::Empty
         );
         assert!(!empty.open_path().exists());
@@ -474,7 +476,7 @@ mod tests {
     #[test]
     fn a_seal_retried_after_it_got_midway_finishes() {
         let dir = tempfile::tempdir().unwrap();
-        for gzip in [Some(Compression::fast()), None] {
+        for gzip in [Some(CompressionLvl::fastest()), None] {
             let (segment, mut file) = create(dir.path()).unwrap();
             file.write_all(b"{}\n").unwrap();
             // The first attempt got past the removal or rename (its last directory sync failed).
@@ -509,7 +511,7 @@ mod tests {
         let (segment, mut file) = create(dir.path()).unwrap();
         file.write_all(b"{}\n").unwrap();
         fs::remove_file(segment.open_path()).unwrap();
-        let error = seal(&segment, None, 3, Some(Compression::fast())).unwrap_err();
+        let error = seal(&segment, None, 3, Some(CompressionLvl::fastest())).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
     }
 
@@ -520,7 +522,13 @@ mod tests {
         file.write_all(b"{}\n").unwrap();
         fs::write(segment.path(Role::Gz), b"already sealed").unwrap();
         assert_eq!(
-            seal(&segment, Some(&file), 3, Some(Compression::best())).unwrap(),
+            seal(
+                &segment,
+                Some(&file),
+                3,
+                Some(CompressionLvl::new(9).unwrap())
+            )
+            .unwrap(),
             Sealed::Sealed
         );
         assert_eq!(fs::read(segment.path(Role::Gz)).unwrap(), b"already sealed");

@@ -527,11 +527,11 @@ mod tests {
             &job.segment,
             Some(&writable),
             job.valid_len,
-            Some(flate2::Compression::default()),
+            Some(libdeflater::CompressionLvl::default()),
         )
         .unwrap();
         let mut text = String::new();
-        flate2::read::GzDecoder::new(File::open(job.segment.path(segment::Role::Gz)).unwrap())
+        flate2::read::MultiGzDecoder::new(File::open(job.segment.path(segment::Role::Gz)).unwrap())
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "{\"n\":1}\n");

@@ -52,7 +52,7 @@ pub fn open_segments(dir: &Path) -> Vec<PathBuf> {
 /// The decompressed content of a gzip file (fails on an invalid or truncated stream).
 pub fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(fs::File::open(path).unwrap())
+    flate2::read::MultiGzDecoder::new(fs::File::open(path).unwrap())
         .read_to_end(&mut out)
         .unwrap();
     out
