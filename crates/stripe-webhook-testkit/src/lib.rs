@@ -58,10 +58,7 @@ pub fn free_port() -> u16 {
     const LOWEST: u32 = 10_000;
     static CURSOR: OnceLock<AtomicU32> = OnceLock::new();
 
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
+    let ephemeral_low = ephemeral_low().unwrap_or(32_768);
     let Some(span) = ephemeral_low
         .checked_sub(LOWEST)
         .filter(|span| *span >= 1_000)
@@ -84,6 +81,13 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free loopback port in {LOWEST}..{ephemeral_low}");
+}
+
+/// The lowest port of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), where client
+/// sockets take their local ports.
+fn ephemeral_low() -> Option<u32> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
 }
 
 /// Environment for an AWS client (the SDK in a test, or a binary under test) that talks only to
@@ -191,12 +195,7 @@ mod tests {
 
     #[test]
     fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
-        let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .expect("read the ephemeral range")
-            .split_whitespace()
-            .next()
-            .and_then(|low| low.parse().ok())
-            .expect("parse the ephemeral range");
+        let ephemeral_low = ephemeral_low().expect("the kernel's ephemeral range");
         // Hold a client connection's worth of ephemeral ports open meanwhile: none may be chosen.
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let clients: Vec<_> = (0..64)
@@ -206,7 +205,10 @@ mod tests {
         let distinct: std::collections::HashSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
         for port in &ports {
-            assert!(*port < ephemeral_low, "{port} is in the ephemeral range");
+            assert!(
+                u32::from(*port) < ephemeral_low,
+                "{port} is in the ephemeral range"
+            );
             assert!(
                 clients
                     .iter()
