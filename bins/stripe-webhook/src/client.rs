@@ -193,6 +193,15 @@ impl Response {
     }
 }
 
+/// The first `max_chars` characters of `text` on one line (control characters as spaces), for a
+/// report or an error message.
+pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// What a `Retry-After` value asks for: delay-seconds, or an HTTP-date (zero once past).
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -365,6 +374,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_keeps_the_first_characters_and_blanks_control_characters() {
+        assert_eq!(one_line("a\nb\tc\u{7f}d", 200), "a b c d");
+        assert_eq!(one_line("déjà vu", 4), "déjà");
+    }
 
     #[test]
     fn parses_http_and_https_targets_only() {

@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use crate::append_log::AppendLog;
 use crate::archive::{Archive, Source};
 use crate::check::{body_of, prove, prove_fetched};
-use crate::client::{Connection, Target, Tls};
+use crate::client::{Connection, Target, Tls, one_line};
 use crate::filter::{Filters, SelectArgs};
 use crate::retry::{Interrupt, Next, Retries};
 use crate::secrets::{archive_verifier, secrets};
@@ -527,7 +527,7 @@ impl Worker {
                     self.shared.summary().sent += 1;
                 }
                 Sent::Refused(status, body) => {
-                    println!("REFUSED\t{}\t{status}\t{}", job.id, snippet(&body));
+                    println!("REFUSED\t{}\t{status}\t{}", job.id, one_line(&body, 200));
                     *self.shared.summary().refused.entry(status).or_default() += 1;
                 }
                 Sent::Failed(reason) => {
@@ -599,14 +599,6 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The start of a response body, on one line, for a report.
-fn snippet(body: &str) -> String {
-    body.chars()
-        .take(200)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,7 +612,6 @@ mod tests {
         *s.refused.entry(500).or_default() += 1;
         assert_eq!(s.refused_total(), 3);
         assert_eq!(s.skipped[SKIP_RAW_OFF], 2);
-        assert_eq!(snippet("a\nb"), "a b");
         s.skip(SKIP_UNVERIFIED);
         assert_eq!(s.problems(), 4);
     }

@@ -25,7 +25,7 @@ use stripe_webhook_envelope::{Fetched, ReceivedAt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::client::{Connection, Response, Target, Tls};
+use crate::client::{Connection, Response, Target, Tls, one_line};
 use crate::retry::{Interrupt, Next, Retries};
 
 /// The API base unless `STRIPE_API_BASE` says otherwise.
@@ -583,12 +583,7 @@ impl StripeApi {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| r.text());
-        let one_line: String = message
-            .chars()
-            .take(500)
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        self.key.scrub(&one_line)
+        self.key.scrub(&one_line(&message, 500))
     }
 }
 
