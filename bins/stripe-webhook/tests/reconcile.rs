@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use common::{cli, describe, fixtures, now, post_signed, stdout};
 use stripe_webhook_envelope::ReceivedAt;
 use stripe_webhook_testkit::archive::{read_segment, segment_files};
-use stripe_webhook_testkit::fake_stripe::{Access, FakeReply, FakeStripe};
+use stripe_webhook_testkit::fake_stripe::{Access, FakeStripe};
+use stripe_webhook_testkit::webhook_target::Reply;
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
 
 const SECRET: &str = "whsec_reconcile_archive";
@@ -312,11 +313,11 @@ fn reports_exactly_the_withheld_events_then_fills_the_gap() {
     let s = Scenario::build();
     // A 429 in the middle of the snapshot listing, and a 503 (without Stripe-Should-Retry) on
     // the first thin page: both retried after the backoff.
-    s.stripe.fail("/v1/events", 2, FakeReply::rate_limited());
+    s.stripe.fail("/v1/events", 2, Reply::rate_limited());
     s.stripe.fail(
         "/v2/core/events",
         1,
-        FakeReply::error(503, "api_error", "Service unavailable"),
+        Reply::error(503, "api_error", "Service unavailable"),
     );
     let o = s.reconcile(KEY, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
@@ -595,7 +596,7 @@ fn connect_accounts_one_or_all() {
     s.stripe.fail(
         &format!("/v1/events/{id_a}"),
         1,
-        FakeReply::error(404, "resource_missing", &format!("No such event: '{id_a}'")),
+        Reply::error(404, "resource_missing", &format!("No such event: '{id_a}'")),
     );
     let unfilled = tempfile::tempdir().expect("tempdir");
     let o = s.reconcile(
@@ -872,7 +873,7 @@ fn the_checkpoint_resumes_after_an_outage_and_after_ctrl_c() {
     s.stripe.fail(
         "/v1/events",
         2,
-        FakeReply::error(500, "api_error", "An unknown error occurred")
+        Reply::error(500, "api_error", "An unknown error occurred")
             .header("Stripe-Should-Retry", "false"),
     );
     let o = s.reconcile(KEY, &["--checkpoint", ck]);
@@ -915,7 +916,7 @@ fn the_checkpoint_resumes_after_an_outage_and_after_ctrl_c() {
     s.stripe.fail(
         "/v2/core/events",
         2,
-        FakeReply::rate_limited().header("Retry-After", "120"),
+        Reply::rate_limited().header("Retry-After", "120"),
     );
     let (since, until) = (rfc3339(s.since), rfc3339(s.until));
     let archive = s.archive().to_str().expect("utf-8");

@@ -27,13 +27,14 @@
 //! is recorded ([`FakeStripe::requests`]).
 //!
 //! ```
-//! use stripe_webhook_testkit::fake_stripe::{Access, FakeStripe, FakeReply};
+//! use stripe_webhook_testkit::fake_stripe::{Access, FakeStripe};
 //! use stripe_webhook_testkit::http::request;
+//! use stripe_webhook_testkit::webhook_target::Reply;
 //!
 //! let stripe = FakeStripe::start();
 //! stripe.key("sk_test_fake0123456789abcdefWXYZ", Access::Secret);
 //! stripe.event(r#"{"id":"evt_1","object":"event","type":"invoice.paid","created":1795731281}"#, None);
-//! stripe.fail("/v1/events", 1, FakeReply::rate_limited());
+//! stripe.fail("/v1/events", 1, Reply::rate_limited());
 //!
 //! let auth = [("Authorization", "Bearer sk_test_fake0123456789abcdefWXYZ")];
 //! let first = request(stripe.addr, "GET", "/v1/events?limit=100", &auth, b"")?;
@@ -62,6 +63,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+use crate::http::find_header;
+use crate::webhook_target::Reply;
+
 /// What a registered key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -74,21 +78,11 @@ pub enum Access {
     NoEvents,
 }
 
-/// A scripted answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FakeReply {
-    /// The status.
-    pub status: u16,
-    /// Extra header fields.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: String,
-}
-
-impl FakeReply {
+/// Stripe's answers, as scripted [`Reply`]s.
+impl Reply {
     /// A 429 as Stripe's rate limiter answers, with `Stripe-Should-Retry: true`.
-    pub fn rate_limited() -> FakeReply {
-        FakeReply::error(
+    pub fn rate_limited() -> Reply {
+        Reply::error(
             429,
             "rate_limit",
             "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
@@ -97,19 +91,13 @@ impl FakeReply {
     }
 
     /// A status with Stripe's error body.
-    pub fn error(status: u16, code: &str, message: &str) -> FakeReply {
-        FakeReply {
+    pub fn error(status: u16, code: &str, message: &str) -> Reply {
+        Reply {
             status,
             headers: Vec::new(),
             body: json!({"error": {"code": code, "message": message, "type": if status >= 500 { "api_error" } else { "invalid_request_error" }}})
                 .to_string(),
         }
-    }
-
-    /// With one more header field.
-    pub fn header(mut self, name: &str, value: &str) -> FakeReply {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
     }
 }
 
@@ -131,7 +119,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first header with this (lowercase) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        crate::http::find_header(&self.headers, name)
+        find_header(&self.headers, name)
     }
 
     /// The first query value of `key`.
@@ -158,7 +146,7 @@ struct Fault {
     path: String,
     /// Answers the request to `path` that finds this many earlier ones (1-based).
     number: usize,
-    reply: FakeReply,
+    reply: Reply,
 }
 
 /// A v2 list's filters, as a page token carries them.
@@ -290,7 +278,7 @@ impl FakeStripe {
 
     /// Answers the `nth` next request (1 for the very next) to exactly `path` (without the
     /// query) with `reply` instead, once it has passed authentication.
-    pub fn fail(&self, path: &str, nth: usize, reply: FakeReply) {
+    pub fn fail(&self, path: &str, nth: usize, reply: Reply) {
         let mut state = self.state();
         let earlier = state.requests.iter().filter(|r| r.path == path).count();
         state.faults.push(Fault {
@@ -326,12 +314,7 @@ fn answer(state: &Mutex<State>, request: &Request<Incoming>) -> Answer {
             )
         })
         .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let header = |name: &str| find_header(&headers, name).map(str::to_owned);
     state.next_id += 1;
     let request_id = format!("req_fake{:06}", state.next_id);
     let reply = route(
@@ -360,16 +343,15 @@ fn answer(state: &Mutex<State>, request: &Request<Incoming>) -> Answer {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-fn ok(body: String) -> FakeReply {
-    FakeReply {
-        status: 200,
-        headers: Vec::new(),
+fn ok(body: String) -> Reply {
+    Reply {
         body,
+        ..Reply::ok()
     }
 }
 
-fn invalid(message: &str) -> FakeReply {
-    FakeReply::error(400, "parameter_invalid", message)
+fn invalid(message: &str) -> Reply {
+    Reply::error(400, "parameter_invalid", message)
 }
 
 /// A key as Stripe shows it in errors: its kind, `****` and its last four characters.
@@ -385,19 +367,19 @@ fn route(
     path: &str,
     query: &[(String, String)],
     header: &dyn Fn(&str) -> Option<String>,
-) -> FakeReply {
+) -> Reply {
     let v2 = path.starts_with("/v2/");
     // Authentication and permissions.
     let bearer = header("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned));
     let Some(key) = bearer else {
-        return FakeReply::error(
+        return Reply::error(
             401,
             "api_key_missing",
             "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
         );
     };
     let Some(&access) = state.keys.get(&key) else {
-        return FakeReply::error(
+        return Reply::error(
             401,
             "api_key_invalid",
             &format!("Invalid API Key provided: {}", redacted(&key)),
@@ -411,7 +393,7 @@ fn route(
     match access {
         Access::Secret => {}
         _ if v2 => {
-            return FakeReply::error(
+            return Reply::error(
                 401,
                 "restricted_key_unsupported",
                 "The v2 API does not support restricted API keys; use a secret key.",
@@ -419,7 +401,7 @@ fn route(
         }
         Access::EventsRead if needs == "rak_event_read" => {}
         Access::EventsRead | Access::NoEvents => {
-            return FakeReply::error(
+            return Reply::error(
                 403,
                 "insufficient_permissions",
                 &format!(
@@ -430,7 +412,7 @@ fn route(
         }
     }
     if method != "GET" {
-        return FakeReply::error(405, "method_not_allowed", "the fake serves GET only");
+        return Reply::error(405, "method_not_allowed", "the fake serves GET only");
     }
     let account = header(if v2 {
         "stripe-context"
@@ -440,7 +422,7 @@ fn route(
     if let Some(account) = &account
         && !state.accounts.contains(account)
     {
-        return FakeReply::error(
+        return Reply::error(
             403,
             "account_invalid",
             &format!(
@@ -450,7 +432,7 @@ fn route(
         );
     }
     if v2 && header("stripe-version").is_none() {
-        return FakeReply::error(
+        return Reply::error(
             400,
             "missing_stripe_version",
             "The Stripe-Version header is required for API v2 requests.",
@@ -475,7 +457,7 @@ fn route(
             } else if let Some(id) = path.strip_prefix("/v2/core/events/") {
                 (id, true)
             } else {
-                return FakeReply::error(
+                return Reply::error(
                     404,
                     "resource_missing",
                     &format!("Unrecognized request URL (GET: {path})."),
@@ -487,7 +469,7 @@ fn route(
                 .find(|e| e.id == prefix && e.thin == thin && e.account == account)
             {
                 Some(e) => ok(e.body.clone()),
-                None => FakeReply::error(
+                None => Reply::error(
                     404,
                     "resource_missing",
                     &format!("No such event: '{prefix}'"),
@@ -497,7 +479,7 @@ fn route(
     }
 }
 
-fn limit(query: &[(String, String)], default: usize) -> Result<usize, FakeReply> {
+fn limit(query: &[(String, String)], default: usize) -> Result<usize, Reply> {
     match query.iter().find(|(k, _)| k == "limit") {
         None => Ok(default),
         Some((_, v)) => match v.parse::<usize>() {
@@ -509,7 +491,7 @@ fn limit(query: &[(String, String)], default: usize) -> Result<usize, FakeReply>
 
 /// The `created[…]` bounds and types of a query (`types[]`/`types[N]` for v1, `types` for v2),
 /// in milliseconds.
-fn filter(query: &[(String, String)], v2: bool) -> Result<Filter, FakeReply> {
+fn filter(query: &[(String, String)], v2: bool) -> Result<Filter, Reply> {
     let mut f = Filter::default();
     for (k, v) in query {
         let bound = match k.as_str() {
@@ -563,7 +545,7 @@ fn bodies(events: &[StoredEvent]) -> Vec<Value> {
         .collect()
 }
 
-fn list_v1_events(state: &State, query: &[(String, String)], account: Option<&str>) -> FakeReply {
+fn list_v1_events(state: &State, query: &[(String, String)], account: Option<&str>) -> Reply {
     let (limit, f) = match (limit(query, 10), filter(query, false)) {
         (Ok(l), Ok(f)) => (l, f),
         (Err(e), _) | (_, Err(e)) => return e,
@@ -590,7 +572,7 @@ fn list_v1_events(state: &State, query: &[(String, String)], account: Option<&st
     .to_string())
 }
 
-fn list_accounts(state: &State, query: &[(String, String)]) -> FakeReply {
+fn list_accounts(state: &State, query: &[(String, String)]) -> Reply {
     let limit = match limit(query, 10) {
         Ok(l) => l,
         Err(e) => return e,
@@ -613,11 +595,7 @@ fn list_accounts(state: &State, query: &[(String, String)]) -> FakeReply {
     .to_string())
 }
 
-fn list_v2_events(
-    state: &mut State,
-    query: &[(String, String)],
-    account: Option<String>,
-) -> FakeReply {
+fn list_v2_events(state: &mut State, query: &[(String, String)], account: Option<String>) -> Reply {
     let page = match query.iter().find(|(k, _)| k == "page") {
         Some((_, token)) => match state.pages.get(token) {
             Some(page) if page.account == account => page.clone(),
@@ -695,57 +673,11 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Unix milliseconds of `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
+/// Unix milliseconds of an RFC 3339 time, `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
 fn parse_rfc3339_millis(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
-        return None;
-    }
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let s = text.get(from..to)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let mut rest = &text[19..];
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-        rest = &fraction[digits..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (rest[1..3].parse::<i64>().ok()? * 60 + rest[4..6].parse::<i64>().ok()?)
-        }
-        _ => return None,
-    };
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1000 + millis)
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
 #[cfg(test)]

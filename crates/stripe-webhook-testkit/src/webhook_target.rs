@@ -36,12 +36,13 @@ impl<T: Read + Write + Send> Stream for T {}
 /// Wraps an accepted connection (for example in a TLS session).
 type Wrap = dyn Fn(TcpStream) -> io::Result<Box<dyn Stream>> + Send + Sync;
 
-/// One scripted answer.
+/// One scripted answer, of this target or of [`crate::fake_stripe`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     /// The status code.
     pub status: u16,
-    /// Extra header fields (`Content-Length` and `Connection: close` are always sent).
+    /// Extra header fields (`Content-Length` is always sent, and this target also sends
+    /// `Connection: close`).
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: String,
@@ -181,10 +182,8 @@ fn serve(stream: Box<dyn Stream>, state: &Mutex<State>) -> io::Result<()> {
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
+    let length = crate::http::find_header(&headers, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
