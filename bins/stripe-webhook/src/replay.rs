@@ -216,12 +216,20 @@ enum SourceCheck {
 
 /// What the arguments ask for, validated.
 struct Setup {
-    /// The target's signing secret (required unless a dry run).
-    secret: Option<Secret>,
     /// How records are checked before they are sent.
     check: SourceCheck,
-    /// The target and, for `https://`, how to verify it (required unless a dry run).
-    target: Option<(Target, Option<Tls>)>,
+    /// Where and how records are sent; `None` for a dry run.
+    send: Option<Delivery>,
+}
+
+/// Where records go and how they are signed.
+struct Delivery {
+    /// The target.
+    target: Target,
+    /// For an `https://` target, how to verify it.
+    tls: Option<Tls>,
+    /// The target's signing secret.
+    secret: Secret,
 }
 
 /// Validates the arguments, before anything is read or sent.
@@ -271,11 +279,23 @@ fn configure(args: &ReplayArgs) -> Result<Setup, Failure> {
         }
         None => None,
     };
-    if !args.dry_run && secret.is_none() {
-        return Err(Failure::Usage(
-            "--secret or --secret-file is required: the target's signing secret".to_owned(),
-        ));
-    }
+    let send = if args.dry_run {
+        None
+    } else {
+        let secret = secret.ok_or_else(|| {
+            Failure::Usage(
+                "--secret or --secret-file is required: the target's signing secret".to_owned(),
+            )
+        })?;
+        // clap requires --url unless --dry-run.
+        let (target, tls) = target
+            .ok_or_else(|| Failure::Usage("--url is required unless --dry-run".to_owned()))?;
+        Some(Delivery {
+            target,
+            tls,
+            secret,
+        })
+    };
     if let Some(rate) = args.rate
         && !(rate.is_finite() && rate > 0.0)
     {
@@ -283,11 +303,7 @@ fn configure(args: &ReplayArgs) -> Result<Setup, Failure> {
             "--rate {rate}: must be a positive number"
         )));
     }
-    Ok(Setup {
-        secret,
-        check,
-        target,
-    })
+    Ok(Setup { check, send })
 }
 
 /// Replays the selected records. Call from outside the runtime (it blocks on `handle`).
@@ -299,11 +315,7 @@ pub(crate) fn replay(
     let _runtime = handle.enter();
     let source = Source::parse(&args.select.source)?;
     let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
-    let Setup {
-        secret,
-        check,
-        target,
-    } = configure(args)?;
+    let Setup { check, send } = configure(args)?;
     if matches!(check, SourceCheck::Unverified) {
         eprintln!(
             "WARNING: --unverified-source: records are NOT verified against the archive's secret \
@@ -338,8 +350,12 @@ pub(crate) fn replay(
         interrupt: Interrupt::on_ctrl_c(handle, "finishing the requests in flight"),
     });
 
-    let (sender, workers) = match (args.dry_run, target, secret) {
-        (false, Some((target, tls)), Some(secret)) => {
+    let (sender, workers) = match send {
+        Some(Delivery {
+            target,
+            tls,
+            secret,
+        }) => {
             let (tx, rx) = mpsc::channel::<Job>(usize::from(args.concurrency) * 2);
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
             let limiter = args.rate.map(|rate| {
@@ -367,12 +383,7 @@ pub(crate) fn replay(
                 .collect();
             (Some(tx), workers)
         }
-        (false, _, _) => {
-            return Err(Failure::Usage(
-                "--url and --secret (or --secret-file) are required unless --dry-run".to_owned(),
-            ));
-        }
-        (true, _, _) => (None, Vec::new()),
+        None => (None, Vec::new()),
     };
 
     // Ids of which a copy was sent (or, in a dry run, would be; or by the run that wrote the
