@@ -33,6 +33,28 @@ fn archive(n: usize) -> (tempfile::TempDir, Vec<String>) {
     (dir, bodies)
 }
 
+/// `replay` of the archive in `dir` to `target`, signed with [`TARGET`], verified with [`SOURCE`],
+/// with `extra` arguments.
+fn replay_to(
+    dir: &std::path::Path,
+    target: &WebhookTarget,
+    extra: &[&str],
+) -> std::process::Output {
+    let url = target.url();
+    let mut args = vec![
+        "replay",
+        dir.to_str().expect("path"),
+        "--url",
+        &url,
+        "--secret",
+        TARGET,
+        "--source-secret",
+        SOURCE,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn replay_and_trigger_deliver_over_https_to_a_target_with_a_private_ca() {
     let (dir, bodies) = archive(2);
@@ -129,18 +151,7 @@ fn replay_waits_as_long_as_retry_after_says_in_seconds_or_as_an_http_date() {
         Reply::status(429).header("Retry-After", &date),
         Reply::ok(),
     ]);
-    let out = run(&[
-        "replay",
-        dir.path().to_str().expect("path"),
-        "--url",
-        &target.url(),
-        "--secret",
-        TARGET,
-        "--source-secret",
-        SOURCE,
-        "--concurrency",
-        "1",
-    ]);
+    let out = replay_to(dir.path(), &target, &["--concurrency", "1"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(count(&out, "sent (2xx)"), 2, "{}", describe(&out));
     let received = target.received();
@@ -168,16 +179,7 @@ fn replay_reports_a_retry_after_longer_than_it_waits_instead_of_hanging() {
     let target = WebhookTarget::start();
     target.script([Reply::status(503).header("Retry-After", "3600")]);
     let started = Instant::now();
-    let out = run(&[
-        "replay",
-        dir.path().to_str().expect("path"),
-        "--url",
-        &target.url(),
-        "--secret",
-        TARGET,
-        "--source-secret",
-        SOURCE,
-    ]);
+    let out = replay_to(dir.path(), &target, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -219,18 +221,7 @@ fn replay_sends_the_first_sendable_copy_of_each_id() {
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     write_segment(dir.path(), AT, "1-1-copies.ndjson", &lines);
     let target = WebhookTarget::start();
-    let out = run(&[
-        "replay",
-        dir.path().to_str().expect("path"),
-        "--url",
-        &target.url(),
-        "--secret",
-        TARGET,
-        "--source-secret",
-        SOURCE,
-        "--concurrency",
-        "1",
-    ]);
+    let out = replay_to(dir.path(), &target, &["--concurrency", "1"]);
     // The forged copy is a problem to report (exit code 1), but does not hide the genuine one.
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(count(&out, "sent (2xx)"), 3, "{}", describe(&out));
