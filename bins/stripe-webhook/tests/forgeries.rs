@@ -57,27 +57,17 @@ fn verify_fails_records_of_an_unknown_or_missing_version_whatever_their_signatur
         assert_eq!(count(&out, "failed"), 4, "{}", describe(&out));
         let got = failures(&out);
         let at = |n: usize| format!("{}:{n}", segment.display());
-        assert_eq!(got.len(), 4, "{}", describe(&out));
-        assert_eq!(got[0].0, at(2));
-        assert!(
-            got[0].2.contains("unknown envelope version 3"),
-            "{}",
-            got[0].2
-        );
-        assert_eq!(got[1].0, at(3));
-        assert!(got[1].2.contains("no envelope version"), "{}", got[1].2);
-        assert_eq!(got[2].0, at(4));
-        assert!(
-            got[2].2.contains("unknown envelope version \"1\""),
-            "{}",
-            got[2].2
-        );
-        assert_eq!(got[3].0, at(5));
-        assert!(
-            got[3].2.contains("which a fetched (v2) record never has"),
-            "{}",
-            got[3].2
-        );
+        let expected = [
+            (2, "unknown envelope version 3"),
+            (3, "no envelope version"),
+            (4, "unknown envelope version \"1\""),
+            (5, "which a fetched (v2) record never has"),
+        ];
+        assert_eq!(got.len(), expected.len(), "{}", describe(&out));
+        for ((location, _, why), (line, reason)) in got.iter().zip(expected) {
+            assert_eq!(*location, at(line));
+            assert!(why.contains(reason), "{why}");
+        }
         assert_eq!(
             count(
                 &out,

@@ -51,45 +51,35 @@ fn a_multi_member_segment_reads_whole_in_zcat_python_duckdb_and_the_cli() {
         .collect();
     assert_eq!(lines.len(), ids.len(), "zcat");
 
-    // Python's gzip, from the pinned environment.
     let python = stripe_webhook_testkit::python();
-    let py = Command::new(&python)
-        .args([
-            "-c",
-            "import gzip,sys; print(sum(1 for l in gzip.open(sys.argv[1]) if l.strip()))",
-        ])
-        .arg(gz)
-        .output()
-        .expect("run python");
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&py.stdout).trim(),
-        ids.len().to_string(),
-        "python gzip"
+    // The pinned Python environment's count of the records in `gz`, by `script`.
+    let count_with = |script: &str, reader: &str| {
+        let out = Command::new(&python)
+            .args(["-c", script])
+            .arg(gz)
+            .output()
+            .unwrap_or_else(|e| panic!("run {reader}: {e}"));
+        assert!(
+            out.status.success(),
+            "{reader}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            ids.len().to_string(),
+            "{reader}"
+        );
+    };
+    // Python's gzip.
+    count_with(
+        "import gzip,sys; print(sum(1 for l in gzip.open(sys.argv[1]) if l.strip()))",
+        "python gzip",
     );
 
     // DuckDB's read_json (the README's query shape), from the pinned environment.
-    let duck = Command::new(&python)
-        .args([
-            "-c",
-            "import duckdb,sys; print(duckdb.sql(\"SELECT count(DISTINCT id) FROM read_json('\" + sys.argv[1] + \"', format='newline_delimited')\").fetchall()[0][0])",
-        ])
-        .arg(gz)
-        .output()
-        .expect("run duckdb");
-    assert!(
-        duck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&duck.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&duck.stdout).trim(),
-        ids.len().to_string(),
-        "duckdb"
+    count_with(
+        "import duckdb,sys; print(duckdb.sql(\"SELECT count(DISTINCT id) FROM read_json('\" + sys.argv[1] + \"', format='newline_delimited')\").fetchall()[0][0])",
+        "duckdb",
     );
 
     // The CLI.
