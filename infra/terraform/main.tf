@@ -6,7 +6,6 @@ locals {
   # oldest record in each object (docs/archive-layout.md, section 4).
   archive_prefix = "webhooks/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
   error_prefix   = "errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
-  alarm_topic    = var.alarm_email != "" || var.create_alarm_topic
 }
 
 resource "aws_s3_bucket" "archive" {

@@ -31,7 +31,8 @@ output "firehose_log_group_name" {
 }
 
 output "alarm_topic_arn" {
-  value = one(aws_sns_topic.alarms[*].arn)
+  description = "Every alarm notifies this topic; subscribe further endpoints (a chat integration, a pager) to it."
+  value       = aws_sns_topic.alarms.arn
 }
 
 output "server_environment" {

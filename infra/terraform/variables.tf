@@ -66,15 +66,21 @@ variable "log_retention_days" {
 }
 
 variable "alarm_email" {
-  description = "If set, an SNS topic is created and this address subscribed to the alarms (confirm the e-mail)."
+  description = "Subscribed to the alarm SNS topic (confirm the e-mail SNS sends). Required: an alarm nobody receives is no alarm. Subscribe more endpoints to the alarm_topic_arn output."
   type        = string
-  default     = ""
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "An e-mail address."
+  }
 }
 
-variable "create_alarm_topic" {
-  description = "Create the alarm SNS topic even without alarm_email."
-  type        = bool
-  default     = false
+variable "runbooks_url" {
+  description = "Where your team reads docs/runbooks.md of this repository, e.g. https://github.com/your-org/stripe-webhooks/blob/main/docs/runbooks.md; each alarm description ends with this address and its runbook's anchor."
+  type        = string
+  validation {
+    condition     = can(regex("^https://\\S+$", var.runbooks_url))
+    error_message = "An https:// address."
+  }
 }
 
 variable "data_freshness_threshold_seconds" {
@@ -97,6 +103,26 @@ variable "signature_failure_threshold" {
   description = "Alarm (Lambda) when at least this many webhooks fail signature verification in 5 minutes and they outnumber the accepted ones."
   type        = number
   default     = 10
+}
+
+variable "signature_failure_rate_percent" {
+  description = "Alarm (ECS) when more than this percentage of the load balancer's requests got a 4xx from the tasks in 5 minutes (and at least 10 did): a wrong signing secret makes every webhook 400."
+  type        = number
+  default     = 50
+  validation {
+    condition     = var.signature_failure_rate_percent >= 1 && var.signature_failure_rate_percent <= 100
+    error_message = "1 to 100 percent."
+  }
+}
+
+variable "no_accepted_webhook_hours" {
+  description = "Alarm (Lambda, ECS) when no webhook was accepted for this many hours (Stripe disabled the endpoint, DNS broke, every webhook refused)."
+  type        = number
+  default     = 6
+  validation {
+    condition     = var.no_accepted_webhook_hours >= 1 && var.no_accepted_webhook_hours <= 24
+    error_message = "1 to 24 hours."
+  }
 }
 
 variable "dashboard_name" {

@@ -289,11 +289,14 @@ def test_alarms_agree(cfn_main: Template, terraform: Terraform) -> None:
         assert props["Statistic"] == tf[metric]["statistic"], metric
         assert props["ComparisonOperator"] == tf[metric]["operator"], metric
         assert param_default(cfn_main, props["Threshold"]) == terraform.resolve(tf[metric]["threshold"]), metric
-        assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
-    # The topic exists with an e-mail or on request; the subscription only with an e-mail.
-    assert cfn_main["Resources"]["AlarmTopic"]["Condition"] == "HasAlarmTopic"
-    assert cfn_main["Resources"]["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
-    assert terraform.resource("aws_sns_topic", "alarms")["count"] == "${local.alarm_topic ? 1 : 0}"
+        assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlarmTopic"}]
+    # The topic and its e-mail subscription always exist: the e-mail is required.
+    assert "Condition" not in cfn_main["Resources"]["AlarmTopic"]
+    assert "Condition" not in cfn_main["Resources"]["AlarmEmailSubscription"]
+    assert "Default" not in cfn_main["Parameters"]["AlarmEmail"]
+    assert "count" not in terraform.resource("aws_sns_topic", "alarms")
+    assert "count" not in terraform.resource("aws_sns_topic_subscription", "alarm_email")
+    assert terraform.locals["alarm_actions"] == ["${aws_sns_topic.alarms.arn}"]
 
 
 def test_outputs_name_everything_a_user_needs(cfn_main: Template, cfn_lambda: Template, terraform: Terraform) -> None:

@@ -98,7 +98,11 @@ EXPECTED_TF_RESOURCES = {
     "aws_cloudwatch_metric_alarm.lambda",
     "aws_cloudwatch_metric_alarm.lambda_5xx_rate",
     "aws_cloudwatch_metric_alarm.lambda_signature_failures",
+    "aws_cloudwatch_metric_alarm.lambda_no_accepted_webhooks",
     "aws_cloudwatch_metric_alarm.ecs_5xx_rate",
+    "aws_cloudwatch_metric_alarm.ecs_4xx_rate",
+    "aws_cloudwatch_metric_alarm.ecs_unhealthy_targets",
+    "aws_cloudwatch_metric_alarm.ecs_no_accepted_webhooks",
     "aws_cloudwatch_dashboard.webhooks",
     "aws_cloudwatch_log_group.lambda",
     "aws_iam_role.lambda",
@@ -144,10 +148,12 @@ EXPECTED_TF_VARIABLES = {
     "noncurrent_version_expiration_days",
     "log_retention_days",
     "alarm_email",
-    "create_alarm_topic",
+    "runbooks_url",
     "data_freshness_threshold_seconds",
     "server_error_rate_percent",
     "signature_failure_threshold",
+    "signature_failure_rate_percent",
+    "no_accepted_webhook_hours",
     "dashboard_name",
     "lambda_enabled",
     "function_name",
@@ -182,6 +188,11 @@ EXPECTED_TF_VARIABLES = {
 }
 
 
+# What every apply must name (terraform.tfvars.example sets them): the bucket, who the alarms notify,
+# and where their runbooks are read.
+REQUIRED_TF_VARIABLES = {"bucket_name", "alarm_email", "runbooks_url"}
+
+
 def test_terraform_declares_the_expected_resources_and_variables(terraform: Terraform) -> None:
     declared = {f"{kind}.{name}" for kind, named in terraform.resources.items() for name in named}
     assert declared == EXPECTED_TF_RESOURCES, {
@@ -194,7 +205,10 @@ def test_terraform_declares_the_expected_resources_and_variables(terraform: Terr
     }
     for name, body in terraform.variables.items():
         assert body.get("description") or name in {"bucket_name"}, f"variable {name} needs a description"
-        assert name == "bucket_name" or "default" in body, f"only bucket_name is required; {name} needs a default"
+        if name in REQUIRED_TF_VARIABLES:
+            assert "default" not in body and body.get("validation"), f"{name} is required and validated"
+        else:
+            assert "default" in body, f"only {sorted(REQUIRED_TF_VARIABLES)} are required; {name} needs a default"
     assert terraform.variables["stripe_webhook_secret"].get("sensitive") is True
     providers = terraform.terraform[0]["required_providers"][0]
     assert providers["aws"]["source"] == "hashicorp/aws"
