@@ -40,6 +40,15 @@ class Metric:
     labels: frozenset[str]
 
 
+# Metrics of Prometheus' node_exporter that the rules read (the free space of the filesystem that holds
+# the file sink's ARCHIVE_DIR): not the server's, so never in its /metrics. Names and labels as
+# node_exporter's filesystem collector exports them.
+NODE_EXPORTER_METRICS = {
+    name: Metric(name, "gauge", "Bytes", frozenset({"device", "fstype", "mountpoint"}))
+    for name in ("node_filesystem_avail_bytes", "node_filesystem_size_bytes")
+}
+
+
 def load_metrics(path: Path = METRICS_RS) -> dict[str, Metric]:
     """Every metric of `ALL`, by name."""
     source = path.read_text()
@@ -138,6 +147,8 @@ _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "Mat
 
 def resolve_series(name: str, metrics: dict[str, Metric]) -> tuple[Metric, str]:
     """The metric an exported series name belongs to, and the histogram part it is (or "")."""
+    if name in NODE_EXPORTER_METRICS:
+        return NODE_EXPORTER_METRICS[name], ""
     if name in metrics:
         metric = metrics[name]
         assert metric.kind != "histogram", f"{name} is a histogram: select {name}_bucket, _sum or _count"
@@ -146,7 +157,9 @@ def resolve_series(name: str, metrics: dict[str, Metric]) -> tuple[Metric, str]:
         base = name.removesuffix(part)
         if base != name and base in metrics and metrics[base].kind == "histogram":
             return metrics[base], part
-    raise AssertionError(f"{name} is not a metric of crates/stripe-webhook-metrics (nor a histogram's series)")
+    raise AssertionError(
+        f"{name} is not a metric of crates/stripe-webhook-metrics (nor a histogram's series, nor in NODE_EXPORTER_METRICS)"
+    )
 
 
 def check_promql(expr: str, metrics: dict[str, Metric]) -> Query:
