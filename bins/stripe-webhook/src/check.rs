@@ -17,7 +17,8 @@ use stripe_webhook_verify::Verifier;
 use crate::archive::Archive;
 
 /// The record's exact body: `raw` decoded, or the oversize body fetched from S3 and checked
-/// against its pointer; `None` when the record was written with raw off.
+/// against its pointer; `None` when the record was written with raw off, or is a legacy (Node
+/// service) line, which never kept it.
 ///
 /// # Errors
 /// An oversize body that cannot be fetched or is not the one its pointer names.
@@ -32,7 +33,7 @@ pub(crate) fn body_of(
         StoredBody::Oversize { pointer, .. } => archive
             .fetch_oversize(pointer)
             .map(|b| Some(Bytes::from(b))),
-        StoredBody::NotStored => Ok(None),
+        StoredBody::NotStored | StoredBody::Legacy => Ok(None),
     }
 }
 

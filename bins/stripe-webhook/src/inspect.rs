@@ -94,6 +94,7 @@ pub(crate) struct Stats {
     raw_off: u64,
     oversize: u64,
     fetched: u64,
+    legacy: u64,
     unreadable: u64,
     by_day_type: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -109,6 +110,7 @@ impl Stats {
             StoredBody::Oversize { .. } => self.oversize += 1,
             StoredBody::NotStored => self.raw_off += 1,
             StoredBody::Fetched { .. } => self.fetched += 1,
+            StoredBody::Legacy => self.legacy += 1,
             StoredBody::Inline { .. } => {}
         }
         *self
@@ -147,6 +149,7 @@ impl Stats {
             "raw_off": self.raw_off,
             "oversize_pointers": self.oversize,
             "fetched": self.fetched,
+            "legacy": self.legacy,
             "unreadable": self.unreadable,
             "by_day": self.by_day(),
             "by_type": self.by_type(),
@@ -175,6 +178,11 @@ impl Stats {
             "fetched from Stripe's API (not signed by Stripe): {}",
             self.fetched
         );
+        let _ = writeln!(
+            s,
+            "legacy (Node service lines, not verifiable): {}",
+            self.legacy
+        );
         let _ = writeln!(s, "\nby day:");
         for (day, n) in self.by_day() {
             let _ = writeln!(s, "  {day}  {n:>10}");
@@ -193,7 +201,7 @@ impl Stats {
     }
 }
 
-/// Prints counts by day and type, duplicates by id, raw-off, oversize and fetched records.
+/// Prints counts by day and type, duplicates by id, raw-off, oversize, fetched and legacy records.
 pub(crate) fn stats(archive: &Archive, args: &StatsArgs) -> Result<Outcome, Failure> {
     let source = Source::parse(&args.select.source)?;
     let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
@@ -250,27 +258,33 @@ mod tests {
             format!(
                 r#"{{"v":2,"timestamp":"2026-11-28T03:00:00.000Z","id":"evt_4","type":"b",{EVENT},"data":{{}},"raw":"{{}}","fetched":{{"api":"https://api.stripe.com","request":"GET /v1/events/evt_4","key":"rk_live_...abcd","account":null,"stripe_version":null,"request_id":null}}}}"#
             ),
+            r#"{"timestamp":"2026-11-28T04:00:00.000Z","type":"b","id":"evt_5","data":{"object":{}}}"#.to_owned(),
         ];
         for line in &lines {
             stats.add(&ArchivedRecord::parse(line.as_bytes()).expect("parse"));
         }
         let json = stats.to_json();
-        assert_eq!(json["records"], 5);
-        assert_eq!(json["distinct_ids"], 4);
+        assert_eq!(json["records"], 6);
+        assert_eq!(json["distinct_ids"], 5);
         assert_eq!(json["fetched"], 1);
+        assert_eq!(json["legacy"], 1);
         assert_eq!(json["duplicate_copies"], 1);
         assert_eq!(json["duplicated_ids"], serde_json::json!(["evt_1"]));
         assert_eq!(json["raw_off"], 1);
         assert_eq!(json["oversize_pointers"], 1);
         assert_eq!(
             json["by_day"],
-            serde_json::json!({"2026-11-26": 2, "2026-11-27": 2, "2026-11-28": 1})
+            serde_json::json!({"2026-11-26": 2, "2026-11-27": 2, "2026-11-28": 2})
         );
-        assert_eq!(json["by_type"], serde_json::json!({"a": 3, "b": 2}));
+        assert_eq!(json["by_type"], serde_json::json!({"a": 3, "b": 3}));
         assert_eq!(json["by_day_and_type"]["2026-11-27"]["b"], 1);
         let text = stats.to_text();
         assert!(text.contains("duplicate copies: 1 (of 1 ids)"), "{text}");
         assert!(text.contains("not signed by Stripe): 1"), "{text}");
+        assert!(
+            text.contains("legacy (Node service lines, not verifiable): 1"),
+            "{text}"
+        );
         let row = format!("  2026-11-27  {:>10}  b", 1);
         assert!(text.contains(&row), "{text}");
     }

@@ -50,6 +50,8 @@ use crate::{Failure, Outcome};
 const SKIP_CHECKPOINT: &str = "already sent (in the checkpoint)";
 const SKIP_DUPLICATE: &str = "duplicate id (an earlier sendable copy was selected)";
 const SKIP_RAW_OFF: &str = "no body stored (record written with raw off): cannot be replayed";
+const SKIP_LEGACY: &str =
+    "legacy Node service line (no body or signature kept): cannot be replayed";
 const SKIP_NO_SIGNATURE: &str =
     "no signature stored (oversize pointer written with raw off): cannot be verified";
 const SKIP_UNVERIFIED: &str = "source does not verify (listed as UNVERIFIED)";
@@ -409,6 +411,10 @@ pub(crate) fn replay(
                 // Sent by an earlier run: later copies are duplicates of a sent copy.
                 sent_ids.insert(id.to_owned());
                 shared.summary().skip(SKIP_CHECKPOINT);
+                return ControlFlow::Continue(());
+            }
+            if record.body == StoredBody::Legacy {
+                shared.summary().skip(SKIP_LEGACY);
                 return ControlFlow::Continue(());
             }
             let fetched = matches!(record.body, StoredBody::Fetched { .. });

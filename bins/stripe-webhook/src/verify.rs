@@ -8,6 +8,10 @@
 //! version's `raw` or `signature` mean). Records written with raw off (no signature stored,
 //! oversize pointers included) are counted as not verifiable.
 //!
+//! Legacy lines (the Node service's `{"timestamp","type","id","data"}`, no `v`) kept neither the
+//! body nor its signature: each is listed as `LEGACY` (present, not verifiable) and counted, never
+//! a failure.
+//!
 //! Fetched records (envelope v2, written by `reconcile --archive-missing`) are never verified:
 //! nothing Stripe signed was received. Each is listed as `FETCHED` (present, not signed) and
 //! counted, after checking that its envelope is what its body says (a record whose envelope
@@ -55,6 +59,7 @@ struct Tally {
     raw_off: u64,
     oversize: u64,
     fetched: u64,
+    legacy: u64,
 }
 
 /// Verifies the selected records; prints each failure (`FAIL<TAB>file:line<TAB>id<TAB>reason`,
@@ -93,6 +98,13 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
                     }
                 }
                 Ok(Checked::RawOff) => tally.raw_off += 1,
+                Ok(Checked::Legacy) => {
+                    tally.legacy += 1;
+                    println!(
+                        "LEGACY\t{}:{}\t{}\tlegacy Node record, not verifiable",
+                        line.segment, line.number, record.id
+                    );
+                }
                 Ok(Checked::Fetched { key, request }) => {
                     tally.fetched += 1;
                     println!(
@@ -144,6 +156,10 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
         "fetched (present, not signed by Stripe; fetched from its API): {}",
         tally.fetched
     );
+    println!(
+        "legacy (Node service lines, present, not verifiable): {}",
+        tally.legacy
+    );
     Ok(if tally.failed > 0 || counts.unreadable > 0 {
         Outcome::Problems
     } else {
@@ -157,6 +173,8 @@ enum Checked {
         oversize: bool,
     },
     RawOff,
+    /// A line of the Node service this one replaced: present, never verifiable.
+    Legacy,
     /// A fetched record whose envelope is what its body says: its request and key id.
     Fetched {
         request: String,
@@ -180,6 +198,9 @@ fn check(
             request: fetched.request.to_string(),
             key: fetched.key.to_string(),
         });
+    }
+    if record.body == StoredBody::Legacy {
+        return Ok(Checked::Legacy);
     }
     // Raw off: no signature, so nothing to verify (an oversize body is not even fetched).
     let Some(signature) = record.body.signature() else {

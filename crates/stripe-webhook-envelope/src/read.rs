@@ -26,6 +26,10 @@
 //!   ([`StoredBody::Fetched`]), and never a `signature` or an `oversize` pointer
 //!   ([`ReadError::UnexpectedField`]): nothing Stripe signed was received, so nothing reads it
 //!   as a verified webhook.
+//! - A line without `v` that has exactly the Node service's members (`timestamp`, `type`, `id`,
+//!   `data`; the service this one replaced wrote them to the same prefix) is a legacy record
+//!   ([`StoredBody::Legacy`]): present, never verifiable. A line without `v` that has any member
+//!   only v1 or v2 define is still [`ReadError::MissingVersion`].
 //! - Members a version does not define are ignored, so optional members added later do not
 //!   break this reader; a change to the meaning of an existing member needs a new version.
 //!
@@ -95,8 +99,10 @@ pub enum ReadError {
         /// The kind of value found (`an array`, `a string`, `empty`, …).
         found: &'static str,
     },
-    /// The object has no `v`.
-    #[error("no envelope version: the record has no `v`")]
+    /// The object has no `v`, and is not a legacy (Node service) line either.
+    #[error(
+        "no envelope version: the record has no `v` (and is not a Node service line of exactly `timestamp`, `type`, `id`, `data`)"
+    )]
     MissingVersion,
     /// `v` is neither `1` nor `2`.
     #[error("unknown envelope version {version} (this reader knows versions 1 and 2)")]
@@ -232,6 +238,11 @@ pub enum StoredBody<'a> {
     },
     /// Nowhere: the record was written with raw off.
     NotStored,
+    /// A legacy line written by the Node service this one replaced: no `v`, only `timestamp`,
+    /// `type`, `id` and `data` (`{"timestamp":…,"type":…,"id":…,"data":{…}}`). Neither the body
+    /// nor a signature was kept, so it is present but can never be verified; the record's
+    /// `object`, `created`, `livemode`, `api_version` and `account` read as `null`.
+    Legacy,
     /// A fetched record (v2): `raw` holds the body as Stripe's API returned it, and `fetched`
     /// says how it was fetched. It has no signature: it is present, not verified.
     Fetched {
@@ -248,7 +259,7 @@ impl StoredBody<'_> {
         match self {
             Self::Inline { signature, .. } => Some(signature),
             Self::Oversize { signature, .. } => signature.as_deref(),
-            Self::NotStored | Self::Fetched { .. } => None,
+            Self::NotStored | Self::Fetched { .. } | Self::Legacy => None,
         }
     }
 }
@@ -400,7 +411,21 @@ impl<'a> ArchivedRecord<'a> {
             fetched,
         ] = members(text, &MEMBERS)?.map_err(|found| ReadError::NotAnObject { found })?;
 
-        let v = v.ok_or(ReadError::MissingVersion)?;
+        let Some(v) = v else {
+            // No `v`: a line of the Node service this one replaced, or not a record at all.
+            let v1_members = [
+                object,
+                created,
+                livemode,
+                api_version,
+                account,
+                raw,
+                signature,
+                oversize,
+                fetched,
+            ];
+            return legacy_record(timestamp, id, ty, data, &v1_members);
+        };
         let is_fetched = match v {
             "1" => false,
             "2" => true,
@@ -446,6 +471,45 @@ impl<'a> ArchivedRecord<'a> {
             body,
         })
     }
+}
+
+/// A legacy line (see [`StoredBody::Legacy`]): exactly the Node service's members `timestamp`
+/// (in the writer's millisecond form, which is JavaScript's `toISOString()`), `type`, `id` and
+/// `data`, and none that only v1 or v2 define. A line with any of those, or without one of the
+/// four, is [`ReadError::MissingVersion`]: a record whose `v` was lost is never read as legacy.
+fn legacy_record<'a>(
+    timestamp: Option<&'a str>,
+    id: Option<&'a str>,
+    ty: Option<&'a str>,
+    data: Option<&'a str>,
+    v1_members: &[Option<&'a str>],
+) -> Result<ArchivedRecord<'a>, ReadError> {
+    let (Some(timestamp), Some(id), Some(ty), Some(data)) = (timestamp, id, ty, data) else {
+        return Err(ReadError::MissingVersion);
+    };
+    if v1_members.iter().any(Option::is_some) {
+        return Err(ReadError::MissingVersion);
+    }
+    let received_at = ReceivedAt::parse_rfc3339_millis(&string(timestamp, "timestamp")?).ok_or(
+        ReadError::MistypedField {
+            field: "timestamp",
+            expected: "a UTC time of the form YYYY-MM-DDTHH:MM:SS.mmmZ",
+            found: "a string of another form",
+        },
+    )?;
+    const NULL: RawJson<'static> = RawJson("null");
+    Ok(ArchivedRecord {
+        received_at,
+        id: string(id, "id")?,
+        event_type: string(ty, "type")?,
+        object: NULL,
+        created: NULL,
+        livemode: NULL,
+        api_version: NULL,
+        account: NULL,
+        data: RawJson(data),
+        body: StoredBody::Legacy,
+    })
 }
 
 /// Where a webhook record (v1) keeps its body.
@@ -645,6 +709,43 @@ mod tests {
 
     fn parse(text: &str) -> Result<ArchivedRecord<'_>, ReadError> {
         ArchivedRecord::parse(text.as_bytes())
+    }
+
+    #[test]
+    fn reads_node_service_lines_as_legacy_and_nothing_else() {
+        let node = r#"{"timestamp":"2025-10-31T12:00:00.000Z","type":"charge.succeeded","id":"evt_123","data":{"object":{"id":"ch_1","amount":1.10}}}"#;
+        let r = parse(node).expect("legacy");
+        assert_eq!(r.body, StoredBody::Legacy);
+        assert_eq!((&*r.id, &*r.event_type), ("evt_123", "charge.succeeded"));
+        assert_eq!(r.received_at.unix_millis(), 1_761_912_000_000);
+        assert_eq!(r.data.text(), r#"{"object":{"id":"ch_1","amount":1.10}}"#);
+        assert!(r.livemode.is_null() && r.object.is_null() && r.account.is_null());
+        assert_eq!(r.body.signature(), None);
+        // A v1 record that lost its `v` is not legacy, whichever v1 member gives it away.
+        for extra in [
+            r#""object":"event""#,
+            r#""livemode":false"#,
+            r#""raw":"{}","signature":"t=1,v1=ab""#,
+            r#""fetched":{}"#,
+        ] {
+            let text = format!("{},{extra}}}", node.strip_suffix('}').expect("object"));
+            assert_eq!(parse(&text), Err(ReadError::MissingVersion), "{text}");
+        }
+        // Each of the four Node members is needed; the timestamp keeps its exact form.
+        for member in [
+            r#""timestamp":"2025-10-31T12:00:00.000Z","#,
+            r#""type":"charge.succeeded","#,
+            r#""id":"evt_123","#,
+        ] {
+            let text = node.replacen(member, "", 1);
+            assert_eq!(parse(&text), Err(ReadError::MissingVersion), "{text}");
+        }
+        let text = node.replacen(r#","data":{"object":{"id":"ch_1","amount":1.10}}"#, "", 1);
+        assert_eq!(parse(&text), Err(ReadError::MissingVersion), "{text}");
+        let text = node.replacen(".000Z", "Z", 1);
+        assert_eq!(parse(&text).map_err(|e| e.label()), Err("mistyped_field"));
+        let text = node.replacen(r#""evt_123""#, "123", 1);
+        assert_eq!(parse(&text).map_err(|e| e.label()), Err("mistyped_field"));
     }
 
     #[test]
@@ -1095,7 +1196,7 @@ mod tests {
         );
         assert_eq!(
             MissingVersion.to_string(),
-            "no envelope version: the record has no `v`"
+            "no envelope version: the record has no `v` (and is not a Node service line of exactly `timestamp`, `type`, `id`, `data`)"
         );
     }
 
