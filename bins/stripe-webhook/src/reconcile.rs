@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
-use stripe_webhook_envelope::{ReceivedAt, encode_fetched};
+use stripe_webhook_envelope::{ARCHIVE_PREFIX, ReceivedAt, encode_fetched};
 use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
 use tokio::runtime::Handle;
 
@@ -334,6 +334,33 @@ struct Tally {
     fetch_failed: u64,
 }
 
+/// Refuses an `--archive-missing` directory (or its `webhooks/` folder) that exists and belongs
+/// to another user than `uid` (this process's effective uid): the partition directories the
+/// writer creates would belong to `uid`, and a server running as the owner could then not create
+/// its own segments in them; every webhook would be answered 500 until someone noticed.
+fn same_owner(dir: &Path, uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    for path in [dir.to_path_buf(), dir.join(ARCHIVE_PREFIX)] {
+        let owner = match std::fs::metadata(&path) {
+            Ok(meta) => meta.uid(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("--archive-missing {}: {e}", path.display())),
+        };
+        if owner != uid {
+            return Err(format!(
+                "--archive-missing {}: owned by uid {owner}, but reconcile runs as uid {uid}: the \
+                 partition directories it would create there would belong to uid {uid}, and a \
+                 server running as uid {owner} could not create its segments in them (every \
+                 webhook answered 500). Run reconcile as the directory's owner (`runuser -u USER \
+                 --`, `sudo -u USER`, or the systemd timer in docs/reconcile.md), or archive into \
+                 a directory of your own",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -518,6 +545,7 @@ pub(crate) fn reconcile(
     // The `--archive-missing` writer.
     let mut filler = match &args.archive_missing {
         Some(dir) => {
+            same_owner(dir, rustix::process::geteuid().as_raw()).map_err(Failure::Usage)?;
             let (sink, _recovery) = FileSink::open_blocking(FileSinkConfig::new(dir))
                 .map_err(|e| Failure::Usage(format!("--archive-missing {}: {e}", dir.display())))?;
             Some(sink)

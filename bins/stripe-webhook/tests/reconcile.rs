@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cli, describe, fixtures, now, post_signed, stdout};
+use common::{cli, describe, fixtures, now, post_signed, stdout, with_created};
 use stripe_webhook_envelope::ReceivedAt;
 use stripe_webhook_testkit::archive::{read_segment, segment_files};
 use stripe_webhook_testkit::fake_stripe::{Access, FakeStripe};
@@ -49,14 +49,6 @@ struct Scenario {
     events: Vec<Event>,
     since: i64,
     until: i64,
-}
-
-/// `body` with its top-level `created` replaced by `created` (a JSON token).
-fn with_created(body: &str, created: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(body).expect("json");
-    let old = format!("\n  \"created\": {},", v["created"]);
-    assert!(body.contains(&old), "top-level created in {body}");
-    body.replacen(&old, &format!("\n  \"created\": {created},"), 1)
 }
 
 fn rfc3339(millis: i64) -> String {

@@ -13,8 +13,10 @@ use crate::http;
 pub struct ServerProcess {
     /// The spawned process: the server, or the wrapper it runs under (`strace …`).
     child: Option<Child>,
-    /// Whether `child` is a wrapper whose one child is the server.
+    /// Whether `child` is a wrapper whose one child is the server (or that execs it in place).
     wrapped: bool,
+    /// The server binary.
+    bin: PathBuf,
     /// The address it listens on.
     pub addr: SocketAddr,
     /// The private metrics address (`METRICS_ADDR`, a free loopback port unless `envs` set it).
@@ -58,8 +60,8 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], with the binary run under `wrapper` (a program and its
     /// arguments, e.g. `strace -f -o log`; the binary's path is appended). The wrapper must run the
-    /// server as its only child and exit with its status, as `strace` does; [`ServerProcess::pid`]
-    /// and the signals go to the server itself.
+    /// server as its only child and exit with its status, as `strace` does, or exec it in place,
+    /// as `setpriv` does; [`ServerProcess::pid`] and the signals go to the server itself.
     ///
     /// # Panics
     /// See [`ServerProcess::start`].
@@ -148,6 +150,7 @@ impl ServerProcess {
         let mut server = ServerProcess {
             child: Some(child),
             wrapped: !wrapper.is_empty(),
+            bin: bin.to_path_buf(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             metrics_addr,
             log,
@@ -197,10 +200,19 @@ impl ServerProcess {
             return child.id();
         }
         let children = format!("/proc/{0}/task/{0}/children", child.id());
-        std::fs::read_to_string(&children)
+        let first_child = std::fs::read_to_string(&children)
             .ok()
-            .and_then(|list| list.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+            .and_then(|list| list.split_whitespace().next()?.parse().ok());
+        // A wrapper that execs the server in place (`setpriv …`) is the server.
+        let execed = || {
+            let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).ok();
+            exe.is_some() && exe == std::fs::canonicalize(&self.bin).ok()
+        };
+        match first_child {
+            Some(pid) => pid,
+            None if execed() => child.id(),
+            None => 0,
+        }
     }
 
     /// Sends `signal` (a name for `kill`, e.g. `TERM`) to the server without waiting.

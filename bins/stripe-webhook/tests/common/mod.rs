@@ -175,6 +175,14 @@ pub fn event_body(fixture: &str, id: &str, live: bool) -> String {
     }
 }
 
+/// `body` with its top-level `created` replaced by `created` (a JSON token).
+pub fn with_created(body: &str, created: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).expect("json");
+    let old = format!("\n  \"created\": {},", v["created"]);
+    assert!(body.contains(&old), "top-level created in {body}");
+    body.replacen(&old, &format!("\n  \"created\": {created},"), 1)
+}
+
 /// A webhook body in Stripe's pretty-printed layout, with an invoice of `amount_due`.
 pub fn invoice_event(id: &str, event_type: &str, amount_due: u64) -> String {
     format!(
