@@ -6,6 +6,7 @@ locals {
   # oldest record in each object (docs/archive-layout.md, section 4).
   archive_prefix = "webhooks/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
   error_prefix   = "errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
+  object_lock    = var.object_lock_mode != "NONE"
 }
 
 resource "aws_s3_bucket" "archive" {
@@ -14,10 +15,24 @@ resource "aws_s3_bucket" "archive" {
   # checkov:skip=CKV2_AWS_62:No consumer needs S3 event notifications; Firehose and the producer are the only writers.
   # checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery choice left to the operator (needs a second bucket in another region).
   bucket = var.bucket_name
+  # Object Lock is enabled when the bucket is created, and can never be turned off.
+  object_lock_enabled = local.object_lock
 
   lifecycle {
     prevent_destroy = true
   }
+}
+
+resource "aws_s3_bucket_object_lock_configuration" "archive" {
+  count  = local.object_lock ? 1 : 0
+  bucket = aws_s3_bucket.archive.id
+  rule {
+    default_retention {
+      mode = var.object_lock_mode
+      days = var.object_lock_retention_days
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.archive]
 }
 
 resource "aws_s3_bucket_ownership_controls" "archive" {
@@ -51,6 +66,8 @@ resource "aws_s3_bucket_versioning" "archive" {
   }
 }
 
+# Records and oversize bodies alike (infra/cloudformation/stripe-webhooks.yaml says why): a replaced
+# or deleted version is kept expiration_days after it was replaced.
 resource "aws_s3_bucket_lifecycle_configuration" "archive" {
   bucket = aws_s3_bucket.archive.id
 
@@ -60,14 +77,18 @@ resource "aws_s3_bucket_lifecycle_configuration" "archive" {
     filter {}
 
     transition {
-      days          = var.glacier_transition_days
-      storage_class = "GLACIER"
+      days          = var.archive_transition_days
+      storage_class = var.archive_storage_class
     }
     expiration {
       days = var.expiration_days
     }
+    noncurrent_version_transition {
+      noncurrent_days = var.archive_transition_days
+      storage_class   = var.archive_storage_class
+    }
     noncurrent_version_expiration {
-      noncurrent_days = var.noncurrent_version_expiration_days
+      noncurrent_days = var.expiration_days
     }
     abort_incomplete_multipart_upload {
       days_after_initiation = 7

@@ -41,22 +41,42 @@ variable "buffer_interval_seconds" {
   }
 }
 
-variable "glacier_transition_days" {
-  description = "Days after which archive objects move to S3 Glacier Flexible Retrieval."
-  type        = number
-  default     = 90
-}
-
 variable "expiration_days" {
-  description = "Days after which archive objects are deleted (2555 = 7 years). Must exceed glacier_transition_days."
+  description = "Days the archive keeps records and oversize bodies (2555 = 7 years); a replaced or deleted version is kept as long again after it was replaced. Must exceed archive_transition_days."
   type        = number
   default     = 2555
 }
 
-variable "noncurrent_version_expiration_days" {
-  description = "Days a replaced or deleted object version is kept."
+variable "archive_storage_class" {
+  description = "Storage class objects move to after archive_transition_days: GLACIER_IR (read like any object), GLACIER or DEEP_ARCHIVE (restore before reading: docs/archive-layout.md)."
+  type        = string
+  default     = "GLACIER_IR"
+  validation {
+    condition     = contains(["GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"], var.archive_storage_class)
+    error_message = "GLACIER_IR, GLACIER or DEEP_ARCHIVE."
+  }
+}
+
+variable "archive_transition_days" {
+  description = "Days after which archive objects (and replaced versions) move to archive_storage_class."
   type        = number
-  default     = 30
+  default     = 90
+}
+
+variable "object_lock_mode" {
+  description = "S3 Object Lock for every new object: NONE, GOVERNANCE (bypassable with s3:BypassGovernanceRetention) or COMPLIANCE (nobody, root included). Choose it before the bucket is created: it cannot be turned off, and changing it from NONE replaces the bucket (prevent_destroy refuses)."
+  type        = string
+  default     = "NONE"
+  validation {
+    condition     = contains(["NONE", "GOVERNANCE", "COMPLIANCE"], var.object_lock_mode)
+    error_message = "NONE, GOVERNANCE or COMPLIANCE."
+  }
+}
+
+variable "object_lock_retention_days" {
+  description = "Default Object Lock retention of each new object under object_lock_mode; at most expiration_days."
+  type        = number
+  default     = 2555
 }
 
 variable "log_retention_days" {

@@ -21,9 +21,10 @@ TIB = 1024**4
 # to the service, times the size of each record rounded up to the nearest 5KB (5120 bytes)".
 FIREHOSE_INCREMENT_BYTES = 5120
 FIREHOSE_USD_PER_GB = 0.029
-# S3 Standard storage, $ per GB-month; Glacier Flexible Retrieval after the lifecycle transition.
+# S3 Standard storage, $ per GB-month; Glacier Instant Retrieval (the default ArchiveStorageClass)
+# after the lifecycle transition.
 S3_STANDARD_USD_PER_GB_MONTH = 0.023
-S3_GLACIER_USD_PER_GB_MONTH = 0.0036
+S3_GLACIER_USD_PER_GB_MONTH = 0.004
 # S3 PUT requests: $0.005 per 1,000. Firehose writes one object per buffer flush; at this volume
 # the 300 s interval flushes first: 12 per hour.
 S3_PUT_USD_PER_1000 = 0.005
@@ -118,7 +119,7 @@ def render(raw_on: Variant, raw_off: Variant) -> str:
         f"| {_gib(raw_off.mean_bytes * EVENTS_PER_MONTH / GIB)} |",
         f"| gzip ratio (the distinct fixture records as one object) | {raw_on.gzip_ratio:.3f} | {raw_off.gzip_ratio:.3f} |",
         f"| Stored per month of data (gzip) | {_gib(stored[0])} | {_gib(stored[1])} |",
-        f"| Each further month kept in S3 Standard (then Glacier: ${S3_GLACIER_USD_PER_GB_MONTH}/GB-month) "
+        f"| Each further month kept in S3 Standard (then Glacier Instant Retrieval: ${S3_GLACIER_USD_PER_GB_MONTH}/GB-month) "
         f"| {_usd(stored[0] * S3_STANDARD_USD_PER_GB_MONTH)} | {_usd(stored[1] * S3_STANDARD_USD_PER_GB_MONTH)} |",
         f"| Athena query scanning one month (${ATHENA_USD_PER_TB:.0f}/TB, 10 MB minimum) "
         f"| {_usd(max(stored[0], 10 / 1024) * ATHENA_USD_PER_TB * GIB / TIB)} "

@@ -33,9 +33,13 @@ COMPRESSION = "GZIP"
 # Issue 6: "5 MiB / 300 s buffering".
 BUFFER_SIZE_MIB = 5
 BUFFER_INTERVAL_SECONDS = 300
-# Issue 6: "Glacier after 90 days and expiry after 7 years".
-GLACIER_TRANSITION_DAYS = 90
+# Issue 6: "Glacier after 90 days and expiry after 7 years"; issue 21: by default to Glacier Instant
+# Retrieval, which readers GET without a restore, and the other archival classes on request.
+ARCHIVE_TRANSITION_DAYS = 90
 EXPIRATION_DAYS = 7 * 365
+ARCHIVE_STORAGE_CLASS = "GLACIER_IR"
+ARCHIVE_STORAGE_CLASSES = ("GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
+OBJECT_LOCK_MODES = ("NONE", "GOVERNANCE", "COMPLIANCE")
 
 # envelope-format.md, section 6: an oversize event's body goes to S3 directly under `oversize/`.
 OVERSIZE_PREFIX = "oversize/"

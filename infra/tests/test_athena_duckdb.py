@@ -4,7 +4,8 @@ The server (`cargo build -p stripe-webhook-server`, `SINK=file`) receives every 
 fixtures/events/ signed with the pinned `stripe` SDK, some of them two or three times as Stripe
 retries; SIGTERM seals its segments to `.ndjson.gz`. DuckDB then gets a view with the table's
 qualified name (`stripe_webhooks.events`), whose columns come from create-table.sql, over
-`read_json(<archive>/webhooks/**/*.ndjson*, hive_partitioning = true)`, plus macros for the two
+`read_json(<archive>/webhooks/**/*.ndjson.gz, hive_partitioning = true)` (the sealed segments, the
+complete and stable view docs/archive-layout.md §2 gives readers), plus macros for the two
 Presto functions DuckDB lacks. The query files run verbatim; expected values are computed here in
 Python from the fixture files alone.
 """
@@ -197,7 +198,7 @@ def duck(archive: Archive) -> Any:
     schema, table = ATHENA_TABLE.split(".")
     columns = ", ".join(f"'{c.name}': '{duckdb_type(c.type)}'" for c in ddl.columns)
     hive_types = ", ".join(f"'{c.name}': '{duckdb_type(c.type)}'" for c in ddl.partitions)
-    glob = f"{archive.root}/{ARCHIVE_PREFIX}/**/*.ndjson*"
+    glob = f"{archive.root}/{ARCHIVE_PREFIX}/**/*.ndjson.gz"
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # Athena's current_date is UTC
     con.execute(f"CREATE SCHEMA {schema}")

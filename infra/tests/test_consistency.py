@@ -43,7 +43,10 @@ from layout_spec import (
     FIREHOSE_ERROR_PREFIX,
     FIREHOSE_PREFIX,
     FUNCTION_ENV_VARS,
-    GLACIER_TRANSITION_DAYS,
+    ARCHIVE_STORAGE_CLASS,
+    ARCHIVE_STORAGE_CLASSES,
+    ARCHIVE_TRANSITION_DAYS,
+    OBJECT_LOCK_MODES,
     OVERSIZE_PREFIX,
     PARTITION_KEYS,
     PRODUCER_FIREHOSE_ACTIONS,
@@ -212,17 +215,60 @@ def test_bucket_protections_agree(cfn_main: Template, terraform: Terraform) -> N
 def test_lifecycle_defaults_agree(cfn_main: Template, terraform: Terraform) -> None:
     _, bucket = only_resource(cfn_main, "AWS::S3::Bucket")
     (rule,) = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-    (transition,) = rule["Transitions"]
-    assert transition["StorageClass"] == "GLACIER"
-    assert param_default(cfn_main, transition["TransitionInDays"]) == GLACIER_TRANSITION_DAYS
-    assert param_default(cfn_main, rule["ExpirationInDays"]) == EXPIRATION_DAYS
+    params = cfn_main["Parameters"]
+    assert params["ArchiveStorageClass"]["Default"] == ARCHIVE_STORAGE_CLASS
+    assert tuple(params["ArchiveStorageClass"]["AllowedValues"]) == ARCHIVE_STORAGE_CLASSES
+    assert params["ArchiveTransitionDays"]["Default"] == ARCHIVE_TRANSITION_DAYS
+    assert params["ExpirationDays"]["Default"] == EXPIRATION_DAYS
+    # Current and replaced versions move to the same class at the same age; a replaced version is
+    # kept as long as the records are (versioning is only tamper-evident while it lasts).
+    for transitions in (rule["Transitions"], rule["NoncurrentVersionTransitions"]):
+        assert transitions == [{"StorageClass": {"Ref": "ArchiveStorageClass"}, "TransitionInDays": {"Ref": "ArchiveTransitionDays"}}]
+    assert rule["ExpirationInDays"] == {"Ref": "ExpirationDays"}
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": {"Ref": "ExpirationDays"}}
     assert rule["Status"] == "Enabled"
 
     (tf_rule,) = terraform.resource("aws_s3_bucket_lifecycle_configuration", "archive")["rule"]
     assert tf_rule["status"] == "Enabled"
-    assert tf_rule["transition"][0]["storage_class"] == "GLACIER"
-    assert terraform.resolve(tf_rule["transition"][0]["days"]) == GLACIER_TRANSITION_DAYS
-    assert terraform.resolve(tf_rule["expiration"][0]["days"]) == EXPIRATION_DAYS
+    assert tf_rule["transition"] == [{"days": "${var.archive_transition_days}", "storage_class": "${var.archive_storage_class}"}]
+    assert tf_rule["noncurrent_version_transition"] == [
+        {"noncurrent_days": "${var.archive_transition_days}", "storage_class": "${var.archive_storage_class}"}
+    ]
+    assert tf_rule["expiration"] == [{"days": "${var.expiration_days}"}]
+    assert tf_rule["noncurrent_version_expiration"] == [{"noncurrent_days": "${var.expiration_days}"}]
+    assert terraform.resolve("${var.archive_storage_class}") == ARCHIVE_STORAGE_CLASS
+    assert terraform.resolve("${var.archive_transition_days}") == ARCHIVE_TRANSITION_DAYS
+    assert terraform.resolve("${var.expiration_days}") == EXPIRATION_DAYS
+    condition = terraform.variables["archive_storage_class"]["validation"][0]["condition"]
+    assert all(f'"{c}"' in condition for c in ARCHIVE_STORAGE_CLASSES), condition
+
+
+def test_object_lock_is_optional_and_agrees(cfn_main: Template, terraform: Terraform) -> None:
+    """NONE by default; otherwise enabled at the bucket's creation with a default retention."""
+    params = cfn_main["Parameters"]
+    assert params["ObjectLockMode"]["Default"] == "NONE"
+    assert tuple(params["ObjectLockMode"]["AllowedValues"]) == OBJECT_LOCK_MODES
+    assert params["ObjectLockRetentionDays"]["Default"] == EXPIRATION_DAYS
+    assert cfn_main["Conditions"]["HasObjectLock"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ObjectLockMode"}, "NONE"]}]}
+    _, bucket = only_resource(cfn_main, "AWS::S3::Bucket")
+    props = bucket["Properties"]
+    assert props["ObjectLockEnabled"] == {"Fn::If": ["HasObjectLock", True, {"Ref": "AWS::NoValue"}]}
+    lock, none = props["ObjectLockConfiguration"]["Fn::If"][1:]
+    assert none == {"Ref": "AWS::NoValue"}
+    assert lock == {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": {"Ref": "ObjectLockMode"}, "Days": {"Ref": "ObjectLockRetentionDays"}}},
+    }
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"  # Object Lock requires it
+
+    assert terraform.locals["object_lock"] == '${var.object_lock_mode != "NONE"}'
+    assert terraform.resource("aws_s3_bucket", "archive")["object_lock_enabled"] == "${local.object_lock}"
+    config = terraform.resource("aws_s3_bucket_object_lock_configuration", "archive")
+    assert config["count"] == "${local.object_lock ? 1 : 0}"
+    assert config["rule"][0]["default_retention"] == [
+        {"mode": "${var.object_lock_mode}", "days": "${var.object_lock_retention_days}"}
+    ]
+    assert terraform.variables["object_lock_mode"]["default"] == "NONE"
 
 
 # ---------------------------------------------------------------------------------------------
