@@ -39,6 +39,20 @@ pub struct IngestOptions {
     pub max_body_bytes: usize,
     /// Envelope options (`raw` + `signature` on or off).
     pub envelope: EnvelopeOptions,
+    /// For each of the verifier's secrets, in its order, when it was retired (a keyring entry's
+    /// retirement): a signature made at or after that time under it verifies nothing. Missing or
+    /// `None`: never retired. List secrets that never retire first and later retirements before
+    /// earlier ones, so the first secret that matches is the one to judge.
+    pub retirements: Vec<Option<Retirement>>,
+}
+
+/// When a secret was retired, and the label operators know it by (logged, never the secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retirement {
+    /// Unix seconds: signatures made from then on under the secret verify nothing.
+    pub at: i64,
+    /// The keyring entry's label.
+    pub label: String,
 }
 
 impl Default for IngestOptions {
@@ -46,6 +60,7 @@ impl Default for IngestOptions {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             envelope: EnvelopeOptions::default(),
+            retirements: Vec::new(),
         }
     }
 }
@@ -196,7 +211,25 @@ impl Ingest {
             // Every rule but the HMAC, the timestamp's included, before any HMAC work; then the
             // HMAC alone (`verify_at` would check the timestamp a second time).
             inner.verifier.precheck_at(h, now)?;
-            inner.verifier.verify_ignoring_timestamp(&request.body, h)?;
+            let verified = inner.verifier.verify_ignoring_timestamp(&request.body, h)?;
+            if let Some(Some(retired)) = inner.options.retirements.get(verified.secret_index)
+                && verified.timestamp >= retired.at
+            {
+                // Whoever signed holds a secret that was retired: refused like any forgery, and
+                // told to the operator (Stripe itself still signing with it means it was retired
+                // too early). Rate-limited like every refusal line.
+                if let Some(suppressed) = crate::log_limit::admit_refusal_log("retired_secret") {
+                    tracing::warn!(
+                        keyring_entry = %retired.label,
+                        signed_at = verified.timestamp,
+                        retired_at = retired.at,
+                        suppressed,
+                        "webhook refused: signed with a retired secret (keyring entry {})",
+                        retired.label
+                    );
+                }
+                return Err(stripe_webhook_verify::VerifyError::NoMatchingSignature);
+            }
             Ok(h.unwrap_or_default())
         });
         let header = match verified {
@@ -311,5 +344,86 @@ fn report(outcome: &Outcome, body_len: usize) {
             event_id, event_type, outcome = label, status, reason = e.kind().label(), error = %e,
             latency_ms, "webhook not archived: storage failed permanently"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stripe_webhook_sink::MemorySink;
+    use stripe_webhook_verify::{Secret, signature_header};
+
+    use super::*;
+
+    /// A retired secret verifies nothing signed from its retirement on, whichever of the
+    /// signatures of a rotation's overlap it carries; the secret in use still does.
+    #[test]
+    fn a_retired_secret_verifies_nothing_signed_after_its_retirement() {
+        let old = Secret::new("whsec_retired").expect("secret");
+        let new = Secret::new("whsec_in_use").expect("secret");
+        let sink = Arc::new(MemorySink::new(100));
+        let now = ReceivedAt::now();
+        let t = now.unix_seconds();
+        let ingest = Ingest::new(
+            Verifier::new(vec![new.clone(), old.clone()]).expect("verifier"),
+            sink.clone(),
+            IngestOptions {
+                retirements: vec![
+                    None,
+                    Some(Retirement {
+                        at: t - 1,
+                        label: "live-old".to_owned(),
+                    }),
+                ],
+                ..IngestOptions::default()
+            },
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let status = |secrets: &[&Secret], id: &str| {
+            let body = Bytes::from(format!(
+                r#"{{"id":"{id}","object":"event","type":"charge.succeeded","data":{{"object":{{}}}}}}"#
+            ));
+            let mut headers = HeaderMap::new();
+            let header = signature_header(secrets, t, &body);
+            headers.insert("stripe-signature", header.parse().expect("header"));
+            let outcome = runtime.block_on(ingest.handle(WebhookRequest {
+                body,
+                headers: &headers,
+                received_at: now,
+            }));
+            (outcome.status().as_u16(), outcome.label())
+        };
+        assert_eq!(status(&[&old], "evt_old"), (400, "bad_signature"));
+        assert_eq!(status(&[&new], "evt_new"), (200, "accepted"));
+        assert_eq!(status(&[&old, &new], "evt_both"), (200, "accepted"));
+        assert_eq!(sink.len(), 2);
+
+        // Retired in the future: still in use until then.
+        let later = Ingest::new(
+            Verifier::new(vec![old.clone()]).expect("verifier"),
+            sink.clone(),
+            IngestOptions {
+                retirements: vec![Some(Retirement {
+                    at: t + 3600,
+                    label: "live-old".to_owned(),
+                })],
+                ..IngestOptions::default()
+            },
+        );
+        let body = Bytes::from_static(
+            br#"{"id":"evt_later","object":"event","type":"charge.succeeded","data":{"object":{}}}"#,
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "stripe-signature",
+            signature_header(&[&old], t, &body).parse().expect("header"),
+        );
+        let outcome = runtime.block_on(later.handle(WebhookRequest {
+            body,
+            headers: &headers,
+            received_at: now,
+        }));
+        assert_eq!(outcome.status(), 200);
     }
 }

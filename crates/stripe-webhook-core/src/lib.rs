@@ -53,7 +53,9 @@ mod ingest;
 mod log_limit;
 mod outcome;
 
-pub use ingest::{DEFAULT_MAX_BODY_BYTES, Ingest, IngestOptions, SIGNATURE_HEADER, WebhookRequest};
+pub use ingest::{
+    DEFAULT_MAX_BODY_BYTES, Ingest, IngestOptions, Retirement, SIGNATURE_HEADER, WebhookRequest,
+};
 pub use log_limit::{REFUSALS_PER_SECOND, admit_refusal_log};
 pub use outcome::{Outcome, OutcomeKind, RETRY_AFTER_SECS, Refusal, json_response};
 pub use stripe_webhook_envelope::ReceivedAt;

@@ -40,6 +40,7 @@
 
 mod app;
 mod ephemeral;
+pub mod keyring;
 pub mod settings;
 mod sinks;
 

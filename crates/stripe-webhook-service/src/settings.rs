@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use stripe_webhook_core::{DEFAULT_MAX_BODY_BYTES, IngestOptions};
+use stripe_webhook_core::{DEFAULT_MAX_BODY_BYTES, IngestOptions, ReceivedAt, Retirement};
 use stripe_webhook_envelope::EnvelopeOptions;
 use stripe_webhook_sink::FileSinkConfig;
-use stripe_webhook_verify::{Tolerance, Verifier};
+use stripe_webhook_verify::{Secret, Tolerance, Verifier};
+
+use crate::keyring::{Keyring, KeyringEntry};
 
 /// Where archive records go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,6 +45,15 @@ pub struct RawSettings {
     /// `stripe listen`) comma-separated, without spaces.
     #[arg(long = "secret", env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub secrets: Option<String>,
+
+    /// The keyring instead of STRIPE_WEBHOOK_SECRET: one entry per line, `LABEL SECRET
+    /// ACTIVE_FROM [RETIRED_AT]` (docs/verification.md#keyring); entries not yet retired verify.
+    #[arg(long, env = "STRIPE_WEBHOOK_KEYRING", hide_env_values = true)]
+    pub keyring: Option<String>,
+
+    /// A file holding the keyring instead (wins over STRIPE_WEBHOOK_KEYRING).
+    #[arg(long, env = "STRIPE_WEBHOOK_KEYRING_FILE", value_name = "FILE")]
+    pub keyring_file: Option<std::path::PathBuf>,
 
     /// Signature tolerance in seconds: the maximum age of a signed timestamp (replay protection).
     #[arg(long, env = "SIGNATURE_TOLERANCE_SECS", default_value = "300")]
@@ -163,6 +174,8 @@ impl std::fmt::Debug for RawSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawSettings")
             .field("secrets", &self.secrets.as_ref().map(|_| "<redacted>"))
+            .field("keyring", &self.keyring.as_ref().map(|_| "<redacted>"))
+            .field("keyring_file", &self.keyring_file)
             .field("sink", &self.sink)
             .field("file", &self.file)
             .field("firehose", &self.firehose)
@@ -185,6 +198,20 @@ pub enum ConfigError {
     /// A signing secret is malformed.
     #[error("STRIPE_WEBHOOK_SECRET: {0}")]
     Secret(stripe_webhook_verify::ConfigError),
+    /// Both STRIPE_WEBHOOK_SECRET and a keyring were given.
+    #[error(
+        "STRIPE_WEBHOOK_SECRET and a keyring (STRIPE_WEBHOOK_KEYRING or STRIPE_WEBHOOK_KEYRING_FILE) \
+         are both set: use one. A keyring lists every secret, the current one included"
+    )]
+    SecretAndKeyring,
+    /// The keyring cannot be read or is malformed.
+    #[error("{source_name}: {problem}")]
+    Keyring {
+        /// Where it came from: `STRIPE_WEBHOOK_KEYRING` or `STRIPE_WEBHOOK_KEYRING_FILE <path>`.
+        source_name: String,
+        /// What is wrong (never a secret).
+        problem: String,
+    },
     /// The tolerance is not a positive number of seconds.
     #[error("SIGNATURE_TOLERANCE_SECS must be a positive number of seconds, got {0:?}")]
     Tolerance(String),
@@ -299,7 +326,7 @@ impl RawSettings {
     /// # Errors
     /// The first problem found, with a message a person can act on.
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let verifier = self.verifier()?;
+        let (verifier, retirements) = self.verifier()?;
         positive(
             "MAX_BODY_BYTES",
             self.max_body_bytes as u64,
@@ -308,6 +335,7 @@ impl RawSettings {
         let ingest = IngestOptions {
             max_body_bytes: self.max_body_bytes,
             envelope: EnvelopeOptions::default().include_raw(self.include_raw),
+            retirements,
         };
         let kind = self.sink_kind();
         if kind != SinkKind::Firehose && self.firehose.firehose_delivery_stream_name.is_some() {
@@ -341,21 +369,96 @@ impl RawSettings {
         })
     }
 
-    fn verifier(&self) -> Result<Verifier, ConfigError> {
-        let list = match self.secrets.as_deref() {
-            None | Some("") => return Err(ConfigError::MissingSecret),
-            Some(list) => list,
+    /// The keyring, if one was given (the file wins over the variable).
+    fn keyring(&self) -> Result<Option<Keyring>, ConfigError> {
+        let (source_name, text) = match (&self.keyring_file, self.keyring.as_deref()) {
+            (Some(path), _) => {
+                let source_name = format!("STRIPE_WEBHOOK_KEYRING_FILE {}", path.display());
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Keyring {
+                    source_name: source_name.clone(),
+                    problem: e.to_string(),
+                })?;
+                (source_name, text)
+            }
+            (None, Some(text)) if !text.is_empty() => {
+                ("STRIPE_WEBHOOK_KEYRING".to_owned(), text.to_owned())
+            }
+            (None, _) => return Ok(None),
         };
-        let secrets = stripe_webhook_verify::parse_secrets(list).map_err(ConfigError::Secret)?;
-        for (i, secret) in secrets.iter().enumerate() {
-            if !secret.has_whsec_prefix() {
-                tracing::warn!(
-                    element = i + 1,
-                    "STRIPE_WEBHOOK_SECRET element {} does not start with whsec_; Stripe signing secrets do",
-                    i + 1
+        Keyring::parse(&text)
+            .map(Some)
+            .map_err(|e| ConfigError::Keyring {
+                source_name,
+                problem: e.to_string(),
+            })
+    }
+
+    /// The verifier's secrets: the keyring's entries in use now (with their retirements), or
+    /// STRIPE_WEBHOOK_SECRET's list (never retired).
+    fn secrets(&self) -> Result<(Vec<Secret>, Vec<Option<Retirement>>), ConfigError> {
+        let list = self.secrets.as_deref().filter(|list| !list.is_empty());
+        match (list, self.keyring()?) {
+            (Some(_), Some(_)) => Err(ConfigError::SecretAndKeyring),
+            (None, None) => Err(ConfigError::MissingSecret),
+            (None, Some(keyring)) => {
+                let now = ReceivedAt::now().unix_seconds();
+                let in_use: Vec<&KeyringEntry> = keyring.in_use_at(now).collect();
+                let retired: Vec<&str> = keyring
+                    .entries()
+                    .iter()
+                    .filter(|e| e.retired_at().is_some_and(|r| r <= now))
+                    .map(KeyringEntry::label)
+                    .collect();
+                if in_use.is_empty() {
+                    return Err(ConfigError::Keyring {
+                        source_name: "the keyring".to_owned(),
+                        problem: format!(
+                            "every entry is retired ({}): add the endpoint's current signing secret",
+                            retired.join(", ")
+                        ),
+                    });
+                }
+                let labels: Vec<&str> = in_use.iter().map(|e| e.label()).collect();
+                tracing::info!(
+                    in_use = %labels.join(","),
+                    retired = %retired.join(","),
+                    "keyring: verifying with {} entr{} in use; {} retired entr{} kept for audits",
+                    labels.len(),
+                    if labels.len() == 1 { "y" } else { "ies" },
+                    retired.len(),
+                    if retired.len() == 1 { "y" } else { "ies" },
                 );
+                Ok(in_use
+                    .into_iter()
+                    .map(|e| {
+                        let retirement = e.retired_at().map(|at| Retirement {
+                            at,
+                            label: e.label().to_owned(),
+                        });
+                        (e.secret().clone(), retirement)
+                    })
+                    .unzip())
+            }
+            (Some(list), None) => {
+                let secrets =
+                    stripe_webhook_verify::parse_secrets(list).map_err(ConfigError::Secret)?;
+                for (i, secret) in secrets.iter().enumerate() {
+                    if !secret.has_whsec_prefix() {
+                        tracing::warn!(
+                            element = i + 1,
+                            "STRIPE_WEBHOOK_SECRET element {} does not start with whsec_; Stripe signing secrets do",
+                            i + 1
+                        );
+                    }
+                }
+                let never = vec![None; secrets.len()];
+                Ok((secrets, never))
             }
         }
+    }
+
+    fn verifier(&self) -> Result<(Verifier, Vec<Option<Retirement>>), ConfigError> {
+        let (secrets, retirements) = self.secrets()?;
         let raw = self.signature_tolerance_secs.as_str();
         if raw.eq_ignore_ascii_case("disabled") {
             return Err(ConfigError::ToleranceDisabled);
@@ -365,10 +468,11 @@ impl RawSettings {
             .ok()
             .and_then(|secs| Tolerance::seconds(secs).ok())
             .ok_or_else(|| ConfigError::Tolerance(raw.to_owned()))?;
-        Ok(Verifier::new(secrets)
+        let verifier = Verifier::new(secrets)
             .map_err(ConfigError::Secret)?
             .with_tolerance(tolerance)
-            .with_max_future_skew(self.signature_max_future_secs))
+            .with_max_future_skew(self.signature_max_future_secs);
+        Ok((verifier, retirements))
     }
 }
 
@@ -611,5 +715,83 @@ mod tests {
         assert!(matches!(raw.validate(), Err(ConfigError::MissingSecret)));
         let raw = parse(&[]).unwrap();
         assert!(!format!("{raw:?}").contains("whsec_test"));
+    }
+
+    #[test]
+    fn a_keyring_verifies_with_its_entries_in_use_and_nothing_else() {
+        let keyring = |text: &str| {
+            <Cli as clap::Parser>::try_parse_from(["test", "--keyring", text])
+                .unwrap()
+                .settings
+        };
+        let now = ReceivedAt::now().unix_seconds();
+        let at = crate::keyring::rfc3339;
+        let text = format!(
+            "gone whsec_gone 2024-01-01T00:00:00Z {}\n\
+             retiring whsec_retiring 2025-01-01T00:00:00Z {}\n\
+             current whsec_current {}\n",
+            at(now - 86_400),
+            at(now + 3600),
+            at(now - 7200),
+        );
+        let settings = keyring(&text).validate().expect("valid");
+        assert_eq!(
+            settings.verifier.secret_count(),
+            2,
+            "the retired entry is not used"
+        );
+        assert_eq!(
+            settings.ingest.retirements,
+            [
+                None,
+                Some(Retirement {
+                    at: now + 3600,
+                    label: "retiring".to_owned()
+                })
+            ]
+        );
+        let err = keyring(&format!(
+            "gone whsec_gone 2024-01-01T00:00:00Z {}\n",
+            at(now - 1)
+        ))
+        .validate()
+        .expect_err("all retired")
+        .to_string();
+        assert!(err.contains("every entry is retired (gone)"), "{err}");
+        let err = keyring("bad whsec_bad yesterday")
+            .validate()
+            .expect_err("malformed")
+            .to_string();
+        assert!(
+            err.starts_with("STRIPE_WEBHOOK_KEYRING: keyring line 1:")
+                && !err.contains("whsec_bad"),
+            "{err}"
+        );
+        let both = <Cli as clap::Parser>::try_parse_from([
+            "test",
+            "--secret",
+            "whsec_x",
+            "--keyring",
+            &text,
+        ])
+        .unwrap()
+        .settings;
+        assert!(matches!(
+            both.validate(),
+            Err(ConfigError::SecretAndKeyring)
+        ));
+        let missing = <Cli as clap::Parser>::try_parse_from([
+            "test",
+            "--keyring-file",
+            "/nonexistent/keyring",
+        ])
+        .unwrap()
+        .settings;
+        let err = missing.validate().expect_err("unreadable").to_string();
+        assert!(
+            err.starts_with("STRIPE_WEBHOOK_KEYRING_FILE /nonexistent/keyring: "),
+            "{err}"
+        );
+        assert!(!format!("{:?}", keyring(&text)).contains("whsec_"));
     }
 }
