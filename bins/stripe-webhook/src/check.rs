@@ -16,6 +16,9 @@ use stripe_webhook_verify::Verifier;
 
 use crate::archive::Archive;
 
+/// How [`prove`]'s message starts when the signature is what failed.
+pub(crate) const SIGNATURE_FAILURE: &str = "signature: ";
+
 /// The record's exact body: `raw` decoded, or the oversize body fetched from S3 and checked
 /// against its pointer; `None` when the record was written with raw off, or is a legacy (Node
 /// service) line, which never kept it.
@@ -55,7 +58,7 @@ pub(crate) fn prove(
 ) -> Result<usize, String> {
     let verified = verifier
         .verify(body, Some(signature))
-        .map_err(|e| format!("signature: {e}"))?;
+        .map_err(|e| format!("{SIGNATURE_FAILURE}{e}"))?;
     if !signature_only {
         let encoded = encode(
             body.clone(),

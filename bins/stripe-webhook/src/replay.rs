@@ -42,7 +42,7 @@ use crate::check::{body_of, prove, prove_fetched};
 use crate::client::{Connection, Target, Tls, one_line};
 use crate::filter::{Filters, SelectArgs};
 use crate::retry::{Interrupt, Next, Retries};
-use crate::secrets::{archive_verifier, secrets};
+use crate::secrets::{ArchiveKeys, archive_verifier, keyring, secrets};
 use crate::select::for_each_selected;
 use crate::{Failure, Outcome};
 
@@ -76,11 +76,15 @@ pub(crate) struct ReplayArgs {
     secret_file: Option<PathBuf>,
     /// The ARCHIVE's signing secret(s), comma-separated (all are tried, as during a rotation):
     /// every record must verify with one of them, tolerance disabled, before it is re-signed.
-    #[arg(long, conflicts_with_all = ["source_secret_file", "unverified_source"])]
+    #[arg(long, conflicts_with_all = ["source_secret_file", "unverified_source", "source_keyring_file"])]
     source_secret: Option<String>,
     /// A file holding the archive's secret(s) (comma-separated or one per line).
-    #[arg(long, value_name = "FILE", conflicts_with = "unverified_source")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["unverified_source", "source_keyring_file"])]
     source_secret_file: Option<PathBuf>,
+    /// The archive's keyring (docs/verification.md#keyring): every entry is tried, retired ones
+    /// included.
+    #[arg(long, value_name = "FILE", conflicts_with = "unverified_source")]
+    source_keyring_file: Option<PathBuf>,
     /// DANGEROUS: re-sign and send records WITHOUT verifying them against the archive's secret.
     /// Anyone who could write to the archive can then have forged events delivered, validly
     /// signed. Only for an archive whose signing secret is lost, and a target that expects it.
@@ -245,22 +249,30 @@ fn configure(args: &ReplayArgs) -> Result<Setup, Failure> {
                 .to_owned(),
         ));
     }
-    let check = match secrets(
+    let source_keyring = keyring("source-keyring", None, args.source_keyring_file.as_deref())
+        .map_err(Failure::Usage)?;
+    let source_secrets = secrets(
         "source-secret",
         args.source_secret.as_deref(),
         args.source_secret_file.as_deref(),
     )
-    .map_err(Failure::Usage)?
-    {
-        Some(list) => {
+    .map_err(Failure::Usage)?;
+    let check = match (source_keyring, source_secrets) {
+        (Some(keyring), _) => SourceCheck::Verify(
+            ArchiveKeys::from_keyring("source-keyring", keyring)
+                .map_err(Failure::Usage)?
+                .verifier,
+        ),
+        (None, Some(list)) => {
             SourceCheck::Verify(archive_verifier("source-secret", list).map_err(Failure::Usage)?)
         }
-        None if args.unverified_source => SourceCheck::Unverified,
-        None => {
+        (None, None) if args.unverified_source => SourceCheck::Unverified,
+        (None, None) => {
             return Err(Failure::Usage(
                 "replay verifies every record against the archive's signing secret(s) before \
-                 re-signing it: give --source-secret or --source-secret-file (or, for an archive \
-                 whose secret is lost, --unverified-source)"
+                 re-signing it: give --source-keyring-file, --source-secret or \
+                 --source-secret-file (or, for an archive whose secret is lost, \
+                 --unverified-source)"
                     .to_owned(),
             ));
         }

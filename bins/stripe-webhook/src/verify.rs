@@ -22,12 +22,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
-use stripe_webhook_verify::Verifier;
 
 use crate::archive::{Archive, Line, Source};
-use crate::check::{body_of, prove, prove_fetched};
+use crate::check::{SIGNATURE_FAILURE, body_of, prove, prove_fetched};
 use crate::filter::{Filters, SelectArgs};
-use crate::secrets::{archive_verifier, secrets};
+use crate::secrets::{ArchiveKeys, keyring, secrets};
 use crate::select::{Reason, for_each_selected};
 use crate::{Failure, Outcome};
 
@@ -44,6 +43,14 @@ pub(crate) struct VerifyArgs {
     /// --secret and STRIPE_WEBHOOK_SECRET.
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
+    /// The keyring instead of secrets (`LABEL SECRET ACTIVE_FROM [RETIRED_AT]` per line, see
+    /// docs/verification.md#keyring): every entry is tried, retired ones included, and a record
+    /// none verifies is told which entry it needs, from its own signing time.
+    #[arg(long, env = "STRIPE_WEBHOOK_KEYRING", hide_env_values = true)]
+    keyring: Option<String>,
+    /// A file holding the keyring (wins over --keyring and STRIPE_WEBHOOK_KEYRING).
+    #[arg(long, env = "STRIPE_WEBHOOK_KEYRING_FILE", value_name = "FILE")]
+    keyring_file: Option<PathBuf>,
     /// Check the signatures only, not that the envelope fields (`id`, `type`, `data`, …) are
     /// exactly what re-encoding the verified body gives. The envelope version is still checked.
     #[arg(long)]
@@ -68,17 +75,9 @@ struct Tally {
 pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Failure> {
     let source = Source::parse(&args.select.source)?;
     let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
-    let secrets = secrets("secret", args.secret.as_deref(), args.secret_file.as_deref())
-        .map_err(Failure::Usage)?
-        .ok_or_else(|| {
-            Failure::Usage(
-                "--secret, --secret-file or STRIPE_WEBHOOK_SECRET is required: the archive's signing secret(s)"
-                    .to_owned(),
-            )
-        })?;
-    let verifier = archive_verifier("secret", secrets).map_err(Failure::Usage)?;
+    let keys = archive_keys(args).map_err(Failure::Usage)?;
     let mut tally = Tally {
-        by_secret: vec![0; verifier.secret_count()],
+        by_secret: vec![0; keys.names.len()],
         ..Tally::default()
     };
     let counts = for_each_selected(
@@ -86,7 +85,7 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
         &source,
         &filters,
         &mut |line, record| {
-            match check(archive, &verifier, line, &record, args.signature_only) {
+            match check(archive, &keys, line, &record, args.signature_only) {
                 Ok(Checked::Verified {
                     secret_index,
                     oversize,
@@ -140,8 +139,8 @@ pub(crate) fn verify(archive: &Archive, args: &VerifyArgs) -> Result<Outcome, Fa
         tally
             .by_secret
             .iter()
-            .enumerate()
-            .map(|(i, n)| format!("#{}={n}", i + 1))
+            .zip(&keys.names)
+            .map(|(n, name)| format!("{name}={n}"))
             .collect::<Vec<_>>()
             .join(" "),
         tally.oversize
@@ -182,9 +181,37 @@ enum Checked {
     },
 }
 
+/// The keys of `--keyring(-file)` or `--secret(-file)`; exactly one of the two is required.
+fn archive_keys(args: &VerifyArgs) -> Result<ArchiveKeys, String> {
+    let secrets = secrets(
+        "secret",
+        args.secret.as_deref(),
+        args.secret_file.as_deref(),
+    )?;
+    let keyring = keyring(
+        "keyring",
+        args.keyring.as_deref(),
+        args.keyring_file.as_deref(),
+    )?;
+    match (secrets, keyring) {
+        (Some(_), Some(_)) => Err(
+            "give the archive's secrets (--secret, --secret-file, STRIPE_WEBHOOK_SECRET) or its \
+             keyring (--keyring, --keyring-file, STRIPE_WEBHOOK_KEYRING(_FILE)), not both"
+                .to_owned(),
+        ),
+        (Some(list), None) => ArchiveKeys::from_secrets("secret", list),
+        (None, Some(keyring)) => ArchiveKeys::from_keyring("keyring", keyring),
+        (None, None) => Err(
+            "the archive's signing secrets are required: --keyring-file (or \
+             STRIPE_WEBHOOK_KEYRING(_FILE)), or --secret, --secret-file (or STRIPE_WEBHOOK_SECRET)"
+                .to_owned(),
+        ),
+    }
+}
+
 fn check(
     archive: &Archive,
-    verifier: &Verifier,
+    keys: &ArchiveKeys,
     line: &Line<'_>,
     record: &ArchivedRecord<'_>,
     signature_only: bool,
@@ -210,13 +237,17 @@ fn check(
         return Ok(Checked::RawOff);
     };
     let secret_index = prove(
-        verifier,
+        &keys.verifier,
         line.bytes,
         record,
         &body,
         signature,
         signature_only,
-    )?;
+    )
+    .map_err(|reason| match keys.missing_key_hint(signature) {
+        Some(hint) if reason.starts_with(SIGNATURE_FAILURE) => format!("{reason}; {hint}"),
+        _ => reason,
+    })?;
     Ok(Checked::Verified {
         secret_index,
         oversize: matches!(record.body, StoredBody::Oversize { .. }),
