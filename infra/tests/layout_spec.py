@@ -88,6 +88,8 @@ SERVICE_ENV_VARS = frozenset(
     {
         # crates/stripe-webhook-service/src/settings.rs
         "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_WEBHOOK_KEYRING",
+        "STRIPE_WEBHOOK_KEYRING_FILE",
         "SIGNATURE_TOLERANCE_SECS",
         "SIGNATURE_MAX_FUTURE_SECS",
         "MAX_BODY_BYTES",
@@ -129,7 +131,7 @@ AWS_SDK_ENV_VARS = frozenset(
     {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"}
 )
 # The operator CLI (bins/stripe-webhook) reads these too, and the same .env file.
-CLI_ENV_VARS = frozenset({"STRIPE_WEBHOOK_URL"})
+CLI_ENV_VARS = frozenset({"STRIPE_WEBHOOK_URL", "STRIPE_API_KEY", "STRIPE_API_BASE"})
 SECRET_ENV_VAR = "STRIPE_WEBHOOK_SECRET"
 
 # What the Lambda function's environment sets (a subset of the service's settings).
