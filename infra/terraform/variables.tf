@@ -367,3 +367,25 @@ variable "ecs_log_retention_days" {
   type        = number
   default     = 90
 }
+
+# --- Optional scheduled reconcile on ECS (ecs_enabled; infra/cloudformation/stripe-webhooks-ecs.yaml) ---
+
+variable "reconcile_api_key_secret_arn" {
+  description = "Set to run `stripe-webhook reconcile` against the archive on a schedule (docs/reconcile.md): the Secrets Manager secret (plain text) holding a Stripe restricted key with Events read. Empty: no scheduled reconcile."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.reconcile_api_key_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.reconcile_api_key_secret_arn))
+    error_message = "Empty, or a Secrets Manager secret ARN."
+  }
+}
+
+variable "reconcile_schedule" {
+  description = "EventBridge Scheduler expression, in UTC, of the scheduled reconcile; each run checks the events created between four and three days ago."
+  type        = string
+  default     = "cron(30 3 * * ? *)"
+  validation {
+    condition     = can(regex("^(cron|rate)\\(.+\\)$", var.reconcile_schedule))
+    error_message = "cron(...) or rate(...)."
+  }
+}

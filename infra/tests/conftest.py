@@ -37,7 +37,12 @@ class CheckovRun:
 
 # The optional Terraform parts are `count = 0` by default, and checkov does not evaluate a resource
 # that would not exist: a second run switches them on so their resources are checked too.
-TERRAFORM_OPTIONAL_PARTS = (("lambda_enabled", "true"), ("ecs_enabled", "true"), ("object_lock_mode", '"COMPLIANCE"'))
+TERRAFORM_OPTIONAL_PARTS = (
+    ("lambda_enabled", "true"),
+    ("ecs_enabled", "true"),
+    ("object_lock_mode", '"COMPLIANCE"'),
+    ("reconcile_api_key_secret_arn", '"arn:aws:secretsmanager:us-east-1:123456789012:secret:stripe/reconcile-key-AbCdEf"'),
+)
 CHECKOV_RUNS = {
     "cloudformation": CheckovRun(INFRA / "cloudformation", "cloudformation"),
     "terraform": CheckovRun(TERRAFORM_DIR, "terraform"),

@@ -447,8 +447,8 @@ def test_shutdown_constants_match_the_code() -> None:
 
 
 def _ecs_container(cfn_ecs: Template) -> dict[str, Any]:
-    _, task = only_resource(cfn_ecs, "AWS::ECS::TaskDefinition")
-    (container,) = task["Properties"]["ContainerDefinitions"]
+    """The server's container (the other task definition, ReconcileTaskDefinition, is optional)."""
+    (container,) = cfn_ecs["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     return container
 
 
@@ -576,7 +576,7 @@ def test_ecs_task_role_is_the_producer_policy(cfn_ecs: Template, terraform: Terr
     role = cfn_ecs["Resources"]["TaskRole"]["Properties"]
     assert role["ManagedPolicyArns"] == [{"Fn::ImportValue": {"Fn::Sub": "${CoreStackName}-ProducerPolicyArn"}}]
     assert "Policies" not in role
-    _, task = only_resource(cfn_ecs, "AWS::ECS::TaskDefinition")
+    task = cfn_ecs["Resources"]["TaskDefinition"]
     assert task["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
     assert task["Properties"]["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
     attachments = {
@@ -622,9 +622,12 @@ def test_ecs_runs_two_tasks_or_more_and_scales(cfn_ecs: Template, terraform: Ter
 
 
 def test_ecs_log_group_has_retention(cfn_ecs: Template, terraform: Terraform) -> None:
-    _, group = only_resource(cfn_ecs, "AWS::Logs::LogGroup")
-    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
-    assert terraform.resource("aws_cloudwatch_log_group", "ecs")["retention_in_days"] == "${var.ecs_log_retention_days}"
+    groups = resources_of(cfn_ecs, "AWS::Logs::LogGroup")
+    assert set(groups) == {"LogGroup", "ReconcileLogGroup"}
+    for group in groups.values():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    for name in ("ecs", "reconcile"):
+        assert terraform.resource("aws_cloudwatch_log_group", name)["retention_in_days"] == "${var.ecs_log_retention_days}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -136,6 +136,18 @@ EXPECTED_TF_RESOURCES = {
     "aws_appautoscaling_target.ecs",
     "aws_appautoscaling_policy.ecs_cpu",
     "aws_appautoscaling_policy.ecs_requests",
+    "aws_cloudwatch_log_group.reconcile",
+    "aws_iam_role.reconcile_execution",
+    "aws_iam_role_policy_attachment.reconcile_execution_managed",
+    "aws_iam_role_policy.reconcile_execution_secret",
+    "aws_iam_role.reconcile_task",
+    "aws_iam_role_policy.reconcile_task_read_archive",
+    "aws_ecs_task_definition.reconcile",
+    "aws_iam_role.reconcile_scheduler",
+    "aws_iam_role_policy.reconcile_scheduler",
+    "aws_scheduler_schedule.reconcile",
+    "aws_cloudwatch_log_metric_filter.reconcile_clean_runs",
+    "aws_cloudwatch_metric_alarm.reconcile_not_clean",
 }
 
 EXPECTED_TF_VARIABLES = {
@@ -188,6 +200,8 @@ EXPECTED_TF_VARIABLES = {
     "target_cpu_utilization",
     "target_requests_per_task",
     "ecs_log_retention_days",
+    "reconcile_api_key_secret_arn",
+    "reconcile_schedule",
 }
 
 

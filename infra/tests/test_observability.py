@@ -88,7 +88,11 @@ AWS_METRICS = {
         "HTTPCode_ELB_5XX_Count", "TargetResponseTime", "HealthyHostCount", "UnHealthyHostCount",
     },
 }
+# The metric the ECS stack's metric filter makes of the scheduled reconcile's JSON summaries (one
+# per service and environment, without dimensions).
+AWS_METRICS["StripeWebhookReconcile"] = {"<ServiceName>-<Environment>-clean-runs"}
 AWS_DIMENSIONS = {
+    "StripeWebhookReconcile": {frozenset()},
     "AWS/Firehose": {frozenset({"DeliveryStreamName"})},
     "AWS/Lambda": {frozenset({"FunctionName"})},
     "AWS/ApplicationELB": {frozenset({"LoadBalancer"}), frozenset({"LoadBalancer", "TargetGroup"})},
@@ -327,12 +331,25 @@ def _cfn_dimensions(dims: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
 
 # The runbooks' address in alarm descriptions: a required parameter, a required variable.
 RUNBOOKS_URL = {"${RunbooksUrl}": "<RunbooksUrl>", "${var.runbooks_url}": "<RunbooksUrl>"}
+# Names in metric names (the scheduled reconcile's), CloudFormation and Terraform.
+NAMES_IN_METRICS = {
+    "${ServiceName}": "<ServiceName>", "${Environment}": "<Environment>",
+    "${var.service_name}": "<ServiceName>", "${var.environment}": "<Environment>",
+}
 
 
 def _runbooks_url(description: str) -> str:
     for ref, placeholder in RUNBOOKS_URL.items():
         description = description.replace(ref, placeholder)
     return description
+
+
+def _metric_name(name: Any) -> str:
+    if isinstance(name, dict):
+        (name,) = name.values()  # Fn::Sub
+    for ref, placeholder in NAMES_IN_METRICS.items():
+        name = name.replace(ref, placeholder)
+    return name
 
 
 def cfn_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -359,7 +376,8 @@ def cfn_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     metric = (m["Namespace"], m["MetricName"], _cfn_dimensions(m["Dimensions"]), s["Period"], s["Stat"])
                     metrics[q["Id"]] = (metric, q["ReturnData"], q.get("Label"))
         else:
-            metric = (p["Namespace"], p["MetricName"], _cfn_dimensions(p["Dimensions"]), p["Period"], p["Statistic"])
+            dims = _cfn_dimensions(p.get("Dimensions", []))
+            metric = (p["Namespace"], _metric_name(p["MetricName"]), dims, p["Period"], p["Statistic"])
             metrics = {"": (metric, True, None)}
         out[suffix] = {
             "description": _runbooks_url(p["AlarmDescription"]["Fn::Sub"]),
@@ -396,7 +414,8 @@ def _tf_alarm(terraform: Terraform, body: dict[str, Any]) -> dict[str, Any]:
             metric = (m["namespace"], m["metric_name"], _tf_dimensions(m["dimensions"]), m["period"], m["stat"])
             metrics[q["id"]] = (metric, q["return_data"], q.get("label"))
     if not metrics:
-        metric = (body["namespace"], body["metric_name"], _tf_dimensions(body["dimensions"]), body["period"], body["statistic"])
+        dims = _tf_dimensions(body.get("dimensions", {}))
+        metric = (body["namespace"], _metric_name(body["metric_name"]), dims, body["period"], body["statistic"])
         metrics[""] = (metric, True, None)
     return {
         "description": _runbooks_url(body["alarm_description"]),
@@ -413,7 +432,7 @@ def _tf_alarm(terraform: Terraform, body: dict[str, Any]) -> dict[str, Any]:
 # The Terraform alarms of each optional CloudFormation stack.
 TF_ALARMS_BY_STACK = {
     "lambda": ("lambda_5xx_rate", "lambda_signature_failures", "lambda_no_accepted_webhooks"),
-    "ecs": ("ecs_5xx_rate", "ecs_4xx_rate", "ecs_unhealthy_targets", "ecs_no_accepted_webhooks"),
+    "ecs": ("ecs_5xx_rate", "ecs_4xx_rate", "ecs_unhealthy_targets", "ecs_no_accepted_webhooks", "reconcile_not_clean"),
 }
 
 
@@ -1246,7 +1265,7 @@ def test_cloudwatch_metrics_exist_with_their_dimensions(
 
 
 # Alarms on silence: their metric is absent when nothing arrives, so missing data breaches.
-SILENCE_ALARMS = {"no-accepted-webhooks"}
+SILENCE_ALARMS = {"no-accepted-webhooks", "reconcile-not-clean"}
 
 
 def test_lambda_and_ecs_alarms_agree(cfn_lambda: dict[str, Any], cfn_ecs: dict[str, Any], terraform: Terraform) -> None:
@@ -1254,7 +1273,9 @@ def test_lambda_and_ecs_alarms_agree(cfn_lambda: dict[str, Any], cfn_ecs: dict[s
         "lambda-errors", "lambda-throttles", "5xx-rate", "signature-failures", "oversize-to-s3-failures",
         "no-accepted-webhooks",
     }
-    assert set(cfn_alarms(cfn_ecs)) == {"5xx-rate", "4xx-rate", "unhealthy-targets", "no-accepted-webhooks"}
+    assert set(cfn_alarms(cfn_ecs)) == {
+        "5xx-rate", "4xx-rate", "unhealthy-targets", "no-accepted-webhooks", "reconcile-not-clean",
+    }
     for stack, template in (("lambda", cfn_lambda), ("ecs", cfn_ecs)):
         cfn, tf = cfn_alarms(template), tf_alarms(terraform, stack)
         assert set(cfn) == set(tf), stack
@@ -1274,7 +1295,8 @@ def test_lambda_and_ecs_alarms_agree(cfn_lambda: dict[str, Any], cfn_ecs: dict[s
     names = terraform.resources["aws_cloudwatch_metric_alarm"]
     for stack, count in (("lambda", "${local.lambda_count}"), ("ecs", "${local.ecs_count}")):
         for name in TF_ALARMS_BY_STACK[stack]:
-            assert names[name]["count"] == count, name
+            expected = "${local.reconcile_count}" if name == "reconcile_not_clean" else count
+            assert names[name]["count"] == expected, name
 
 
 def test_dashboard_imports_are_exported(
