@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::operation::get_object::GetObjectError;
 use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use stripe_webhook_envelope::read::{OversizeMismatch, OversizePointer};
@@ -77,6 +78,25 @@ pub(crate) enum ArchiveError {
     /// An S3 failure.
     #[error("{0}")]
     S3(String),
+}
+
+/// Storage classes whose objects must be restored before they can be read (Glacier Flexible
+/// Retrieval and Deep Archive; Glacier Instant Retrieval reads like Standard).
+pub(crate) const ARCHIVED_CLASSES: [&str; 2] = ["GLACIER", "DEEP_ARCHIVE"];
+
+/// What `restore` did for one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Restored {
+    /// A restore was requested now.
+    Requested,
+    /// A restore requested earlier is still running.
+    InProgress,
+    /// Already restored: readable now (until the restored copy expires).
+    Available,
+    /// Not in an archival storage class: readable as it is.
+    NotArchived,
+    /// The request failed (why).
+    Failed(String),
 }
 
 /// One line of a segment, as stored (without its `\n`).
@@ -286,21 +306,171 @@ impl Archive {
         }
     }
 
-    /// Opens an S3 object as a blocking reader over its streamed body.
+    /// Opens an S3 object as a blocking reader over its streamed body. An object in an archival
+    /// storage class that is not restored is named as such, with how to restore it.
     fn open_s3(&self, bucket: &str, key: &str) -> Result<S3Reader, String> {
         let output = self
             .handle
             .block_on(self.s3().get_object().bucket(bucket).key(key).send())
-            .map_err(|e| {
-                format!(
+            .map_err(|e| match e.as_service_error() {
+                Some(GetObjectError::InvalidObjectState(state)) => {
+                    let class = state
+                        .storage_class()
+                        .map_or("an archival storage class", |c| c.as_str());
+                    self.not_restored(bucket, key, class)
+                }
+                _ => format!(
                     "cannot get s3://{bucket}/{key}: {}",
                     DisplayErrorContext(&e)
-                )
+                ),
             })?;
         Ok(S3Reader {
             handle: self.handle.clone(),
             body: Box::new(output.body.into_async_read()),
         })
+    }
+
+    /// Why an object in `class` cannot be read: not restored, or its restore still running (from
+    /// its `x-amz-restore` header), and how to restore it.
+    fn not_restored(&self, bucket: &str, key: &str, class: &str) -> String {
+        let restore = self
+            .handle
+            .block_on(self.s3().head_object().bucket(bucket).key(key).send())
+            .ok()
+            .and_then(|head| head.restore().map(str::to_owned));
+        let day = Partition::in_path(key)
+            .and_then(partition_date)
+            .map(|d| d.to_string());
+        match restore {
+            Some(r) if r.contains("ongoing-request=\"true\"") => format!(
+                "s3://{bucket}/{key} is in storage class {class} and its restore is still in \
+                 progress: read it again once the restore completes (hours for GLACIER, up to 48 h \
+                 for DEEP_ARCHIVE)"
+            ),
+            _ => format!(
+                "s3://{bucket}/{key} is in storage class {class} and not restored: restore it \
+                 first ({}, or `aws s3api restore-object --bucket {bucket} --key {key} \
+                 --restore-request Days=7`), then read it once the restore completes",
+                match day {
+                    Some(day) => format!(
+                        "`stripe-webhook restore s3://{bucket}/{} --from {day} --to {day}`",
+                        key.split("year=").next().unwrap_or_default()
+                    ),
+                    None => "`stripe-webhook restore`".to_owned(),
+                }
+            ),
+        }
+    }
+
+    /// Requests restores of the objects under `s3://bucket/prefix` whose partition is in `days`
+    /// (all of them when `days` is unbounded) and whose storage class needs one
+    /// ([`ARCHIVED_CLASSES`]), keeping each restored copy `keep_days` days. `visit` sees every
+    /// object listed, with what was done.
+    ///
+    /// # Errors
+    /// When the prefix cannot be listed.
+    pub(crate) fn restore(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        days: DayRange,
+        keep_days: i32,
+        tier: aws_sdk_s3::types::Tier,
+        visit: &mut dyn FnMut(&str, Restored),
+    ) -> Result<(), ArchiveError> {
+        use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest};
+        let client = self.s3();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .handle
+                .block_on(
+                    client
+                        .list_objects_v2()
+                        .bucket(bucket)
+                        .prefix(prefix)
+                        .set_continuation_token(token.take())
+                        .send(),
+                )
+                .map_err(|e| {
+                    ArchiveError::S3(format!(
+                        "listing s3://{bucket}/{prefix}: {}",
+                        DisplayErrorContext(&e)
+                    ))
+                })?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let day = Partition::in_path(key).and_then(partition_date);
+                let wanted = match day {
+                    Some(day) => days.contains(day),
+                    None => days.is_all(),
+                };
+                if !wanted || key.ends_with('/') {
+                    continue;
+                }
+                let class = object.storage_class().map(|c| c.as_str().to_owned());
+                if !class
+                    .as_deref()
+                    .is_some_and(|c| ARCHIVED_CLASSES.contains(&c))
+                {
+                    visit(key, Restored::NotArchived);
+                    continue;
+                }
+                let head = self
+                    .handle
+                    .block_on(client.head_object().bucket(bucket).key(key).send());
+                let state = match head {
+                    Ok(head) => head.restore().map(str::to_owned),
+                    Err(e) => {
+                        visit(
+                            key,
+                            Restored::Failed(format!("head: {}", DisplayErrorContext(&e))),
+                        );
+                        continue;
+                    }
+                };
+                let outcome = match state {
+                    Some(r) if r.contains("ongoing-request=\"true\"") => Restored::InProgress,
+                    Some(_) => Restored::Available,
+                    None => {
+                        let request = GlacierJobParameters::builder()
+                            .tier(tier.clone())
+                            .build()
+                            .map(|job| {
+                                RestoreRequest::builder()
+                                    .days(keep_days)
+                                    .glacier_job_parameters(job)
+                                    .build()
+                            });
+                        match request {
+                            Err(e) => Restored::Failed(e.to_string()),
+                            Ok(request) => match self.handle.block_on(
+                                client
+                                    .restore_object()
+                                    .bucket(bucket)
+                                    .key(key)
+                                    .restore_request(request)
+                                    .send(),
+                            ) {
+                                Ok(_) => Restored::Requested,
+                                Err(e)
+                                    if e.as_service_error().and_then(|s| s.meta().code())
+                                        == Some("RestoreAlreadyInProgress") =>
+                                {
+                                    Restored::InProgress
+                                }
+                                Err(e) => Restored::Failed(DisplayErrorContext(&e).to_string()),
+                            },
+                        }
+                    }
+                };
+                visit(key, outcome);
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Fetches an oversize event's body and checks its length and SHA-256 against the pointer

@@ -12,6 +12,8 @@
 //! - `reconcile` lists the events Stripe's API has (the last 30 days) and reports every one the
 //!   archive lacks; with `--archive-missing` it fetches them and archives them as fetched
 //!   records (envelope v2: no Stripe signature, their provenance explicit).
+//! - `restore` requests restores of an S3 archive's objects in Glacier Flexible Retrieval or Deep
+//!   Archive for a range of days; the readers name every object that needs one.
 //!
 //! ```text
 //! stripe-webhook cat ./archive --type 'invoice.*' --from 2026-11-01 | jq .id
@@ -40,6 +42,7 @@ mod filter;
 mod inspect;
 mod reconcile;
 mod replay;
+mod restore;
 mod retry;
 mod secrets;
 mod select;
@@ -104,6 +107,10 @@ enum Command {
     /// List the events Stripe has (its last 30 days) and report every one the archive lacks
     /// (MISSING lines on stdout, exit code 1); --archive-missing fetches and archives them.
     Reconcile(reconcile::ReconcileArgs),
+    /// Request restores of an S3 archive's objects in Glacier Flexible Retrieval or Deep Archive
+    /// for a range of days (records and the oversize bodies they point to), so the other
+    /// commands can read them once the restores complete.
+    Restore(restore::RestoreArgs),
 }
 
 /// How a command ended, when it ran to the end.
@@ -184,6 +191,10 @@ fn main() -> ExitCode {
             with_archive("reconcile", |a, handle| {
                 reconcile::reconcile(a, handle, &args)
             }),
+        ),
+        Command::Restore(args) => (
+            "restore",
+            with_archive("restore", |a, _| restore::restore(a, &args)),
         ),
     };
     match result {

@@ -4,12 +4,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 
 use bytes::Bytes;
-use common::{cli, count, describe, secret, stdout};
+use common::{cli, count, describe, gzip, put, s3_client as client, secret, stdout};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, Record, encode};
-use stripe_webhook_testkit::moto::{Moto, REGION};
+use stripe_webhook_testkit::moto::Moto;
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
 use stripe_webhook_verify::Verifier;
 
@@ -48,47 +47,6 @@ fn cat_ids(moto: &Moto, source: &str, args: &[&str]) -> Vec<String> {
             v["id"].as_str().expect("id").to_owned()
         })
         .collect()
-}
-
-fn gzip(parts: &[&[u8]]) -> Vec<u8> {
-    // One gzip member per part, concatenated (as Firehose may deliver).
-    let mut out = Vec::new();
-    for part in parts {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(part).expect("gzip");
-        out.extend(e.finish().expect("gzip"));
-    }
-    out
-}
-
-fn client(moto: &Moto) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(REGION))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .endpoint_url(moto.endpoint_url())
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
-fn put(
-    rt: &tokio::runtime::Runtime,
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    bytes: Vec<u8>,
-) {
-    rt.block_on(
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(bytes.into())
-            .send(),
-    )
-    .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
 }
 
 fn run(moto: &Moto, args: &[&str]) -> std::process::Output {

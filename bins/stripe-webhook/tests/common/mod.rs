@@ -297,3 +297,48 @@ pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::Web
         Ok(Box::new(rustls::StreamOwned::new(session, tcp)))
     })
 }
+
+/// One gzip member per part, concatenated (as Firehose may deliver).
+pub fn gzip(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, part).expect("gzip");
+        out.extend(e.finish().expect("gzip"));
+    }
+    out
+}
+
+/// An S3 client for `moto`.
+pub fn s3_client(moto: &stripe_webhook_testkit::moto::Moto) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(
+            stripe_webhook_testkit::moto::REGION,
+        ))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .endpoint_url(moto.endpoint_url())
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Puts `bytes` at `bucket`/`key`.
+pub fn put(
+    rt: &tokio::runtime::Runtime,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+) {
+    rt.block_on(
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(bytes.into())
+            .send(),
+    )
+    .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+}
