@@ -1,11 +1,18 @@
 # syntax=docker/dockerfile:1
 #
-# The stripe-webhook-server container image: a static binary in an empty (`scratch`) image,
-# running as a non-root user, with CA certificates for TLS to AWS.
+# The stripe-webhook-server container image: two static binaries in an empty (`scratch`) image,
+# running as a non-root user, with CA certificates for TLS to AWS:
+#   /stripe-webhook-server   the server (the entrypoint)
+#   /stripe-webhook          the operator CLI: docker run --entrypoint /stripe-webhook IMAGE verify /archive …
 #
-#   docker build -t stripe-webhook-server .            # builds the binary in the `build` stage
-#   scripts/image                                       # the same image, offline: the binary is
+#   docker build -t stripe-webhook-server .            # builds both in the `build` stage
+#   docker build --platform linux/amd64 -t stripe-webhook-server .   # an x86_64 image on an arm64
+#                                                       # machine (Apple Silicon), under emulation
+#   scripts/image                                       # the same image, offline: the binaries are
 #                                                       # built on the host and fed to `runtime`
+#
+# It builds for the build platform's own architecture (the Rust image's host triple): x86_64 is
+# built and tested; aarch64 builds the same way on an arm64 builder but is not tested here.
 #
 # The `runtime` stage takes everything from the stage named `build`; `scripts/image` replaces that
 # stage with a local directory of the same shape (`--build-context build=DIR`), so no base image
@@ -17,15 +24,18 @@ FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # crt-static on the gnu target links a static-pie glibc binary that runs in an empty image; the
-# explicit --target keeps build scripts and proc macros dynamic.
+# explicit --target (this platform's own triple) keeps build scripts and proc macros dynamic.
 ENV RUSTFLAGS="-C target-feature=+crt-static"
-RUN cargo build --release --locked -p stripe-webhook-server --target x86_64-unknown-linux-gnu \
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN target="$(rustc -vV | sed -n 's/^host: //p')" \
+    && cargo build --release --locked -p stripe-webhook-server -p stripe-webhook --target "$target" \
     && mkdir -p /out/archive \
-    && cp target/x86_64-unknown-linux-gnu/release/stripe-webhook-server /out/stripe-webhook-server
+    && cp "target/$target/release/stripe-webhook-server" "target/$target/release/stripe-webhook" /out/
 
 FROM scratch AS runtime
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/stripe-webhook-server /stripe-webhook-server
+COPY --from=build /out/stripe-webhook /stripe-webhook
 COPY --from=build --chown=65532:65532 /out/archive /archive
 USER 65532:65532
 # JSON logs (no colour codes in container logs), listen on every address, archive on the volume.

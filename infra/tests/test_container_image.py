@@ -1,11 +1,13 @@
 """The container image, linted and built and run for real.
 
-The Dockerfile passes hadolint and checkov's Dockerfile checks. `scripts/image` builds the image
-offline (the binary from cargo, fed to the `runtime` stage), and podman runs it (runc, host network,
-explicit ulimits: crun cannot set rlimits or handle the cgroup mode on these machines): it runs as a
-non-root user, answers `/health`, archives a signed webhook into a mounted volume, its HEALTHCHECK
-command passes, `podman stop` (SIGTERM) seals the segment and exits 0, its logs are JSON without
-colour codes, and without a volume it warns that the archive would be lost.
+The Dockerfile passes hadolint and checkov's Dockerfile checks, and builds for the builder's own
+architecture (no hard-coded target). `scripts/image` builds the image offline (the server and the
+operator CLI from one static cargo build, fed to the `runtime` stage), and podman runs it (runc,
+host network, explicit ulimits: crun cannot set rlimits or handle the cgroup mode on these
+machines): it runs as a non-root user, answers `/health`, archives a signed webhook into a mounted
+volume, its HEALTHCHECK command passes, `podman stop` (SIGTERM) seals the segment and exits 0, its
+logs are JSON without colour codes, and the CLI shipped in it (`--entrypoint /stripe-webhook`)
+verifies that archive; without a volume the server warns that the archive would be lost.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -29,7 +32,9 @@ from conftest import free_port
 from layout_spec import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
+IMAGE_SCRIPT = ROOT / "scripts" / "image"
 IMAGE = "stripe-webhook-server:local"
+CLI = "/stripe-webhook"
 SECRET = "whsec_image_test_secret"
 RUNTIME_USER = "65532:65532"
 
@@ -80,6 +85,15 @@ def test_the_runtime_stage_is_minimal_non_root_and_self_checking() -> None:
     assert 'HEALTHCHECK' in runtime and '"/stripe-webhook-server", "healthcheck"' in runtime
     assert "EXPOSE 3001" in runtime and "LOG_FORMAT=json" in runtime
     assert "/etc/ssl/certs/ca-certificates.crt" in runtime
+    # The operator CLI ships beside the server, from the same build.
+    assert f"COPY --from=build /out/stripe-webhook {CLI}" in runtime
+    build = text[: text.index("AS runtime")]
+    assert "-p stripe-webhook-server -p stripe-webhook" in build
+    # Built for the builder's architecture: no target triple is written down, in either build.
+    for path in (DOCKERFILE, IMAGE_SCRIPT):
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+        assert not re.search(r"(x86_64|aarch64)-unknown", code), f"{path.name} hard-codes a target triple"
+        assert "rustc -vV" in code, f"{path.name} does not take the host triple from rustc"
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in ["target", ".git", ".env"]:
         assert entry in ignored, f".dockerignore lacks {entry}"
@@ -122,11 +136,24 @@ class Container:
         pytest.fail(f"the container never answered /health 200; logs:\n{self.logs()}")
 
 
+# runc, and explicit ulimits: crun cannot set rlimits or handle the cgroup mode on these machines.
+RUN_FLAGS = ["--runtime", "runc", "run", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=1000:1000"]
+
+
+def run_cli(image: str, args: list[str], volume: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`podman run --entrypoint /stripe-webhook IMAGE ARGS…`, the archive volume mounted read-only."""
+    cmd = [podman(), *RUN_FLAGS, "--rm", "--network", "none", "--entrypoint", CLI]
+    if volume is not None:
+        cmd += ["-v", f"{volume}:/archive:ro"]
+    for name, value in (env or {}).items():
+        cmd += ["-e", f"{name}={value}"]
+    return run(cmd + [image, *args], timeout=120, check=False)
+
+
 def start_container(image: str, name: str, volume: Path | None) -> Container:
     port = free_port()
     cmd = [
-        podman(), "--runtime", "runc", "run", "-d", "--name", name, "--network", "host",
-        "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=1000:1000",
+        podman(), *RUN_FLAGS, "-d", "--name", name, "--network", "host",
         "-e", f"STRIPE_WEBHOOK_SECRET={SECRET}", "-e", f"PORT={port}", "-e", "METRICS_ADDR=off",
     ]
     if volume is not None:
@@ -193,6 +220,24 @@ def test_the_image_serves_archives_checks_itself_and_seals_on_sigterm(image: str
         assert any(json.loads(line).get("message") == "sink flushed and closed; bye" for line in server_lines), logs
     finally:
         run([podman(), "rm", "-f", container.name], check=False)
+
+    # The CLI shipped in the image proves the archive the server wrote: the secret from the
+    # environment, as an operator's task or shell would pass it.
+    verify = run_cli(image, ["verify", "/archive"], archive_volume, {"STRIPE_WEBHOOK_SECRET": SECRET})
+    output = verify.stdout + verify.stderr
+    assert verify.returncode == 0, f"stripe-webhook verify exited {verify.returncode}:\n{output}"
+    assert re.search(r"^verified: 1\b", output, re.MULTILINE), output
+    # With the wrong secret the same record fails: the check above proves something.
+    wrong = run_cli(image, ["verify", "/archive", "--secret", "whsec_not_the_archive_secret"], archive_volume)
+    assert wrong.returncode == 1, f"verify with a wrong secret exited {wrong.returncode}:\n{wrong.stdout}{wrong.stderr}"
+    assert re.search(r"^FAIL\t", wrong.stdout, re.MULTILINE), wrong.stdout + wrong.stderr
+
+
+def test_the_image_ships_the_operator_cli(image: str) -> None:
+    r = run_cli(image, ["--help"])
+    assert r.returncode == 0, f"stripe-webhook --help exited {r.returncode}:\n{r.stdout}{r.stderr}"
+    for command in ("verify", "replay", "reconcile", "cat", "stats"):
+        assert re.search(rf"^  {command}\b", r.stdout, re.MULTILINE), f"--help lacks {command}:\n{r.stdout}"
 
 
 def test_without_a_volume_the_server_warns_that_the_archive_is_ephemeral(image: str) -> None:
