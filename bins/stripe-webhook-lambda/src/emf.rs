@@ -68,6 +68,8 @@ enum Recorded {
 #[derive(Debug, Default)]
 struct Registry {
     metrics: BTreeMap<(Labels, String), Recorded>,
+    /// Counter series the next flush writes at 0 where nothing was counted for them.
+    zeros: Vec<(Labels, String)>,
 }
 
 /// The recorder of one function. Cheap to clone; install one with [`metrics::set_global_recorder`].
@@ -155,6 +157,24 @@ impl EmfRecorder {
         Self::new(function_or_local(name.as_deref()))
     }
 
+    /// Has the next flush (only the next) write each of these counter series at 0 where nothing
+    /// was counted for it, so CloudWatch has a data point for every series its alarms query from
+    /// a sandbox's first invocation instead of "no data". Flushes skip counters at 0 otherwise:
+    /// each series written is a custom metric.
+    pub fn zero_at_next_flush(
+        &self,
+        series: impl IntoIterator<Item = stripe_webhook_core::metrics::Series>,
+    ) {
+        let mut registry = lock(&self.registry);
+        for (name, label) in series {
+            let labels: Labels = label
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into_iter()
+                .collect();
+            registry.zeros.push((labels, name.to_owned()));
+        }
+    }
+
     fn handle(&self, key: &Key) -> Arc<Handle> {
         let mut labels: Labels = key
             .labels()
@@ -182,7 +202,14 @@ impl EmfRecorder {
         let mut groups: BTreeMap<Labels, Vec<(String, Value)>> = BTreeMap::new();
         {
             let mut registry = lock(&self.registry);
-            for ((labels, name), recorded) in &mut registry.metrics {
+            let Registry { metrics, zeros } = &mut *registry;
+            for id in zeros.drain(..) {
+                if matches!(metrics.get(&id), None | Some(Recorded::Counter(0))) {
+                    let (labels, name) = id;
+                    groups.entry(labels).or_default().push((name, json!(0)));
+                }
+            }
+            for ((labels, name), recorded) in metrics.iter_mut() {
                 let value = match recorded {
                     Recorded::Counter(0) => continue,
                     Recorded::Counter(n) => json!(std::mem::take(n)),
@@ -324,6 +351,38 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn zero_series_are_written_once_where_nothing_was_counted() {
+        let recorder = EmfRecorder::new(FUNCTION);
+        recorder.zero_at_next_flush([
+            (REQUESTS_TOTAL, Some(("outcome", "accepted"))),
+            (REQUESTS_TOTAL, Some(("outcome", "bad_signature"))),
+            (ARCHIVED_BYTES_TOTAL, None),
+        ]);
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!(REQUESTS_TOTAL, "outcome" => "accepted").increment(3);
+        });
+        let first = flushed(&recorder);
+        let value = |docs: &[Value], outcome: Option<&str>, name: &str| {
+            docs.iter()
+                .find(|d| {
+                    d.get("outcome").and_then(Value::as_str) == outcome && d.get(name).is_some()
+                })
+                .map(|d| d[name].clone())
+        };
+        assert_eq!(
+            value(&first, Some("accepted"), REQUESTS_TOTAL),
+            Some(json!(3))
+        );
+        assert_eq!(
+            value(&first, Some("bad_signature"), REQUESTS_TOTAL),
+            Some(json!(0))
+        );
+        assert_eq!(value(&first, None, ARCHIVED_BYTES_TOTAL), Some(json!(0)));
+        // Only once: later flushes write what was counted.
+        assert!(flushed(&recorder).is_empty());
     }
 
     #[test]

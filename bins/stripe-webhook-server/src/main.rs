@@ -93,6 +93,11 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(app) => app,
         Err(e) => return fail(2, e.to_string()),
     };
+    if metrics.is_some() {
+        // Every counter of a known label set at 0, so the first scrape already has each series
+        // the dashboards and alert rules query.
+        stripe_webhook_core::metrics::register_zeros(app.ingest().sink_name());
+    }
     match stripe_webhook_server::serve(app, server, metrics).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ stripe_webhook_server::ServeError::Bind { .. }) => fail(2, e.to_string()),

@@ -303,6 +303,10 @@ mod tests {
             ),
         ];
         for (kind, status, retry_after, body, label) in table {
+            assert!(
+                stripe_webhook_metrics::OUTCOMES.contains(&label),
+                "{label}: not in the metrics catalogue's outcomes (exported at 0 from start)"
+            );
             let outcome = outcome(kind);
             let response = outcome.response();
             assert_eq!(response.status().as_u16(), status, "{outcome:?}");
@@ -323,5 +327,38 @@ mod tests {
             assert_eq!(response.body(), body.as_bytes(), "{outcome:?}");
             assert_eq!(outcome.is_retryable(), status >= 500);
         }
+    }
+
+    /// The reasons exported at 0 from start are exactly the verifier's labels.
+    #[test]
+    fn the_catalogue_lists_every_verification_reason() {
+        use stripe_webhook_verify::MalformedHeader;
+        let mut labels: Vec<&str> = [
+            VerifyError::MissingHeader,
+            VerifyError::DuplicateHeader { count: 2 },
+            VerifyError::HeaderTooLarge {
+                len: 9000,
+                max: 8192,
+            },
+            VerifyError::Malformed(MalformedHeader::NotUtf8),
+            VerifyError::NoV1Signature,
+            VerifyError::TooManySignatures { count: 17, max: 16 },
+            VerifyError::NoMatchingSignature,
+            VerifyError::Stale {
+                age_secs: 1,
+                tolerance_secs: 0,
+            },
+            VerifyError::Future {
+                ahead_secs: 1,
+                max_skew_secs: 0,
+            },
+        ]
+        .iter()
+        .map(VerifyError::label)
+        .collect();
+        let mut catalogue = stripe_webhook_metrics::VERIFICATION_REASONS.to_vec();
+        labels.sort_unstable();
+        catalogue.sort_unstable();
+        assert_eq!(labels, catalogue);
     }
 }

@@ -191,6 +191,109 @@ metrics! {
         "Firehose sink: puts that failed, by kind (overloaded, timeout, unavailable, shutting_down, permanent).";
 }
 
+/// Every outcome of [`REQUESTS_TOTAL`] (and of [`LOG_LINES_SUPPRESSED_TOTAL`], whose outcomes are
+/// the refusals among them); the core's outcome labels are held equal to it by a test there.
+pub const OUTCOMES: &[&str] = &[
+    "accepted",
+    "bad_signature",
+    "not_an_event",
+    "body_too_large",
+    "body_timeout",
+    "body_unreadable",
+    "bad_body_encoding",
+    "busy",
+    "storage_unavailable",
+    "storage_failed",
+    "not_found",
+    "method_not_allowed",
+];
+
+/// Every reason of [`VERIFICATION_FAILURES_TOTAL`]: the verifier's error labels (held equal to
+/// them by a test in the core).
+pub const VERIFICATION_REASONS: &[&str] = &[
+    "missing_header",
+    "duplicate_header",
+    "header_too_large",
+    "malformed_header",
+    "no_v1_signature",
+    "too_many_signatures",
+    "no_matching_signature",
+    "stale_timestamp",
+    "future_timestamp",
+];
+
+/// The values a counter's label takes where they are a closed set known in advance: the series
+/// [`register_zeros`] exports at 0. `None` for a label of an open set (AWS error codes).
+pub fn known_values(metric: &str, label: &str) -> Option<&'static [&'static str]> {
+    Some(match (metric, label) {
+        (REQUESTS_TOTAL, "outcome") => OUTCOMES,
+        (LOG_LINES_SUPPRESSED_TOTAL, "outcome") => &OUTCOMES[1..],
+        (VERIFICATION_FAILURES_TOTAL, "reason") => VERIFICATION_REASONS,
+        (FIREHOSE_CALLS_TOTAL, "outcome") => &[
+            "ok",
+            "partial",
+            "throttled",
+            "error",
+            "timeout",
+            "permanent",
+            "count_mismatch",
+        ],
+        (FIREHOSE_THROTTLES_TOTAL, "scope") => &["call", "record"],
+        (FIREHOSE_OVERSIZE_TOTAL, "result") => &["ok", "error"],
+        (FIREHOSE_PUT_ERRORS_TOTAL, "kind") => &[
+            "overloaded",
+            "timeout",
+            "unavailable",
+            "shutting_down",
+            "permanent",
+        ],
+        _ => return None,
+    })
+}
+
+/// One counter series: a name and, for a labelled counter, its one label and value.
+pub type Series = (&'static str, Option<(&'static str, &'static str)>);
+
+/// Every counter series with a known label set, for a process whose sink is `sink` (`file`,
+/// `firehose`, `memory`): the ingest counters, and the sink's own (`stripe_webhook_<sink>_…`).
+/// Counters of an open label set are left out: their series appear with their first increment.
+pub fn zero_series(sink: &str) -> Vec<Series> {
+    let sink_prefix = format!("stripe_webhook_{sink}_");
+    let is_sink_metric = |name: &str| {
+        ["stripe_webhook_file_", "stripe_webhook_firehose_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+    };
+    let mut out = Vec::new();
+    for m in ALL.iter().filter(|m| m.kind == Kind::Counter) {
+        if is_sink_metric(m.name) && !m.name.starts_with(&sink_prefix) {
+            continue;
+        }
+        match m.labels {
+            [] => out.push((m.name, None)),
+            [label] => {
+                if let Some(values) = known_values(m.name, label) {
+                    out.extend(values.iter().map(|v| (m.name, Some((*label, *v)))));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Registers every series of [`zero_series`] at 0 with the installed recorder, so a fresh
+/// process's first scrape shows each counter the dashboards and alert rules query (and
+/// `increase()` sees its first step) instead of "no data".
+pub fn register_zeros(sink: &str) {
+    for (name, label) in zero_series(sink) {
+        match label {
+            None => metrics::counter!(name).increment(0),
+            Some((label, value)) => metrics::counter!(name, label => value).increment(0),
+        }
+    }
+}
+
 /// The metric named `name`.
 pub fn find(name: &str) -> Option<&'static Metric> {
     ALL.iter().find(|m| m.name == name)
@@ -257,6 +360,42 @@ mod tests {
                 m.name
             );
         }
+    }
+
+    #[test]
+    fn zero_series_cover_each_known_label_set_of_the_sink_in_use() {
+        let file = zero_series("file");
+        assert!(file.contains(&(REQUESTS_TOTAL, Some(("outcome", "bad_signature")))));
+        assert!(file.contains(&(
+            VERIFICATION_FAILURES_TOTAL,
+            Some(("reason", "stale_timestamp"))
+        )));
+        assert!(file.contains(&(ARCHIVED_RECORDS_TOTAL, None)));
+        assert!(file.contains(&(FILE_WRITE_ERRORS_TOTAL, None)));
+        assert!(
+            !file
+                .iter()
+                .any(|(n, _)| n.starts_with("stripe_webhook_firehose_"))
+        );
+        assert!(!file.contains(&(LOG_LINES_SUPPRESSED_TOTAL, Some(("outcome", "accepted")))));
+        let firehose = zero_series("firehose");
+        assert!(firehose.contains(&(FIREHOSE_PUT_ERRORS_TOTAL, Some(("kind", "timeout")))));
+        assert!(
+            !firehose
+                .iter()
+                .any(|(n, _)| n.starts_with("stripe_webhook_file_"))
+        );
+        // An open label set (AWS error codes) is not guessed.
+        assert!(!firehose.iter().any(|(n, _)| *n == FIREHOSE_RETRIES_TOTAL));
+        // The outcome list is the one the help text gives.
+        let help = find(REQUESTS_TOTAL).expect("requests").help;
+        for outcome in OUTCOMES {
+            assert!(
+                help.contains(outcome),
+                "{outcome} missing from the help text"
+            );
+        }
+        assert_eq!(help.matches(", ").count() + 1, OUTCOMES.len(), "{help}");
     }
 
     #[test]
