@@ -241,7 +241,6 @@ impl Archive {
         partitions: DayRange,
         visit: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), ArchiveError> {
-        let client = self.s3();
         // Under `…webhooks/` keys sort by date: start at the first partition wanted.
         let start_after = match partitions.from {
             Some(from) if prefix.ends_with(&format!("{ARCHIVE_PREFIX}/")) => {
@@ -249,6 +248,51 @@ impl Archive {
             }
             _ => None,
         };
+        self.list_objects(bucket, prefix, start_after, &mut |object| {
+            let Some(key) = object.key() else {
+                return ControlFlow::Continue(());
+            };
+            let relative = key.strip_prefix(prefix).unwrap_or(key);
+            if key.ends_with('/')
+                || NON_RECORD_PREFIXES
+                    .iter()
+                    .any(|n| relative.split('/').next() == Some(n))
+            {
+                return ControlFlow::Continue(());
+            }
+            if let Some(day) = Partition::in_path(key).and_then(partition_date) {
+                if partitions.is_after(day) && relative.starts_with("year=") {
+                    return ControlFlow::Break(());
+                }
+                if !partitions.contains(day) {
+                    return ControlFlow::Continue(());
+                }
+            }
+            let name = format!("s3://{bucket}/{key}");
+            match self.open_s3(bucket, key) {
+                Ok(reader) => self.read_segment(&name, reader, visit),
+                Err(reason) => visit(Event::Unreadable {
+                    segment: &name,
+                    number: 0,
+                    reason,
+                }),
+            }
+        })
+    }
+
+    /// Hands every object under `s3://bucket/prefix` (after `start_after`, if given) to `visit`,
+    /// in key order, page by page, until `visit` breaks.
+    ///
+    /// # Errors
+    /// When a page cannot be listed.
+    fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<String>,
+        visit: &mut dyn FnMut(&aws_sdk_s3::types::Object) -> ControlFlow<()>,
+    ) -> Result<(), ArchiveError> {
+        let client = self.s3();
         let mut token: Option<String> = None;
         loop {
             let page = self
@@ -269,33 +313,7 @@ impl Archive {
                     ))
                 })?;
             for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                let relative = key.strip_prefix(prefix).unwrap_or(key);
-                if key.ends_with('/')
-                    || NON_RECORD_PREFIXES
-                        .iter()
-                        .any(|n| relative.split('/').next() == Some(n))
-                {
-                    continue;
-                }
-                if let Some(day) = Partition::in_path(key).and_then(partition_date) {
-                    if partitions.is_after(day) && relative.starts_with("year=") {
-                        return Ok(());
-                    }
-                    if !partitions.contains(day) {
-                        continue;
-                    }
-                }
-                let name = format!("s3://{bucket}/{key}");
-                let flow = match self.open_s3(bucket, key) {
-                    Ok(reader) => self.read_segment(&name, reader, visit),
-                    Err(reason) => visit(Event::Unreadable {
-                        segment: &name,
-                        number: 0,
-                        reason,
-                    }),
-                };
-                if flow.is_break() {
+                if visit(object).is_break() {
                     return Ok(());
                 }
             }
@@ -378,97 +396,72 @@ impl Archive {
         tier: aws_sdk_s3::types::Tier,
         visit: &mut dyn FnMut(&str, Restored),
     ) -> Result<(), ArchiveError> {
-        use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest};
-        let client = self.s3();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .handle
-                .block_on(
-                    client
-                        .list_objects_v2()
-                        .bucket(bucket)
-                        .prefix(prefix)
-                        .set_continuation_token(token.take())
-                        .send(),
-                )
-                .map_err(|e| {
-                    ArchiveError::S3(format!(
-                        "listing s3://{bucket}/{prefix}: {}",
-                        DisplayErrorContext(&e)
-                    ))
-                })?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                let day = Partition::in_path(key).and_then(partition_date);
-                let wanted = match day {
-                    Some(day) => days.contains(day),
-                    None => days.is_all(),
-                };
-                if !wanted || key.ends_with('/') {
-                    continue;
-                }
-                let class = object.storage_class().map(|c| c.as_str().to_owned());
-                if !class
-                    .as_deref()
-                    .is_some_and(|c| ARCHIVED_CLASSES.contains(&c))
-                {
-                    visit(key, Restored::NotArchived);
-                    continue;
-                }
-                let head = self
-                    .handle
-                    .block_on(client.head_object().bucket(bucket).key(key).send());
-                let state = match head {
-                    Ok(head) => head.restore().map(str::to_owned),
-                    Err(e) => {
-                        visit(
-                            key,
-                            Restored::Failed(format!("head: {}", DisplayErrorContext(&e))),
-                        );
-                        continue;
-                    }
-                };
-                let outcome = match state {
-                    Some(r) if r.contains("ongoing-request=\"true\"") => Restored::InProgress,
-                    Some(_) => Restored::Available,
-                    None => {
-                        let request = GlacierJobParameters::builder()
-                            .tier(tier.clone())
-                            .build()
-                            .map(|job| {
-                                RestoreRequest::builder()
-                                    .days(keep_days)
-                                    .glacier_job_parameters(job)
-                                    .build()
-                            });
-                        match request {
-                            Err(e) => Restored::Failed(e.to_string()),
-                            Ok(request) => match self.handle.block_on(
-                                client
-                                    .restore_object()
-                                    .bucket(bucket)
-                                    .key(key)
-                                    .restore_request(request)
-                                    .send(),
-                            ) {
-                                Ok(_) => Restored::Requested,
-                                Err(e)
-                                    if e.as_service_error().and_then(|s| s.meta().code())
-                                        == Some("RestoreAlreadyInProgress") =>
-                                {
-                                    Restored::InProgress
-                                }
-                                Err(e) => Restored::Failed(DisplayErrorContext(&e).to_string()),
-                            },
-                        }
-                    }
+        self.list_objects(bucket, prefix, None, &mut |object| {
+            let Some(key) = object.key() else {
+                return ControlFlow::Continue(());
+            };
+            let wanted = match Partition::in_path(key).and_then(partition_date) {
+                Some(day) => days.contains(day),
+                None => days.is_all(),
+            };
+            if wanted && !key.ends_with('/') {
+                let archived = object
+                    .storage_class()
+                    .is_some_and(|c| ARCHIVED_CLASSES.contains(&c.as_str()));
+                let outcome = if archived {
+                    self.restore_one(bucket, key, keep_days, &tier)
+                } else {
+                    Restored::NotArchived
                 };
                 visit(key, outcome);
             }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => return Ok(()),
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// Requests a restore of one archived object unless it is restored or being restored.
+    fn restore_one(
+        &self,
+        bucket: &str,
+        key: &str,
+        keep_days: i32,
+        tier: &aws_sdk_s3::types::Tier,
+    ) -> Restored {
+        use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest};
+        let client = self.s3();
+        let head = self
+            .handle
+            .block_on(client.head_object().bucket(bucket).key(key).send());
+        match head.map(|h| h.restore().map(str::to_owned)) {
+            Err(e) => Restored::Failed(format!("head: {}", DisplayErrorContext(&e))),
+            Ok(Some(r)) if r.contains("ongoing-request=\"true\"") => Restored::InProgress,
+            Ok(Some(_)) => Restored::Available,
+            Ok(None) => {
+                let request = match GlacierJobParameters::builder().tier(tier.clone()).build() {
+                    Ok(job) => RestoreRequest::builder()
+                        .days(keep_days)
+                        .glacier_job_parameters(job)
+                        .build(),
+                    Err(e) => return Restored::Failed(e.to_string()),
+                };
+                let sent = self.handle.block_on(
+                    client
+                        .restore_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .restore_request(request)
+                        .send(),
+                );
+                match sent {
+                    Ok(_) => Restored::Requested,
+                    Err(e)
+                        if e.as_service_error().and_then(|s| s.meta().code())
+                            == Some("RestoreAlreadyInProgress") =>
+                    {
+                        Restored::InProgress
+                    }
+                    Err(e) => Restored::Failed(DisplayErrorContext(&e).to_string()),
+                }
             }
         }
     }

@@ -7,7 +7,7 @@
 mod common;
 
 use aws_sdk_s3::types::StorageClass;
-use common::{cli, count, describe, gzip, put, record, s3_client, stdout};
+use common::{count, describe, gzip, put, put_in_class, record, run_on as run, s3_client, stdout};
 use stripe_webhook_testkit::moto::Moto;
 
 const SECRET: &str = "whsec_glacier_archive";
@@ -16,24 +16,8 @@ const BUCKET: &str = "glacier-archive";
 const DAY_1: i64 = 1_785_578_400_000;
 const DAY_2: i64 = DAY_1 + 86_400_000;
 
-fn run(moto: &Moto, args: &[&str]) -> std::process::Output {
-    cli()
-        .args(args)
-        .envs(moto.client_env())
-        .output()
-        .expect("run the CLI")
-}
-
 fn put_glacier(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, key: &str, bytes: Vec<u8>) {
-    rt.block_on(
-        s3.put_object()
-            .bucket(BUCKET)
-            .key(key)
-            .storage_class(StorageClass::Glacier)
-            .body(bytes.into())
-            .send(),
-    )
-    .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+    put_in_class(rt, s3, BUCKET, key, bytes, Some(StorageClass::Glacier));
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use common::{cli, count, describe, gzip, put, s3_client as client, secret, stdout};
+use common::{count, describe, gzip, put, run_on as run, s3_client as client, secret, stdout};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, Record, encode};
 use stripe_webhook_testkit::moto::Moto;
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
@@ -47,14 +47,6 @@ fn cat_ids(moto: &Moto, source: &str, args: &[&str]) -> Vec<String> {
             v["id"].as_str().expect("id").to_owned()
         })
         .collect()
-}
-
-fn run(moto: &Moto, args: &[&str]) -> std::process::Output {
-    cli()
-        .args(args)
-        .envs(moto.client_env())
-        .output()
-        .expect("run the CLI")
 }
 
 #[test]

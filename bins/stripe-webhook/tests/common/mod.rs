@@ -333,12 +333,34 @@ pub fn put(
     key: &str,
     bytes: Vec<u8>,
 ) {
+    put_in_class(rt, s3, bucket, key, bytes, None);
+}
+
+/// Puts `bytes` at `bucket`/`key` in a storage class (`None`: the bucket's default).
+pub fn put_in_class(
+    rt: &tokio::runtime::Runtime,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    class: Option<aws_sdk_s3::types::StorageClass>,
+) {
     rt.block_on(
         s3.put_object()
             .bucket(bucket)
             .key(key)
+            .set_storage_class(class)
             .body(bytes.into())
             .send(),
     )
     .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+}
+
+/// Runs the CLI with `args` against `moto` (its endpoint and credentials in the environment).
+pub fn run_on(moto: &stripe_webhook_testkit::moto::Moto, args: &[&str]) -> Output {
+    cli()
+        .args(args)
+        .envs(moto.client_env())
+        .output()
+        .expect("run the CLI")
 }
