@@ -132,7 +132,10 @@ locals {
       { name = "HEADER_READ_TIMEOUT_SECS", value = tostring(local.header_read_timeout_secs) },
       { name = "RUST_LOG", value = "info" },
     ]
-    secrets = [{ name = "STRIPE_WEBHOOK_SECRET", valueFrom = var.stripe_webhook_secret_arn }]
+    secrets = [{
+      name      = var.stripe_webhook_secret_format == "keyring" ? "STRIPE_WEBHOOK_KEYRING" : "STRIPE_WEBHOOK_SECRET"
+      valueFrom = var.stripe_webhook_secret_arn
+    }]
     # Liveness only (any answer from /health): a task whose sink is not ready is taken out of the load
     # balancer by the target group's readiness check; restarting it would not help.
     healthCheck = {

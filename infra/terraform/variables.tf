@@ -262,8 +262,18 @@ variable "cpu_architecture" {
   }
 }
 
+variable "stripe_webhook_secret_format" {
+  description = "What stripe_webhook_secret_arn holds: \"secrets\" (comma-separated, injected as STRIPE_WEBHOOK_SECRET) or \"keyring\" (one entry per line with label, start and retirement, injected as STRIPE_WEBHOOK_KEYRING; docs/verification.md#keyring)."
+  type        = string
+  default     = "secrets"
+  validation {
+    condition     = contains(["secrets", "keyring"], var.stripe_webhook_secret_format)
+    error_message = "secrets or keyring."
+  }
+}
+
 variable "stripe_webhook_secret_arn" {
-  description = "ARN of the Secrets Manager secret or SSM SecureString parameter holding the signing secret(s); injected as STRIPE_WEBHOOK_SECRET."
+  description = "ARN of the Secrets Manager secret or SSM SecureString parameter holding the signing secret(s) or the keyring (see stripe_webhook_secret_format)."
   type        = string
   default     = ""
   validation {

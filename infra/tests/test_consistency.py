@@ -460,16 +460,24 @@ def _tf_ecs_container(terraform: Terraform) -> dict[str, Any]:
 
 def test_ecs_container_environment(cfn_ecs: Template, terraform: Terraform) -> None:
     cfn, tf = _ecs_container(cfn_ecs), _tf_ecs_container(terraform)
-    for env, secrets in (
-        ({e["Name"]: e["Value"] for e in cfn["Environment"]}, [s["Name"] for s in cfn["Secrets"]]),
-        ({e["name"]: e["value"] for e in tf["environment"]}, [s["name"] for s in tf["secrets"]]),
+    # The secret is injected as the list or as the keyring, as the format parameter says.
+    keyring = "STRIPE_WEBHOOK_KEYRING"
+    assert [s["Name"] for s in cfn["Secrets"]] == [
+        {"Fn::If": ["SecretIsKeyring", keyring, SECRET_ENV_VAR]}
+    ]
+    assert [s["name"] for s in tf["secrets"]] == [
+        f'${{var.stripe_webhook_secret_format == "keyring" ? "{keyring}" : "{SECRET_ENV_VAR}"}}'
+    ]
+    assert keyring in SERVICE_ENV_VARS
+    for env in (
+        {e["Name"]: e["Value"] for e in cfn["Environment"]},
+        {e["name"]: e["value"] for e in tf["environment"]},
     ):
         assert set(env) <= SERVICE_ENV_VARS | {LOG_FILTER_ENV_VAR}, set(env) - SERVICE_ENV_VARS
         assert env["SINK"] == "firehose" and env["LOG_FORMAT"] == "json"
         assert {"AWS_REGION", "FIREHOSE_DELIVERY_STREAM_NAME", "OVERSIZE_S3_BUCKET"} <= set(env)
         # The signing secret comes from Secrets Manager or SSM, never from the plain environment.
-        assert SECRET_ENV_VAR not in env
-        assert secrets == [SECRET_ENV_VAR]
+        assert SECRET_ENV_VAR not in env and keyring not in env
     assert cfn["Secrets"][0]["ValueFrom"] == {"Ref": "StripeWebhookSecretArn"}
     assert tf["secrets"][0]["valueFrom"] == "${var.stripe_webhook_secret_arn}"
     env = {e["Name"]: e["Value"] for e in cfn["Environment"]}

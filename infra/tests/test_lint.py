@@ -186,6 +186,7 @@ EXPECTED_TF_VARIABLES = {
     "image_uri",
     "cpu_architecture",
     "stripe_webhook_secret_arn",
+    "stripe_webhook_secret_format",
     "vpc_id",
     "load_balancer_subnet_ids",
     "task_subnet_ids",
