@@ -18,6 +18,8 @@ use stripe_webhook_service::{App, Route};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::refuse;
+
 /// Read limits that keep slow clients from holding connections and memory.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
@@ -98,7 +100,7 @@ pub(crate) fn serve(
     let service = hyper::service::service_fn(move |req| {
         let app = Arc::clone(&app);
         let limits = limits.clone();
-        async move { Ok::<_, Infallible>(handle(req, &app, &limits).await) }
+        async move { Ok::<_, Infallible>(handle(req, peer, &app, &limits).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -128,8 +130,17 @@ fn closing(response: Response<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
-async fn handle(req: Request<Incoming>, app: &App, limits: &Limits) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    app: &App,
+    limits: &Limits,
+) -> Response<Full<Bytes>> {
     let received_at = ReceivedAt::now();
+    // Framing hyper accepts but this server cannot answer unambiguously: refused before the body.
+    if let Some(refusal) = refuse::check_framing(req.version(), req.headers()) {
+        return closing(refusal.response(req.method(), peer.ip()));
+    }
     let route = app.route(req.method(), req.uri().path());
     let (parts, body) = req.into_parts();
     if !route.reads_body() {

@@ -17,6 +17,7 @@
 
 mod connection;
 mod metrics_listener;
+mod refuse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
