@@ -24,6 +24,7 @@ use crate::refuse;
 /// Read limits that keep slow clients from holding connections and memory.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
+    pub(crate) sources: Arc<crate::Sources>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
     pub(crate) budget: BodyBudget,
@@ -198,6 +199,12 @@ async fn handle(
     }
     let route = app.route(req.method(), req.uri().path());
     let (parts, body) = req.into_parts();
+    if route == Route::Webhook {
+        let client = limits.sources.client(peer.ip(), &parts.headers);
+        if !limits.sources.allows(client) {
+            return closing(refuse::FrontRefusal::ForbiddenSource.response(&parts.method, client));
+        }
+    }
     if !route.reads_body() {
         // The body of a refused request is never read: close the connection after the answer.
         let response = app

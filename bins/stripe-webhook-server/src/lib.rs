@@ -20,6 +20,9 @@ mod connection;
 mod metrics_listener;
 mod nofile;
 mod refuse;
+mod sources;
+
+pub use sources::{IpSet, STRIPE_WEBHOOK_IPS, STRIPE_WEBHOOK_IPS_AS_OF, Sources};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,6 +121,21 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_CONNECTIONS_PER_SOURCE", default_value_t = 64)]
     pub max_connections_per_source: usize,
 
+    /// Who may post webhooks: `stripe` (Stripe's published webhook addresses, bundled), addresses
+    /// and CIDR ranges, or a file path (`/…` or `./…`) holding them one a line; comma-separated,
+    /// combinable. Others get 403 before their body is read. Unset: every address (the signature
+    /// still decides). Behind a proxy, set TRUSTED_PROXIES too.
+    #[arg(long, env = "ALLOWED_SOURCE_IPS")]
+    pub allowed_source_ips: Option<String>,
+
+    /// The proxies and load balancers in front of this server whose X-Forwarded-For to believe:
+    /// addresses, CIDR ranges, `private` (10/8, 172.16/12, 192.168/16, 100.64/10, loopback,
+    /// fc00::/7) or a file path. The client is the first address from the right of
+    /// X-Forwarded-For that is not itself a trusted proxy; from any other peer the header is
+    /// ignored. Trusted proxies are exempt from MAX_CONNECTIONS_PER_SOURCE.
+    #[arg(long, env = "TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+
     /// The most request-body bytes buffered at once across all connections, beyond the first
     /// 64 KiB of each body (bodies are buffered before their signature can be checked). A body
     /// that finds no room gets 503 at once. Memory held for bodies is at most this plus
@@ -150,6 +168,8 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Connections from one peer address at once (0: no cap).
     pub max_connections_per_source: usize,
+    /// `ALLOWED_SOURCE_IPS` and `TRUSTED_PROXIES`.
+    pub sources: Sources,
     /// Budget for buffered request bodies, beyond each body's first 64 KiB.
     pub max_buffered_body_bytes: usize,
     /// Time allowed for the whole shutdown.
@@ -194,6 +214,22 @@ impl ServerArgs {
         positive("BODY_READ_TIMEOUT_SECS", self.body_read_timeout_secs, secs)?;
         positive("SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout_secs, secs)?;
         positive("MAX_CONNECTIONS", self.max_connections as u64, "at least 1")?;
+        let list = |name: &'static str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|v| {
+                    IpSet::parse(v).map_err(|e| ConfigError::OutOfRange {
+                        name,
+                        what: "addresses, CIDR ranges, keywords or a file path",
+                        value: e,
+                    })
+                })
+                .transpose()
+        };
+        let sources = Sources {
+            allowed: list("ALLOWED_SOURCE_IPS", &self.allowed_source_ips)?,
+            trusted: list("TRUSTED_PROXIES", &self.trusted_proxies)?.unwrap_or_default(),
+        };
         if self.max_buffered_body_bytes < max_body_bytes {
             return Err(ConfigError::OutOfRange {
                 name: "MAX_BUFFERED_BODY_BYTES",
@@ -208,6 +244,7 @@ impl ServerArgs {
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             max_connections: self.max_connections,
             max_connections_per_source: self.max_connections_per_source,
+            sources,
             max_buffered_body_bytes: self.max_buffered_body_bytes,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         })
@@ -292,7 +329,17 @@ pub async fn serve(
     let open_files = nofile::raise();
     let max_connections = nofile::size_connections(open_files, settings.max_connections);
     let admission = admission::Admission::new(max_connections, settings.max_connections_per_source);
+    if let Some(allowed) = &settings.sources.allowed {
+        tracing::info!(
+            addresses = allowed.len(),
+            trusted_proxies = settings.sources.trusted.len(),
+            stripe_list_as_of = STRIPE_WEBHOOK_IPS_AS_OF,
+            "ALLOWED_SOURCE_IPS: webhooks from other addresses get 403 before their body is read"
+        );
+    }
+    let sources = Arc::new(settings.sources.clone());
     let limits = connection::Limits {
+        sources: Arc::clone(&sources),
         header_read_timeout: settings.header_read_timeout,
         body_read_timeout: settings.body_read_timeout,
         budget: connection::BodyBudget::new(settings.max_buffered_body_bytes),
@@ -314,7 +361,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let ticket = loop {
-            match admission.admit(peer.ip(), false) {
+            match admission.admit(peer.ip(), sources.trusts(peer.ip())) {
                 Ok(ticket) => break ticket,
                 Err(admission::Refused::SourceFull) => {
                     // Closed before a byte is read.

@@ -1,5 +1,5 @@
 //! Requests the front door refuses before the [`App`](stripe_webhook_service::App) sees them:
-//! ambiguous or unsupported HTTP framing. Each is
+//! ambiguous or unsupported HTTP framing, and webhooks from outside `ALLOWED_SOURCE_IPS`. Each is
 //! answered with its precise status and a JSON body like the app's, counted in
 //! `stripe_webhook_requests_total{outcome}` and logged under the shared refusal rate limit; the
 //! connection is closed after the answer (the body is never read).
@@ -21,6 +21,8 @@ pub(crate) enum FrontRefusal {
     UnsupportedTransferEncoding,
     /// An `Expect` other than `100-continue`: 417 (RFC 9110 §10.1.1).
     UnsupportedExpectation,
+    /// A webhook from an address outside `ALLOWED_SOURCE_IPS`: 403.
+    ForbiddenSource,
 }
 
 impl FrontRefusal {
@@ -31,6 +33,7 @@ impl FrontRefusal {
             Self::BadTransferEncoding => "bad_transfer_encoding",
             Self::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
             Self::UnsupportedExpectation => "unsupported_expectation",
+            Self::ForbiddenSource => "forbidden_source",
         }
     }
 
@@ -39,6 +42,7 @@ impl FrontRefusal {
             Self::BadHost | Self::BadTransferEncoding => StatusCode::BAD_REQUEST,
             Self::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
             Self::UnsupportedExpectation => StatusCode::EXPECTATION_FAILED,
+            Self::ForbiddenSource => StatusCode::FORBIDDEN,
         }
     }
 
@@ -48,6 +52,7 @@ impl FrontRefusal {
             Self::BadTransferEncoding => "malformed Transfer-Encoding: chunked more than once",
             Self::UnsupportedTransferEncoding => "only the chunked transfer coding is supported",
             Self::UnsupportedExpectation => "only Expect: 100-continue is supported",
+            Self::ForbiddenSource => "source address not allowed",
         }
     }
 
