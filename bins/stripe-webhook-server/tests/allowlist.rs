@@ -151,6 +151,43 @@ fn only_allowed_sources_may_post_and_only_trusted_proxies_are_believed() {
     );
 }
 
+/// The refresh recipe of docs/exposure.md: the list in a file, in the format of Stripe's
+/// `ips_webhooks.txt` (one address a line), instead of the bundled `stripe`.
+#[test]
+fn the_list_can_come_from_a_file_in_stripes_format() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let list = archive.path().join("stripe-webhook-ips.txt");
+    std::fs::write(&list, "3.18.12.63\n54.187.216.72\n").expect("write the list");
+    let server = ServerProcess::start(
+        bin(),
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("SINK", "file"),
+            ("ARCHIVE_DIR", archive.path().to_str().expect("utf-8")),
+            ("ALLOWED_SOURCE_IPS", list.to_str().expect("utf-8")),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    );
+    let (status, text, _) = post(
+        &server,
+        [127, 0, 0, 1],
+        Some("54.187.216.72"),
+        "evt_listed",
+        true,
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text, _) = post(
+        &server,
+        [127, 0, 0, 1],
+        Some("3.69.109.8"),
+        "evt_unlisted",
+        true,
+    );
+    assert_eq!(status, 403, "{text}");
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+}
+
 #[test]
 fn an_unreadable_list_is_refused_at_start() {
     let out = std::process::Command::new(bin())
