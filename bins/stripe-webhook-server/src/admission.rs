@@ -11,6 +11,11 @@
 //!   slot until its task has closed it, and at most [`SHED_AHEAD`] are being closed at once, so
 //!   the file descriptors in use never exceed the cap by more than that.
 //!
+//! - **Behind a trusted proxy** every client shares the proxy's connections, so the cap applies to
+//!   the client address the proxy forwarded instead ([`ClientRequests`]): at most
+//!   `MAX_CONNECTIONS_PER_SOURCE` webhooks in progress per client; a further one gets 503 (`busy`,
+//!   retried by Stripe) before its body is read.
+//!
 //! A connection counts as "in a request" from the moment hyper hands its complete head to the
 //! service until its response body is dropped (fully written, or the connection is gone).
 
@@ -219,6 +224,71 @@ impl Drop for InRequest {
     }
 }
 
+/// Webhooks in progress per forwarded client address (requests from trusted proxies).
+#[derive(Debug)]
+pub(crate) struct ClientRequests {
+    max: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ClientRequests {
+    /// At most `max` at once per client (0: no cap).
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a webhook from `client` in progress until the guard drops; `None` if the client
+    /// already has the most.
+    pub(crate) fn enter(self: &Arc<Self>, client: IpAddr) -> Option<ClientRequest> {
+        if self.max == 0 {
+            return Some(ClientRequest {
+                requests: None,
+                client,
+            });
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = counts.entry(client).or_default();
+        if *n >= self.max {
+            if *n == 0 {
+                counts.remove(&client);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(ClientRequest {
+            requests: Some(Arc::clone(self)),
+            client,
+        })
+    }
+}
+
+/// One webhook in progress from a forwarded client.
+#[derive(Debug)]
+pub(crate) struct ClientRequest {
+    requests: Option<Arc<ClientRequests>>,
+    client: IpAddr,
+}
+
+impl Drop for ClientRequest {
+    fn drop(&mut self) {
+        if let Some(requests) = &self.requests {
+            let mut counts = requests
+                .counts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = counts.get_mut(&self.client) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&self.client);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +306,18 @@ mod tests {
         let _proxied: Vec<Ticket> = (0..5).map(|_| admission.admit(A, true).unwrap()).collect();
         drop(a2);
         let _a3 = admission.admit(A, false).unwrap();
+    }
+
+    #[test]
+    fn forwarded_clients_are_capped_per_address() {
+        let requests = ClientRequests::new(2);
+        let a1 = requests.enter(A).unwrap();
+        let _a2 = requests.enter(A).unwrap();
+        assert!(requests.enter(A).is_none());
+        let _b = requests.enter(B).unwrap();
+        drop(a1);
+        let _a3 = requests.enter(A).unwrap();
+        assert!(ClientRequests::new(0).enter(A).is_some());
     }
 
     #[tokio::test]

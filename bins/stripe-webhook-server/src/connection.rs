@@ -18,13 +18,15 @@ use stripe_webhook_service::{App, Route};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::admission::{InRequest, Ticket};
+use crate::admission::{ClientRequests, InRequest, Ticket};
 use crate::refuse;
 
 /// Read limits that keep slow clients from holding connections and memory.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
     pub(crate) sources: Arc<crate::Sources>,
+    /// Webhooks in progress per client forwarded by a trusted proxy.
+    pub(crate) clients: Arc<ClientRequests>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
     pub(crate) budget: BodyBudget,
@@ -199,10 +201,18 @@ async fn handle(
     }
     let route = app.route(req.method(), req.uri().path());
     let (parts, body) = req.into_parts();
+    let mut _client_request = None;
     if route == Route::Webhook {
         let client = limits.sources.client(peer.ip(), &parts.headers);
         if !limits.sources.allows(client) {
             return closing(refuse::FrontRefusal::ForbiddenSource.response(&parts.method, client));
+        }
+        // Behind a trusted proxy the per-address cap applies to the forwarded client.
+        if limits.sources.trusts(peer.ip()) {
+            match limits.clients.enter(client) {
+                Some(counted) => _client_request = Some(counted),
+                None => return closing(app.refuse(Refusal::Busy)),
+            }
         }
     }
     if !route.reads_body() {

@@ -117,7 +117,8 @@ pub struct ServerArgs {
 
     /// The most connections from one peer address at once; further ones are closed as soon as
     /// they are accepted. Peers in TRUSTED_PROXIES are exempt (every client behind a proxy shares
-    /// its address). 0: no per-address cap.
+    /// its address); for them the cap applies to the forwarded client address instead, as
+    /// webhooks in progress (a further one gets 503 busy before its body is read). 0: no cap.
     #[arg(long, env = "MAX_CONNECTIONS_PER_SOURCE", default_value_t = 64)]
     pub max_connections_per_source: usize,
 
@@ -340,6 +341,7 @@ pub async fn serve(
     let sources = Arc::new(settings.sources.clone());
     let limits = connection::Limits {
         sources: Arc::clone(&sources),
+        clients: admission::ClientRequests::new(settings.max_connections_per_source),
         header_read_timeout: settings.header_read_timeout,
         body_read_timeout: settings.body_read_timeout,
         budget: connection::BodyBudget::new(settings.max_buffered_body_bytes),

@@ -210,3 +210,69 @@ fn an_unreadable_list_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// Behind a trusted proxy the per-address cap counts the forwarded client's webhooks in progress,
+/// not the proxy's connections: with `MAX_CONNECTIONS_PER_SOURCE=2`, two webhooks from one client
+/// held mid-body, a third from it gets 503 `busy` before its body is read, another client's gets
+/// 200, all over more connections from the proxy than the cap.
+#[test]
+fn behind_a_trusted_proxy_the_cap_counts_the_forwarded_client() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = ServerProcess::start(
+        bin(),
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("SINK", "file"),
+            ("ARCHIVE_DIR", archive.path().to_str().expect("utf-8")),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("MAX_CONNECTIONS_PER_SOURCE", "2"),
+        ],
+    );
+    // Two webhooks from 198.51.100.7 whose bodies never come: `100 Continue` says each is being
+    // read (counted) now.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = connect_from([127, 0, 0, 1], server.addr);
+            stream
+                .write_all(
+                    format!(
+                        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.7\r\n\
+                         Expect: 100-continue\r\nStripe-Signature: t={},v1={}\r\nContent-Length: 10\r\n\r\n",
+                        stripe_webhook_testkit::signing::unix_now(),
+                        "0".repeat(64)
+                    )
+                    .as_bytes(),
+                )
+                .expect("head");
+            let mut interim = [0u8; 25];
+            stream.read_exact(&mut interim).expect("100 Continue");
+            assert!(interim.starts_with(b"HTTP/1.1 100 Continue"));
+            stream
+        })
+        .collect();
+    let (status, text, _) = post(
+        &server,
+        [127, 0, 0, 1],
+        Some("198.51.100.7"),
+        "evt_third",
+        false,
+    );
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("busy"), "{text}");
+    let (status, text, _) = post(
+        &server,
+        [127, 0, 0, 1],
+        Some("198.51.100.8"),
+        "evt_other",
+        true,
+    );
+    assert_eq!(status, 200, "{text}");
+    drop(held);
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+    let ids: Vec<String> = read_records(archive.path())
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids, ["evt_other"]);
+}
