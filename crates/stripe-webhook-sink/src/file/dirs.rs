@@ -85,14 +85,15 @@ fn remake_entry(dir: &Path) -> io::Result<()> {
     })
 }
 
-/// Renames back every directory under `root` (the `webhooks` tree, three levels deep) that a
-/// process left aside while making its entry again ([`remake_entry`]) and did not move back (it
-/// crashed in between). Returns how many it restored.
+/// Renames back every directory of the archive that a process left aside while making its entry
+/// again ([`remake_entry`]) and did not move back (it crashed in between): `<base>/<prefix>`
+/// itself (`ARCHIVE_DIR/webhooks`) and the `year=/month=/day=` directories under it. Nothing else
+/// in `base` is looked at. Returns how many it restored.
 ///
 /// # Errors
 /// A directory that cannot be listed or renamed back.
-pub(crate) fn restore_aside(root: &Path) -> io::Result<usize> {
-    fn walk(dir: &Path, depth: usize, restored: &mut usize) -> io::Result<()> {
+pub(crate) fn restore_aside(base: &Path, prefix: &str) -> io::Result<usize> {
+    fn walk(dir: &Path, depth: usize, prefix: &str, restored: &mut usize) -> io::Result<()> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -105,11 +106,15 @@ pub(crate) fn restore_aside(root: &Path) -> io::Result<usize> {
             }
             let mut path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(original) = name
+            let original = name
                 .strip_prefix('.')
                 .and_then(|rest| rest.split_once(ASIDE))
-                .map(|(original, _)| dir.join(original))
-            {
+                .map(|(original, _)| original.to_owned());
+            // In `ARCHIVE_DIR` only the archive's own directory is ours.
+            if depth == 0 && original.as_deref().unwrap_or(&name) != prefix {
+                continue;
+            }
+            if let Some(original) = original.map(|original| dir.join(original)) {
                 if original.try_exists()? {
                     tracing::error!(
                         aside = %path.display(),
@@ -125,14 +130,14 @@ pub(crate) fn restore_aside(root: &Path) -> io::Result<usize> {
                 *restored += 1;
                 path = original;
             }
-            if depth < 2 {
-                walk(&path, depth + 1, restored)?;
+            if depth < 3 {
+                walk(&path, depth + 1, prefix, restored)?;
             }
         }
         Ok(())
     }
     let mut restored = 0;
-    walk(root, 0, &mut restored)?;
+    walk(base, 0, prefix, &mut restored)?;
     Ok(restored)
 }
 
@@ -380,15 +385,24 @@ mod tests {
     #[test]
     fn a_directory_left_aside_by_a_crash_is_moved_back() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("webhooks");
-        let month = root.join("year=2027/month=01");
-        let aside = month.join(format!(".day=01{ASIDE}42-00000000000000ff"));
-        fs::create_dir_all(&aside).unwrap();
-        fs::write(aside.join("1-42-00.ndjson.gz"), b"x").unwrap();
-        assert_eq!(restore_aside(&root).unwrap(), 1);
-        assert!(month.join("day=01/1-42-00.ndjson.gz").exists());
-        assert!(!aside.exists());
-        assert_eq!(restore_aside(&root).unwrap(), 0);
+        let base = tmp.path();
+        // The archive's own directory left aside, and a day directory inside it.
+        let webhooks_aside = base.join(format!(".webhooks{ASIDE}42-0000000000000001"));
+        let month = webhooks_aside.join("year=2027/month=01");
+        let day_aside = month.join(format!(".day=01{ASIDE}42-00000000000000ff"));
+        fs::create_dir_all(&day_aside).unwrap();
+        fs::write(day_aside.join("1-42-00.ndjson.gz"), b"x").unwrap();
+        // Not the archive's: left alone.
+        let other = base.join(format!(".other{ASIDE}42-0000000000000002"));
+        fs::create_dir(&other).unwrap();
+        assert_eq!(restore_aside(base, "webhooks").unwrap(), 2);
+        assert!(
+            base.join("webhooks/year=2027/month=01/day=01/1-42-00.ndjson.gz")
+                .exists()
+        );
+        assert!(!webhooks_aside.exists());
+        assert!(other.exists());
+        assert_eq!(restore_aside(base, "webhooks").unwrap(), 0);
     }
 
     #[test]

@@ -507,15 +507,16 @@ impl FileSink {
             .transpose()?;
         let root = config.dir.join(ARCHIVE_PREFIX);
         let mut dirs = DurableDirs::new(&config.dir);
-        let synced = dirs
-            .create(&root)
-            .map_err(|e| io_error(&format!("creating {}", root.display()), &e))?;
-        dirs::restore_aside(&root).map_err(|e| {
+        // Before anything is created: a crash may have left `webhooks` itself aside.
+        dirs::restore_aside(&config.dir, ARCHIVE_PREFIX).map_err(|e| {
             io_error(
                 &format!("restoring directories under {}", root.display()),
                 &e,
             )
         })?;
+        let synced = dirs
+            .create(&root)
+            .map_err(|e| io_error(&format!("creating {}", root.display()), &e))?;
         let report = recovery::recover(&root, gzip)?;
 
         let counters = Arc::new(Counters::default());
