@@ -746,6 +746,98 @@ fn a_seal_whose_last_directory_sync_failed_is_finished_by_its_retry() {
     assert!(archived_ids(&archive).contains("evt_sealed"));
 }
 
+/// The first `fsync` of the partition directory on each thread fails (strace counts `when` per
+/// thread): on the writer thread the sync that makes a new segment's name durable (that webhook gets
+/// 503; the next one names a new segment), on the sealer thread the sync right after a
+/// `.ndjson.gz` was renamed into place. The sealer's retry does not trust a plain second sync: it
+/// names the `.ndjson.gz` again (renamed to `.tmp` and back: its change time moves, its inode
+/// stays) before the sync that lets the `.ndjson` go, and the `.ndjson`, the only durable copy
+/// until then, is still there while the retry waits.
+#[test]
+fn a_seal_whose_directory_sync_failed_names_the_gz_again_before_the_ndjson_goes() {
+    use std::os::unix::fs::MetadataExt;
+    let (_tmp, root) = scratch();
+    let archive = root.join("archive");
+    let partition = partition_clear_of_midnight();
+    let day = archive.join("webhooks").join(&partition);
+    std::fs::create_dir_all(&day).expect("mkdir -p the partition");
+    let log = root.join("strace.log");
+    let day_str = day.to_str().expect("utf-8");
+    let archive_str = archive.to_str().expect("utf-8");
+    let server = ServerProcess::start_under(
+        &strace(
+            &log,
+            &[
+                "-P",
+                day_str,
+                "-e",
+                "trace=fsync",
+                "-e",
+                "inject=fsync:error=EIO:when=1",
+            ],
+        ),
+        bin(),
+        // One record per segment: it is sealed right after its 200.
+        &envs(archive_str, &[("ARCHIVE_SEGMENT_MAX_BYTES", "1")]),
+    );
+    let r = post(&server, "evt_segment_sync_failed", 100);
+    assert_status(&r, 503, "the new segment's name was not synced", &server);
+    let r = post(&server, "evt_sealed_on_retry", 100);
+    assert_status(&r, 200, "a segment under a new name", &server);
+    let waited = Instant::now();
+    while !server.logs().contains("could not seal archive segment") {
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "the seal never failed; log:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Between the failure and the retry (10 s later): the .gz and the .ndjson both there.
+    let files = segment_files(&archive);
+    let gz = files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with(".ndjson.gz"))
+        .unwrap_or_else(|| panic!("no .ndjson.gz after the failed sync: {files:?}"))
+        .clone();
+    let ndjson = PathBuf::from(gz.to_string_lossy().trim_end_matches(".gz"));
+    assert!(
+        ndjson.exists(),
+        "the .ndjson went before the .gz's name was durable: {files:?}"
+    );
+    let before = std::fs::metadata(&gz).expect("stat the .gz");
+    let waited = Instant::now();
+    while !server.logs().contains("sealed archive segment on retry") {
+        assert!(
+            waited.elapsed() < Duration::from_secs(25),
+            "the retry did not finish the seal; log:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = std::fs::metadata(&gz).expect("stat the .gz");
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "exit {status}; log:\n{logs}");
+    assert_eq!(after.ino(), before.ino(), "the same sealed file");
+    assert!(
+        (after.ctime(), after.ctime_nsec()) > (before.ctime(), before.ctime_nsec()),
+        "the retry trusted a plain second sync: the .gz's entry was not made again"
+    );
+    assert!(!ndjson.exists(), "the retry removed the .ndjson");
+    let day_syncs: Vec<Syscall> = read_strace_log(&log)
+        .into_iter()
+        .filter(|c| c.name == "fsync")
+        .collect();
+    assert_eq!(
+        day_syncs.iter().filter(|c| c.injected()).count(),
+        2,
+        "one failure on the writer thread, one on the sealer thread: {day_syncs:#?}"
+    );
+    let ids = archived_ids(&archive);
+    assert!(ids.contains("evt_sealed_on_retry"), "{ids:?}");
+    assert!(!ids.contains("evt_segment_sync_failed"), "{ids:?}");
+}
+
 #[test]
 fn a_zero_write_timeout_is_refused_at_start() {
     let (_tmp, root) = scratch();
