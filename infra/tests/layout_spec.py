@@ -124,7 +124,15 @@ SERVICE_ENV_VARS = frozenset(
 )
 # Settings a parallel change adds (the file sink's write deadline): allowed in the sources and
 # listed in .env.example before they land. Move them into SERVICE_ENV_VARS once merged.
-UPCOMING_ENV_VARS = frozenset({"ARCHIVE_WRITE_TIMEOUT_MS"})
+UPCOMING_ENV_VARS = frozenset(
+    {
+        "ARCHIVE_WRITE_TIMEOUT_MS",
+        "ARCHIVE_OPEN_TIMEOUT_SECS",
+        "MAX_CONNECTIONS_PER_SOURCE",
+        "ALLOWED_SOURCE_IPS",
+        "TRUSTED_PROXIES",
+    }
+)
 # Read outside clap: the log filter, and the AWS SDK's own variables (credentials chain, emulators).
 LOG_FILTER_ENV_VAR = "RUST_LOG"
 AWS_SDK_ENV_VARS = frozenset(

@@ -43,6 +43,8 @@ fn start_server(app: App) -> SocketAddr {
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(10),
         max_connections: 64,
+        max_connections_per_source: 0,
+        sources: stripe_webhook_server::Sources::default(),
         max_buffered_body_bytes: 1 << 20,
         shutdown_timeout: Duration::from_secs(5),
     };

@@ -18,9 +18,15 @@ use stripe_webhook_service::{App, Route};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::admission::{ClientRequests, InRequest, Ticket};
+use crate::refuse;
+
 /// Read limits that keep slow clients from holding connections and memory.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
+    pub(crate) sources: Arc<crate::Sources>,
+    /// Webhooks in progress per client forwarded by a trusted proxy.
+    pub(crate) clients: Arc<ClientRequests>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
     pub(crate) budget: BodyBudget,
@@ -84,21 +90,32 @@ impl BodyBudget {
     }
 }
 
-/// Serves one accepted connection on its own task, under the graceful-shutdown watcher.
+/// Serves one accepted connection on its own task, under the graceful-shutdown watcher, until it
+/// ends or is shed to make room ([`Ticket::shed`]).
 pub(crate) fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     app: Arc<App>,
     limits: Limits,
     graceful: &GracefulShutdown,
-    permit: OwnedSemaphorePermit,
+    ticket: Ticket,
 ) {
     let _ = stream.set_nodelay(true);
     let header_read_timeout = limits.header_read_timeout;
+    let ticket = Arc::new(ticket);
+    let in_service = Arc::clone(&ticket);
     let service = hyper::service::service_fn(move |req| {
         let app = Arc::clone(&app);
         let limits = limits.clone();
-        async move { Ok::<_, Infallible>(handle(req, &app, &limits).await) }
+        // From the complete head until the response body is dropped, the connection is not shed.
+        let request = in_service.request();
+        async move {
+            let response = handle(req, peer, &app, &limits).await;
+            Ok::<_, Infallible>(response.map(|body| Tracked {
+                body,
+                _request: request,
+            }))
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -107,11 +124,54 @@ pub(crate) fn serve(
         .serve_connection(TokioIo::new(stream), service);
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        // Boxed so it can be dropped (closing the socket) before the slot is given back.
+        let mut conn = Box::pin(conn);
+        loop {
+            tokio::select! {
+                ended = &mut conn => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                // A head that arrived meanwhile wins: only a connection still without a request
+                // in progress is closed.
+                () = ticket.shed() => if ticket.confirm_shed() {
+                    tracing::debug!(%peer, "connection shed: no request head and the server was full");
+                    break;
+                },
+            }
         }
-        drop(permit);
+        drop(conn);
+        drop(ticket);
     });
+}
+
+/// A response body that keeps its connection marked "in a request" until hyper drops it (written
+/// completely, or the connection is gone).
+struct Tracked {
+    body: Full<Bytes>,
+    _request: InRequest,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The app's answer, as a hyper body.
@@ -128,10 +188,33 @@ fn closing(response: Response<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
-async fn handle(req: Request<Incoming>, app: &App, limits: &Limits) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    app: &App,
+    limits: &Limits,
+) -> Response<Full<Bytes>> {
     let received_at = ReceivedAt::now();
+    // Framing hyper accepts but this server cannot answer unambiguously: refused before the body.
+    if let Some(refusal) = refuse::check_framing(req.version(), req.headers()) {
+        return closing(refusal.response(req.method(), peer.ip()));
+    }
     let route = app.route(req.method(), req.uri().path());
     let (parts, body) = req.into_parts();
+    let mut _client_request = None;
+    if route == Route::Webhook {
+        let client = limits.sources.client(peer.ip(), &parts.headers);
+        if !limits.sources.allows(client) {
+            return closing(refuse::FrontRefusal::ForbiddenSource.response(&parts.method, client));
+        }
+        // Behind a trusted proxy the per-address cap applies to the forwarded client.
+        if limits.sources.trusts(peer.ip()) {
+            match limits.clients.enter(client) {
+                Some(counted) => _client_request = Some(counted),
+                None => return closing(app.refuse(Refusal::Busy)),
+            }
+        }
+    }
     if !route.reads_body() {
         // The body of a refused request is never read: close the connection after the answer.
         let response = app

@@ -15,8 +15,14 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod connection;
 mod metrics_listener;
+mod nofile;
+mod refuse;
+mod sources;
+
+pub use sources::{IpSet, STRIPE_WEBHOOK_IPS, STRIPE_WEBHOOK_IPS_AS_OF, Sources};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +32,6 @@ use clap::{Args, ValueEnum};
 use stripe_webhook_service::App;
 use stripe_webhook_service::settings::{ConfigError, positive};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use metrics_listener::install_recorder;
@@ -91,7 +96,11 @@ pub struct ServerArgs {
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
 
-    /// Seconds a client may take to send the request head before the connection is closed.
+    /// Seconds a client may take to send a request head (and a keep-alive connection may sit idle)
+    /// before the connection is closed. Short for direct exposure (Stripe sends its head at once,
+    /// and at capacity a connection without a head is shed before this anyway); above the 5 s
+    /// upstream keep-alive of the documented Caddy recipe. Behind a load balancer that reuses idle
+    /// connections, set it above the balancer's idle timeout (ALB: 65 for its 60 s default).
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
     pub header_read_timeout_secs: u64,
 
@@ -99,9 +108,34 @@ pub struct ServerArgs {
     #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub body_read_timeout_secs: u64,
 
-    /// The most connections served at once; further clients wait in the kernel's accept queue.
+    /// The most connections served at once. When full, a new connection sheds the oldest one that
+    /// has not sent a request head (idle or trickling); if every connection is in a request, new
+    /// clients wait in the kernel's accept queue. Lowered at start (and said so) when the
+    /// open-file limit cannot hold this many next to the server's own files.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+
+    /// The most connections from one peer address at once; further ones are closed as soon as
+    /// they are accepted. Peers in TRUSTED_PROXIES are exempt (every client behind a proxy shares
+    /// its address); for them the cap applies to the forwarded client address instead, as
+    /// webhooks in progress (a further one gets 503 busy before its body is read). 0: no cap.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_SOURCE", default_value_t = 64)]
+    pub max_connections_per_source: usize,
+
+    /// Who may post webhooks: `stripe` (Stripe's published webhook addresses, bundled), addresses
+    /// and CIDR ranges, or a file path (`/…` or `./…`) holding them one a line; comma-separated,
+    /// combinable. Others get 403 before their body is read. Unset: every address (the signature
+    /// still decides). Behind a proxy, set TRUSTED_PROXIES too.
+    #[arg(long, env = "ALLOWED_SOURCE_IPS")]
+    pub allowed_source_ips: Option<String>,
+
+    /// The proxies and load balancers in front of this server whose X-Forwarded-For to believe:
+    /// addresses, CIDR ranges, `private` (10/8, 172.16/12, 192.168/16, 100.64/10, loopback,
+    /// fc00::/7) or a file path. The client is the first address from the right of
+    /// X-Forwarded-For that is not itself a trusted proxy; from any other peer the header is
+    /// ignored. Trusted proxies are exempt from MAX_CONNECTIONS_PER_SOURCE.
+    #[arg(long, env = "TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
 
     /// The most request-body bytes buffered at once across all connections, beyond the first
     /// 64 KiB of each body (bodies are buffered before their signature can be checked). A body
@@ -131,8 +165,12 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Time allowed for a request body.
     pub body_read_timeout: Duration,
-    /// Connections served at once.
+    /// Connections served at once (before the open-file limit is applied at start).
     pub max_connections: usize,
+    /// Connections from one peer address at once (0: no cap).
+    pub max_connections_per_source: usize,
+    /// `ALLOWED_SOURCE_IPS` and `TRUSTED_PROXIES`.
+    pub sources: Sources,
     /// Budget for buffered request bodies, beyond each body's first 64 KiB.
     pub max_buffered_body_bytes: usize,
     /// Time allowed for the whole shutdown.
@@ -177,6 +215,22 @@ impl ServerArgs {
         positive("BODY_READ_TIMEOUT_SECS", self.body_read_timeout_secs, secs)?;
         positive("SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout_secs, secs)?;
         positive("MAX_CONNECTIONS", self.max_connections as u64, "at least 1")?;
+        let list = |name: &'static str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|v| {
+                    IpSet::parse(v).map_err(|e| ConfigError::OutOfRange {
+                        name,
+                        what: "addresses, CIDR ranges, keywords or a file path",
+                        value: e,
+                    })
+                })
+                .transpose()
+        };
+        let sources = Sources {
+            allowed: list("ALLOWED_SOURCE_IPS", &self.allowed_source_ips)?,
+            trusted: list("TRUSTED_PROXIES", &self.trusted_proxies)?.unwrap_or_default(),
+        };
         if self.max_buffered_body_bytes < max_body_bytes {
             return Err(ConfigError::OutOfRange {
                 name: "MAX_BUFFERED_BODY_BYTES",
@@ -190,6 +244,8 @@ impl ServerArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             max_connections: self.max_connections,
+            max_connections_per_source: self.max_connections_per_source,
+            sources,
             max_buffered_body_bytes: self.max_buffered_body_bytes,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         })
@@ -236,7 +292,10 @@ pub async fn serve(
             .await
             .map_err(|source| ServeError::Bind { addr, source })
     };
-    let listener = bind(settings.addr).await?;
+    let listener = listen(settings.addr).map_err(|source| ServeError::Bind {
+        addr: settings.addr,
+        source,
+    })?;
     let local = listener.local_addr().unwrap_or(settings.addr);
     let metrics = match (settings.metrics_addr, metrics) {
         (Some(addr), Some(handle)) => {
@@ -268,24 +327,30 @@ pub async fn serve(
             }
         })
     };
+    let open_files = nofile::raise();
+    let max_connections = nofile::size_connections(open_files, settings.max_connections);
+    let admission = admission::Admission::new(max_connections, settings.max_connections_per_source);
+    if let Some(allowed) = &settings.sources.allowed {
+        tracing::info!(
+            addresses = allowed.len(),
+            trusted_proxies = settings.sources.trusted.len(),
+            stripe_list_as_of = STRIPE_WEBHOOK_IPS_AS_OF,
+            "ALLOWED_SOURCE_IPS: webhooks from other addresses get 403 before their body is read"
+        );
+    }
+    let sources = Arc::new(settings.sources.clone());
     let limits = connection::Limits {
+        sources: Arc::clone(&sources),
+        clients: admission::ClientRequests::new(settings.max_connections_per_source),
         header_read_timeout: settings.header_read_timeout,
         body_read_timeout: settings.body_read_timeout,
         budget: connection::BodyBudget::new(settings.max_buffered_body_bytes),
     };
-    let connections = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
-    loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&connections).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
+    'accept: loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -297,13 +362,38 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let ticket = loop {
+            match admission.admit(peer.ip(), sources.trusts(peer.ip())) {
+                Ok(ticket) => break ticket,
+                Err(admission::Refused::SourceFull) => {
+                    // Closed before a byte is read.
+                    if let Some(suppressed) =
+                        stripe_webhook_core::admit_refusal_log("too_many_connections_from_source")
+                    {
+                        tracing::info!(
+                            source = %peer.ip(),
+                            max = settings.max_connections_per_source,
+                            suppressed,
+                            "connection refused: its address holds MAX_CONNECTIONS_PER_SOURCE connections"
+                        );
+                    }
+                    continue 'accept;
+                }
+                // Every slot holds a request in progress: wait for one (bounded, so a missed
+                // wake-up only delays).
+                Err(admission::Refused::Full) => tokio::select! {
+                    _ = tokio::time::timeout(Duration::from_millis(100), admission.freed()) => {}
+                    () = &mut shutdown => break 'accept,
+                },
+            }
+        };
         connection::serve(
             stream,
             peer,
             Arc::clone(&app),
             limits.clone(),
             &graceful,
-            permit,
+            ticket,
         );
     }
 
@@ -335,6 +425,24 @@ pub async fn serve(
         task.abort();
     }
     result
+}
+
+/// The kernel's queue of connections not yet accepted, on the public listener: deep, so a burst
+/// of connections (a flood, or many webhooks at once) waits there instead of having its SYNs
+/// dropped (a dropped SYN costs the client a 1 s retransmit). The kernel caps it at
+/// `net.core.somaxconn` (4096 on current Linux).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the public listener (`SO_REUSEADDR`, as `TcpListener::bind` sets) with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn shutdown_signal() {

@@ -211,32 +211,86 @@ fn every_200_follows_the_fdatasync_of_its_line_and_the_fsync_of_every_directory_
     );
 }
 
+/// The strace filters for a failed directory sync: trace `fsync` and the renames (`rename`,
+/// `renameat`, `renameat2`, whichever the platform's libc uses) on `paths` only, and fail the
+/// first `fsync` among them with `EIO` (strace counts `when` per thread).
+fn fail_first_fsync_of(paths: &[&Path]) -> Vec<String> {
+    let mut filters = Vec::new();
+    for path in paths {
+        filters.push("-P".to_owned());
+        filters.push(path.to_str().expect("utf-8").to_owned());
+    }
+    filters.extend(
+        [
+            "-e",
+            "trace=/^(fsync|rename|renameat|renameat2)$",
+            "-e",
+            "inject=fsync:error=EIO:when=1",
+        ]
+        .map(str::to_owned),
+    );
+    filters
+}
+
+/// After the injected failure of the `fsync` of `month` (for `day`'s entry): the first rename of
+/// `day` (aside and back: its entry made again) and then the first successful `fsync` of `month`.
+/// Panics, with the calls, unless both happened in that order after the failure.
+fn remade_and_synced_after_the_failure(calls: &[Syscall], month: &Path) -> (f64, f64, f64) {
+    let failed = calls
+        .iter()
+        .find(|c| c.name == "fsync" && c.path.as_deref() == Some(month))
+        .filter(|c| c.injected())
+        .unwrap_or_else(|| {
+            panic!(
+                "the injected failure did not hit {}: {calls:#?}",
+                month.display()
+            )
+        })
+        .time;
+    let remade = calls
+        .iter()
+        .find(|c| c.name.starts_with("rename") && c.ok() && c.time > failed)
+        .unwrap_or_else(|| {
+            panic!(
+                "after the failed fsync of {}, the day directory's entry was never made again (a \
+                 plain retry of the sync was trusted): {calls:#?}",
+                month.display()
+            )
+        })
+        .time;
+    let synced = calls
+        .iter()
+        .find(|c| {
+            c.name == "fsync" && c.ok() && c.path.as_deref() == Some(month) && c.time > remade
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no successful fsync of {} after the day directory's entry was made again: \
+                 {calls:#?}",
+                month.display()
+            )
+        })
+        .time;
+    (failed, remade, synced)
+}
+
+/// The test that fails if a plain retry of a failed directory sync is trusted again: after the
+/// `fsync` of the month directory (which makes `day=DD` durable) fails, the next webhook's 200
+/// rests on `day=DD`'s entry made again (renamed aside and back) and a successful sync of the month
+/// directory after that, in that order in the strace.
 #[test]
-fn a_failed_directory_fsync_is_never_acknowledged_and_is_retried_by_the_next_webhook() {
+fn after_a_failed_directory_fsync_the_entry_is_made_again_before_any_200() {
     let (_tmp, root) = scratch();
     let archive = root.join("archive"); // does not exist yet: the server creates every level
     let partition = partition_clear_of_midnight();
     let day = archive.join("webhooks").join(&partition);
     let month = day.parent().expect("month").to_path_buf();
     let log = root.join("strace.log");
-    let month_str = month.to_str().expect("utf-8");
     let archive_str = archive.to_str().expect("utf-8");
-    // The first fsync of the month directory (it makes `day=DD` durable) fails with EIO.
-    let server = ServerProcess::start_under(
-        &strace(
-            &log,
-            &[
-                "-P",
-                month_str,
-                "-e",
-                "trace=fsync",
-                "-e",
-                "inject=fsync:error=EIO:when=1",
-            ],
-        ),
-        bin(),
-        &envs(archive_str, &[]),
-    );
+    let filters = fail_first_fsync_of(&[&month, &day]);
+    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let server =
+        ServerProcess::start_under(&strace(&log, &filters), bin(), &envs(archive_str, &[]));
     let r = post(&server, "evt_dir_sync_failed", 100);
     assert_status(&r, 503, "the directory sync failed", &server);
     assert!(r.text().contains("unavailable"), "{}", r.text());
@@ -246,29 +300,190 @@ fn a_failed_directory_fsync_is_never_acknowledged_and_is_retried_by_the_next_web
 
     let r = post(&server, "evt_dir_sync_retried", 100);
     let answered = unix_seconds();
-    assert_status(&r, 200, "the next webhook retries the sync", &server);
+    assert_status(&r, 200, "the next webhook makes the entry again", &server);
     assert_status(&health(&server), 200, "/health after a good write", &server);
     let (status, logs) = server.terminate();
     assert!(status.success(), "exit {status}; log:\n{logs}");
 
-    let month_syncs: Vec<Syscall> = read_strace_log(&log)
-        .into_iter()
-        .filter(|c| c.name == "fsync")
-        .collect();
+    let calls = read_strace_log(&log);
+    let (_, _, synced) = remade_and_synced_after_the_failure(&calls, &month);
     assert!(
-        month_syncs.first().is_some_and(Syscall::injected),
-        "the injected failure hit the month directory: {month_syncs:#?}"
-    );
-    assert!(
-        month_syncs.iter().any(|c| c.ok() && c.time < answered),
-        "the 200 came without a successful fsync of {} after the failed one: {month_syncs:#?}",
-        month.display()
+        synced < answered,
+        "the 200 came before the sync that proves the remade entry: {calls:#?}"
     );
     let ids = archived_ids(&archive);
     assert!(ids.contains("evt_dir_sync_retried"), "{ids:?}");
     assert!(
         !ids.contains("evt_dir_sync_failed"),
         "nothing was written for the refused webhook"
+    );
+    assert!(
+        std::fs::read_dir(&month).expect("ls month").all(|e| e
+            .expect("entry")
+            .file_name()
+            .to_str()
+            .is_some_and(|n| !n.starts_with('.'))),
+        "nothing left aside in {}",
+        month.display()
+    );
+}
+
+/// The same failure under load: 8 clients post at once from the start, the first batch meets the
+/// failed `fsync`. Every 200 came after the day directory's entry was made again and the month
+/// directory synced successfully after that, and every record answered 200 is in the sealed
+/// archive after SIGTERM.
+#[test]
+fn under_load_every_200_after_a_failed_directory_fsync_rests_on_an_entry_made_after_it() {
+    const CLIENTS: usize = 8;
+    const EACH: usize = 25;
+    let (_tmp, root) = scratch();
+    let archive = root.join("archive");
+    let partition = partition_clear_of_midnight();
+    let day = archive.join("webhooks").join(&partition);
+    let month = day.parent().expect("month").to_path_buf();
+    let log = root.join("strace.log");
+    let archive_str = archive.to_str().expect("utf-8");
+    let filters = fail_first_fsync_of(&[&month, &day]);
+    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let server =
+        ServerProcess::start_under(&strace(&log, &filters), bin(), &envs(archive_str, &[]));
+    // (id, status, when the answer came)
+    let answers: Vec<(String, u16, f64)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let server = &server;
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            let id = format!("evt_load_{c}_{i}");
+                            let r = post(server, &id, 200);
+                            (id, r.status, unix_seconds())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("client"))
+            .collect()
+    });
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "exit {status}; log:\n{logs}");
+    let refused = answers.iter().filter(|a| a.1 == 503).count();
+    let acked: Vec<&(String, u16, f64)> = answers.iter().filter(|a| a.1 == 200).collect();
+    assert!(
+        refused >= 1,
+        "the failed sync refused its batch: {answers:?}"
+    );
+    assert_eq!(
+        refused + acked.len(),
+        answers.len(),
+        "only 200 and 503: {answers:?}\nlog:\n{logs}"
+    );
+    assert!(acked.len() >= CLIENTS * EACH / 2, "{answers:?}");
+
+    let calls = read_strace_log(&log);
+    let (failed, remade, synced) = remade_and_synced_after_the_failure(&calls, &month);
+    eprintln!(
+        "failed fsync at {failed:.6}, entry made again at {remade:.6}, synced at {synced:.6}; \
+         {} answered 200, {refused} 503",
+        acked.len()
+    );
+    for (id, _, answered) in &acked {
+        assert!(
+            *answered > synced,
+            "{id} was answered 200 before the sync proving its directory entry: {calls:#?}"
+        );
+    }
+    let files = segment_files(&archive);
+    assert!(
+        !files.is_empty()
+            && files
+                .iter()
+                .all(|f| f.to_string_lossy().ends_with(".ndjson.gz")),
+        "everything sealed at SIGTERM: {files:?}"
+    );
+    let ids = archived_ids(&archive);
+    for (id, _, _) in &acked {
+        assert!(
+            ids.contains(id),
+            "{id} was answered 200 but is not in the sealed archive"
+        );
+    }
+}
+
+/// A disk that stalls at start (strace holds the first directory `fsync` of the start-up for
+/// 30 s): the server exits 2 within `ARCHIVE_OPEN_TIMEOUT_SECS`, naming the stalled disk.
+#[test]
+fn a_disk_stalled_at_start_fails_the_start_within_the_open_timeout() {
+    let (_tmp, root) = scratch();
+    let archive = root.join("archive");
+    let log = root.join("strace.log");
+    let wrapper = strace(
+        &log,
+        &[
+            "-e",
+            "trace=fsync",
+            "-e",
+            "inject=fsync:delay_enter=30000000:when=1",
+        ],
+    );
+    let mut strace = std::process::Command::new(&wrapper[0])
+        .args(&wrapper[1..])
+        .arg(bin())
+        .env_clear()
+        .envs(envs(
+            archive.to_str().expect("utf-8"),
+            &[
+                ("ARCHIVE_OPEN_TIMEOUT_SECS", "2"),
+                ("HOST", "127.0.0.1"),
+                ("PORT", "0"),
+                ("METRICS_ADDR", "off"),
+                ("LOG_FORMAT", "pretty"),
+            ],
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the server under strace");
+    let started = Instant::now();
+    let (lines, stderr) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(strace.stderr.take().expect("stderr"));
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let expected = "did not finish within 2 s: the disk under the archive looks stalled";
+    let mut seen = Vec::new();
+    let failed_after = loop {
+        match stderr.recv_timeout(Duration::from_secs(10).saturating_sub(started.elapsed())) {
+            Ok(line) if line.contains(expected) => break started.elapsed(),
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = strace.kill();
+                let _ = strace.wait();
+                panic!("no start-up failure naming the stalled disk within 10 s:\n{seen:#?}");
+            }
+        }
+    };
+    // The stalled thread stays held by strace (as by a stalled disk); the process itself is done.
+    let server = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id()))
+        .expect("strace's children")
+        .trim()
+        .parse::<u32>()
+        .expect("one child: the server");
+    let exited = wait_until_exited(server, Duration::from_secs(5));
+    let _ = strace.kill();
+    let _ = strace.wait();
+    assert!(
+        failed_after >= Duration::from_secs(2) && failed_after < Duration::from_secs(8),
+        "the start failed after {failed_after:?} with ARCHIVE_OPEN_TIMEOUT_SECS=2"
+    );
+    assert!(
+        exited.is_some(),
+        "the server did not exit after its start failed"
     );
 }
 
@@ -529,6 +744,98 @@ fn a_seal_whose_last_directory_sync_failed_is_finished_by_its_retry() {
         "{files:?}"
     );
     assert!(archived_ids(&archive).contains("evt_sealed"));
+}
+
+/// The first `fsync` of the partition directory on each thread fails (strace counts `when` per
+/// thread): on the writer thread the sync that makes a new segment's name durable (that webhook gets
+/// 503; the next one names a new segment), on the sealer thread the sync right after a
+/// `.ndjson.gz` was renamed into place. The sealer's retry does not trust a plain second sync: it
+/// names the `.ndjson.gz` again (renamed to `.tmp` and back: its change time moves, its inode
+/// stays) before the sync that lets the `.ndjson` go, and the `.ndjson`, the only durable copy
+/// until then, is still there while the retry waits.
+#[test]
+fn a_seal_whose_directory_sync_failed_names_the_gz_again_before_the_ndjson_goes() {
+    use std::os::unix::fs::MetadataExt;
+    let (_tmp, root) = scratch();
+    let archive = root.join("archive");
+    let partition = partition_clear_of_midnight();
+    let day = archive.join("webhooks").join(&partition);
+    std::fs::create_dir_all(&day).expect("mkdir -p the partition");
+    let log = root.join("strace.log");
+    let day_str = day.to_str().expect("utf-8");
+    let archive_str = archive.to_str().expect("utf-8");
+    let server = ServerProcess::start_under(
+        &strace(
+            &log,
+            &[
+                "-P",
+                day_str,
+                "-e",
+                "trace=fsync",
+                "-e",
+                "inject=fsync:error=EIO:when=1",
+            ],
+        ),
+        bin(),
+        // One record per segment: it is sealed right after its 200.
+        &envs(archive_str, &[("ARCHIVE_SEGMENT_MAX_BYTES", "1")]),
+    );
+    let r = post(&server, "evt_segment_sync_failed", 100);
+    assert_status(&r, 503, "the new segment's name was not synced", &server);
+    let r = post(&server, "evt_sealed_on_retry", 100);
+    assert_status(&r, 200, "a segment under a new name", &server);
+    let waited = Instant::now();
+    while !server.logs().contains("could not seal archive segment") {
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "the seal never failed; log:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Between the failure and the retry (10 s later): the .gz and the .ndjson both there.
+    let files = segment_files(&archive);
+    let gz = files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with(".ndjson.gz"))
+        .unwrap_or_else(|| panic!("no .ndjson.gz after the failed sync: {files:?}"))
+        .clone();
+    let ndjson = PathBuf::from(gz.to_string_lossy().trim_end_matches(".gz"));
+    assert!(
+        ndjson.exists(),
+        "the .ndjson went before the .gz's name was durable: {files:?}"
+    );
+    let before = std::fs::metadata(&gz).expect("stat the .gz");
+    let waited = Instant::now();
+    while !server.logs().contains("sealed archive segment on retry") {
+        assert!(
+            waited.elapsed() < Duration::from_secs(25),
+            "the retry did not finish the seal; log:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = std::fs::metadata(&gz).expect("stat the .gz");
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "exit {status}; log:\n{logs}");
+    assert_eq!(after.ino(), before.ino(), "the same sealed file");
+    assert!(
+        (after.ctime(), after.ctime_nsec()) > (before.ctime(), before.ctime_nsec()),
+        "the retry trusted a plain second sync: the .gz's entry was not made again"
+    );
+    assert!(!ndjson.exists(), "the retry removed the .ndjson");
+    let day_syncs: Vec<Syscall> = read_strace_log(&log)
+        .into_iter()
+        .filter(|c| c.name == "fsync")
+        .collect();
+    assert_eq!(
+        day_syncs.iter().filter(|c| c.injected()).count(),
+        2,
+        "one failure on the writer thread, one on the sealer thread: {day_syncs:#?}"
+    );
+    let ids = archived_ids(&archive);
+    assert!(ids.contains("evt_sealed_on_retry"), "{ids:?}");
+    assert!(!ids.contains("evt_segment_sync_failed"), "{ids:?}");
 }
 
 #[test]

@@ -537,3 +537,334 @@ fn a_thousand_held_large_bodies_keep_memory_bounded_and_honest_webhooks_pass() {
     let records = read_records(archive.path());
     assert_eq!(records.len(), 1, "only the honest webhook is archived");
 }
+
+/// One response read off a connection: its status, and whether it says `Connection: close`.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    close: bool,
+}
+
+/// Reads `n` responses (an interim `100 Continue` counts as one, with no body), then whether the
+/// server closed the connection: for an answer that said `Connection: close`, it must reach end
+/// of file; otherwise a `GET /health` on the same connection must still be answered 200 (the
+/// framing was understood to the byte).
+fn answers_then_state(stream: &mut TcpStream, n: usize) -> (Vec<Answer>, bool) {
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return (answers, true),
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let len = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).expect("response body");
+        answers.push(Answer {
+            status: status_of(&head),
+            close: text.contains("\r\nconnection: close") || text.starts_with("http/1.0"),
+        });
+    }
+    if answers.last().is_some_and(|a| a.close) {
+        let mut rest = Vec::new();
+        let closed = stream.read_to_end(&mut rest).is_ok() && rest.is_empty();
+        return (answers, closed);
+    }
+    // Still open: one more request on it must get its own answer.
+    if stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return (answers, true);
+    }
+    (answers, read_one_response(stream) != 200)
+}
+
+/// HTTP conformance under hostile input, on the real server: each request gets its precise status
+/// (or the correct answer), the connection is closed exactly where the request was ambiguous or
+/// refused before its body was read, and only single, verified bodies are archived.
+#[test]
+fn hostile_http_table() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let server = start(archive.path(), &[]);
+    let signed = |id: &str| {
+        let body = event(id);
+        (sign(now(), &body), body)
+    };
+    let post = |id: &str, version: &str, target: &str, extra: &str| {
+        let (sig, body) = signed(id);
+        let mut req = format!(
+            "POST {target} {version}\r\nHost: x\r\nStripe-Signature: {sig}\r\n{extra}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        req
+    };
+    let plain = |id: &str, extra: &str| post(id, "HTTP/1.1", "/webhook/stripe", extra);
+    let chunked = |id: &str, extra: &str, te: &str| {
+        let (sig, body) = signed(id);
+        let mut req = format!(
+            "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {sig}\r\n{extra}Transfer-Encoding: {te}\r\n\r\n{:x}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        req.extend_from_slice(b"\r\n0\r\n\r\n");
+        req
+    };
+    let with_header = |id: &str, line: &[u8]| {
+        let (sig, body) = signed(id);
+        let mut req =
+            format!("POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {sig}\r\n")
+                .into_bytes();
+        req.extend_from_slice(line);
+        req.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        req.extend_from_slice(&body);
+        req
+    };
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge_header = format!("X-Big: {}\r\n", "a".repeat(1 << 20));
+    let (sig_a, body_a) = signed("evt_cl_te");
+    let mut cl_te = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {sig_a}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        body_a.len()
+    )
+    .into_bytes();
+    cl_te.extend_from_slice(&body_a);
+    cl_te.extend_from_slice(b"\r\n0\r\n\r\n");
+    cl_te.extend_from_slice(&plain("evt_behind_cl_te", ""));
+    let (sig_b, body_b) = signed("evt_two_lengths");
+    let mut two_lengths = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {sig_b}\r\nContent-Length: {}\r\nContent-Length: {}\r\n\r\n",
+        body_b.len(),
+        body_b.len() - 5
+    )
+    .into_bytes();
+    two_lengths.extend_from_slice(&body_b);
+    let (sig_c, body_c) = signed("evt_same_lengths");
+    let mut same_lengths = format!(
+        "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: {sig_c}\r\nContent-Length: {0}\r\nContent-Length: {0}\r\n\r\n",
+        body_c.len()
+    )
+    .into_bytes();
+    same_lengths.extend_from_slice(&body_c);
+    let mut pipelined = plain("evt_pipelined_1", "");
+    pipelined.extend_from_slice(&plain("evt_pipelined_2", ""));
+    // A header refused before its body is read (a timestamp hours old): the bytes after it (its
+    // body, then a valid request) are never parsed as requests.
+    let stale = |id: &str, extra: &str| {
+        let body = event(id);
+        let mut req = format!(
+            "POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: t={},v1={}\r\n{extra}Content-Length: {}\r\n\r\n",
+            now() - 3600,
+            "0".repeat(64),
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        req
+    };
+    let mut pipelined_refused = stale("evt_pipe_stale", "");
+    pipelined_refused.extend_from_slice(&plain("evt_pipe_behind_refused", ""));
+    let mut bad_chunk = b"POST /webhook/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: t=1,v1=00\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec();
+    bad_chunk.extend_from_slice(b"{}\r\n0\r\n\r\n");
+    let no_host = String::from_utf8(plain("evt_no_host", ""))
+        .expect("utf-8")
+        .replacen("Host: x\r\n", "", 1)
+        .into_bytes();
+
+    // (case, request bytes, statuses in order, whether the connection must end after them)
+    let table: Vec<(&str, Vec<u8>, &[u16], bool)> = vec![
+        // RFC 9112 §6.3: chunked wins and the connection closes after the answer, so the request
+        // hidden behind the body is never read.
+        ("Content-Length with Transfer-Encoding", cl_te, &[200], true),
+        ("two different Content-Lengths", two_lengths, &[400], true),
+        ("two equal Content-Lengths", same_lengths, &[200], false),
+        (
+            "obsolete line folding",
+            with_header("evt_fold", b"X-A: 1\r\n  folded\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "NUL in a header value",
+            with_header("evt_nul", b"X-A: a\0b\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "bare CR in a header value",
+            with_header("evt_cr", b"X-A: a\rb\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "space in a header name",
+            with_header("evt_space", b"X A: b\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "space before the colon",
+            with_header("evt_colon", b"X-A : b\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "non-ASCII header name",
+            with_header("evt_utf8", "X-\u{e9}: b\r\n".as_bytes()),
+            &[400],
+            true,
+        ),
+        (
+            "200 headers",
+            with_header("evt_count", many_headers.as_bytes()),
+            &[431],
+            true,
+        ),
+        (
+            "a 1 MiB header",
+            with_header("evt_size", huge_header.as_bytes()),
+            &[431],
+            true,
+        ),
+        (
+            "HTTP/1.0",
+            post("evt_http10", "HTTP/1.0", "/webhook/stripe", ""),
+            &[200],
+            true,
+        ),
+        (
+            "absolute-form target",
+            post("evt_absolute", "HTTP/1.1", "http://x/webhook/stripe", ""),
+            &[200],
+            false,
+        ),
+        (
+            "Expect: 100-continue",
+            plain("evt_expect", "Expect: 100-continue\r\n"),
+            &[100, 200],
+            false,
+        ),
+        (
+            "Expect: 100-continue, refused header",
+            stale("evt_expect_stale", "Expect: 100-continue\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "Expect: something else",
+            plain("evt_expect_other", "Expect: x-magic\r\n"),
+            &[417],
+            true,
+        ),
+        ("pipelined requests", pipelined, &[200, 200], false),
+        (
+            "pipelined behind a refused one",
+            pipelined_refused,
+            &[400],
+            true,
+        ),
+        (
+            "chunked",
+            chunked("evt_chunked", "", "chunked"),
+            &[200],
+            false,
+        ),
+        (
+            "chunked twice",
+            chunked("evt_chunked_twice", "", "chunked, chunked"),
+            &[400],
+            true,
+        ),
+        (
+            "gzip, chunked",
+            chunked("evt_gzip_chunked", "", "gzip, chunked"),
+            &[501],
+            true,
+        ),
+        (
+            "a coding other than chunked last",
+            chunked("evt_xchunked", "", "xchunked"),
+            &[400],
+            true,
+        ),
+        ("a malformed chunk size", bad_chunk, &[400], true),
+        ("HTTP/1.1 without Host", no_host, &[400], true),
+        (
+            "two Host headers",
+            plain("evt_two_hosts", "Host: y\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "two Stripe-Signature headers",
+            plain("evt_two_sigs", "Stripe-Signature: t=1\r\n"),
+            &[400],
+            true,
+        ),
+        (
+            "a 100 KiB target",
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100 << 10)).into_bytes(),
+            &[414],
+            true,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, bytes, statuses, closes) in &table {
+        let mut stream = TcpStream::connect(server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        if let Err(e) = stream.write_all(bytes) {
+            failures.push(format!("{case}: could not send: {e}"));
+            continue;
+        }
+        let (answers, closed) = answers_then_state(&mut stream, statuses.len());
+        let got: Vec<u16> = answers.iter().map(|a| a.status).collect();
+        if got != *statuses || closed != *closes {
+            failures.push(format!(
+                "{case}: expected {statuses:?} and {}, got {answers:?} and {}",
+                if *closes {
+                    "the connection closed"
+                } else {
+                    "it kept open"
+                },
+                if closed { "closed" } else { "open" },
+            ));
+        }
+    }
+    assert_alive(&server);
+    let (status, logs) = server.terminate();
+    assert!(failures.is_empty(), "{}\nlog:\n{logs}", failures.join("\n"));
+    assert!(status.success(), "{logs}");
+    let mut ids: Vec<String> = read_records(archive.path())
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    let mut expected = vec![
+        "evt_cl_te",
+        "evt_absolute",
+        "evt_chunked",
+        "evt_expect",
+        "evt_http10",
+        "evt_pipelined_1",
+        "evt_pipelined_2",
+        "evt_same_lengths",
+    ];
+    expected.sort_unstable();
+    assert_eq!(
+        ids, expected,
+        "archived: only the single, verified bodies of the requests answered 200"
+    );
+}

@@ -124,6 +124,13 @@ pub struct FileSinkArgs {
     #[arg(long, env = "ARCHIVE_WRITE_TIMEOUT_MS",
           default_value_t = FileSinkConfig::DEFAULT_WRITE_TIMEOUT.as_millis() as u64)]
     pub archive_write_timeout_ms: u64,
+
+    /// The longest opening the archive may take at start, in seconds (creating and syncing its
+    /// directories, sealing segments a crash left open); past it the server exits 2 naming a
+    /// stalled disk instead of hanging. Must be positive.
+    #[arg(long, env = "ARCHIVE_OPEN_TIMEOUT_SECS",
+          default_value_t = FileSinkConfig::DEFAULT_OPEN_TIMEOUT.as_secs())]
+    pub archive_open_timeout_secs: u64,
 }
 
 /// The Firehose sink's settings.
@@ -505,11 +512,17 @@ impl FileSinkArgs {
             self.archive_write_timeout_ms,
             "a positive number of milliseconds",
         )?;
+        positive(
+            "ARCHIVE_OPEN_TIMEOUT_SECS",
+            self.archive_open_timeout_secs,
+            "a positive number of seconds",
+        )?;
         Ok(FileSinkConfig {
             max_segment_bytes: self.archive_segment_max_bytes,
             max_segment_age: Duration::from_secs(self.archive_segment_max_age_secs),
             sealed_gzip_level: Some(self.archive_gzip_level),
             write_timeout: Duration::from_millis(self.archive_write_timeout_ms),
+            open_timeout: Duration::from_secs(self.archive_open_timeout_secs),
             ..FileSinkConfig::new(self.archive_dir)
         })
     }

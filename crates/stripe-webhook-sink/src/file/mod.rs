@@ -53,6 +53,11 @@ pub struct FileSinkConfig {
     /// reports not ready while that write is still stuck. Bounds a webhook's wait on a stalled disk
     /// (a dying drive, an NFS or EFS mount that stopped answering). Must be positive.
     pub write_timeout: Duration,
+    /// The longest [`FileSink::open`] may take (default 120 s): creating and syncing the
+    /// directories and recovering (sealing) orphaned segments. Past it `open` fails with
+    /// [`SinkErrorKind::Timeout`] naming a stalled disk, instead of hanging the start. Must be
+    /// positive.
+    pub open_timeout: Duration,
 }
 
 impl FileSinkConfig {
@@ -68,6 +73,8 @@ impl FileSinkConfig {
     pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
     /// Default [`FileSinkConfig::write_timeout`]: 5 seconds.
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default [`FileSinkConfig::open_timeout`]: 120 seconds.
+    pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(120);
 
     /// The defaults, archiving under `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -79,6 +86,7 @@ impl FileSinkConfig {
             day_seal_grace: Self::DEFAULT_DAY_SEAL_GRACE,
             queue_capacity: Self::DEFAULT_QUEUE_CAPACITY,
             write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
+            open_timeout: Self::DEFAULT_OPEN_TIMEOUT,
         }
     }
 }
@@ -324,8 +332,10 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 /// successfully by this process since the entry below it existed. A directory that merely exists is
 /// never taken as durable (its creator may have failed to sync it, be about to, or have been
 /// killed first); what this process synced is remembered, so a partition chain costs its syncs
-/// once (a new day: one more). A failed directory sync fails that put and is tried again by the
-/// next. One writer thread drains the bounded queue, appends every queued line with one `write`
+/// once (a new day: one more). A failed directory sync fails that put, and no later sync of that
+/// directory is trusted for entries made before the failure (a failed `fsync` may drop them and
+/// report the next one clean): the next put makes the entry again (a new segment name; a
+/// partition directory renamed aside and back) and syncs that. One writer thread drains the bounded queue, appends every queued line with one `write`
 /// per touched segment, syncs each touched segment once, then acknowledges the whole batch:
 /// concurrent puts share syncs, so throughput grows with concurrency. When the queue is full,
 /// `put` fails at once with [`SinkErrorKind::Overloaded`].
@@ -416,20 +426,51 @@ impl FileSink {
     /// Opens the sink: creates the directory, recovers orphaned segments (sealing them before it
     /// returns), and starts the writer and sealer threads.
     ///
-    /// The blocking work runs on tokio's blocking pool; use [`FileSink::open_blocking`] outside a
+    /// The blocking work runs on a thread of its own, bounded by
+    /// [`FileSinkConfig::open_timeout`] (a thread stuck in a stalled `fsync` is left behind, not
+    /// waited for, so the process can still exit); use [`FileSink::open_blocking`] outside a
     /// runtime.
     ///
     /// # Errors
-    /// An invalid configuration ([`SinkErrorKind::Permanent`]), or a directory that cannot be
-    /// created or listed. Failures to recover a single segment do not fail `open`: they are in the
-    /// report (and logged), and the segment is retried at the next start.
+    /// An invalid configuration ([`SinkErrorKind::Permanent`]), a directory that cannot be
+    /// created or listed, or [`SinkErrorKind::Timeout`] when the open did not finish within
+    /// [`FileSinkConfig::open_timeout`]. Failures to recover a single segment do not fail `open`:
+    /// they are in the report (and logged), and the segment is retried at the next start.
     pub async fn open(config: FileSinkConfig) -> Result<(FileSink, RecoveryReport), SinkError> {
-        tokio::task::spawn_blocking(move || Self::open_blocking(config))
-            .await
+        let (timeout, dir) = (config.open_timeout, config.dir.clone());
+        if timeout.is_zero() {
+            return Err(SinkError::new(
+                SinkErrorKind::Permanent,
+                "file sink: open_timeout must be positive",
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("file-sink-open".into())
+            .spawn(move || {
+                let _ = tx.send(Self::open_blocking(config));
+            })
             .map_err(|e| {
-                SinkError::new(SinkErrorKind::Unavailable, "opening the file sink failed")
+                SinkError::new(SinkErrorKind::Unavailable, "could not start the file sink")
                     .with_source(e)
-            })?
+            })?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(_)) => Err(SinkError::new(
+                SinkErrorKind::Unavailable,
+                "opening the file sink failed: its thread ended without an answer",
+            )),
+            Err(_) => Err(SinkError::new(
+                SinkErrorKind::Timeout,
+                format!(
+                    "opening the file sink in {} did not finish within {} s: the disk under the \
+                     archive looks stalled (creating or syncing its directories, or recovering \
+                     segments, never returned)",
+                    dir.display(),
+                    timeout.as_secs_f64()
+                ),
+            )),
+        }
     }
 
     /// [`FileSink::open`] for callers outside an async context (it blocks on file I/O).
@@ -466,6 +507,13 @@ impl FileSink {
             .transpose()?;
         let root = config.dir.join(ARCHIVE_PREFIX);
         let mut dirs = DurableDirs::new(&config.dir);
+        // Before anything is created: a crash may have left `webhooks` itself aside.
+        dirs::restore_aside(&config.dir, ARCHIVE_PREFIX).map_err(|e| {
+            io_error(
+                &format!("restoring directories under {}", root.display()),
+                &e,
+            )
+        })?;
         let synced = dirs
             .create(&root)
             .map_err(|e| io_error(&format!("creating {}", root.display()), &e))?;

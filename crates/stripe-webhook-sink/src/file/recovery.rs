@@ -7,8 +7,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::io_error;
 use super::segment::{self, Role, Segment};
+use super::{dirs, io_error};
 use crate::SinkError;
 
 /// What [`FileSink::open`](crate::FileSink::open) found and did in the archive directory.
@@ -233,6 +233,11 @@ fn recover_locked(
     }
     if segment.path(Role::Gz).exists() {
         // A `.gz` only ever appears complete (renamed after fsync): the crash came after sealing.
+        // Its name may not be durable (the crashed process may have died, or had its directory
+        // sync fail, right after the rename): make it again and sync before the `.ndjson` goes.
+        let failed_before = dirs::failed_syncs(segment.dir());
+        segment::remake_gz_name(segment)?;
+        dirs::sync_entries(segment.dir(), failed_before, segment::sync_dir)?;
         fs::remove_file(&entry.path)?;
         segment::sync_dir(segment.dir())?;
         entry.outcome = RecoveryOutcome::AlreadySealed;

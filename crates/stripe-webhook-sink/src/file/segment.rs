@@ -18,6 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use libdeflater::CompressionLvl;
 
+use super::dirs;
+
 const OPEN: &str = ".ndjson";
 const CREATING: &str = ".ndjson.creating";
 const GZ: &str = ".ndjson.gz";
@@ -104,9 +106,15 @@ impl Segment {
     }
 }
 
-/// Makes the entries of `dir` (created, renamed or removed files) durable.
+/// Makes the entries of `dir` (created, renamed or removed files) durable; a failure is recorded
+/// ([`dirs::note_failed_sync`]), so no later sync of `dir` is taken as proof for entries made
+/// before it (see [`dirs::sync_entries`]).
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    let synced = File::open(dir).and_then(|d| d.sync_all());
+    if synced.is_err() {
+        dirs::note_failed_sync(dir);
+    }
+    synced
 }
 
 /// Opens an existing segment file for reading and appending (the handle that carries the lock).
@@ -127,7 +135,9 @@ pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
 ///
 /// The file is created as `.ndjson.creating`, locked, then renamed to `.ndjson`: a recovering
 /// process only ever sees an `.ndjson` that is already locked, so it can never seal a segment
-/// this writer is about to append to.
+/// this writer is about to append to. If the directory sync fails, or another sync of `dir`
+/// failed after the rename ([`dirs::sync_entries`]), the segment is removed and the error
+/// returned: the next call names a new segment and syncs that.
 pub(crate) fn create(dir: &Path) -> io::Result<(Segment, File)> {
     const ATTEMPTS: usize = 3;
     for _ in 0..ATTEMPTS {
@@ -147,6 +157,7 @@ pub(crate) fn create(dir: &Path) -> io::Result<(Segment, File)> {
         if !try_lock(&file)? {
             continue;
         }
+        let failed_before = dirs::failed_syncs(dir);
         match fs::rename(&creating, segment.open_path()) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -155,7 +166,7 @@ pub(crate) fn create(dir: &Path) -> io::Result<(Segment, File)> {
                 return Err(e);
             }
         }
-        if let Err(e) = sync_dir(dir) {
+        if let Err(e) = dirs::sync_entries(dir, failed_before, sync_dir) {
             // Not durable: not used. Remove it rather than leave an empty orphan per failed attempt.
             let _ = fs::remove_file(segment.open_path());
             return Err(e);
@@ -217,7 +228,11 @@ pub(crate) enum Sealed {
 ///
 /// Idempotent, so a failed seal is retried by calling it again: what an earlier attempt finished
 /// is not redone (a sealed file that exists is kept; a `.ndjson` already removed or renamed is
-/// done), and the directory sync that makes the result durable always runs again.
+/// done), and the directory sync that makes the result durable always runs again. A `.ndjson.gz`
+/// found beside its `.ndjson` (a retry, or recovery after a crash) may have been named before a
+/// directory sync failed, so its name is made again (renamed to `.ndjson.gz.tmp` and back) before
+/// the sync that must prove it: the `.ndjson` is only removed after a sync that no failed sync of
+/// the directory followed ([`dirs::sync_entries`]).
 ///
 /// # Errors
 /// The first step that failed. [`io::ErrorKind::NotFound`] with `file` `None` and no sealed file
@@ -246,7 +261,12 @@ pub(crate) fn seal(
     } else {
         Role::SealedPlain
     });
-    if !sealed.try_exists()? {
+    let failed_before = dirs::failed_syncs(dir);
+    if sealed.try_exists()? {
+        if gzip.is_some() && file.is_some() {
+            remake_gz_name(segment)?;
+        }
+    } else {
         let Some(file) = file else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -260,11 +280,21 @@ pub(crate) fn seal(
     }
     // The sealed name is durable before the `.ndjson` goes (and, on a retry after the removal,
     // this is the final sync that failed last time).
-    sync_dir(dir)?;
+    dirs::sync_entries(dir, failed_before, sync_dir)?;
     if remove_if_present(&open)? {
         sync_dir(dir)?;
     }
     Ok(Sealed::Sealed)
+}
+
+/// Makes the entry of an existing `<stem>.ndjson.gz` again (renames it to `.ndjson.gz.tmp` and
+/// back), so the next directory sync writes an operation made now rather than trusting one made
+/// before a sync that may have failed (in this process or in a crashed one). A crash in between
+/// leaves `.ndjson` and `.ndjson.gz.tmp`, which recovery seals again.
+pub(crate) fn remake_gz_name(segment: &Segment) -> io::Result<()> {
+    let (gz, tmp) = (segment.path(Role::Gz), segment.path(Role::GzTmp));
+    fs::rename(&gz, &tmp)?;
+    fs::rename(&tmp, &gz)
 }
 
 /// Input bytes compressed as one gzip member. libdeflate compresses a whole buffer at once; with
