@@ -60,12 +60,18 @@ fn main() -> ExitCode {
             }
         };
         // The request outcomes the CloudWatch alarms divide by each other, at 0 from the first
-        // invocation of this sandbox (only those: every series written is a custom metric).
+        // invocation of this sandbox (only those a function gives: every series written is a
+        // custom metric).
         let sink = function.app().ingest().sink_name();
         metrics.zero_at_next_flush(
             stripe_webhook_core::metrics::zero_series(sink)
                 .into_iter()
-                .filter(|(name, _)| *name == stripe_webhook_core::metrics::REQUESTS_TOTAL),
+                .filter(|(name, label)| {
+                    *name == stripe_webhook_core::metrics::REQUESTS_TOTAL
+                        && !label.is_some_and(|(_, outcome)| {
+                            stripe_webhook_core::metrics::SERVER_ONLY_OUTCOMES.contains(&outcome)
+                        })
+                }),
         );
         spawn_shutdown_handler(function.app().clone());
         let handler = service_fn(move |event: LambdaEvent<Value>| {

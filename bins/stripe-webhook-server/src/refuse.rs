@@ -136,6 +136,20 @@ mod tests {
         map
     }
 
+    /// Every front-door refusal is a catalogued outcome, exported at 0 from start.
+    #[test]
+    fn every_refusal_is_a_catalogued_outcome() {
+        for refusal in [
+            FrontRefusal::BadHost,
+            FrontRefusal::BadTransferEncoding,
+            FrontRefusal::UnsupportedTransferEncoding,
+            FrontRefusal::UnsupportedExpectation,
+            FrontRefusal::ForbiddenSource,
+        ] {
+            assert!(m::OUTCOMES.contains(&refusal.label()), "{refusal:?}");
+        }
+    }
+
     #[test]
     fn framing_table() {
         use FrontRefusal::*;

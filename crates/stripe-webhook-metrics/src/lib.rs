@@ -96,7 +96,7 @@ macro_rules! metrics {
 metrics! {
     /// Counter: requests to the webhook route and refusals made before it, by outcome.
     REQUESTS_TOTAL = "stripe_webhook_requests_total", Counter, Count, ["outcome"],
-        "Webhook requests by outcome: accepted, bad_signature, not_an_event, body_too_large, body_timeout, body_unreadable, bad_body_encoding, busy, storage_unavailable, storage_failed, not_found, method_not_allowed.";
+        "Webhook requests by outcome: accepted, bad_signature, not_an_event, body_too_large, body_timeout, body_unreadable, bad_body_encoding, busy, storage_unavailable, storage_failed, not_found, method_not_allowed, forbidden_source, bad_host, bad_transfer_encoding, unsupported_transfer_encoding, unsupported_expectation.";
     /// Histogram: seconds from the body received to the answer, by outcome.
     REQUEST_SECONDS = "stripe_webhook_request_seconds", Histogram, Seconds, ["outcome"],
         "Time from the body received to the answer, by outcome.";
@@ -192,7 +192,8 @@ metrics! {
 }
 
 /// Every outcome of [`REQUESTS_TOTAL`] (and of [`LOG_LINES_SUPPRESSED_TOTAL`], whose outcomes are
-/// the refusals among them); the core's outcome labels are held equal to it by a test there.
+/// the refusals among them): the core's outcomes and the server's front-door refusals, each held
+/// to this list by a test beside it.
 pub const OUTCOMES: &[&str] = &[
     "accepted",
     "bad_signature",
@@ -206,6 +207,21 @@ pub const OUTCOMES: &[&str] = &[
     "storage_failed",
     "not_found",
     "method_not_allowed",
+    "forbidden_source",
+    "bad_host",
+    "bad_transfer_encoding",
+    "unsupported_transfer_encoding",
+    "unsupported_expectation",
+];
+
+/// The outcomes only the hyper server's front door gives (HTTP framing and source address
+/// refusals made before the app); the Lambda never counts them.
+pub const SERVER_ONLY_OUTCOMES: &[&str] = &[
+    "forbidden_source",
+    "bad_host",
+    "bad_transfer_encoding",
+    "unsupported_transfer_encoding",
+    "unsupported_expectation",
 ];
 
 /// Every reason of [`VERIFICATION_FAILURES_TOTAL`]: the verifier's error labels (held equal to
@@ -396,6 +412,7 @@ mod tests {
             );
         }
         assert_eq!(help.matches(", ").count() + 1, OUTCOMES.len(), "{help}");
+        assert!(SERVER_ONLY_OUTCOMES.iter().all(|o| OUTCOMES.contains(o)));
     }
 
     #[test]
