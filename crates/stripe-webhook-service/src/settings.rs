@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use stripe_webhook_core::{DEFAULT_MAX_BODY_BYTES, IngestOptions, ReceivedAt, Retirement};
 use stripe_webhook_envelope::EnvelopeOptions;
 use stripe_webhook_sink::FileSinkConfig;
-use stripe_webhook_verify::{Secret, Tolerance, Verifier};
+use stripe_webhook_verify::{Secret, Tolerance, Verifier, parse_secrets_named};
 
 use crate::keyring::{Keyring, KeyringEntry};
 
@@ -36,6 +36,10 @@ impl SinkKind {
     }
 }
 
+/// The environment variable holding the comma-separated signing secrets; the verifier's errors
+/// name a bad element by it (`STRIPE_WEBHOOK_SECRET element 2 is blank: …`).
+pub const SECRET_ENV_VAR: &str = "STRIPE_WEBHOOK_SECRET";
+
 /// Every setting of the service, as given by flags and environment variables (nothing checked
 /// yet beyond each value's type). Flatten it into a binary's clap parser, or read it from the
 /// environment alone with [`RawSettings::from_env`]; then [`RawSettings::validate`].
@@ -43,7 +47,7 @@ impl SinkKind {
 pub struct RawSettings {
     /// Stripe webhook signing secret(s), `whsec_…`; several (key rotation, Connect, thin events,
     /// `stripe listen`) comma-separated, without spaces.
-    #[arg(long = "secret", env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long = "secret", env = SECRET_ENV_VAR, hide_env_values = true)]
     pub secrets: Option<String>,
 
     /// The keyring instead of STRIPE_WEBHOOK_SECRET: one entry per line, `LABEL SECRET
@@ -441,7 +445,7 @@ impl RawSettings {
             }
             (Some(list), None) => {
                 let secrets =
-                    stripe_webhook_verify::parse_secrets(list).map_err(ConfigError::Secret)?;
+                    parse_secrets_named(SECRET_ENV_VAR, list).map_err(ConfigError::Secret)?;
                 for (i, secret) in secrets.iter().enumerate() {
                     if !secret.has_whsec_prefix() {
                         tracing::warn!(
@@ -736,7 +740,7 @@ mod tests {
         );
         let settings = keyring(&text).validate().expect("valid");
         assert_eq!(
-            settings.verifier.secret_count(),
+            settings.verifier.secrets().len(),
             2,
             "the retired entry is not used"
         );
