@@ -64,6 +64,8 @@
 //! The crate's examples embed the verifier in a server (`cargo run --example axum --features
 //! http`); `cargo test --all-features` compiles and tests them:
 //!
+//! - `examples/no_framework.rs`: a handler given a body, a header value and the receipt time, with
+//!   two secrets as during a rotation (no feature needed).
 //! - `examples/axum.rs`: an axum handler that answers 200 or 400 from
 //!   [`Verifier::verify_headers`].
 //! - `examples/hyper.rs`: a plain hyper 1 service that refuses from the headers
@@ -74,8 +76,16 @@
 //! [`Verifier::precheck_headers`]: struct.Verifier.html#method.precheck_headers
 //! [`stripe_signature`]: fn.stripe_signature.html
 //!
-// The examples need the `http` feature: with it they compile as doctests, without it they are
-// shown only (`cargo test` builds and runs them as examples either way, `test = true`).
+// The axum and hyper examples need the `http` feature: with it they compile as doctests, without
+// it they are shown only (`cargo test` builds and runs them as examples either way, `test = true`).
+//! <details><summary><code>examples/no_framework.rs</code></summary>
+//!
+//! ```rust,no_run
+#![doc = include_str!("../examples/no_framework.rs")]
+//! ```
+//!
+//! </details>
+//!
 //! <details><summary><code>examples/axum.rs</code></summary>
 //!
 #![cfg_attr(feature = "http", doc = "```rust,no_run")]
