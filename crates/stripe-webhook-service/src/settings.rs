@@ -36,10 +36,6 @@ impl SinkKind {
     }
 }
 
-/// The environment variable holding the comma-separated signing secrets; the verifier's errors
-/// name a bad element by it (`STRIPE_WEBHOOK_SECRET element 2 is blank: …`).
-pub const SECRET_ENV_VAR: &str = "STRIPE_WEBHOOK_SECRET";
-
 /// Every setting of the service, as given by flags and environment variables (nothing checked
 /// yet beyond each value's type). Flatten it into a binary's clap parser, or read it from the
 /// environment alone with [`RawSettings::from_env`]; then [`RawSettings::validate`].
@@ -47,7 +43,7 @@ pub const SECRET_ENV_VAR: &str = "STRIPE_WEBHOOK_SECRET";
 pub struct RawSettings {
     /// Stripe webhook signing secret(s), `whsec_…`; several (key rotation, Connect, thin events,
     /// `stripe listen`) comma-separated, without spaces.
-    #[arg(long = "secret", env = SECRET_ENV_VAR, hide_env_values = true)]
+    #[arg(long = "secret", env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub secrets: Option<String>,
 
     /// The keyring instead of STRIPE_WEBHOOK_SECRET: one entry per line, `LABEL SECRET
@@ -444,8 +440,10 @@ impl RawSettings {
                     .unzip())
             }
             (Some(list), None) => {
-                let secrets =
-                    parse_secrets_named(SECRET_ENV_VAR, list).map_err(ConfigError::Secret)?;
+                // The verifier's errors name a bad element by the variable it came from:
+                // "STRIPE_WEBHOOK_SECRET element 2 is blank: …".
+                let secrets = parse_secrets_named("STRIPE_WEBHOOK_SECRET", list)
+                    .map_err(ConfigError::Secret)?;
                 for (i, secret) in secrets.iter().enumerate() {
                     if !secret.has_whsec_prefix() {
                         tracing::warn!(
