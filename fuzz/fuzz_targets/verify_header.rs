@@ -3,7 +3,7 @@
 //! Input: header bytes, then a 0xFF separator (never valid UTF-8), then the body. The header is
 //! decoded lossily so every input exercises the parser. Oracles:
 //! - nothing panics;
-//! - `verify_at` fails with exactly the parser's error whenever parsing fails;
+//! - `verify` fails with exactly the parser's error whenever parsing fails;
 //! - a success means one of the parsed candidates is `sign()` under the matched secret;
 //! - a header signed here for this body always verifies (round trip through the same HMAC path).
 #![no_main]
@@ -37,7 +37,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let header = String::from_utf8_lossy(header);
 
     let parsed = SignatureHeader::parse(&header);
-    let verified = verifier.verify_at(body, Some(&header), NOW);
+    let verified = verifier.verify(body, Some(&header), NOW);
     match (&parsed, &verified) {
         (Err(parse_error), _) => assert_eq!(verified.as_ref().err(), Some(parse_error)),
         (Ok(parsed), Ok(ok)) => {

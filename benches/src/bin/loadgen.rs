@@ -531,9 +531,12 @@ mod tests {
         let (a, sig_a) = generator.signed(0);
         let (b, sig_b) = generator.signed(1);
         assert_ne!(a, b);
-        verifier.verify(&a, Some(&sig_a)).unwrap();
-        verifier.verify(&b, Some(&sig_b)).unwrap();
-        assert!(verifier.verify(&a, Some(&sig_b)).is_err());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        verifier.verify(&a, Some(&sig_a), now).unwrap();
+        verifier.verify(&b, Some(&sig_b), now).unwrap();
+        assert!(verifier.verify(&a, Some(&sig_b), now).is_err());
     }
 
     /// Open-loop options against `url`: `connections`, `duration` s (no warm-up), `rate` per second.

@@ -56,7 +56,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use rand::Rng;
-use stripe_webhook_verify::{Secret, parse_secrets, signature_header};
+use stripe_webhook_verify::{Secret, parse_secrets_named, signature_header};
 
 use crate::archive::{Archive, ArchiveError};
 
@@ -255,8 +255,8 @@ fn trigger(
     ca_file: Option<&std::path::Path>,
     dry_run: bool,
 ) -> Result<Outcome, Failure> {
-    let secrets: Vec<Secret> =
-        parse_secrets(secret).map_err(|e| Failure::Usage(format!("--secret: {e}")))?;
+    let secrets: Vec<Secret> = parse_secrets_named("--secret (or STRIPE_WEBHOOK_SECRET)", secret)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let body = fresh_event(event).map_err(Failure::Usage)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use stripe_webhook_service::keyring::{Keyring, rfc3339};
-use stripe_webhook_verify::{Secret, SignatureHeader, Tolerance, Verifier, parse_secrets_named};
+use stripe_webhook_verify::{Secret, SignatureHeader, Verifier, parse_secrets_named};
 
 /// The secrets given by `--{flag}-file` (`file`) or `--{flag}` (`value`), if either was; the file
 /// wins, so an explicit `--{flag}-file` overrides a `--{flag}` taken from the environment.
@@ -65,7 +65,8 @@ pub(crate) fn keyring(
 /// as the archive), a name for each of its secrets (`#1`, … or the keyring's labels), and the
 /// keyring they came from, if any.
 pub(crate) struct ArchiveKeys {
-    /// Tries every secret, tolerance disabled.
+    /// Tries every secret; records are proven with `verify_ignoring_timestamp` (see
+    /// [`crate::check::prove`]).
     pub(crate) verifier: Verifier,
     /// The name of each secret, in the verifier's order.
     pub(crate) names: Vec<String>,
@@ -140,15 +141,14 @@ impl ArchiveKeys {
     }
 }
 
-/// A verifier for an archive's bodies with the secrets of `--{flag}`: no age check (archived
-/// signatures are as old as the archive).
+/// A verifier for an archive's bodies with the secrets of `--{flag}`. Records are proven with
+/// `verify_ignoring_timestamp` ([`crate::check::prove`]): no age check, archived signatures are as
+/// old as the archive.
 ///
 /// # Errors
 /// A list the verifier refuses (naming `--{flag}`).
 pub(crate) fn archive_verifier(flag: &str, secrets: Vec<Secret>) -> Result<Verifier, String> {
-    Verifier::new(secrets)
-        .map(|v| v.with_tolerance(Tolerance::Disabled))
-        .map_err(|e| format!("--{flag}: {e}"))
+    Verifier::new(secrets).map_err(|e| format!("--{flag}: {e}"))
 }
 
 #[cfg(test)]

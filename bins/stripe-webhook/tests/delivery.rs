@@ -103,7 +103,7 @@ fn replay_and_trigger_deliver_over_https_to_a_target_with_a_private_ca() {
     for (r, body) in received.iter().zip(&bodies) {
         assert_eq!(r.body, body.as_bytes(), "byte-exact over TLS");
         target_verifier(TARGET)
-            .verify(&r.body, r.header("stripe-signature"))
+            .verify(&r.body, r.header("stripe-signature"), common::now())
             .expect("re-signed for the target");
         assert_eq!(
             r.header("host"),
@@ -129,7 +129,11 @@ fn replay_and_trigger_deliver_over_https_to_a_target_with_a_private_ca() {
     let received = target.received();
     assert_eq!(received.len(), 3);
     target_verifier(TARGET)
-        .verify(&received[2].body, received[2].header("stripe-signature"))
+        .verify(
+            &received[2].body,
+            received[2].header("stripe-signature"),
+            common::now(),
+        )
         .expect("trigger signs with the target's secret");
 }
 

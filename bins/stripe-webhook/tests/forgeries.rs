@@ -178,7 +178,11 @@ fn replay_sends_only_records_whose_source_signature_and_envelope_verify() {
     assert_eq!(received.len(), 1, "{}", describe(&out));
     assert_eq!(received[0].body, bodies[0].as_bytes());
     target_verifier(TARGET)
-        .verify(&received[0].body, received[0].header("stripe-signature"))
+        .verify(
+            &received[0].body,
+            received[0].header("stripe-signature"),
+            common::now(),
+        )
         .expect("re-signed for the target");
 
     // The source secret from the command line works the same.

@@ -561,7 +561,7 @@ fn reports_exactly_the_withheld_events_then_fills_the_gap() {
             .to_owned();
         assert_eq!(body, s.event(&id).body, "the exact body fetched");
         verifier
-            .verify(&r.body, r.header("stripe-signature"))
+            .verify(&r.body, r.header("stripe-signature"), now())
             .expect("re-signed with the target's secret");
     }
 }

@@ -252,7 +252,7 @@ fn cat_verify_and_replay_read_s3_with_oversize_pointers() {
         .into_iter()
         .map(|r| {
             verifier
-                .verify(&r.body, r.header("stripe-signature"))
+                .verify(&r.body, r.header("stripe-signature"), common::now())
                 .expect("re-signed with the target's secret and a fresh timestamp");
             let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
             (v["id"].as_str().expect("id").to_owned(), r.body)

@@ -163,7 +163,7 @@ impl Ingest {
         let started = Instant::now();
         self.inner
             .verifier
-            .precheck_headers_at(headers, received_at.unix_seconds())
+            .precheck_headers(headers, received_at.unix_seconds())
             .map_err(|e| {
                 let outcome = Outcome {
                     kind: OutcomeKind::SignatureRejected(e),
@@ -209,8 +209,8 @@ impl Ingest {
         let now = request.received_at.unix_seconds();
         let verified = stripe_webhook_verify::stripe_signature(request.headers).and_then(|h| {
             // Every rule but the HMAC, the timestamp's included, before any HMAC work; then the
-            // HMAC alone (`verify_at` would check the timestamp a second time).
-            inner.verifier.precheck_at(h, now)?;
+            // HMAC alone (`verify` would check the timestamp a second time).
+            inner.verifier.precheck(h, now)?;
             let verified = inner.verifier.verify_ignoring_timestamp(&request.body, h)?;
             if let Some(Some(retired)) = inner.options.retirements.get(verified.secret_index)
                 && verified.timestamp >= retired.at

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use stripe_webhook_core::{DEFAULT_MAX_BODY_BYTES, IngestOptions, ReceivedAt, Retirement};
 use stripe_webhook_envelope::EnvelopeOptions;
 use stripe_webhook_sink::FileSinkConfig;
-use stripe_webhook_verify::{Secret, Tolerance, Verifier};
+use stripe_webhook_verify::{Secret, Tolerance, Verifier, parse_secrets_named};
 
 use crate::keyring::{Keyring, KeyringEntry};
 
@@ -447,8 +447,10 @@ impl RawSettings {
                     .unzip())
             }
             (Some(list), None) => {
-                let secrets =
-                    stripe_webhook_verify::parse_secrets(list).map_err(ConfigError::Secret)?;
+                // The verifier's errors name a bad element by the variable it came from:
+                // "STRIPE_WEBHOOK_SECRET element 2 is blank: …".
+                let secrets = parse_secrets_named("STRIPE_WEBHOOK_SECRET", list)
+                    .map_err(ConfigError::Secret)?;
                 for (i, secret) in secrets.iter().enumerate() {
                     if !secret.has_whsec_prefix() {
                         tracing::warn!(
@@ -749,7 +751,7 @@ mod tests {
         );
         let settings = keyring(&text).validate().expect("valid");
         assert_eq!(
-            settings.verifier.secret_count(),
+            settings.verifier.secrets().len(),
             2,
             "the retired entry is not used"
         );

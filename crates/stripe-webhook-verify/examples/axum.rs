@@ -10,13 +10,14 @@
 //! default; see `examples/hyper.rs` for refusing from the headers before the body is read.)
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use stripe_webhook_verify::{SECRET_ENV_VAR, Verifier, parse_secrets};
+use stripe_webhook_verify::{Verifier, parse_secrets_named};
 
 /// `POST /webhook/stripe`: the raw body and the headers in, 200 or 400 out.
 async fn webhook(
@@ -24,7 +25,8 @@ async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
-    match verifier.verify_headers(&body, &headers) {
+    // The signature's age is checked against the time the request arrived.
+    match verifier.verify_headers(&body, &headers, unix_now()) {
         Ok(_verified) => {
             // Store `body` (the exact bytes that were verified) durably here, then answer 200.
             (StatusCode::OK, "received")
@@ -37,6 +39,14 @@ async fn webhook(
     }
 }
 
+/// Now, in Unix seconds: the time the signature's age is checked against.
+fn unix_now() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
 fn app(verifier: Verifier) -> Router {
     Router::new()
         .route("/webhook/stripe", post(webhook))
@@ -45,7 +55,9 @@ fn app(verifier: Verifier) -> Router {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let verifier = Verifier::new(parse_secrets(&std::env::var(SECRET_ENV_VAR)?)?)?;
+    // The name is for error messages: "STRIPE_WEBHOOK_SECRET element 2 is blank: ...".
+    let secrets = std::env::var("STRIPE_WEBHOOK_SECRET")?;
+    let verifier = Verifier::new(parse_secrets_named("STRIPE_WEBHOOK_SECRET", &secrets)?)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     eprintln!(
         "listening on http://{}/webhook/stripe",
@@ -60,12 +72,11 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
-    use stripe_webhook_verify::{FixedClock, Secret, signature_header};
+    use stripe_webhook_verify::{Secret, signature_header};
     use tower::ServiceExt;
 
     use super::*;
 
-    const NOW: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#;
 
     fn secret() -> Secret {
@@ -80,10 +91,7 @@ mod tests {
             request = request.header("stripe-signature", *value);
         }
         let request = request.body(Body::from(body)).expect("request");
-        let response = app(verifier.with_clock(FixedClock(NOW)))
-            .oneshot(request)
-            .await
-            .expect("infallible");
+        let response = app(verifier).oneshot(request).await.expect("infallible");
         let status = response.status();
         let bytes = response
             .into_body()
@@ -96,7 +104,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_signed_webhook_gets_200() {
-        let signed = signature_header(&[&secret()], NOW, BODY);
+        let signed = signature_header(&[&secret()], unix_now(), BODY);
         assert_eq!(
             answer(&[&signed], BODY).await,
             (StatusCode::OK, "received".to_owned())
@@ -104,8 +112,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stale_webhook_gets_400() {
+        let stale = signature_header(&[&secret()], unix_now() - 301, BODY);
+        assert_eq!(
+            answer(&[&stale], BODY).await,
+            (
+                StatusCode::BAD_REQUEST,
+                "timestamp outside the tolerance zone".to_owned()
+            )
+        );
+    }
+
+    #[tokio::test]
     async fn a_forgery_a_missing_or_a_duplicated_header_gets_400() {
-        let signed = signature_header(&[&secret()], NOW, BODY);
+        let signed = signature_header(&[&secret()], unix_now(), BODY);
         let refused = |message: &str| (StatusCode::BAD_REQUEST, message.to_owned());
         assert_eq!(
             answer(&[&signed], b"{}").await,

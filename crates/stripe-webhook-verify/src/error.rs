@@ -3,6 +3,14 @@
 use std::fmt;
 
 /// Why a `Stripe-Signature` header was rejected as malformed (see [`VerifyError::Malformed`]).
+///
+/// ```
+/// use stripe_webhook_verify::{MalformedHeader, SignatureHeader, VerifyError};
+///
+/// let err = SignatureHeader::parse("t=1,t=2").unwrap_err();
+/// assert_eq!(err, VerifyError::Malformed(MalformedHeader::DuplicateTimestamp));
+/// assert_eq!(err.to_string(), "malformed Stripe-Signature header: more than one t= timestamp element");
+/// ```
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MalformedHeader {
@@ -19,6 +27,12 @@ pub enum MalformedHeader {
 
 impl MalformedHeader {
     /// A stable snake_case label for logs and metrics.
+    ///
+    /// ```
+    /// use stripe_webhook_verify::MalformedHeader;
+    ///
+    /// assert_eq!(MalformedHeader::BadTimestamp.label(), "bad_timestamp");
+    /// ```
     pub fn label(self) -> &'static str {
         match self {
             MalformedHeader::NoTimestamp => "no_timestamp",
@@ -45,6 +59,21 @@ impl fmt::Display for MalformedHeader {
 /// Why a webhook was rejected. Every variant maps to HTTP 400 at the edge (see
 /// [`VerifyError::public_message`]); the `Display` text is for operators and never contains an
 /// expected MAC or a secret.
+///
+/// ```
+/// use stripe_webhook_verify::{Secret, Verifier, VerifyError};
+///
+/// let verifier = Verifier::new(vec![Secret::new("whsec_test_secret")?])?;
+/// let err = verifier.verify(b"{}", Some("t=1700000000"), 1_700_000_000).unwrap_err();
+/// assert_eq!(err, VerifyError::NoV1Signature);
+/// assert_eq!(err.label(), "no_v1_signature"); // for metrics
+/// assert_eq!(err.public_message(), "malformed Stripe-Signature header"); // for the sender
+/// assert_eq!( // for the operator's log
+///     err.to_string(),
+///     "Stripe-Signature header has no v1 signature (64 lowercase hex characters)"
+/// );
+/// # Ok::<(), stripe_webhook_verify::ConfigError>(())
+/// ```
 #[non_exhaustive]
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum VerifyError {
@@ -108,7 +137,14 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// A stable snake_case label for metrics and logs.
+    /// A stable snake_case label for metrics and logs: it never changes for a given variant.
+    ///
+    /// ```
+    /// use stripe_webhook_verify::VerifyError;
+    ///
+    /// let err = VerifyError::Stale { age_secs: 600, tolerance_secs: 300 };
+    /// assert_eq!(err.label(), "stale_timestamp");
+    /// ```
     pub fn label(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader => "missing_header",
@@ -124,6 +160,13 @@ impl VerifyError {
     }
 
     /// A short message safe to return to the (untrusted) client in a 400 response.
+    ///
+    /// ```
+    /// use stripe_webhook_verify::VerifyError;
+    ///
+    /// let err = VerifyError::Future { ahead_secs: 900, max_skew_secs: 300 };
+    /// assert_eq!(err.public_message(), "timestamp outside the tolerance zone");
+    /// ```
     pub fn public_message(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader => "missing Stripe-Signature header",
@@ -141,13 +184,22 @@ impl VerifyError {
 }
 
 /// Where a refused secret came from, for [`ConfigError`] messages (never the value itself).
+///
+/// ```
+/// use stripe_webhook_verify::SecretSource;
+///
+/// assert_eq!(SecretSource::Single.to_string(), "the webhook signing secret");
+/// let element = SecretSource::Element { list: "--secret-file s.txt".into(), index: 3 };
+/// assert_eq!(element.to_string(), "--secret-file s.txt element 3");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
     /// A single secret passed to [`crate::Secret::new`].
     Single,
-    /// Element `index` (1-based) of a comma-separated list read from variable `list`.
+    /// Element `index` (1-based) of a comma-separated list that the caller named `list`
+    /// ([`crate::parse_secrets_named`]).
     Element {
-        /// The list's name, e.g. `STRIPE_WEBHOOK_SECRET`.
+        /// The list's name as the caller gave it: an environment variable, a flag, a file.
         list: String,
         /// 1-based position in the list.
         index: usize,
@@ -165,6 +217,15 @@ impl fmt::Display for SecretSource {
 
 /// A configuration the verifier refuses at construction time. Messages say what to fix and never
 /// contain a secret.
+///
+/// ```
+/// use stripe_webhook_verify::{ConfigError, Tolerance, Verifier};
+///
+/// assert_eq!(Verifier::new(vec![]).unwrap_err(), ConfigError::NoSecrets);
+/// let err = Tolerance::seconds(0).unwrap_err();
+/// assert_eq!(err, ConfigError::ZeroTolerance);
+/// assert!(err.to_string().starts_with("tolerance must be a positive number of seconds"));
+/// ```
 #[non_exhaustive]
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
@@ -183,10 +244,11 @@ pub enum ConfigError {
     /// A verifier built with no secret.
     #[error("a webhook verifier needs at least one signing secret")]
     NoSecrets,
-    /// A tolerance of zero seconds (use `Tolerance::Disabled` to turn the age check off).
+    /// A tolerance of zero seconds (an archive audit, which checks no time, calls
+    /// `Verifier::verify_ignoring_timestamp` instead).
     #[error(
         "tolerance must be a positive number of seconds; \
-         use Tolerance::Disabled to turn the timestamp check off explicitly"
+         to check no time at all (archive audits), call Verifier::verify_ignoring_timestamp"
     )]
     ZeroTolerance,
 }

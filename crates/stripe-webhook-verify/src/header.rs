@@ -5,16 +5,65 @@ use std::fmt;
 use crate::error::{MalformedHeader, VerifyError};
 
 /// Headers longer than this many bytes are refused before any HMAC work.
+///
+/// ```
+/// use stripe_webhook_verify::{MAX_HEADER_BYTES, SignatureHeader, VerifyError};
+///
+/// let long = format!("t=1,v0={}", "a".repeat(MAX_HEADER_BYTES));
+/// assert_eq!(
+///     SignatureHeader::parse(&long).unwrap_err(),
+///     VerifyError::HeaderTooLarge { len: long.len(), max: MAX_HEADER_BYTES }
+/// );
+/// ```
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// Headers with more `v1=` elements than this are refused before any HMAC work.
+///
+/// ```
+/// use stripe_webhook_verify::{MAX_V1_SIGNATURES, SignatureHeader, VerifyError};
+///
+/// let v1 = format!(",v1={}", "0".repeat(64));
+/// let header = format!("t=1{}", v1.repeat(MAX_V1_SIGNATURES + 1));
+/// assert_eq!(
+///     SignatureHeader::parse(&header).unwrap_err(),
+///     VerifyError::TooManySignatures { count: 17, max: MAX_V1_SIGNATURES }
+/// );
+/// ```
 pub const MAX_V1_SIGNATURES: usize = 16;
 
 /// The largest timestamp the grammar admits (12 digits).
+///
+/// ```
+/// use stripe_webhook_verify::{MAX_TIMESTAMP, MalformedHeader, SignatureHeader, VerifyError};
+///
+/// let v1 = "0".repeat(64);
+/// let max = format!("t={MAX_TIMESTAMP},v1={v1}");
+/// assert_eq!(SignatureHeader::parse(&max)?.timestamp(), MAX_TIMESTAMP);
+/// assert_eq!(
+///     SignatureHeader::parse(&format!("t={},v1={v1}", MAX_TIMESTAMP + 1)).unwrap_err(),
+///     VerifyError::Malformed(MalformedHeader::BadTimestamp)
+/// );
+/// # Ok::<(), VerifyError>(())
+/// ```
 pub const MAX_TIMESTAMP: i64 = 999_999_999_999;
 
 /// A parsed `Stripe-Signature` header: exactly one canonical `t` and 1 to
 /// [`MAX_V1_SIGNATURES`] decoded `v1` candidates. Parsing allocates nothing.
+///
+/// The verifier parses with it; on its own it reads a header's time without any secret (e.g. to
+/// tell which secret should have signed an archived webhook). A parsed header is not authentic.
+///
+/// ```
+/// use stripe_webhook_verify::SignatureHeader;
+///
+/// let v1 = "ab".repeat(32);
+/// let header = format!("t=1700000000,v1={v1},v0=ignored");
+/// let parsed = SignatureHeader::parse(&header)?;
+/// assert_eq!(parsed.timestamp(), 1_700_000_000);
+/// assert_eq!(parsed.signatures(), [[0xab; 32]]);
+/// assert_eq!(format!("{parsed:?}"), "SignatureHeader { timestamp: 1700000000, v1_candidates: 1 }");
+/// # Ok::<(), stripe_webhook_verify::VerifyError>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct SignatureHeader<'a> {
     timestamp_digits: &'a str,
@@ -28,6 +77,23 @@ impl<'a> SignatureHeader<'a> {
     /// trimming; elements without `=` and unknown keys (including `v0`) are ignored; exactly one `t`
     /// of 1 to 12 digits without a leading zero; `v1` values that are not 64 lowercase hex characters
     /// are not candidates. Size and candidate-count limits are checked here, before any HMAC.
+    ///
+    /// ```
+    /// use stripe_webhook_verify::{MalformedHeader, SignatureHeader, VerifyError};
+    ///
+    /// let v1 = "0".repeat(64);
+    /// assert!(SignatureHeader::parse(&format!("t=1700000000,v1={v1}")).is_ok());
+    /// assert_eq!(SignatureHeader::parse("").unwrap_err(), VerifyError::MissingHeader);
+    /// assert_eq!(
+    ///     SignatureHeader::parse(&format!("t=017,v1={v1}")).unwrap_err(),
+    ///     VerifyError::Malformed(MalformedHeader::BadTimestamp)
+    /// );
+    /// // No trimming: " v1" is not "v1", and upper-case hex is not a candidate.
+    /// assert_eq!(
+    ///     SignatureHeader::parse(&format!("t=1, v1={v1},v1={}", "A".repeat(64))).unwrap_err(),
+    ///     VerifyError::NoV1Signature
+    /// );
+    /// ```
     ///
     /// # Errors
     /// [`VerifyError::MissingHeader`] (empty), [`VerifyError::HeaderTooLarge`],
@@ -90,16 +156,40 @@ impl<'a> SignatureHeader<'a> {
     }
 
     /// The `t` value, in seconds since the Unix epoch (0 to [`MAX_TIMESTAMP`]).
+    ///
+    /// ```
+    /// use stripe_webhook_verify::SignatureHeader;
+    ///
+    /// let header = format!("t=1700000000,v1={}", "0".repeat(64));
+    /// assert_eq!(SignatureHeader::parse(&header)?.timestamp(), 1_700_000_000);
+    /// # Ok::<(), stripe_webhook_verify::VerifyError>(())
+    /// ```
     pub fn timestamp(&self) -> i64 {
         self.timestamp
     }
 
     /// The `t` value exactly as it appears in the header (the signed digits).
+    ///
+    /// ```
+    /// use stripe_webhook_verify::SignatureHeader;
+    ///
+    /// let header = format!("t=1700000000,v1={}", "0".repeat(64));
+    /// assert_eq!(SignatureHeader::parse(&header)?.timestamp_digits(), "1700000000");
+    /// # Ok::<(), stripe_webhook_verify::VerifyError>(())
+    /// ```
     pub fn timestamp_digits(&self) -> &'a str {
         self.timestamp_digits
     }
 
     /// The decoded `v1` candidates, in header order.
+    ///
+    /// ```
+    /// use stripe_webhook_verify::SignatureHeader;
+    ///
+    /// let header = format!("t=1,v1={},v1=nothex,v1={}", "01".repeat(32), "ff".repeat(32));
+    /// assert_eq!(SignatureHeader::parse(&header)?.signatures(), [[0x01; 32], [0xff; 32]]);
+    /// # Ok::<(), stripe_webhook_verify::VerifyError>(())
+    /// ```
     pub fn signatures(&self) -> &[[u8; 32]] {
         &self.candidates[..self.len]
     }

@@ -10,7 +10,8 @@ use crate::verifier::{Verified, Verifier};
 const STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
 
 /// The value of the request's one `Stripe-Signature` header field, as the `header` argument of
-/// [`Verifier::verify_at`] and [`Verifier::precheck_at`] takes it.
+/// [`Verifier::verify`], [`Verifier::precheck`] and [`Verifier::verify_ignoring_timestamp`] takes
+/// it.
 ///
 /// Stripe sends exactly one field. Two or more are refused rather than picked from, because HTTP
 /// frameworks disagree on which one counts (the first, the last, or all joined with `,`), and a
@@ -56,70 +57,59 @@ pub fn stripe_signature(headers: &HeaderMap) -> Result<Option<&str>, VerifyError
 /// The entry points on a request's headers. Available with the `http` feature.
 impl Verifier {
     /// [`Verifier::verify`] with the `Stripe-Signature` field read from `headers` by
-    /// [`stripe_signature`], at the clock's current time.
+    /// [`stripe_signature`], as of `now_unix_secs`.
     ///
     /// ```
-    /// use stripe_webhook_verify::{FixedClock, Secret, Verifier, VerifyError, signature_header};
+    /// use stripe_webhook_verify::{Secret, Verifier, VerifyError, signature_header};
     ///
     /// let secret = Secret::new("whsec_test_secret")?;
-    /// let verifier = Verifier::new(vec![secret.clone()])?.with_clock(FixedClock(1_700_000_000));
+    /// let verifier = Verifier::new(vec![secret.clone()])?;
     /// let body = br#"{"id":"evt_1"}"#;
     /// let mut headers = http::HeaderMap::new();
     /// headers.append("stripe-signature", signature_header(&[&secret], 1_700_000_000, body).parse()?);
-    /// assert!(verifier.verify_headers(body, &headers).is_ok());
+    /// assert!(verifier.verify_headers(body, &headers, 1_700_000_000).is_ok());
     ///
     /// // A second field, even a copy of the first, is ambiguous.
     /// let copy = headers["stripe-signature"].clone();
     /// headers.append("stripe-signature", copy);
-    /// let err = verifier.verify_headers(body, &headers).unwrap_err();
+    /// let err = verifier.verify_headers(body, &headers, 1_700_000_000).unwrap_err();
     /// assert_eq!(err, VerifyError::DuplicateHeader { count: 2 });
     /// assert_eq!(err.label(), "duplicate_header");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// See [`stripe_signature`] and [`Verifier::verify_at`].
+    /// See [`stripe_signature`] and [`Verifier::verify`].
     pub fn verify_headers(
-        &self,
-        body: &[u8],
-        headers: &HeaderMap,
-    ) -> Result<Verified, VerifyError> {
-        self.verify(body, stripe_signature(headers)?)
-    }
-
-    /// [`Verifier::verify_at`] with the `Stripe-Signature` field read from `headers` by
-    /// [`stripe_signature`].
-    ///
-    /// # Errors
-    /// See [`stripe_signature`] and [`Verifier::verify_at`].
-    pub fn verify_headers_at(
         &self,
         body: &[u8],
         headers: &HeaderMap,
         now_unix_secs: i64,
     ) -> Result<Verified, VerifyError> {
-        self.verify_at(body, stripe_signature(headers)?, now_unix_secs)
+        self.verify(body, stripe_signature(headers)?, now_unix_secs)
     }
 
     /// [`Verifier::precheck`] with the `Stripe-Signature` field read from `headers` by
     /// [`stripe_signature`]: refuse before reading the body. A pass never means authentic.
     ///
-    /// # Errors
-    /// See [`stripe_signature`] and [`Verifier::precheck_at`].
-    pub fn precheck_headers(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
-        self.precheck(stripe_signature(headers)?)
-    }
-
-    /// [`Verifier::precheck_at`] with the `Stripe-Signature` field read from `headers` by
-    /// [`stripe_signature`]: refuse before reading the body. A pass never means authentic.
+    /// ```
+    /// use stripe_webhook_verify::{Secret, Verifier, VerifyError};
+    ///
+    /// let verifier = Verifier::new(vec![Secret::new("whsec_test_secret")?])?;
+    /// let mut headers = http::HeaderMap::new();
+    /// assert_eq!(verifier.precheck_headers(&headers, 1_700_000_000), Err(VerifyError::MissingHeader));
+    /// headers.append("stripe-signature", format!("t=1700000000,v1={}", "0".repeat(64)).parse()?);
+    /// assert_eq!(verifier.precheck_headers(&headers, 1_700_000_000), Ok(()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// See [`stripe_signature`] and [`Verifier::precheck_at`].
-    pub fn precheck_headers_at(
+    /// See [`stripe_signature`] and [`Verifier::precheck`].
+    pub fn precheck_headers(
         &self,
         headers: &HeaderMap,
         now_unix_secs: i64,
     ) -> Result<(), VerifyError> {
-        self.precheck_at(stripe_signature(headers)?, now_unix_secs)
+        self.precheck(stripe_signature(headers)?, now_unix_secs)
     }
 }

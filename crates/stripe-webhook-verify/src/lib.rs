@@ -1,6 +1,6 @@
 //! Strict, constant-time verification of Stripe webhook signatures (`Stripe-Signature`).
 //!
-//! Pure and synchronous: a `&[u8]` body and an `Option<&str>` header in, a small
+//! Pure and synchronous: a `&[u8]` body, an `Option<&str>` header and the time in, a small
 //! [`Verified`] or [`VerifyError`] out. No async runtime, no HTTP framework. HMAC-SHA256 comes from
 //! the RustCrypto `hmac` and `sha2` crates, comparison from `subtle`.
 //!
@@ -20,37 +20,52 @@
 //! let body = br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#;
 //! let header = signature_header(&[&secret], 1_700_000_000, body);
 //!
-//! let verified = verifier.verify_at(body, Some(&header), 1_700_000_060)?;
+//! // The time is an argument: the time the request was received, in Unix seconds.
+//! let verified = verifier.verify(body, Some(&header), 1_700_000_060)?;
 //! assert_eq!((verified.timestamp, verified.secret_index), (1_700_000_000, 0));
 //!
 //! // A replay ten minutes later is stale, and says so.
-//! let err = verifier.verify_at(body, Some(&header), 1_700_000_600).unwrap_err();
+//! let err = verifier.verify(body, Some(&header), 1_700_000_600).unwrap_err();
 //! assert_eq!(err, VerifyError::Stale { age_secs: 600, tolerance_secs: 300 });
 //! assert_eq!(err.to_string(), "timestamp is 600 s old, tolerance is 300 s");
 //!
 //! // A forged body does not verify.
-//! let err = verifier.verify_at(b"{}", Some(&header), 1_700_000_060).unwrap_err();
+//! let err = verifier.verify(b"{}", Some(&header), 1_700_000_060).unwrap_err();
 //! assert_eq!(err.label(), "no_matching_signature");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # The entry points
+//!
+//! One per input shape, each given the time to check against as Unix seconds (the verifier reads
+//! no clock: a server passes the request's receipt time, a test a fixed one):
+//!
+//! | input | verify the body | pre-check the header, no HMAC |
+//! |---|---|---|
+//! | header value, `Option<&str>` | [`Verifier::verify`] | [`Verifier::precheck`] |
+//! | [`http::HeaderMap`] (feature `http`) | [`Verifier::verify_headers`] | [`Verifier::precheck_headers`] |
+//!
+//! and [`Verifier::verify_ignoring_timestamp`], which checks everything but the time, for archive
+//! audits (and for the body after a pre-check that checked the time).
+//!
 //! # Refusing before the body is read
 //!
-//! [`Verifier::precheck_at`] applies every rule that needs only the header (missing, too large,
+//! [`Verifier::precheck`] applies every rule that needs only the header (missing, too large,
 //! malformed, no or too many `v1`, stale, future) with no HMAC work, so a server can refuse such a
 //! request before it buffers the body. A pass never means authentic: verify the body afterwards.
 //!
 //! # Feature `http`
 //!
 //! Entry points on an [`http::HeaderMap`] (http 1.x), so a server need not pick the header out
-//! itself: [`Verifier::verify_headers`], [`Verifier::verify_headers_at`],
-//! [`Verifier::precheck_headers`], [`Verifier::precheck_headers_at`], and [`stripe_signature`],
+//! itself: [`Verifier::verify_headers`], [`Verifier::precheck_headers`], and [`stripe_signature`],
 //! which refuses a request with two or more `Stripe-Signature` fields
 //! ([`VerifyError::DuplicateHeader`]) or a value that is not UTF-8.
 //!
 //! The crate's examples embed the verifier in a server (`cargo run --example axum --features
 //! http`); `cargo test --all-features` compiles and tests them:
 //!
+//! - `examples/no_framework.rs`: a handler given a body, a header value and the receipt time, with
+//!   two secrets as during a rotation (no feature needed).
 //! - `examples/axum.rs`: an axum handler that answers 200 or 400 from
 //!   [`Verifier::verify_headers`].
 //! - `examples/hyper.rs`: a plain hyper 1 service that refuses from the headers
@@ -58,13 +73,19 @@
 //!
 //! [`http::HeaderMap`]: https://docs.rs/http/1/http/header/struct.HeaderMap.html
 //! [`Verifier::verify_headers`]: struct.Verifier.html#method.verify_headers
-//! [`Verifier::verify_headers_at`]: struct.Verifier.html#method.verify_headers_at
 //! [`Verifier::precheck_headers`]: struct.Verifier.html#method.precheck_headers
-//! [`Verifier::precheck_headers_at`]: struct.Verifier.html#method.precheck_headers_at
 //! [`stripe_signature`]: fn.stripe_signature.html
 //!
-// The examples need the `http` feature: with it they compile as doctests, without it they are
-// shown only (`cargo test` builds and runs them as examples either way, `test = true`).
+// The axum and hyper examples need the `http` feature: with it they compile as doctests, without
+// it they are shown only (`cargo test` builds and runs them as examples either way, `test = true`).
+//! <details><summary><code>examples/no_framework.rs</code></summary>
+//!
+//! ```rust,no_run
+#![doc = include_str!("../examples/no_framework.rs")]
+//! ```
+//!
+//! </details>
+//!
 //! <details><summary><code>examples/axum.rs</code></summary>
 //!
 #![cfg_attr(feature = "http", doc = "```rust,no_run")]
@@ -102,8 +123,5 @@ pub use error::{ConfigError, MalformedHeader, SecretSource, VerifyError};
 pub use header::{MAX_HEADER_BYTES, MAX_TIMESTAMP, MAX_V1_SIGNATURES, SignatureHeader};
 #[cfg(feature = "http")]
 pub use header_map::stripe_signature;
-pub use secret::{SECRET_ENV_VAR, Secret, WHSEC_PREFIX, parse_secrets, parse_secrets_named};
-pub use verifier::{
-    Clock, DEFAULT_TOLERANCE_SECS, FixedClock, SystemClock, Tolerance, Verified, Verifier, sign,
-    signature_header,
-};
+pub use secret::{Secret, WHSEC_PREFIX, parse_secrets_named};
+pub use verifier::{DEFAULT_TOLERANCE_SECS, Tolerance, Verified, Verifier, sign, signature_header};
