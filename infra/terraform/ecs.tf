@@ -121,17 +121,7 @@ locals {
     privileged             = false
     linuxParameters        = { capabilities = { drop = ["ALL"] } }
     portMappings           = [{ containerPort = local.container_port, protocol = "tcp" }]
-    environment = [
-      { name = "SINK", value = "firehose" },
-      { name = "AWS_REGION", value = data.aws_region.current.region },
-      { name = "FIREHOSE_DELIVERY_STREAM_NAME", value = aws_kinesis_firehose_delivery_stream.archive.name },
-      { name = "OVERSIZE_S3_BUCKET", value = aws_s3_bucket.archive.id },
-      { name = "PORT", value = tostring(local.container_port) },
-      { name = "LOG_FORMAT", value = "json" },
-      { name = "SHUTDOWN_TIMEOUT_SECS", value = tostring(local.shutdown_timeout_secs) },
-      { name = "HEADER_READ_TIMEOUT_SECS", value = tostring(local.header_read_timeout_secs) },
-      { name = "RUST_LOG", value = "info" },
-    ]
+    environment            = concat(local.container_environment, local.source_env)
     secrets = [{
       name      = var.stripe_webhook_secret_format == "keyring" ? "STRIPE_WEBHOOK_KEYRING" : "STRIPE_WEBHOOK_SECRET"
       valueFrom = var.stripe_webhook_secret_arn
@@ -192,7 +182,7 @@ resource "aws_security_group" "ecs_load_balancer" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "ecs_load_balancer_https" {
-  count             = local.ecs_count
+  count             = var.ecs_enabled && var.source_allowlist != "security-group" ? 1 : 0
   security_group_id = aws_security_group.ecs_load_balancer[0].id
   description       = "HTTPS from Stripe (and anyone)"
   ip_protocol       = "tcp"
@@ -252,6 +242,7 @@ resource "aws_vpc_security_group_egress_rule" "ecs_tasks_https" {
 resource "aws_lb" "webhook" {
   # checkov:skip=CKV_AWS_91:Access logs need a log bucket with an ELB delivery policy; the server logs every webhook (id, type, outcome) and the ALB's CloudWatch metrics count the rest.
   # checkov:skip=CKV2_AWS_28:A WAF adds cost and cannot judge a webhook: every request is authenticated by its Stripe-Signature HMAC before anything is stored; attach a web ACL here if policy demands one.
+  # checkov:skip=CKV2_AWS_76:The optional web ACL (source_allowlist = "waf") only admits Stripe's addresses; the service is not Java (no Log4j), and every body is authenticated by its HMAC first.
   count                      = local.ecs_count
   name                       = var.service_name
   load_balancer_type         = "application"
@@ -399,4 +390,83 @@ resource "aws_appautoscaling_policy" "ecs_requests" {
     scale_in_cooldown  = 300
     scale_out_cooldown = 60
   }
+}
+
+# Optional: only Stripe's webhook addresses reach the service (docs/exposure.md). The server checks
+# them itself (ALLOWED_SOURCE_IPS, the load balancer trusted for X-Forwarded-For) whenever
+# source_allowlist is not "none"; the load balancer's security group or a WAF web ACL refuses the rest
+# before it reaches a task.
+locals {
+  # The server's environment without the source allowlist's two variables.
+  container_environment = [
+    { name = "SINK", value = "firehose" },
+    { name = "AWS_REGION", value = data.aws_region.current.region },
+    { name = "FIREHOSE_DELIVERY_STREAM_NAME", value = aws_kinesis_firehose_delivery_stream.archive.name },
+    { name = "OVERSIZE_S3_BUCKET", value = aws_s3_bucket.archive.id },
+    { name = "PORT", value = tostring(local.container_port) },
+    { name = "LOG_FORMAT", value = "json" },
+    { name = "SHUTDOWN_TIMEOUT_SECS", value = tostring(local.shutdown_timeout_secs) },
+    { name = "HEADER_READ_TIMEOUT_SECS", value = tostring(local.header_read_timeout_secs) },
+    { name = "RUST_LOG", value = "info" },
+  ]
+  source_env = var.source_allowlist == "none" ? [] : [
+    { name = "ALLOWED_SOURCE_IPS", value = join(",", var.allowed_source_cidrs) },
+    { name = "TRUSTED_PROXIES", value = "private" },
+  ]
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ecs_load_balancer_https_stripe" {
+  for_each          = var.ecs_enabled && var.source_allowlist == "security-group" ? toset(var.allowed_source_cidrs) : toset([])
+  security_group_id = aws_security_group.ecs_load_balancer[0].id
+  description       = "HTTPS from a Stripe webhook address"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = each.value
+}
+
+resource "aws_wafv2_ip_set" "stripe_sources" {
+  count              = var.ecs_enabled && var.source_allowlist == "waf" ? 1 : 0
+  name               = "${var.service_name}-stripe-sources"
+  scope              = "REGIONAL"
+  ip_address_version = "IPV4"
+  addresses          = var.allowed_source_cidrs
+}
+
+resource "aws_wafv2_web_acl" "sources" {
+  # checkov:skip=CKV2_AWS_31:The ACL only allows Stripe's addresses; the server logs every webhook, and the ACL's CloudWatch metrics count what it blocked.
+  count = var.ecs_enabled && var.source_allowlist == "waf" ? 1 : 0
+  name  = "${var.service_name}-sources"
+  scope = "REGIONAL"
+  default_action {
+    block {}
+  }
+  rule {
+    name     = "stripe-sources"
+    priority = 0
+    action {
+      allow {}
+    }
+    statement {
+      ip_set_reference_statement {
+        arn = aws_wafv2_ip_set.stripe_sources[0].arn
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.service_name}-stripe-sources"
+      sampled_requests_enabled   = true
+    }
+  }
+  visibility_config {
+    cloudwatch_metrics_enabled = true
+    metric_name                = "${var.service_name}-sources"
+    sampled_requests_enabled   = true
+  }
+}
+
+resource "aws_wafv2_web_acl_association" "sources" {
+  count        = var.ecs_enabled && var.source_allowlist == "waf" ? 1 : 0
+  resource_arn = aws_lb.webhook[0].arn
+  web_acl_arn  = aws_wafv2_web_acl.sources[0].arn
 }

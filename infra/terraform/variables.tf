@@ -399,3 +399,23 @@ variable "reconcile_schedule" {
     error_message = "cron(...) or rate(...)."
   }
 }
+
+variable "source_allowlist" {
+  description = "Where to refuse webhooks from addresses outside allowed_source_cidrs, besides the server's own ALLOWED_SOURCE_IPS check (set from allowed_source_cidrs unless none): security-group (free; other connections dropped) or waf (403 at the load balancer; WAF charges apply). none: any address, as before."
+  type        = string
+  default     = "none"
+  validation {
+    condition     = contains(["none", "security-group", "waf"], var.source_allowlist)
+    error_message = "source_allowlist must be none, security-group or waf."
+  }
+}
+
+variable "allowed_source_cidrs" {
+  description = "Stripe's webhook source addresses (https://stripe.com/files/ips/ips_webhooks.txt as of 2026-05-15; docs/exposure.md). Update when Stripe announces a change."
+  type        = list(string)
+  default = [
+    "3.18.12.63/32", "3.69.109.8/32", "3.120.168.93/32", "3.130.192.231/32", "13.235.14.237/32",
+    "13.235.122.149/32", "18.211.135.69/32", "35.154.171.200/32", "35.157.207.129/32", "52.15.183.38/32",
+    "54.88.130.119/32", "54.88.130.237/32", "54.187.174.169/32", "54.187.205.235/32", "54.187.216.72/32",
+  ]
+}

@@ -103,10 +103,32 @@ def checkov_reports(tool_bins: dict[str, Path], tmp_path_factory: pytest.TempPat
 
 
 def load_cfn(path: Path) -> dict[str, Any]:
-    """A CloudFormation template with its short-form tags decoded (`!Ref x` -> {"Ref": "x"})."""
+    """A CloudFormation template with its short-form tags decoded (`!Ref x` -> {"Ref": "x"}) and each
+    `Fn::ForEach` of its resources expanded over its list parameter's default (as the
+    AWS::LanguageExtensions transform does at deploy time), so tests see plain resources."""
     from cfnlint.decode import cfn_yaml
 
-    return cfn_yaml.load(str(path))
+    template = cfn_yaml.load(str(path))
+    resources = template.get("Resources", {})
+    for key in [k for k in resources if k.startswith("Fn::ForEach::")]:
+        identifier, collection, body = resources.pop(key)
+        default = template["Parameters"][collection["Ref"]]["Default"]
+        for value in (v.strip() for v in default.split(",")):
+            for name_template, resource in body.items():
+                name = name_template.replace(f"&{{{identifier}}}", "".join(c for c in value if c.isalnum()))
+                resources[name] = _substitute(resource, identifier, value)
+    return template
+
+
+def _substitute(node: Any, identifier: str, value: str) -> Any:
+    """`node` with every `{"Ref": identifier}` replaced by `value`."""
+    if node == {"Ref": identifier}:
+        return value
+    if isinstance(node, dict):
+        return {k: _substitute(v, identifier, value) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, identifier, value) for v in node]
+    return node
 
 
 @pytest.fixture(scope="session")

@@ -320,6 +320,8 @@ def test_parameters_and_variables_agree(
             assert tf_default in ("", None, []), var  # required in CloudFormation; checked by a precondition
         elif isinstance(tf_default, bool):
             assert str(tf_default).lower() == default, var
+        elif isinstance(tf_default, list):  # a CommaDelimitedList
+            assert ",".join(tf_default) == default, var
         else:
             assert tf_default == default, f"{var}: CloudFormation default {default!r}, Terraform {tf_default!r}"
 
@@ -447,15 +449,25 @@ def test_shutdown_constants_match_the_code() -> None:
 
 
 def _ecs_container(cfn_ecs: Template) -> dict[str, Any]:
-    """The server's container (the other task definition, ReconcileTaskDefinition, is optional)."""
+    """The server's container (the other task definition, ReconcileTaskDefinition, is optional), with
+    its environment as deployed by default: the source allowlist's two variables are there only when
+    SourceAllowlist is not none, as in Terraform's `local.source_env`."""
     (container,) = cfn_ecs["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
-    return container
+    conditional = [e for e in container["Environment"] if "Fn::If" in e]
+    assert [e["Fn::If"][0] for e in conditional] == ["RestrictSources", "RestrictSources"]
+    assert [e["Fn::If"][1]["Name"] for e in conditional] == ["ALLOWED_SOURCE_IPS", "TRUSTED_PROXIES"]
+    assert cfn_ecs["Parameters"]["SourceAllowlist"]["Default"] == "none"
+    return {**container, "Environment": [e for e in container["Environment"] if "Fn::If" not in e]}
 
 
 def _tf_ecs_container(terraform: Terraform) -> dict[str, Any]:
     task = terraform.resource("aws_ecs_task_definition", "webhook")
     assert task["container_definitions"] == "${jsonencode([local.container_definition])}"
-    return terraform.locals["container_definition"]
+    container = terraform.locals["container_definition"]
+    # The allowlist's variables join only when source_allowlist is not "none", as in CloudFormation.
+    assert container["environment"] == "${concat(local.container_environment, local.source_env)}"
+    assert terraform.variables["source_allowlist"]["default"] == "none"
+    return {**container, "environment": terraform.locals["container_environment"]}
 
 
 def test_ecs_container_environment(cfn_ecs: Template, terraform: Terraform) -> None:
@@ -562,7 +574,11 @@ def test_ecs_load_balancer_checks_readiness_over_https(cfn_ecs: Template, terraf
 
 
 def test_ecs_task_port_is_open_only_to_the_load_balancer(cfn_ecs: Template, terraform: Terraform) -> None:
-    ingress = resources_of(cfn_ecs, "AWS::EC2::SecurityGroupIngress")
+    ingress = {
+        name: rule
+        for name, rule in resources_of(cfn_ecs, "AWS::EC2::SecurityGroupIngress").items()
+        if rule["Properties"]["GroupId"] == {"Ref": "TaskSecurityGroup"}
+    }
     (rule,) = ingress.values()
     assert rule["Properties"]["GroupId"] == {"Ref": "TaskSecurityGroup"}
     assert rule["Properties"]["SourceSecurityGroupId"] == {"Ref": "LoadBalancerSecurityGroup"}
@@ -683,3 +699,17 @@ def test_athena_partitions_follow_the_firehose_prefix() -> None:
     for key, pattern in zip(PARTITION_KEYS, ("yyyy", "MM", "dd")):
         firehose_as_athena = firehose_as_athena.replace(f"!{{timestamp:{pattern}}}", f"${{{key}}}")
     assert template == firehose_as_athena
+
+
+def test_the_infra_allowlist_is_the_servers_bundled_stripe_list(cfn_ecs: Template, terraform: Terraform) -> None:
+    """`ALLOWED_SOURCE_IPS=stripe` in the server, the ECS stack's AllowedSourceCidrs and Terraform's
+    allowed_source_cidrs name the same addresses (refreshed together when Stripe announces a change)."""
+    from layout_spec import ROOT
+
+    source = (ROOT / "bins/stripe-webhook-server/src/sources.rs").read_text()
+    bundled = re.search(r"STRIPE_WEBHOOK_IPS: &\[&str\] = &\[(.*?)\];", source, re.S)
+    assert bundled, "STRIPE_WEBHOOK_IPS not found in sources.rs"
+    server = [f"{ip}/32" for ip in re.findall(r'"([0-9.]+)"', bundled.group(1))]
+    assert len(server) == 15, server
+    assert cfn_ecs["Parameters"]["AllowedSourceCidrs"]["Default"].split(",") == server
+    assert terraform.variables["allowed_source_cidrs"]["default"] == server
