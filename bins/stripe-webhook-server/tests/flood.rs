@@ -228,6 +228,7 @@ fn honest_webhooks_get_through_a_flood(per_source: &str) {
 /// Both configurations in one test, one after the other: each holds 10,000 connections in this
 /// process, and two at once would need twice the open files.
 #[test]
+#[ignore = "full tier (./scripts/test): holds 10,000 connections, needs an open-file hard limit of 12,000 or more"]
 fn honest_webhooks_get_through_a_flood_from_one_address() {
     honest_webhooks_get_through_a_flood("64");
     honest_webhooks_get_through_a_flood("0");

@@ -21,6 +21,7 @@ fn put_glacier(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, key: &str,
 }
 
 #[test]
+#[ignore = "full tier (./scripts/test): needs moto_server from the pinned Python tools"]
 fn archived_objects_are_named_then_restored_then_read() {
     let moto = Moto::start();
     moto.create_bucket(BUCKET);

@@ -284,6 +284,7 @@ fn run_sdk(cases: &[Case]) -> Value {
 }
 
 #[test]
+#[ignore = "full tier (./scripts/test): needs Stripe's Python SDK from the pinned tools"]
 fn stripe_python_sdk_agrees_on_every_case() {
     let now = stripe_webhook_testkit::signing::unix_now();
     let mut rng = Rng(0x5715_e5ee_d000_0001);
