@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use crate::append_log::AppendLog;
 use crate::archive::{Archive, Source};
 use crate::check::{body_of, prove, prove_fetched};
-use crate::client::{Connection, Target, Tls, one_line};
+use crate::client::{Client, Target, Tls, one_line};
 use crate::filter::{Filters, SelectArgs};
 use crate::retry::{Interrupt, Next, Retries};
 use crate::secrets::{ArchiveKeys, archive_verifier, keyring, secrets};
@@ -378,19 +378,22 @@ pub(crate) fn replay(
                 Arc::new(tokio::sync::Mutex::new(interval))
             });
             let secret = Arc::new(secret);
+            // One pool for every worker: each keeps a connection alive while it has work.
+            let client = Client::new(
+                target,
+                tls,
+                "stripe-webhook-replay",
+                Duration::from_secs(args.timeout_secs.max(1)),
+            )
+            .map_err(Failure::Runtime)?;
             let workers: Vec<_> = (0..args.concurrency)
                 .map(|_| {
                     let worker = Worker {
-                        connection: Connection::new(
-                            target.clone(),
-                            tls.clone(),
-                            "stripe-webhook-replay",
-                        ),
+                        client: client.clone(),
                         secret: Arc::clone(&secret),
                         shared: Arc::clone(&shared),
                         limiter: limiter.clone(),
                         retries: args.retries,
-                        timeout: Duration::from_secs(args.timeout_secs.max(1)),
                     };
                     handle.spawn(worker.run(Arc::clone(&rx)))
                 })
@@ -518,12 +521,11 @@ pub(crate) fn replay(
 }
 
 struct Worker {
-    connection: Connection,
+    client: Client,
     secret: Arc<Secret>,
     shared: Arc<Shared>,
     limiter: Option<Arc<tokio::sync::Mutex<tokio::time::Interval>>>,
     retries: u32,
-    timeout: Duration,
 }
 
 enum Sent {
@@ -574,25 +576,13 @@ impl Worker {
                 limiter.lock().await.tick().await;
             }
             let header = signature_header(&[&*self.secret], unix_now(), &job.body);
-            let (outcome, retry_after) = match tokio::time::timeout(
-                self.timeout,
-                self.connection.post(&header, job.body.clone()),
-            )
-            .await
-            {
-                Ok(Ok(r)) if (200..300).contains(&r.status) => return Sent::Delivered,
-                Ok(Ok(r)) if r.status == 429 || r.status >= 500 => {
+            let (outcome, retry_after) = match self.client.post(&header, job.body.clone()).await {
+                Ok(r) if (200..300).contains(&r.status) => return Sent::Delivered,
+                Ok(r) if r.status == 429 || r.status >= 500 => {
                     (Sent::Refused(r.status, r.text()), r.retry_after)
                 }
-                Ok(Ok(r)) => return Sent::Refused(r.status, r.text()),
-                Ok(Err(e)) => (Sent::Failed(e), None),
-                Err(_) => {
-                    self.connection.reset();
-                    (
-                        Sent::Failed(format!("no response within {:?}", self.timeout)),
-                        None,
-                    )
-                }
+                Ok(r) => return Sent::Refused(r.status, r.text()),
+                Err(e) => (Sent::Failed(e.to_string()), None),
             };
             if self.shared.interrupt.is_set() {
                 return outcome;

@@ -25,7 +25,7 @@ use stripe_webhook_envelope::{Fetched, ReceivedAt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::client::{Connection, Response, Target, Tls, one_line};
+use crate::client::{Client, Response, SendError, Target, Tls, one_line};
 use crate::retry::{Interrupt, Next, Retries};
 
 /// The API base unless `STRIPE_API_BASE` says otherwise.
@@ -286,16 +286,15 @@ struct Answer {
     request_id: Option<String>,
 }
 
-/// A client of Stripe's API with one key and one kept-alive connection.
+/// A client of Stripe's API with one key (and a pool of kept-alive connections).
 pub(crate) struct StripeApi {
-    connection: Connection,
+    client: Client,
     /// `scheme://host[:port]`, and the base's path prefix (empty for Stripe itself).
     origin: String,
     prefix: String,
     key: ApiKey,
     v2_version: String,
     retries: u32,
-    timeout: Duration,
     interrupt: Arc<Interrupt>,
     /// Requests sent so far, retries included.
     pub(crate) requests: u64,
@@ -324,13 +323,12 @@ impl StripeApi {
         let origin = target.origin();
         let prefix = target.path_and_query().trim_end_matches('/').to_owned();
         Ok(StripeApi {
-            connection: Connection::new(target, tls, "stripe-webhook-reconcile"),
+            client: Client::new(target, tls, "stripe-webhook-reconcile", timeout)?,
             origin,
             prefix,
             key,
             v2_version,
             retries,
-            timeout,
             interrupt,
             requests: 0,
         })
@@ -506,19 +504,18 @@ impl StripeApi {
                 return Err(ApiError::Interrupted);
             }
             self.requests += 1;
-            let attempt = tokio::time::timeout(self.timeout, self.connection.get(&path, &headers));
             let answer = tokio::select! {
-                answer = attempt => answer,
+                answer = self.client.get(&path, &headers) => answer,
                 () = self.interrupt.wait() => return Err(ApiError::Interrupted),
             };
             let (why, retry_after) = match answer {
-                Ok(Ok(r)) if (200..300).contains(&r.status) => {
+                Ok(r) if (200..300).contains(&r.status) => {
                     return Ok(Answer {
                         request_id: r.header("request-id").map(str::to_owned),
                         body: r.body,
                     });
                 }
-                Ok(Ok(r)) => {
+                Ok(r) => {
                     let should_retry = r.header("stripe-should-retry");
                     let retry = match should_retry {
                         Some("false") => false,
@@ -541,14 +538,10 @@ impl StripeApi {
                         r.retry_after,
                     )
                 }
-                Ok(Err(e)) => (format!("{request}: {e}"), None),
-                Err(_) => {
-                    self.connection.reset();
-                    (
-                        format!("{request}: no answer within {:?}", self.timeout),
-                        None,
-                    )
+                Err(SendError::Timeout(timeout)) => {
+                    (format!("{request}: no answer within {timeout:?}"), None)
                 }
+                Err(e @ SendError::Failed(_)) => (format!("{request}: {e}"), None),
             };
             match retries.next(retry_after) {
                 Next::Wait(wait) => {

@@ -17,11 +17,14 @@ pub fn cli_path() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_stripe-webhook"))
 }
 
-/// A `Command` for the CLI with none of the caller's webhook or AWS settings leaking in.
+/// A `Command` for the CLI with none of the caller's webhook, AWS or proxy settings leaking in.
 pub fn cli() -> Command {
     let mut cmd = Command::new(cli_path());
     for (key, _) in std::env::vars() {
-        if key.starts_with("STRIPE_") || key.starts_with("AWS_") {
+        let proxy = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"]
+            .iter()
+            .any(|p| key.eq_ignore_ascii_case(p));
+        if key.starts_with("STRIPE_") || key.starts_with("AWS_") || proxy {
             cmd.env_remove(key);
         }
     }
