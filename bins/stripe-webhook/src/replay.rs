@@ -35,13 +35,14 @@ use stripe_webhook_envelope::read::StoredBody;
 use stripe_webhook_verify::{Secret, Verifier, signature_header};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::append_log::AppendLog;
 use crate::archive::{Archive, Source};
 use crate::check::{body_of, prove, prove_fetched};
 use crate::client::{Client, Target, Tls, one_line};
 use crate::filter::{Filters, SelectArgs};
-use crate::retry::{Interrupt, Next, Retries};
+use crate::retry::{Next, Retries};
 use crate::secrets::{ArchiveKeys, archive_verifier, keyring, secrets};
 use crate::select::for_each_selected;
 use crate::{Failure, Outcome};
@@ -201,7 +202,7 @@ struct Shared {
     /// Ids delivered with a 2xx are appended here (one per line); a torn last line (a crash
     /// mid-append) is cut off when it is reopened: that id may be sent once more, never lost.
     checkpoint: Option<Mutex<AppendLog>>,
-    interrupt: Arc<Interrupt>,
+    interrupt: CancellationToken,
 }
 
 impl Shared {
@@ -361,7 +362,7 @@ pub(crate) fn replay(
     let shared = Arc::new(Shared {
         summary: Mutex::new(Summary::default()),
         checkpoint,
-        interrupt: Interrupt::on_ctrl_c(handle, "finishing the requests in flight"),
+        interrupt: crate::retry::on_ctrl_c(handle, "finishing the requests in flight"),
     });
 
     let (sender, workers) = match send {
@@ -413,7 +414,7 @@ pub(crate) fn replay(
         &source,
         &filters,
         &mut |line, record| {
-            if shared.interrupt.is_set() || args.limit.is_some_and(|limit| queued >= limit) {
+            if shared.interrupt.is_cancelled() || args.limit.is_some_and(|limit| queued >= limit) {
                 return ControlFlow::Break(());
             }
             shared.summary().selected += 1;
@@ -511,7 +512,7 @@ pub(crate) fn replay(
              API) were not sent; give --include-fetched to send them"
         );
     }
-    Ok(if shared.interrupt.is_set() {
+    Ok(if shared.interrupt.is_cancelled() {
         Outcome::Interrupted
     } else if summary.problems() > 0 {
         Outcome::Problems
@@ -539,7 +540,7 @@ impl Worker {
         loop {
             let job = jobs.lock().await.recv().await;
             let Some(job) = job else { return };
-            if self.shared.interrupt.is_set() {
+            if self.shared.interrupt.is_cancelled() {
                 self.shared.summary().interrupted += 1;
                 continue;
             }
@@ -584,12 +585,12 @@ impl Worker {
                 Ok(r) => return Sent::Refused(r.status, r.text()),
                 Err(e) => (Sent::Failed(e.to_string()), None),
             };
-            if self.shared.interrupt.is_set() {
+            if self.shared.interrupt.is_cancelled() {
                 return outcome;
             }
             match retries.next(retry_after) {
                 Next::Wait(wait) => {
-                    if !self.shared.interrupt.sleep(wait).await {
+                    if !crate::retry::sleep(&self.shared.interrupt, wait).await {
                         return outcome;
                     }
                 }
