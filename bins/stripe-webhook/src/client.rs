@@ -91,7 +91,7 @@ impl Target {
 /// How `https://` connections verify the server: a rustls client configuration.
 #[derive(Clone)]
 pub(crate) struct Tls {
-    config: Arc<rustls::ClientConfig>,
+    config: rustls::ClientConfig,
 }
 
 impl Tls {
@@ -159,9 +159,7 @@ impl Tls {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Tls {
-            config: Arc::new(config),
-        })
+        Ok(Tls { config })
     }
 }
 
@@ -234,6 +232,8 @@ pub(crate) struct Client {
     client: reqwest::Client,
     target: Target,
     timeout: Duration,
+    /// The largest answer read ([`MAX_RESPONSE_BYTES`]; smaller in tests).
+    max_body: usize,
 }
 
 impl Client {
@@ -252,10 +252,9 @@ impl Client {
             .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
-            .connect_timeout(timeout)
             .tcp_nodelay(true);
         if let Some(tls) = tls {
-            builder = builder.tls_backend_preconfigured(Arc::unwrap_or_clone(tls.config));
+            builder = builder.tls_backend_preconfigured(tls.config);
         } else if target.is_https() {
             return Err("an https:// target needs a TLS configuration".to_owned());
         }
@@ -266,6 +265,7 @@ impl Client {
             client,
             target,
             timeout,
+            max_body: MAX_RESPONSE_BYTES,
         })
     }
 
@@ -324,20 +324,17 @@ impl Client {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let too_large = || {
-            SendError::Failed(format!(
-                "the response is larger than {MAX_RESPONSE_BYTES} bytes"
-            ))
-        };
+        let max = self.max_body;
+        let too_large = || SendError::Failed(format!("the response is larger than {max} bytes"));
         if response
             .content_length()
-            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+            .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
         {
             return Err(too_large());
         }
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(failed)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            if body.len() + chunk.len() > max {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
@@ -442,5 +439,79 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.starts_with("--ca-file "), "{err}");
+    }
+
+    /// Serves each connection one `HTTP/1.1` answer: `head` (status line and fields, without the
+    /// blank line) and `body`.
+    async fn serve_once(head: &'static str, body: Vec<u8>) -> Target {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = tcp.read(&mut request).await;
+                let _ = tcp.write_all(format!("{head}\r\n\r\n").as_bytes()).await;
+                let _ = tcp.write_all(&body).await;
+            }
+        });
+        Target::parse(&format!("http://{addr}/w")).expect("target")
+    }
+
+    #[test]
+    fn answers_over_the_limit_are_refused_and_redirects_are_answers() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let client = |target: Target, max_body: usize| {
+                let mut client =
+                    Client::new(target, None, "test", Duration::from_secs(10)).expect("client");
+                client.max_body = max_body;
+                client
+            };
+            // Chunked, no length announced: counted while read.
+            let chunked = serve_once(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close",
+                b"10\r\n0123456789abcdef\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n".to_vec(),
+            )
+            .await;
+            let ok = client(chunked.clone(), 32)
+                .get("/", &[])
+                .await
+                .expect("32 bytes");
+            assert_eq!(ok.body.len(), 32);
+            let err = client(chunked, 31)
+                .get("/", &[])
+                .await
+                .expect_err("too large");
+            assert!(err.to_string().contains("larger than 31 bytes"), "{err}");
+            // A length announced over the limit: refused before reading.
+            let announced = serve_once(
+                "HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\nconnection: close",
+                Vec::new(),
+            )
+            .await;
+            let err = client(announced, 1 << 20)
+                .get("/", &[])
+                .await
+                .expect_err("too large");
+            assert!(err.to_string().contains("larger than"), "{err}");
+            // A redirect is not followed: it is the answer.
+            let redirect = serve_once(
+                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/elsewhere\r\ncontent-length: 0",
+                Vec::new(),
+            )
+            .await;
+            let r = client(redirect, 1 << 20)
+                .post("t=1,v1=00", Bytes::from_static(b"{}"))
+                .await
+                .expect("an answer");
+            assert_eq!(r.status, 302);
+            assert_eq!(r.header("location"), Some("http://127.0.0.1:9/elsewhere"));
+        });
     }
 }
