@@ -314,7 +314,7 @@ impl Client {
             if e.is_timeout() {
                 SendError::Timeout(self.timeout)
             } else {
-                SendError::Failed(chain(&e))
+                SendError::Failed(chain(&e.without_url()))
             }
         };
         let mut response = request.send().await.map_err(failed)?;
@@ -348,8 +348,9 @@ impl Client {
     }
 }
 
-/// An error and its causes, `outer: inner: …` (reqwest's own message names only the URL; the
-/// cause, e.g. a refused certificate, is in its sources).
+/// An error and its causes, `outer: inner: …` (the cause, e.g. a refused certificate, is in
+/// reqwest's sources). Callers drop the URL first: a target's URL may carry a token, and the
+/// messages name the request already.
 fn chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -461,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn answers_over_the_limit_are_refused_and_redirects_are_answers() {
+    fn limits_redirects_and_errors_without_the_url() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -512,6 +513,19 @@ mod tests {
                 .expect("an answer");
             assert_eq!(r.status, 302);
             assert_eq!(r.header("location"), Some("http://127.0.0.1:9/elsewhere"));
+            // A failure names its cause, never the URL (it may carry a token).
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = closed.local_addr().expect("addr").port();
+            drop(closed);
+            let target =
+                Target::parse(&format!("http://127.0.0.1:{port}/w?token=s3cret")).expect("target");
+            let err = client(target, 1 << 20)
+                .post("t=1,v1=00", Bytes::new())
+                .await
+                .expect_err("nothing listens");
+            let err = err.to_string();
+            assert!(err.contains("onnect"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
         });
     }
 }
