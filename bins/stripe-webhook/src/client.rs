@@ -1,21 +1,26 @@
-//! A minimal HTTP/1.1 client (hyper, and rustls for `https://`) for posting signed webhook bodies
-//! and calling Stripe's API: one kept-alive connection per [`Connection`], reopened when the
-//! server closes it; redirects are not followed (a 3xx is an answer like any other).
+//! The HTTP client for posting signed webhook bodies and calling Stripe's API: `reqwest`, with a
+//! connection pool, proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+//! `NO_PROXY`, as curl reads them; loopback is not exempt unless `NO_PROXY` says so), a timeout
+//! per request (connecting, sending and reading the whole answer), and answers of at most
+//! [`MAX_RESPONSE_BYTES`]. Redirects are not followed (a 3xx is an answer like any other).
 //!
 //! `https://` targets are verified against the system's root certificates (the platform store,
 //! or `SSL_CERT_FILE`/`SSL_CERT_DIR`), or against exactly the CA certificates of a PEM file
 //! (`--ca-file`, for a private CA). TLS 1.2 and 1.3, with the `aws-lc-rs` provider the AWS SDK
 //! already brings.
 
+use std::error::Error as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use bytes::{Bytes, BytesMut};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+
+/// The largest answer read: a page of 100 Stripe events, or a webhook endpoint's reply, is far
+/// smaller; anything larger is refused rather than held in memory.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Where webhooks are posted: a parsed `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,20 +86,12 @@ impl Target {
             format!("{scheme}://{host}:{}", self.port)
         }
     }
-
-    fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// How `https://` connections verify the server: a rustls client configuration.
 #[derive(Clone)]
 pub(crate) struct Tls {
-    config: Arc<rustls::ClientConfig>,
+    config: rustls::ClientConfig,
 }
 
 impl Tls {
@@ -162,9 +159,7 @@ impl Tls {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Tls {
-            config: Arc::new(config),
-        })
+        Ok(Tls { config })
     }
 }
 
@@ -212,163 +207,162 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// One connection to a [`Target`], opened on first use and reopened after an error or a close.
-pub(crate) struct Connection {
-    target: Target,
-    tls: Option<Tls>,
-    user_agent: &'static str,
-    sender: Option<SendRequest<Full<Bytes>>>,
+/// Why a request got no answer.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No complete answer within the client's timeout.
+    Timeout(Duration),
+    /// Connection, TLS, proxy or protocol failure, or an answer over [`MAX_RESPONSE_BYTES`].
+    Failed(String),
 }
 
-impl Connection {
-    /// A connection (not yet opened) to `target`; `tls` is required for an `https://` one.
-    pub(crate) fn new(target: Target, tls: Option<Tls>, user_agent: &'static str) -> Connection {
-        Connection {
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Timeout(timeout) => write!(f, "no response within {timeout:?}"),
+            SendError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A client of one [`Target`]: a pool of kept-alive connections to it (or through a proxy),
+/// cheap to clone (clones share the pool).
+#[derive(Clone)]
+pub(crate) struct Client {
+    client: reqwest::Client,
+    target: Target,
+    timeout: Duration,
+    /// The largest answer read ([`MAX_RESPONSE_BYTES`]; smaller in tests).
+    max_body: usize,
+}
+
+impl Client {
+    /// A client of `target`; `tls` is required for an `https://` one; every request must be
+    /// answered in full within `timeout`.
+    ///
+    /// # Errors
+    /// An `https://` target without `tls`, or a client the platform cannot build.
+    pub(crate) fn new(
+        target: Target,
+        tls: Option<Tls>,
+        user_agent: &'static str,
+        timeout: Duration,
+    ) -> Result<Client, String> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls.config);
+        } else if target.is_https() {
+            return Err("an https:// target needs a TLS configuration".to_owned());
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("the HTTP client: {}", chain(&e)))?;
+        Ok(Client {
+            client,
             target,
-            tls,
-            user_agent,
-            sender: None,
-        }
-    }
-
-    async fn sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        if let Some(sender) = &self.sender
-            && (sender.is_closed() || !sender.is_ready())
-        {
-            self.sender = None;
-        }
-        if self.sender.is_none() {
-            let (host, port) = (self.target.host.as_str(), self.target.port);
-            let stream = tokio::net::TcpStream::connect((host, port))
-                .await
-                .map_err(|e| {
-                    format!("cannot connect to {host}:{port}: {e} (is the server running?)")
-                })?;
-            let _ = stream.set_nodelay(true);
-            let sender = if self.target.https {
-                let tls = self
-                    .tls
-                    .as_ref()
-                    .ok_or("an https:// target needs a TLS configuration")?;
-                let name = ServerName::try_from(host.to_owned())
-                    .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
-                let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
-                handshake(stream).await?
-            } else {
-                handshake(stream).await?
-            };
-            self.sender = Some(sender);
-        }
-        self.sender
-            .as_mut()
-            .ok_or_else(|| "no connection".to_owned())
-    }
-
-    /// Drops the connection (after a timeout); the next request opens a new one.
-    pub(crate) fn reset(&mut self) {
-        self.sender = None;
+            timeout,
+            max_body: MAX_RESPONSE_BYTES,
+        })
     }
 
     /// POSTs `body` as JSON with a `Stripe-Signature` header to the target's URL and reads the
     /// whole response.
     ///
     /// # Errors
-    /// Connection, TLS or protocol failures (the connection is dropped and reopened next time).
-    pub(crate) async fn post(&mut self, signature: &str, body: Bytes) -> Result<Response, String> {
-        let path = self.target.path_and_query.clone();
-        let headers = [
-            (
+    /// No complete answer in time; connection, TLS, proxy or protocol failures; an answer too
+    /// large.
+    pub(crate) async fn post(&self, signature: &str, body: Bytes) -> Result<Response, SendError> {
+        let request = self
+            .client
+            .post(self.url(&self.target.path_and_query))
+            .header(
                 http::header::CONTENT_TYPE,
-                "application/json; charset=utf-8".to_owned(),
-            ),
-            (
-                http::header::HeaderName::from_static("stripe-signature"),
-                signature.to_owned(),
-            ),
-        ];
-        self.send(http::Method::POST, &path, &headers, body).await
+                "application/json; charset=utf-8",
+            )
+            .header("stripe-signature", signature)
+            .body(body);
+        self.send(request).await
     }
 
     /// GETs `path_and_query` (on the target's host) with these extra header fields and reads the
     /// whole response.
     ///
     /// # Errors
-    /// As [`Connection::post`].
+    /// As [`Client::post`].
     pub(crate) async fn get(
-        &mut self,
+        &self,
         path_and_query: &str,
         headers: &[(http::header::HeaderName, String)],
-    ) -> Result<Response, String> {
-        self.send(http::Method::GET, path_and_query, headers, Bytes::new())
-            .await
-    }
-
-    async fn send(
-        &mut self,
-        method: http::Method,
-        path_and_query: &str,
-        headers: &[(http::header::HeaderName, String)],
-        body: Bytes,
-    ) -> Result<Response, String> {
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(http::header::HOST, self.target.authority())
-            .header(http::header::USER_AGENT, self.user_agent);
+    ) -> Result<Response, SendError> {
+        let mut request = self.client.get(self.url(path_and_query));
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| format!("building the request: {e}"))?;
-        let result = async {
-            let sender = self.sender().await?;
-            sender.ready().await.map_err(|e| e.to_string())?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| format!("reading the response: {e}"))?
-                .to_bytes();
-            Ok(Response {
-                status,
-                headers: parts.headers,
-                retry_after,
-                body,
-            })
+        self.send(request).await
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.target.origin())
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, SendError> {
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                SendError::Timeout(self.timeout)
+            } else {
+                SendError::Failed(chain(&e.without_url()))
+            }
+        };
+        let mut response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let max = self.max_body;
+        let too_large = || SendError::Failed(format!("the response is larger than {max} bytes"));
+        if response
+            .content_length()
+            .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+        {
+            return Err(too_large());
         }
-        .await;
-        if result.is_err() {
-            self.sender = None;
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            if body.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        result
+        Ok(Response {
+            status,
+            headers: std::mem::take(response.headers_mut()),
+            retry_after,
+            body: body.freeze(),
+        })
     }
 }
 
-/// An HTTP/1.1 client handshake over `io`, its connection driven on the runtime.
-async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    Ok(sender)
+/// An error and its causes, `outer: inner: …` (the cause, e.g. a refused certificate, is in
+/// reqwest's sources). Callers drop the URL first: a target's URL may carry a token, and the
+/// messages name the request already.
+fn chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -387,17 +381,17 @@ mod tests {
         assert_eq!(t.host, "127.0.0.1");
         assert_eq!(t.port, 3001);
         assert_eq!(t.path_and_query, "/webhook/stripe?x=1");
-        assert_eq!(t.authority(), "127.0.0.1:3001");
+        assert_eq!(t.origin(), "http://127.0.0.1:3001");
         assert!(!t.is_https());
         let t = Target::parse("http://localhost").expect("parse");
         assert_eq!((t.port, t.path_and_query.as_str()), (80, "/"));
         let t = Target::parse("http://[::1]:8080/w").expect("parse");
-        assert_eq!(t.authority(), "[::1]:8080");
+        assert_eq!((t.host.as_str(), t.port), ("::1", 8080));
         let t = Target::parse("https://hooks.example.com/w").expect("https");
         assert!(t.is_https());
         assert_eq!(
-            (t.port, t.authority().as_str()),
-            (443, "hooks.example.com:443")
+            (t.port, t.origin().as_str()),
+            (443, "https://hooks.example.com")
         );
         assert_eq!(t.origin(), "https://hooks.example.com");
         assert_eq!(
@@ -446,5 +440,92 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.starts_with("--ca-file "), "{err}");
+    }
+
+    /// Serves each connection one `HTTP/1.1` answer: `head` (status line and fields, without the
+    /// blank line) and `body`.
+    async fn serve_once(head: &'static str, body: Vec<u8>) -> Target {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = tcp.read(&mut request).await;
+                let _ = tcp.write_all(format!("{head}\r\n\r\n").as_bytes()).await;
+                let _ = tcp.write_all(&body).await;
+            }
+        });
+        Target::parse(&format!("http://{addr}/w")).expect("target")
+    }
+
+    #[test]
+    fn limits_redirects_and_errors_without_the_url() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let client = |target: Target, max_body: usize| {
+                let mut client =
+                    Client::new(target, None, "test", Duration::from_secs(10)).expect("client");
+                client.max_body = max_body;
+                client
+            };
+            // Chunked, no length announced: counted while read.
+            let chunked = serve_once(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close",
+                b"10\r\n0123456789abcdef\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n".to_vec(),
+            )
+            .await;
+            let ok = client(chunked.clone(), 32)
+                .get("/", &[])
+                .await
+                .expect("32 bytes");
+            assert_eq!(ok.body.len(), 32);
+            let err = client(chunked, 31)
+                .get("/", &[])
+                .await
+                .expect_err("too large");
+            assert!(err.to_string().contains("larger than 31 bytes"), "{err}");
+            // A length announced over the limit: refused before reading.
+            let announced = serve_once(
+                "HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\nconnection: close",
+                Vec::new(),
+            )
+            .await;
+            let err = client(announced, 1 << 20)
+                .get("/", &[])
+                .await
+                .expect_err("too large");
+            assert!(err.to_string().contains("larger than"), "{err}");
+            // A redirect is not followed: it is the answer.
+            let redirect = serve_once(
+                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/elsewhere\r\ncontent-length: 0",
+                Vec::new(),
+            )
+            .await;
+            let r = client(redirect, 1 << 20)
+                .post("t=1,v1=00", Bytes::from_static(b"{}"))
+                .await
+                .expect("an answer");
+            assert_eq!(r.status, 302);
+            assert_eq!(r.header("location"), Some("http://127.0.0.1:9/elsewhere"));
+            // A failure names its cause, never the URL (it may carry a token).
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = closed.local_addr().expect("addr").port();
+            drop(closed);
+            let target =
+                Target::parse(&format!("http://127.0.0.1:{port}/w?token=s3cret")).expect("target");
+            let err = client(target, 1 << 20)
+                .post("t=1,v1=00", Bytes::new())
+                .await
+                .expect_err("nothing listens");
+            let err = err.to_string();
+            assert!(err.contains("onnect"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        });
     }
 }

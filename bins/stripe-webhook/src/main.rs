@@ -51,7 +51,7 @@ mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -248,6 +248,9 @@ fn fresh_event(name: &str) -> Result<String, String> {
     Ok(body.replacen(&format!("\"{old_id}\""), &format!("\"{new_id}\""), 1))
 }
 
+/// How long `trigger` waits for the target's whole answer.
+const TRIGGER_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn trigger(
     event: &str,
     url: &str,
@@ -274,13 +277,12 @@ fn trigger(
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
-    let response = runtime
-        .block_on(async {
-            client::Connection::new(target, tls, "stripe-webhook-trigger")
-                .post(&header, Bytes::from(body))
-                .await
-        })
+    let _runtime = runtime.enter();
+    let client = client::Client::new(target, tls, "stripe-webhook-trigger", TRIGGER_TIMEOUT)
         .map_err(Failure::Runtime)?;
+    let response = runtime
+        .block_on(client.post(&header, Bytes::from(body)))
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
     println!("{} {}", response.status, response.text());
     Ok(if (200..300).contains(&response.status) {
         Outcome::Clean

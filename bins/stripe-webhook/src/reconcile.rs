@@ -31,7 +31,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -43,7 +42,6 @@ use tokio::runtime::Handle;
 use crate::append_log::AppendLog;
 use crate::archive::{Archive, Source, progress_spinner};
 use crate::filter::{Filters, parse_instant};
-use crate::retry::Interrupt;
 use crate::select::for_each_selected;
 use crate::stripe::{
     ApiError, ApiKey, DEFAULT_API_BASE, DEFAULT_V2_VERSION, Kind, Listed, StripeApi, Window, at,
@@ -450,7 +448,7 @@ pub(crate) fn reconcile(
     kinds.dedup();
     let key = ApiKey::load(args.api_key_file.as_deref()).map_err(Failure::Usage)?;
     let base = std::env::var("STRIPE_API_BASE").unwrap_or_else(|_| DEFAULT_API_BASE.to_owned());
-    let interrupt = Interrupt::on_ctrl_c(
+    let interrupt = crate::retry::on_ctrl_c(
         handle,
         "stopping after the current request (a --checkpoint keeps what is done)",
     );
@@ -461,7 +459,7 @@ pub(crate) fn reconcile(
         args.v2_stripe_version.clone(),
         args.retries,
         Duration::from_secs(args.timeout_secs.max(1)),
-        Arc::clone(&interrupt),
+        interrupt.clone(),
     )
     .map_err(Failure::Usage)?;
 
@@ -565,7 +563,7 @@ pub(crate) fn reconcile(
             if !archived.contains(record.id.as_ref()) {
                 archived.insert(record.id.into_owned());
             }
-            if interrupt.is_set() {
+            if interrupt.is_cancelled() {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -594,7 +592,7 @@ pub(crate) fn reconcile(
         tally: &mut tally,
         fetched: &mut fetched,
     };
-    let listing = if interrupt.is_set() {
+    let listing = if interrupt.is_cancelled() {
         Ok((Some(Outcome::Interrupted), Vec::new()))
     } else {
         run.lists(&Plan {

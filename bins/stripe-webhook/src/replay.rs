@@ -35,13 +35,14 @@ use stripe_webhook_envelope::read::StoredBody;
 use stripe_webhook_verify::{Secret, Verifier, signature_header};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::append_log::AppendLog;
 use crate::archive::{Archive, Source};
 use crate::check::{body_of, prove, prove_fetched};
-use crate::client::{Connection, Target, Tls, one_line};
+use crate::client::{Client, Target, Tls, one_line};
 use crate::filter::{Filters, SelectArgs};
-use crate::retry::{Interrupt, Next, Retries};
+use crate::retry::{Next, Retries};
 use crate::secrets::{ArchiveKeys, archive_verifier, keyring, secrets};
 use crate::select::for_each_selected;
 use crate::{Failure, Outcome};
@@ -201,7 +202,7 @@ struct Shared {
     /// Ids delivered with a 2xx are appended here (one per line); a torn last line (a crash
     /// mid-append) is cut off when it is reopened: that id may be sent once more, never lost.
     checkpoint: Option<Mutex<AppendLog>>,
-    interrupt: Arc<Interrupt>,
+    interrupt: CancellationToken,
 }
 
 impl Shared {
@@ -361,7 +362,7 @@ pub(crate) fn replay(
     let shared = Arc::new(Shared {
         summary: Mutex::new(Summary::default()),
         checkpoint,
-        interrupt: Interrupt::on_ctrl_c(handle, "finishing the requests in flight"),
+        interrupt: crate::retry::on_ctrl_c(handle, "finishing the requests in flight"),
     });
 
     let (sender, workers) = match send {
@@ -378,19 +379,22 @@ pub(crate) fn replay(
                 Arc::new(tokio::sync::Mutex::new(interval))
             });
             let secret = Arc::new(secret);
+            // One pool for every worker: each keeps a connection alive while it has work.
+            let client = Client::new(
+                target,
+                tls,
+                "stripe-webhook-replay",
+                Duration::from_secs(args.timeout_secs.max(1)),
+            )
+            .map_err(Failure::Runtime)?;
             let workers: Vec<_> = (0..args.concurrency)
                 .map(|_| {
                     let worker = Worker {
-                        connection: Connection::new(
-                            target.clone(),
-                            tls.clone(),
-                            "stripe-webhook-replay",
-                        ),
+                        client: client.clone(),
                         secret: Arc::clone(&secret),
                         shared: Arc::clone(&shared),
                         limiter: limiter.clone(),
                         retries: args.retries,
-                        timeout: Duration::from_secs(args.timeout_secs.max(1)),
                     };
                     handle.spawn(worker.run(Arc::clone(&rx)))
                 })
@@ -410,7 +414,7 @@ pub(crate) fn replay(
         &source,
         &filters,
         &mut |line, record| {
-            if shared.interrupt.is_set() || args.limit.is_some_and(|limit| queued >= limit) {
+            if shared.interrupt.is_cancelled() || args.limit.is_some_and(|limit| queued >= limit) {
                 return ControlFlow::Break(());
             }
             shared.summary().selected += 1;
@@ -508,7 +512,7 @@ pub(crate) fn replay(
              API) were not sent; give --include-fetched to send them"
         );
     }
-    Ok(if shared.interrupt.is_set() {
+    Ok(if shared.interrupt.is_cancelled() {
         Outcome::Interrupted
     } else if summary.problems() > 0 {
         Outcome::Problems
@@ -518,12 +522,11 @@ pub(crate) fn replay(
 }
 
 struct Worker {
-    connection: Connection,
+    client: Client,
     secret: Arc<Secret>,
     shared: Arc<Shared>,
     limiter: Option<Arc<tokio::sync::Mutex<tokio::time::Interval>>>,
     retries: u32,
-    timeout: Duration,
 }
 
 enum Sent {
@@ -537,7 +540,7 @@ impl Worker {
         loop {
             let job = jobs.lock().await.recv().await;
             let Some(job) = job else { return };
-            if self.shared.interrupt.is_set() {
+            if self.shared.interrupt.is_cancelled() {
                 self.shared.summary().interrupted += 1;
                 continue;
             }
@@ -574,32 +577,20 @@ impl Worker {
                 limiter.lock().await.tick().await;
             }
             let header = signature_header(&[&*self.secret], unix_now(), &job.body);
-            let (outcome, retry_after) = match tokio::time::timeout(
-                self.timeout,
-                self.connection.post(&header, job.body.clone()),
-            )
-            .await
-            {
-                Ok(Ok(r)) if (200..300).contains(&r.status) => return Sent::Delivered,
-                Ok(Ok(r)) if r.status == 429 || r.status >= 500 => {
+            let (outcome, retry_after) = match self.client.post(&header, job.body.clone()).await {
+                Ok(r) if (200..300).contains(&r.status) => return Sent::Delivered,
+                Ok(r) if r.status == 429 || r.status >= 500 => {
                     (Sent::Refused(r.status, r.text()), r.retry_after)
                 }
-                Ok(Ok(r)) => return Sent::Refused(r.status, r.text()),
-                Ok(Err(e)) => (Sent::Failed(e), None),
-                Err(_) => {
-                    self.connection.reset();
-                    (
-                        Sent::Failed(format!("no response within {:?}", self.timeout)),
-                        None,
-                    )
-                }
+                Ok(r) => return Sent::Refused(r.status, r.text()),
+                Err(e) => (Sent::Failed(e.to_string()), None),
             };
-            if self.shared.interrupt.is_set() {
+            if self.shared.interrupt.is_cancelled() {
                 return outcome;
             }
             match retries.next(retry_after) {
                 Next::Wait(wait) => {
-                    if !self.shared.interrupt.sleep(wait).await {
+                    if !crate::retry::sleep(&self.shared.interrupt, wait).await {
                         return outcome;
                     }
                 }

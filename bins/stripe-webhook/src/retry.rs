@@ -1,14 +1,12 @@
 //! Retrying HTTP requests, as `replay` and `reconcile` both do: an exponential backoff with jitter,
 //! never shorter than what the server's `Retry-After` asks for, and never longer than
-//! [`MAX_RETRY_AFTER`]; and Ctrl-C, which stops every wait at once.
+//! [`MAX_RETRY_AFTER`]; and Ctrl-C, a [`CancellationToken`] that stops every wait at once.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::runtime::Handle;
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// The longest `Retry-After` a retry waits; a server asking for more is answered as final.
 pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -67,62 +65,29 @@ pub(crate) fn retry_wait(attempt: u32, retry_after: Option<Duration>, jitter: f6
     jittered.max(retry_after.unwrap_or(Duration::ZERO))
 }
 
-/// Ctrl-C, seen by every task: a flag to poll and a wake-up for waits.
-#[derive(Debug, Default)]
-pub(crate) struct Interrupt {
-    interrupted: AtomicBool,
-    stop: Notify,
+/// A token that the first Ctrl-C cancels (with `notice` on stderr); a second Ctrl-C exits at once
+/// with code 130.
+pub(crate) fn on_ctrl_c(handle: &Handle, notice: &'static str) -> CancellationToken {
+    let interrupt = CancellationToken::new();
+    let cancel = interrupt.clone();
+    handle.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+            eprintln!("interrupted: {notice} (Ctrl-C again to abort)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    interrupt
 }
 
-impl Interrupt {
-    /// An interrupt that the first Ctrl-C triggers (with `notice` on stderr); a second Ctrl-C
-    /// exits at once with code 130.
-    pub(crate) fn on_ctrl_c(handle: &Handle, notice: &'static str) -> Arc<Interrupt> {
-        let interrupt = Arc::new(Interrupt::default());
-        let shared = Arc::clone(&interrupt);
-        handle.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                shared.trigger();
-                eprintln!("interrupted: {notice} (Ctrl-C again to abort)");
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-        interrupt
-    }
-
-    /// Marks it interrupted and wakes every wait.
-    pub(crate) fn trigger(&self) {
-        self.interrupted.store(true, Ordering::SeqCst);
-        self.stop.notify_waiters();
-    }
-
-    /// Whether Ctrl-C was pressed.
-    pub(crate) fn is_set(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once Ctrl-C was pressed (at once if it already was).
-    pub(crate) async fn wait(&self) {
-        loop {
-            let stopped = self.stop.notified();
-            tokio::pin!(stopped);
-            stopped.as_mut().enable();
-            if self.is_set() {
-                return;
-            }
-            stopped.await;
-        }
-    }
-
-    /// Sleeps for `wait`, or less if interrupted: `false` when interrupted.
-    pub(crate) async fn sleep(&self, wait: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(wait) => !self.is_set(),
-            () = self.wait() => false,
-        }
-    }
+/// Sleeps for `wait`, or less if `interrupt` is cancelled: `false` when it is.
+pub(crate) async fn sleep(interrupt: &CancellationToken, wait: Duration) -> bool {
+    interrupt
+        .run_until_cancelled(tokio::time::sleep(wait))
+        .await
+        .is_some()
 }
 
 #[cfg(test)]
@@ -174,19 +139,22 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        let interrupt = Arc::new(Interrupt::default());
+        let interrupt = CancellationToken::new();
         runtime.block_on(async {
-            assert!(interrupt.sleep(Duration::from_millis(1)).await);
-            let trigger = Arc::clone(&interrupt);
+            assert!(sleep(&interrupt, Duration::from_millis(1)).await);
+            let trigger = interrupt.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                trigger.trigger();
+                trigger.cancel();
             });
             let started = std::time::Instant::now();
-            assert!(!interrupt.sleep(Duration::from_secs(60)).await);
+            assert!(!sleep(&interrupt, Duration::from_secs(60)).await);
             assert!(started.elapsed() < Duration::from_secs(10));
-            assert!(!interrupt.sleep(Duration::from_secs(60)).await, "stays set");
-            interrupt.wait().await;
+            assert!(
+                !sleep(&interrupt, Duration::from_secs(60)).await,
+                "stays set"
+            );
+            interrupt.cancelled().await;
         });
     }
 }

@@ -15,18 +15,19 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderName};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use stripe_webhook_envelope::{Fetched, ReceivedAt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
 
-use crate::client::{Connection, Response, Target, Tls, one_line};
-use crate::retry::{Interrupt, Next, Retries};
+use crate::client::{Client, Response, SendError, Target, Tls, one_line};
+use crate::retry::{Next, Retries};
 
 /// The API base unless `STRIPE_API_BASE` says otherwise.
 pub(crate) const DEFAULT_API_BASE: &str = "https://api.stripe.com";
@@ -286,17 +287,16 @@ struct Answer {
     request_id: Option<String>,
 }
 
-/// A client of Stripe's API with one key and one kept-alive connection.
+/// A client of Stripe's API with one key (and a pool of kept-alive connections).
 pub(crate) struct StripeApi {
-    connection: Connection,
+    client: Client,
     /// `scheme://host[:port]`, and the base's path prefix (empty for Stripe itself).
     origin: String,
     prefix: String,
     key: ApiKey,
     v2_version: String,
     retries: u32,
-    timeout: Duration,
-    interrupt: Arc<Interrupt>,
+    interrupt: CancellationToken,
     /// Requests sent so far, retries included.
     pub(crate) requests: u64,
 }
@@ -314,7 +314,7 @@ impl StripeApi {
         v2_version: String,
         retries: u32,
         timeout: Duration,
-        interrupt: Arc<Interrupt>,
+        interrupt: CancellationToken,
     ) -> Result<StripeApi, String> {
         let target = Target::parse(base).map_err(|e| format!("the API base: {e}"))?;
         if target.path_and_query().contains('?') {
@@ -324,13 +324,12 @@ impl StripeApi {
         let origin = target.origin();
         let prefix = target.path_and_query().trim_end_matches('/').to_owned();
         Ok(StripeApi {
-            connection: Connection::new(target, tls, "stripe-webhook-reconcile"),
+            client: Client::new(target, tls, "stripe-webhook-reconcile", timeout)?,
             origin,
             prefix,
             key,
             v2_version,
             retries,
-            timeout,
             interrupt,
             requests: 0,
         })
@@ -502,23 +501,22 @@ impl StripeApi {
         let request = format!("GET {}", path_and_query.split('?').next().unwrap_or(""));
         let mut retries = Retries::new(self.retries);
         loop {
-            if self.interrupt.is_set() {
+            if self.interrupt.is_cancelled() {
                 return Err(ApiError::Interrupted);
             }
             self.requests += 1;
-            let attempt = tokio::time::timeout(self.timeout, self.connection.get(&path, &headers));
             let answer = tokio::select! {
-                answer = attempt => answer,
-                () = self.interrupt.wait() => return Err(ApiError::Interrupted),
+                answer = self.client.get(&path, &headers) => answer,
+                () = self.interrupt.cancelled() => return Err(ApiError::Interrupted),
             };
             let (why, retry_after) = match answer {
-                Ok(Ok(r)) if (200..300).contains(&r.status) => {
+                Ok(r) if (200..300).contains(&r.status) => {
                     return Ok(Answer {
                         request_id: r.header("request-id").map(str::to_owned),
                         body: r.body,
                     });
                 }
-                Ok(Ok(r)) => {
+                Ok(r) => {
                     let should_retry = r.header("stripe-should-retry");
                     let retry = match should_retry {
                         Some("false") => false,
@@ -541,18 +539,14 @@ impl StripeApi {
                         r.retry_after,
                     )
                 }
-                Ok(Err(e)) => (format!("{request}: {e}"), None),
-                Err(_) => {
-                    self.connection.reset();
-                    (
-                        format!("{request}: no answer within {:?}", self.timeout),
-                        None,
-                    )
+                Err(SendError::Timeout(timeout)) => {
+                    (format!("{request}: no answer within {timeout:?}"), None)
                 }
+                Err(e @ SendError::Failed(_)) => (format!("{request}: {e}"), None),
             };
             match retries.next(retry_after) {
                 Next::Wait(wait) => {
-                    if !self.interrupt.sleep(wait).await {
+                    if !crate::retry::sleep(&self.interrupt, wait).await {
                         return Err(ApiError::Interrupted);
                     }
                 }
@@ -675,17 +669,16 @@ fn encode_query(pairs: &[(String, String)]) -> String {
         .join("&")
 }
 
-/// Every byte but RFC 3986's unreserved characters as `%XX`.
+/// What [`percent_encode`] leaves as it is: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Every byte of `text` but RFC 3986's unreserved characters as `%XX`.
 fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -831,7 +824,7 @@ mod tests {
             DEFAULT_V2_VERSION.to_owned(),
             0,
             Duration::from_secs(1),
-            Arc::new(Interrupt::default()),
+            CancellationToken::new(),
         )
         .expect("api");
         assert_eq!(api.base(), "http://127.0.0.1:9/prefix");
@@ -848,5 +841,6 @@ mod tests {
             assert!(api.v2_next_page(bad).is_err(), "{bad}");
         }
         assert_eq!(percent_encode("a b/é"), "a%20b%2F%C3%A9");
+        assert_eq!(percent_encode("Az09-._~[]&="), "Az09-._~%5B%5D%26%3D");
     }
 }

@@ -17,11 +17,14 @@ pub fn cli_path() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_stripe-webhook"))
 }
 
-/// A `Command` for the CLI with none of the caller's webhook or AWS settings leaking in.
+/// A `Command` for the CLI with none of the caller's webhook, AWS or proxy settings leaking in.
 pub fn cli() -> Command {
     let mut cmd = Command::new(cli_path());
     for (key, _) in std::env::vars() {
-        if key.starts_with("STRIPE_") || key.starts_with("AWS_") {
+        let proxy = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"]
+            .iter()
+            .any(|p| key.eq_ignore_ascii_case(p));
+        if key.starts_with("STRIPE_") || key.starts_with("AWS_") || proxy {
             cmd.env_remove(key);
         }
     }
@@ -266,11 +269,10 @@ pub fn private_ca(ca_path: &Path) -> rcgen::CertifiedIssuer<'static, rcgen::KeyP
     ca
 }
 
-/// A private CA (see [`private_ca`]) and a webhook target on loopback that speaks TLS with a
+/// A private CA (see [`private_ca`]), written to `ca_path`, and a TLS server configuration with a
 /// `localhost`/`127.0.0.1` certificate that CA signed, all generated now.
-pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::WebhookTarget {
+pub fn localhost_tls(ca_path: &Path) -> std::sync::Arc<rustls::ServerConfig> {
     use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
-    use std::sync::Arc;
 
     let ca = private_ca(ca_path);
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
@@ -280,7 +282,7 @@ pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::Web
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().expect("leaf key");
     let cert = leaf.signed_by(&key, &ca).expect("sign the leaf");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
@@ -290,7 +292,15 @@ pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::Web
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         )
         .expect("server certificate");
-    let config = Arc::new(config);
+    std::sync::Arc::new(config)
+}
+
+/// A webhook target on loopback that speaks TLS with the certificate of [`localhost_tls`] (its
+/// CA written to `ca_path`).
+pub fn tls_target(ca_path: &Path) -> stripe_webhook_testkit::webhook_target::WebhookTarget {
+    use std::sync::Arc;
+
+    let config = localhost_tls(ca_path);
     stripe_webhook_testkit::webhook_target::WebhookTarget::start_with(move |tcp| {
         let session =
             rustls::ServerConnection::new(Arc::clone(&config)).map_err(std::io::Error::other)?;
