@@ -28,7 +28,7 @@
 //! Exit codes: 0 all good; 1 the command ran but found problems (verification failures,
 //! refused or failed deliveries, unreadable lines, events missing from the archive); 2 usage or
 //! configuration errors (an API key Stripe rejects included), or an archive that cannot be read
-//! at all; 130 interrupted (Ctrl-C).
+//! at all; 130 interrupted (Ctrl-C); 141 stdout closed by its reader (`| head`).
 
 mod events {
     include!(concat!(env!("OUT_DIR"), "/events.rs"));
@@ -148,7 +148,31 @@ pub(crate) enum Failure {
     Archive(#[from] ArchiveError),
 }
 
+/// The exit code of a command whose stdout was closed under it (`verify … | head`): what a shell
+/// reports for a process ended by SIGPIPE, which Rust programs ignore.
+const CLOSED_STDOUT_EXIT: i32 = 141;
+
+/// Ends the process quietly with [`CLOSED_STDOUT_EXIT`] when a `println!` finds stdout closed by
+/// its reader, instead of a panic message: the reader went away, nothing failed. Every other
+/// panic is reported as before.
+fn exit_quietly_when_stdout_closes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(CLOSED_STDOUT_EXIT);
+        }
+        report(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_when_stdout_closes();
     // A `.env` file in the working directory fills in settings the environment does not have.
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()

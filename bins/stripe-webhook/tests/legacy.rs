@@ -111,3 +111,39 @@ fn node_lines_are_legacy_records_in_every_tool() {
         describe(&o)
     );
 }
+
+/// `verify … | head`: the reader closes the pipe after one line; the CLI stops quietly with 141
+/// (as a shell reports SIGPIPE), without a panic message.
+#[test]
+fn a_reader_that_closes_the_pipe_ends_verify_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = (now() - 1800) * 1000;
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| node_line(&format!("evt_1Pipe{i:05}"), "invoice.paid", at + i))
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    write_segment(dir.path(), at, "1-node.ndjson", &refs);
+    let mut child = cli()
+        .args([
+            "verify",
+            dir.path().to_str().expect("utf-8"),
+            "--secret",
+            SECRET,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn verify");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read one line");
+    assert!(first.starts_with("LEGACY\t"), "{first}");
+    let o = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
