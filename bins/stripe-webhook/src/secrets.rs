@@ -47,18 +47,7 @@ pub(crate) fn keyring(
     text: Option<&str>,
     file: Option<&Path>,
 ) -> Result<Option<Keyring>, String> {
-    let (name, text) = match (file, text) {
-        (Some(path), _) => {
-            let name = format!("--{flag}-file {}", path.display());
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
-            (name, text)
-        }
-        (None, Some(text)) if !text.is_empty() => (format!("--{flag}"), text.to_owned()),
-        (None, _) => return Ok(None),
-    };
-    Keyring::parse(&text)
-        .map(Some)
-        .map_err(|e| format!("{name}: {e}"))
+    Keyring::load(file, &format!("--{flag}-file"), text, &format!("--{flag}"))
 }
 
 /// The keys an archive is proven with: a verifier (no age check: archived signatures are as old

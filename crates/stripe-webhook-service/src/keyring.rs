@@ -28,6 +28,7 @@
 //! ```
 
 use std::fmt;
+use std::path::Path;
 
 use stripe_webhook_verify::{Secret, sign};
 use time::OffsetDateTime;
@@ -161,10 +162,8 @@ impl Keyring {
             // The verifier never shows a secret, so two are compared by what they sign (equal
             // secrets give equal HMACs; distinct ones collide with negligible probability).
             let fingerprint = |s: &Secret| sign(s, 0, b"keyring duplicate check");
-            if entries
-                .iter()
-                .any(|e| fingerprint(&e.secret) == fingerprint(&secret))
-            {
+            let this = fingerprint(&secret);
+            if entries.iter().any(|e| fingerprint(&e.secret) == this) {
                 return Err(problem(format!(
                     "the secret of {label:?} is already in the keyring under another label"
                 )));
@@ -197,6 +196,32 @@ impl Keyring {
             });
         }
         Ok(Keyring { entries })
+    }
+
+    /// The keyring in the file `file` if given, else in `text` (e.g. an environment variable's
+    /// value; empty counts as not given); `None` when neither is. Errors start with the source's
+    /// name: `{file_name} {path}` or `{text_name}`.
+    ///
+    /// # Errors
+    /// An unreadable file, or a text [`Keyring::parse`] refuses.
+    pub fn load(
+        file: Option<&Path>,
+        file_name: &str,
+        text: Option<&str>,
+        text_name: &str,
+    ) -> Result<Option<Keyring>, String> {
+        let (name, text) = match (file, text) {
+            (Some(path), _) => {
+                let name = format!("{file_name} {}", path.display());
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+                (name, text)
+            }
+            (None, Some(text)) if !text.is_empty() => (text_name.to_owned(), text.to_owned()),
+            (None, _) => return Ok(None),
+        };
+        Keyring::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("{name}: {e}"))
     }
 
     /// Every entry, in file order.

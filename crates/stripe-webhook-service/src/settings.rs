@@ -211,14 +211,11 @@ pub enum ConfigError {
          are both set: use one. A keyring lists every secret, the current one included"
     )]
     SecretAndKeyring,
-    /// The keyring cannot be read or is malformed.
-    #[error("{source_name}: {problem}")]
-    Keyring {
-        /// Where it came from: `STRIPE_WEBHOOK_KEYRING` or `STRIPE_WEBHOOK_KEYRING_FILE <path>`.
-        source_name: String,
-        /// What is wrong (never a secret).
-        problem: String,
-    },
+    /// The keyring cannot be read, is malformed, or has no entry in use; the message starts with
+    /// where it came from (`STRIPE_WEBHOOK_KEYRING` or `STRIPE_WEBHOOK_KEYRING_FILE <path>`) and
+    /// never shows a secret.
+    #[error("{0}")]
+    Keyring(String),
     /// The tolerance is not a positive number of seconds.
     #[error("SIGNATURE_TOLERANCE_SECS must be a positive number of seconds, got {0:?}")]
     Tolerance(String),
@@ -376,35 +373,18 @@ impl RawSettings {
         })
     }
 
-    /// The keyring, if one was given (the file wins over the variable).
-    fn keyring(&self) -> Result<Option<Keyring>, ConfigError> {
-        let (source_name, text) = match (&self.keyring_file, self.keyring.as_deref()) {
-            (Some(path), _) => {
-                let source_name = format!("STRIPE_WEBHOOK_KEYRING_FILE {}", path.display());
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Keyring {
-                    source_name: source_name.clone(),
-                    problem: e.to_string(),
-                })?;
-                (source_name, text)
-            }
-            (None, Some(text)) if !text.is_empty() => {
-                ("STRIPE_WEBHOOK_KEYRING".to_owned(), text.to_owned())
-            }
-            (None, _) => return Ok(None),
-        };
-        Keyring::parse(&text)
-            .map(Some)
-            .map_err(|e| ConfigError::Keyring {
-                source_name,
-                problem: e.to_string(),
-            })
-    }
-
     /// The verifier's secrets: the keyring's entries in use now (with their retirements), or
     /// STRIPE_WEBHOOK_SECRET's list (never retired).
     fn secrets(&self) -> Result<(Vec<Secret>, Vec<Option<Retirement>>), ConfigError> {
         let list = self.secrets.as_deref().filter(|list| !list.is_empty());
-        match (list, self.keyring()?) {
+        let keyring = Keyring::load(
+            self.keyring_file.as_deref(),
+            "STRIPE_WEBHOOK_KEYRING_FILE",
+            self.keyring.as_deref(),
+            "STRIPE_WEBHOOK_KEYRING",
+        )
+        .map_err(ConfigError::Keyring)?;
+        match (list, keyring) {
             (Some(_), Some(_)) => Err(ConfigError::SecretAndKeyring),
             (None, None) => Err(ConfigError::MissingSecret),
             (None, Some(keyring)) => {
@@ -417,13 +397,10 @@ impl RawSettings {
                     .map(KeyringEntry::label)
                     .collect();
                 if in_use.is_empty() {
-                    return Err(ConfigError::Keyring {
-                        source_name: "the keyring".to_owned(),
-                        problem: format!(
-                            "every entry is retired ({}): add the endpoint's current signing secret",
-                            retired.join(", ")
-                        ),
-                    });
+                    return Err(ConfigError::Keyring(format!(
+                        "the keyring: every entry is retired ({}): add the endpoint's current signing secret",
+                        retired.join(", ")
+                    )));
                 }
                 let labels: Vec<&str> = in_use.iter().map(|e| e.label()).collect();
                 tracing::info!(
