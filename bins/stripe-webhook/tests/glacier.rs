@@ -7,8 +7,7 @@
 mod common;
 
 use aws_sdk_s3::types::StorageClass;
-use common::{count, describe, gzip, put, put_in_class, record, run_on as run, s3_client, stdout};
-use stripe_webhook_testkit::moto::Moto;
+use common::{count, describe, gzip, moto_s3, put, put_in_class, record, run_on as run, stdout};
 
 const SECRET: &str = "whsec_glacier_archive";
 const BUCKET: &str = "glacier-archive";
@@ -23,13 +22,8 @@ fn put_glacier(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, key: &str,
 #[test]
 #[ignore = "full tier (./scripts/test): needs moto_server from the pinned Python tools"]
 fn archived_objects_are_named_then_restored_then_read() {
-    let moto = Moto::start();
+    let (moto, rt, s3) = moto_s3();
     moto.create_bucket(BUCKET);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let s3 = s3_client(&moto);
 
     let small = record(
         &common::invoice_event("evt_1Glacier1", "invoice.paid", 1),

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use common::{count, describe, gzip, put, run_on as run, s3_client as client, secret, stdout};
+use common::{count, describe, gzip, moto_s3, put, run_on as run, secret, stdout};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, Record, encode};
 use stripe_webhook_testkit::moto::Moto;
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
@@ -52,13 +52,8 @@ fn cat_ids(moto: &Moto, source: &str, args: &[&str]) -> Vec<String> {
 #[test]
 #[ignore = "full tier (./scripts/test): needs moto_server from the pinned Python tools"]
 fn cat_verify_and_replay_read_s3_with_oversize_pointers() {
-    let moto = Moto::start();
+    let (moto, rt, s3) = moto_s3();
     moto.create_bucket(BUCKET);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let s3 = client(&moto);
 
     // Day 25: one gzip object of two members (3 records), and one plain object (1 record).
     let r1 = record(&body("evt_s3_1", "invoice.paid", false, ""), DAY_25);
@@ -277,12 +272,7 @@ const MIDNIGHT_26: i64 = 1_795_651_200_000;
 #[ignore = "full tier (./scripts/test): needs moto_server from the pinned Python tools"]
 fn s3_partitions_are_arrival_hints_raw_off_pointers_are_not_verifiable_and_dedupe_skips_lost_bodies()
  {
-    let moto = Moto::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let s3 = client(&moto);
+    let (moto, rt, s3) = moto_s3();
     let at = |day: i64, millis: i64| MIDNIGHT_26 + day * 86_400_000 + millis;
 
     // Firehose names an object's partition by the arrival of its OLDEST record: records received

@@ -319,6 +319,21 @@ pub fn gzip(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A moto server, a runtime to drive an S3 client on, and that client.
+pub fn moto_s3() -> (
+    stripe_webhook_testkit::moto::Moto,
+    tokio::runtime::Runtime,
+    aws_sdk_s3::Client,
+) {
+    let moto = stripe_webhook_testkit::moto::Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s3 = s3_client(&moto);
+    (moto, rt, s3)
+}
+
 /// An S3 client for `moto`.
 pub fn s3_client(moto: &stripe_webhook_testkit::moto::Moto) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::new()
