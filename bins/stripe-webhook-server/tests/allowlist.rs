@@ -21,6 +21,17 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
 }
 
+/// The server on the file sink under `archive`, with `extra` settings.
+fn start(archive: &Path, extra: &[(&str, &str)]) -> ServerProcess {
+    let mut envs = vec![
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ("SINK", "file"),
+        ("ARCHIVE_DIR", archive.to_str().expect("utf-8")),
+    ];
+    envs.extend_from_slice(extra);
+    ServerProcess::start(bin(), &envs)
+}
+
 /// Connects to `addr` from the local address `from`.
 fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -75,12 +86,9 @@ fn post(
 #[test]
 fn only_allowed_sources_may_post_and_only_trusted_proxies_are_believed() {
     let archive = tempfile::tempdir().expect("tempdir");
-    let server = ServerProcess::start(
-        bin(),
+    let server = start(
+        archive.path(),
         &[
-            ("STRIPE_WEBHOOK_SECRET", SECRET),
-            ("SINK", "file"),
-            ("ARCHIVE_DIR", archive.path().to_str().expect("utf-8")),
             ("ALLOWED_SOURCE_IPS", "stripe"),
             ("TRUSTED_PROXIES", "127.0.0.1"),
         ],
@@ -158,12 +166,9 @@ fn the_list_can_come_from_a_file_in_stripes_format() {
     let archive = tempfile::tempdir().expect("tempdir");
     let list = archive.path().join("stripe-webhook-ips.txt");
     std::fs::write(&list, "3.18.12.63\n54.187.216.72\n").expect("write the list");
-    let server = ServerProcess::start(
-        bin(),
+    let server = start(
+        archive.path(),
         &[
-            ("STRIPE_WEBHOOK_SECRET", SECRET),
-            ("SINK", "file"),
-            ("ARCHIVE_DIR", archive.path().to_str().expect("utf-8")),
             ("ALLOWED_SOURCE_IPS", list.to_str().expect("utf-8")),
             ("TRUSTED_PROXIES", "127.0.0.1"),
         ],
@@ -218,12 +223,9 @@ fn an_unreadable_list_is_refused_at_start() {
 #[test]
 fn behind_a_trusted_proxy_the_cap_counts_the_forwarded_client() {
     let archive = tempfile::tempdir().expect("tempdir");
-    let server = ServerProcess::start(
-        bin(),
+    let server = start(
+        archive.path(),
         &[
-            ("STRIPE_WEBHOOK_SECRET", SECRET),
-            ("SINK", "file"),
-            ("ARCHIVE_DIR", archive.path().to_str().expect("utf-8")),
             ("TRUSTED_PROXIES", "127.0.0.1"),
             ("MAX_CONNECTIONS_PER_SOURCE", "2"),
         ],
