@@ -678,48 +678,85 @@ fn a_stalled_disk_answers_503_within_the_write_timeout_and_sigterm_exits_within_
     assert!(archived_ids(&archive).contains("evt_before_stall"));
 }
 
-#[test]
-#[ignore = "full tier (./scripts/test): injects syscall faults with strace and mounts a tmpfs, needs strace and root"]
-fn a_seal_whose_last_directory_sync_failed_is_finished_by_its_retry() {
-    let (_tmp, root) = scratch();
+/// A server with one-record segments (each sealed right after its 200) on a partition directory
+/// that exists already, whose `when`-th `fsync` on each thread fails with EIO (strace counts
+/// `when` per thread), traced into `log`.
+struct FailingDaySync {
+    _tmp: tempfile::TempDir,
+    archive: PathBuf,
+    log: PathBuf,
+    server: ServerProcess,
+}
+
+fn failing_day_sync(when: u32) -> FailingDaySync {
+    let (tmp, root) = scratch();
     let archive = root.join("archive");
-    let partition = partition_clear_of_midnight();
-    let day = archive.join("webhooks").join(&partition);
+    let day = archive.join("webhooks").join(partition_clear_of_midnight());
     // Existing already, so on every version of the sink the writer thread fsyncs it once (for the
-    // segment's name): `when` counts per thread, and a second one there would fail instead.
+    // segment's name).
     std::fs::create_dir_all(&day).expect("mkdir -p the partition");
     let log = root.join("strace.log");
-    let day_str = day.to_str().expect("utf-8");
-    let archive_str = archive.to_str().expect("utf-8");
-    // strace counts `when` per thread: the sealer thread's second fsync of the day directory is
-    // the seal's last (after the rename to `.ndjson.gz` and the removal of the `.ndjson`).
+    let inject = format!("inject=fsync:error=EIO:when={when}");
     let server = ServerProcess::start_under(
         &strace(
             &log,
             &[
                 "-P",
-                day_str,
+                day.to_str().expect("utf-8"),
                 "-e",
                 "trace=fsync",
                 "-e",
-                "inject=fsync:error=EIO:when=2",
+                &inject,
             ],
         ),
         bin(),
-        // One record per segment: it is sealed right after its 200.
-        &envs(archive_str, &[("ARCHIVE_SEGMENT_MAX_BYTES", "1")]),
+        &envs(
+            archive.to_str().expect("utf-8"),
+            &[("ARCHIVE_SEGMENT_MAX_BYTES", "1")],
+        ),
     );
-    assert_status(&post(&server, "evt_sealed", 100), 200, "write", &server);
+    FailingDaySync {
+        _tmp: tmp,
+        archive,
+        log,
+        server,
+    }
+}
+
+/// Waits until `server`'s log says `text`, at most `within`; else fails, saying what did not
+/// happen (`what`) and showing the log and the strace in `log`.
+fn wait_for_log(server: &ServerProcess, log: &Path, text: &str, within: Duration, what: &str) {
     let waited = Instant::now();
-    while !server.logs().contains("could not seal archive segment") {
+    while !server.logs().contains(text) {
         assert!(
-            waited.elapsed() < Duration::from_secs(15),
-            "the seal never failed; log:\n{}\nstrace: {:#?}",
+            waited.elapsed() < within,
+            "{what}; log:\n{}\nstrace: {:#?}",
             server.logs(),
-            read_strace_log(&log)
+            read_strace_log(log)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+#[ignore = "full tier (./scripts/test): injects syscall faults with strace and mounts a tmpfs, needs strace and root"]
+fn a_seal_whose_last_directory_sync_failed_is_finished_by_its_retry() {
+    // The sealer thread's second fsync of the day directory is the seal's last (after the rename
+    // to `.ndjson.gz` and the removal of the `.ndjson`).
+    let FailingDaySync {
+        _tmp,
+        archive,
+        log,
+        server,
+    } = failing_day_sync(2);
+    assert_status(&post(&server, "evt_sealed", 100), 200, "write", &server);
+    wait_for_log(
+        &server,
+        &log,
+        "could not seal archive segment",
+        Duration::from_secs(15),
+        "the seal never failed",
+    );
     let deleted = deleted_open_files(server.pid());
     assert!(
         deleted.is_empty(),
@@ -727,15 +764,13 @@ fn a_seal_whose_last_directory_sync_failed_is_finished_by_its_retry() {
     );
     // The sealer retries every 10 s: the retry finishes the seal instead of failing on the
     // already-removed `.ndjson`.
-    let waited = Instant::now();
-    while !server.logs().contains("sealed archive segment on retry") {
-        assert!(
-            waited.elapsed() < Duration::from_secs(25),
-            "the retry did not finish the seal; log:\n{}",
-            server.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_log(
+        &server,
+        &log,
+        "sealed archive segment on retry",
+        Duration::from_secs(25),
+        "the retry did not finish the seal",
+    );
     let (status, logs) = server.terminate();
     assert!(
         status.success(),
@@ -765,43 +800,23 @@ fn a_seal_whose_last_directory_sync_failed_is_finished_by_its_retry() {
 #[ignore = "full tier (./scripts/test): injects syscall faults with strace and mounts a tmpfs, needs strace and root"]
 fn a_seal_whose_directory_sync_failed_names_the_gz_again_before_the_ndjson_goes() {
     use std::os::unix::fs::MetadataExt;
-    let (_tmp, root) = scratch();
-    let archive = root.join("archive");
-    let partition = partition_clear_of_midnight();
-    let day = archive.join("webhooks").join(&partition);
-    std::fs::create_dir_all(&day).expect("mkdir -p the partition");
-    let log = root.join("strace.log");
-    let day_str = day.to_str().expect("utf-8");
-    let archive_str = archive.to_str().expect("utf-8");
-    let server = ServerProcess::start_under(
-        &strace(
-            &log,
-            &[
-                "-P",
-                day_str,
-                "-e",
-                "trace=fsync",
-                "-e",
-                "inject=fsync:error=EIO:when=1",
-            ],
-        ),
-        bin(),
-        // One record per segment: it is sealed right after its 200.
-        &envs(archive_str, &[("ARCHIVE_SEGMENT_MAX_BYTES", "1")]),
-    );
+    let FailingDaySync {
+        _tmp,
+        archive,
+        log,
+        server,
+    } = failing_day_sync(1);
     let r = post(&server, "evt_segment_sync_failed", 100);
     assert_status(&r, 503, "the new segment's name was not synced", &server);
     let r = post(&server, "evt_sealed_on_retry", 100);
     assert_status(&r, 200, "a segment under a new name", &server);
-    let waited = Instant::now();
-    while !server.logs().contains("could not seal archive segment") {
-        assert!(
-            waited.elapsed() < Duration::from_secs(15),
-            "the seal never failed; log:\n{}",
-            server.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_log(
+        &server,
+        &log,
+        "could not seal archive segment",
+        Duration::from_secs(15),
+        "the seal never failed",
+    );
     // Between the failure and the retry (10 s later): the .gz and the .ndjson both there.
     let files = segment_files(&archive);
     let gz = files
@@ -815,15 +830,13 @@ fn a_seal_whose_directory_sync_failed_names_the_gz_again_before_the_ndjson_goes(
         "the .ndjson went before the .gz's name was durable: {files:?}"
     );
     let before = std::fs::metadata(&gz).expect("stat the .gz");
-    let waited = Instant::now();
-    while !server.logs().contains("sealed archive segment on retry") {
-        assert!(
-            waited.elapsed() < Duration::from_secs(25),
-            "the retry did not finish the seal; log:\n{}",
-            server.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_log(
+        &server,
+        &log,
+        "sealed archive segment on retry",
+        Duration::from_secs(25),
+        "the retry did not finish the seal",
+    );
     let after = std::fs::metadata(&gz).expect("stat the .gz");
     let (status, logs) = server.terminate();
     assert!(status.success(), "exit {status}; log:\n{logs}");
