@@ -174,7 +174,8 @@ server_env() {
 
 # `start_server NAME SINK [ENDPOINT_URL] [EXTRA=VALUE…]`: starts stripe-webhook-server on a free
 # port (SINK `onecall`: the benches' baseline_server, one PutRecord per webhook); sets SERVER_PID,
-# SERVER_PORT, SERVER_LOG.
+# SERVER_PORT, SERVER_LOG. SERVER_BIN, when set, is the server binary to start instead of the
+# release build's.
 start_server() {
     local name="$1" sink="$2" endpoint="${3:-}"
     shift 2
@@ -182,7 +183,7 @@ start_server() {
     SERVER_PORT="$(free_port)"
     SERVER_LOG="$WORK/$name.server.log"
     server_env "$sink" "$SERVER_PORT" "$endpoint"
-    local bin="$BIN/stripe-webhook-server"
+    local bin="${SERVER_BIN:-$BIN/stripe-webhook-server}"
     [[ "$sink" == onecall ]] && bin="$BIN/baseline_server"
     "${SERVER_ENV[@]}" "$@" METRICS_ADDR=off "${ON_SERVER_CPU[@]}" "$bin" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
