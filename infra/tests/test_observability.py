@@ -109,14 +109,31 @@ PERCENTILE = re.compile(r"p\d{1,2}(\.\d+)?")
 # Metrics a dashboard shows that this traffic cannot make appear, with why. Kept exact: a metric
 # that does appear must leave this list.
 # Every counter is exported at 0 from the start (its label sets where they are known), so a
-# counter this traffic never increments still appears: the list is empty.
-NOT_PROVOKED: dict[str, str] = {}
+# counter this traffic never increments still appears; what is left is what these runs do not
+# configure: forwarding (no FORWARD_URL) and the SQS destination (no FORWARD_SQS_QUEUE_URL).
+_NOT_FORWARDING = "no forwarding destination is configured in these runs (FORWARD_URL)"
+_NO_SQS = "no SQS destination is configured in these runs (FORWARD_SQS_QUEUE_URL)"
+NOT_PROVOKED: dict[str, str] = {
+    "stripe_webhook_forward_deliveries_total": _NOT_FORWARDING,
+    "stripe_webhook_forward_attempts_total": _NOT_FORWARDING,
+    "stripe_webhook_forward_delivery_seconds": _NOT_FORWARDING,
+    "stripe_webhook_forward_lag_records": _NOT_FORWARDING,
+    "stripe_webhook_forward_lag_seconds": _NOT_FORWARDING,
+    "stripe_webhook_forward_dead_letters": _NOT_FORWARDING,
+    "stripe_webhook_sqs_calls_total": _NO_SQS,
+    "stripe_webhook_sqs_call_seconds": _NO_SQS,
+    "stripe_webhook_sqs_messages_total": _NO_SQS,
+    "stripe_webhook_sqs_messages_failed_total": _NO_SQS,
+}
 
 # Counters whose label takes an open set of values: their series appear with their first increment
 # (crates/stripe-webhook-metrics: `known_values` is None for them), never at 0 from the start.
 OPEN_LABEL_SETS = {
     "stripe_webhook_firehose_retries_total": "code: an AWS error code",
     "stripe_webhook_firehose_records_failed_total": "code: an AWS error code",
+    "stripe_webhook_sqs_messages_failed_total": "code: an AWS error code",
+    "stripe_webhook_forward_deliveries_total": "destination: the names of the configured destinations",
+    "stripe_webhook_forward_attempts_total": "destination: the names of the configured destinations",
 }
 
 SECRET = "whsec_infra_observability_test_0123456789"
@@ -1049,14 +1066,17 @@ def test_a_fresh_servers_first_scrape_has_every_queried_counter_at_zero(
 ) -> None:
     """Before any request, each counter a dashboard, rule or alarm reads is exported at 0, with each
     label value it is queried by, so `increase()` sees its first step and panels show 0, not "No
-    data". A sink's own counters appear in that sink's run only."""
+    data". A sink's own counters appear in that sink's run only; what these runs do not configure
+    (NOT_PROVOKED) appears in none."""
     other_sink = {"file": "stripe_webhook_firehose_", "firehose": "stripe_webhook_file_"}
     for run in runs:
         checked = 0
         for query in queries:
             for s in query.selections:
                 name = s.metric.name
-                if name in NODE_EXPORTER_METRICS or name in OPEN_LABEL_SETS or metrics[name].kind != "counter":
+                if name in NODE_EXPORTER_METRICS or name in OPEN_LABEL_SETS or name in NOT_PROVOKED:
+                    continue
+                if metrics[name].kind != "counter":
                     continue
                 if name.startswith(other_sink[run.sink]):
                     continue
@@ -1156,7 +1176,8 @@ def test_grafana_panels_cover_the_issue(grafana: dict[str, Any], queries: list[Q
     """Issue 15: requests by outcome, refusal rates, verification failures by reason, request and
     sink-put latency from the histograms, readiness, the file sink (fsync latency, queue depth,
     unsealed backlog, sealed bytes) and the Firehose sink (calls by outcome, records per call,
-    retries and throttles, in-flight vs limit, queue depth)."""
+    retries and throttles, in-flight vs limit, queue depth). Issue 23: forwarding deliveries by
+    outcome, lag in records and seconds, dead letters, SQS calls."""
     grafana_exprs = {expr for _, expr, _ in grafana_targets(grafana)}
     read = {s.series for q in queries if q.expr in grafana_exprs for s in q.selections}
     for series in (
@@ -1169,6 +1190,8 @@ def test_grafana_panels_cover_the_issue(grafana: dict[str, Any], queries: list[Q
         "stripe_webhook_firehose_retries_total", "stripe_webhook_firehose_throttles_total",
         "stripe_webhook_firehose_in_flight", "stripe_webhook_firehose_in_flight_limit",
         "stripe_webhook_firehose_queue_records",
+        "stripe_webhook_forward_deliveries_total", "stripe_webhook_forward_lag_records",
+        "stripe_webhook_forward_lag_seconds", "stripe_webhook_forward_dead_letters", "stripe_webhook_sqs_calls_total",
     ):
         assert series in read, f"no Grafana panel reads {series}"
     quantiles = {m for e in grafana_exprs for m in re.findall(r"histogram_quantile\((0\.\d+), sum by \(le[^)]*\) \(rate\((\w+)_bucket", e)}
@@ -1189,13 +1212,15 @@ def test_prometheus_rules_are_complete(rules: dict[str, Any], metrics: dict[str,
     assert len(names) == len(set(names)), names
     # Issue 15: 5xx rate, signature-failure spike, sink not ready, sealing lagging (oldest age /
     # backlog growing), Firehose throttling, oversize-to-S3 failures. Issue 21: no accepted webhook
-    # for hours, the file sink's free disk (node_exporter).
+    # for hours, the file sink's free disk (node_exporter). Issue 23: forwarding lag in seconds, dead
+    # letters, SQS errors.
     reads = {name: {s.metric.name for s in check_promql(r["expr"], metrics).selections} for name, r in zip(names, alerts)}
     for metric in (
         "stripe_webhook_requests_total", "stripe_webhook_verification_failures_total", "stripe_webhook_sink_ready",
         "stripe_webhook_file_unsealed_oldest_seconds", "stripe_webhook_file_unsealed_segments",
         "stripe_webhook_firehose_throttles_total", "stripe_webhook_firehose_oversize_total",
-        "node_filesystem_avail_bytes",
+        "node_filesystem_avail_bytes", "stripe_webhook_forward_lag_seconds", "stripe_webhook_forward_dead_letters",
+        "stripe_webhook_sqs_calls_total",
     ):
         assert any(metric in r for r in reads.values()), f"no alert reads {metric}"
     for rule in alerts:
