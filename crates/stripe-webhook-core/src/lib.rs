@@ -49,6 +49,11 @@
 //! # });
 //! ```
 
+/// The README's example, compiled as a doctest so the README cannot drift from the crate.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod ingest;
 mod log_limit;
 mod outcome;

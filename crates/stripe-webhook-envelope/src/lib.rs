@@ -49,6 +49,11 @@
 //! # Ok::<(), stripe_webhook_envelope::EnvelopeError>(())
 //! ```
 
+/// The README's example, compiled as a doctest so the README cannot drift from the crate.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod encode;
 mod error;
 mod escape;

@@ -31,6 +31,11 @@
 //! # });
 //! ```
 
+/// The README's example, compiled as a doctest so the README cannot drift from the crate.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod error;
 mod file;
 mod memory;
