@@ -34,30 +34,26 @@ impl AppendLog {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
             File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
         }
-        let mut lines = Vec::new();
-        let mut reader = BufReader::new(&mut file);
-        let mut line = Vec::new();
-        let mut complete: u64 = 0;
-        let mut torn = false;
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n == 0 {
-                break;
-            }
-            if line.pop() != Some(b'\n') {
-                torn = true;
-                break;
-            }
-            complete += n as u64;
-            lines.push(String::from_utf8_lossy(&line).into_owned());
-        }
-        drop(reader);
+        let (lines, complete, torn) = complete_lines(BufReader::new(&mut file))?;
         if torn {
             file.set_len(complete)?;
             file.sync_data()?;
         }
         Ok((AppendLog { file }, lines))
+    }
+
+    /// The complete lines of `path`, as [`AppendLog::open`] would return them, without creating
+    /// the file, cutting a torn last line or opening it for writing: none if it does not exist.
+    /// What a run plans from before it opens the log.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub(crate) fn read(path: &Path) -> io::Result<Vec<String>> {
+        match File::open(path) {
+            Ok(file) => complete_lines(BufReader::new(file)).map(|(lines, _, _)| lines),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Appends `line` (which must not contain `\n`) and a `\n`, and syncs them to disk before
@@ -73,6 +69,26 @@ impl AppendLog {
     }
 }
 
+/// The complete lines of `reader` (without their `\n`), the length in bytes of the part they
+/// take, and whether a torn last line (no `\n`) follows them.
+fn complete_lines(mut reader: impl BufRead) -> io::Result<(Vec<String>, u64, bool)> {
+    let mut lines = Vec::new();
+    let mut line = Vec::new();
+    let mut complete: u64 = 0;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok((lines, complete, false));
+        }
+        if line.pop() != Some(b'\n') {
+            return Ok((lines, complete, true));
+        }
+        complete += n as u64;
+        lines.push(String::from_utf8_lossy(&line).into_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +97,8 @@ mod tests {
     fn round_trip_and_torn_tail() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
+        assert!(AppendLog::read(&path).expect("read").is_empty());
+        assert!(!path.exists(), "read creates nothing");
         {
             let (mut log, lines) = AppendLog::open(&path).expect("open");
             assert!(lines.is_empty());
@@ -93,6 +111,17 @@ mod tests {
             .open(&path)
             .and_then(|mut f| f.write_all(b"evt_3"))
             .expect("append");
+        assert_eq!(
+            AppendLog::read(&path).expect("read"),
+            ["evt_1", "{\"a\":1}"],
+            "the torn line is not read"
+        );
+        assert!(
+            std::fs::read_to_string(&path)
+                .expect("read")
+                .ends_with("evt_3"),
+            "nor cut"
+        );
         let (mut log, lines) = AppendLog::open(&path).expect("reopen");
         assert_eq!(lines, ["evt_1", "{\"a\":1}"]);
         log.append("evt_4").expect("append");

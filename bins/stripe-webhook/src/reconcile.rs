@@ -18,8 +18,12 @@
 //! 4. A summary goes to stderr (or, with `--json`, a last JSON object to stdout).
 //!
 //! With `--checkpoint FILE`, every page's outcome is appended to `FILE` and synced before the
-//! next page is asked for (see [`Checkpoint`]): a rerun with the same arguments reads the archive
+//! next page is asked for (see [`Resumed`]): a rerun with the same arguments reads the archive
 //! again and continues after the last page that completed.
+//!
+//! [`reconcile`] is in two steps: [`plan`] decides what to do from the arguments, the clock and
+//! the checkpoint's lines alone (a [`Plan`]: the window, the lists, what an earlier run did),
+//! then [`execute`] reads the archive and Stripe's lists, and reports.
 //!
 //! Exit codes: 0 the archive holds every listed event (and every segment was readable); 1
 //! events are missing (even when `--archive-missing` fetched them all: the webhook path lost
@@ -34,18 +38,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use stripe_webhook_envelope::{ARCHIVE_PREFIX, ReceivedAt, encode_fetched};
 use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
 use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 
 use crate::append_log::AppendLog;
 use crate::archive::{Archive, Source, progress_spinner};
 use crate::filter::{Filters, parse_instant};
 use crate::select::for_each_selected;
 use crate::stripe::{
-    ApiError, ApiKey, DEFAULT_API_BASE, DEFAULT_V2_VERSION, Kind, Listed, StripeApi, Window, at,
-    types_filter,
+    ApiBase, ApiError, ApiKey, DEFAULT_API_BASE, DEFAULT_V2_VERSION, Kind, Listed, StripeApi,
+    Window, at, types_filter,
 };
 use crate::{Failure, Outcome};
 
@@ -139,6 +144,19 @@ enum Scope {
 }
 
 impl Scope {
+    /// From `--account` and `--all-accounts`.
+    fn from_args(args: &ReconcileArgs) -> Result<Scope, Failure> {
+        match (&args.account, args.all_accounts) {
+            (Some(account), _) if !account.starts_with("acct_") => Err(Failure::Usage(format!(
+                "--account {account:?}: a connected account id starts with acct_"
+            ))),
+            (Some(account), _) => Ok(Scope::Account(account.clone())),
+            (None, true) => Ok(Scope::AllConnected),
+            (None, false) => Ok(Scope::Own),
+        }
+    }
+
+    /// Its name in checkpoints and `--json` summaries.
     fn name(&self) -> String {
         match self {
             Scope::Own => "own".to_owned(),
@@ -148,62 +166,144 @@ impl Scope {
     }
 }
 
-/// An event Stripe lists and the archive lacks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An event Stripe lists and the archive lacks; in the checkpoint, the listed event's fields
+/// with its `kind` and `account`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Missing {
+    #[serde(flatten)]
     event: Listed,
     kind: Kind,
     account: Option<String>,
 }
 
-impl Missing {
-    fn to_json(&self) -> Value {
-        json!({
-            "id": self.event.id,
-            "type": self.event.event_type,
-            "created": self.event.created,
-            "created_millis": self.event.created_millis,
-            "pending_webhooks": self.event.pending_webhooks,
-            "kind": self.kind.name(),
-            "account": self.account,
-        })
-    }
+/// A missing event as `--json` reports it (docs/reconcile.md, "Output").
+///
+/// The members are declared in the order reconcile has always printed them (sorted by name):
+/// consumers may compare reports byte for byte.
+#[derive(Debug, Serialize)]
+struct MissingReport<'m> {
+    account: Option<&'m str>,
+    /// `None` without `--archive-missing`, else whether it was fetched and written.
+    archived_now: Option<bool>,
+    created: &'m str,
+    created_millis: i64,
+    id: &'m str,
+    kind: Kind,
+    pending_webhooks: Option<u64>,
+    /// `"missing"`.
+    report: &'static str,
+    #[serde(rename = "type")]
+    event_type: &'m str,
+}
 
-    fn from_json(v: &Value) -> Option<Missing> {
-        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        Some(Missing {
-            event: Listed {
-                id: text("id")?,
-                event_type: text("type")?,
-                created: text("created")?,
-                created_millis: v.get("created_millis")?.as_i64()?,
-                pending_webhooks: v.get("pending_webhooks").and_then(Value::as_u64),
-            },
-            kind: Kind::from_name(v.get("kind")?.as_str()?)?,
-            account: text("account"),
-        })
+impl<'m> MissingReport<'m> {
+    fn new(m: &'m Missing, archived_now: Option<bool>) -> MissingReport<'m> {
+        MissingReport {
+            account: m.account.as_deref(),
+            archived_now,
+            created: &m.event.created,
+            created_millis: m.event.created_millis,
+            id: &m.event.id,
+            kind: m.kind,
+            pending_webhooks: m.event.pending_webhooks,
+            report: "missing",
+            event_type: &m.event.event_type,
+        }
     }
 }
 
-/// Listed and archived counts of one type.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Listed and archived counts of one type; in the checkpoint `[listed, archived]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u64, u64)", into = "(u64, u64)")]
 struct TypeCounts {
     listed: u64,
     archived: u64,
 }
 
+impl From<(u64, u64)> for TypeCounts {
+    fn from((listed, archived): (u64, u64)) -> TypeCounts {
+        TypeCounts { listed, archived }
+    }
+}
+
+impl From<TypeCounts> for (u64, u64) {
+    fn from(c: TypeCounts) -> (u64, u64) {
+        (c.listed, c.archived)
+    }
+}
+
 /// One list: an account (`None`: the key's own) and a kind.
 type ListId = (Option<String>, Kind);
 
-/// What a checkpoint holds.
+/// A checkpoint's first line: the run's arguments and its effective window, fixed when the
+/// checkpoint is created (a default or relative `--since` would otherwise move with the clock
+/// between runs). A rerun whose arguments give another header is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    /// The format's version: [`CHECKPOINT_VERSION`].
+    reconcile_checkpoint: u32,
+    /// `--since` and `--until` as given.
+    requested: Requested,
+    /// The `--type` globs as given.
+    types: Vec<String>,
+    /// The kinds listed, sorted.
+    kinds: Vec<Kind>,
+    /// [`Scope::name`].
+    scope: String,
+    /// The API base.
+    api: String,
+    window: Window,
+    /// Whether `--since` was clamped to Stripe's 30 days.
+    clamped: bool,
+}
+
+/// The version of the checkpoint's format.
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// `--since` and `--until` as given, in a checkpoint's [`Header`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Requested {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// A checkpoint line after the [`Header`]: `{"accounts":[…]}`, `{"page":{…}}` or
+/// `{"fetched":"evt_…"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Entry {
+    /// Every connected account (`--all-accounts`), once listed.
+    Accounts(Vec<String>),
+    /// A page read and compared.
+    Page(PageDone),
+    /// A missing event written into the `--archive-missing` directory (durably, before the line).
+    Fetched(String),
+}
+
+/// A completed page of a list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PageDone {
+    kind: Kind,
+    account: Option<String>,
+    /// Where the list continues (the last id for v1, `next_page_url` for v2); `None` once the
+    /// list is done.
+    next: Option<String>,
+    /// The page's counts by type.
+    counts: BTreeMap<String, TypeCounts>,
+    /// The page's missing events.
+    missing: Vec<Missing>,
+}
+
+/// What a checkpoint says an earlier run did.
 ///
-/// It is an [`AppendLog`] of JSON lines: the run's parameters first
-/// (`{"reconcile_checkpoint":1,…}`: a rerun with other arguments is refused), then
+/// A checkpoint is an [`AppendLog`] of JSON lines: the [`Header`] first, then [`Entry`] lines:
 /// `{"accounts":[…]}` once the connected accounts are listed (`--all-accounts`), one
 /// `{"page":{"kind":…,"account":…,"next":…,"counts":{type:[listed,archived]},"missing":[…]}}`
 /// per completed page (`next` is `null` once the list is done), and one `{"fetched":"evt_…"}`
 /// per missing event written into the `--archive-missing` directory.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Resumed {
     accounts: Option<Vec<String>>,
     /// Per list: where its next page starts (`None`: done).
@@ -214,66 +314,31 @@ struct Resumed {
 }
 
 impl Resumed {
-    fn read(lines: &[String], header: &Value, path: &Path) -> Result<Resumed, Failure> {
+    /// Reads the lines after the header (line 2 onwards of the checkpoint `path`).
+    fn read(entries: &[String], path: &Path) -> Result<Resumed, Failure> {
         let mut resumed = Resumed::default();
-        let bad = |n: usize, why: &str| {
-            Failure::Usage(format!(
-                "--checkpoint {} line {}: {why}; it is not a reconcile checkpoint of this run (use a new file)",
-                path.display(),
-                n + 1
-            ))
-        };
-        for (n, line) in lines.iter().enumerate() {
-            let v: Value = serde_json::from_str(line).map_err(|_| bad(n, "not JSON"))?;
-            if n == 0 {
-                if &v != header {
-                    return Err(Failure::Usage(format!(
-                        "--checkpoint {} was written by a reconcile with other arguments \
-                         (window, types, kinds, accounts or API base): {line}; use a new file",
-                        path.display()
-                    )));
+        for (n, line) in (2..).zip(entries) {
+            let entry: Entry = serde_json::from_str(line).map_err(|e| {
+                Failure::Usage(format!(
+                    "--checkpoint {} line {n}: {e}; it is not a reconcile checkpoint of this run \
+                     (use a new file)",
+                    path.display()
+                ))
+            })?;
+            match entry {
+                Entry::Accounts(ids) => resumed.accounts = Some(ids),
+                Entry::Page(page) => {
+                    resumed.lists.insert((page.account, page.kind), page.next);
+                    for (ty, c) in page.counts {
+                        let total = resumed.counts.entry(ty).or_default();
+                        total.listed += c.listed;
+                        total.archived += c.archived;
+                    }
+                    resumed.missing.extend(page.missing);
                 }
-            } else if let Some(accounts) = v.get("accounts") {
-                let ids = accounts
-                    .as_array()
-                    .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect())
-                    .ok_or_else(|| bad(n, "bad accounts"))?;
-                resumed.accounts = Some(ids);
-            } else if let Some(page) = v.get("page") {
-                let kind = page
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .and_then(Kind::from_name)
-                    .ok_or_else(|| bad(n, "bad page kind"))?;
-                let account = page
-                    .get("account")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                let next = page.get("next").and_then(Value::as_str).map(str::to_owned);
-                resumed.lists.insert((account, kind), next);
-                for (ty, pair) in page
-                    .get("counts")
-                    .and_then(Value::as_object)
-                    .ok_or_else(|| bad(n, "bad page counts"))?
-                {
-                    let [listed, archived] = [0, 1].map(|i| pair.get(i).and_then(Value::as_u64));
-                    let c = resumed.counts.entry(ty.clone()).or_default();
-                    c.listed += listed.ok_or_else(|| bad(n, "bad page counts"))?;
-                    c.archived += archived.ok_or_else(|| bad(n, "bad page counts"))?;
+                Entry::Fetched(id) => {
+                    resumed.fetched.insert(id);
                 }
-                for m in page
-                    .get("missing")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| bad(n, "bad missing events"))?
-                {
-                    resumed
-                        .missing
-                        .push(Missing::from_json(m).ok_or_else(|| bad(n, "bad missing event"))?);
-                }
-            } else if let Some(id) = v.get("fetched").and_then(Value::as_str) {
-                resumed.fetched.insert(id.to_owned());
-            } else {
-                return Err(bad(n, "unknown line"));
             }
         }
         Ok(resumed)
@@ -284,10 +349,14 @@ impl Resumed {
 struct Checkpoint(Option<(AppendLog, PathBuf)>);
 
 impl Checkpoint {
-    fn append(&mut self, line: &Value) -> Result<(), Failure> {
+    /// Appends `line` (the [`Header`] or an [`Entry`]) as one JSON line, synced.
+    fn append(&mut self, line: &impl Serialize) -> Result<(), Failure> {
         if let Some((log, path)) = &mut self.0 {
-            log.append(&line.to_string())
-                .map_err(|e| Failure::Runtime(format!("--checkpoint {}: {e}", path.display())))?;
+            let fail = |e: &dyn std::fmt::Display| {
+                Failure::Runtime(format!("--checkpoint {}: {e}", path.display()))
+            };
+            let text = serde_json::to_string(line).map_err(|e| fail(&e))?;
+            log.append(&text).map_err(|e| fail(&e))?;
         }
         Ok(())
     }
@@ -302,10 +371,7 @@ struct Report {
 impl Report {
     fn missing(&mut self, m: &Missing, archived_now: Option<bool>) {
         let line = if self.json {
-            let mut v = m.to_json();
-            v["report"] = json!("missing");
-            v["archived_now"] = json!(archived_now);
-            v.to_string()
+            json_line(&MissingReport::new(m, archived_now))
         } else {
             format!(
                 "MISSING\t{}\t{}\t{}\t{}",
@@ -321,6 +387,13 @@ impl Report {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     }
+}
+
+/// `report` as one line of JSON.
+fn json_line(report: &impl Serialize) -> String {
+    // Reports hold strings, numbers, booleans and maps with string keys only, which always
+    // serialize.
+    serde_json::to_string(report).expect("a report serializes")
 }
 
 /// Counts for the summary.
@@ -425,6 +498,196 @@ fn window(args: &ReconcileArgs, now: i64) -> Result<(Window, bool), Failure> {
     Ok((window, clamped))
 }
 
+/// What a run will do, decided before the archive is read or a request is sent: a function of
+/// the arguments, the API base, the clock and the checkpoint's lines only (see [`plan`]).
+#[derive(Debug)]
+struct Plan {
+    source: Source,
+    scope: Scope,
+    /// The kinds listed, sorted, without duplicates.
+    kinds: Vec<Kind>,
+    /// The `--type` globs.
+    types: Vec<String>,
+    /// The checkpoint's first line, with the run's window: the checkpoint's own when it has one.
+    header: Header,
+    /// Whether a checkpoint holds an earlier run's progress (its header is not written again).
+    resuming: bool,
+    /// What the earlier run did.
+    resumed: Resumed,
+    /// The archive's records compared: received from [`ARCHIVE_LOOKBACK`] before the window to
+    /// the archive's end, of the `--type` globs.
+    filters: Filters,
+    /// What stderr is warned of before the run.
+    warnings: Vec<String>,
+}
+
+/// One list to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ListPlan {
+    /// The connected account (`None`: the key's own).
+    account: Option<String>,
+    kind: Kind,
+    /// The exact types Stripe is asked to filter by ([`types_filter`]; empty: no filter).
+    types: Vec<String>,
+    /// Where it starts: after the last page an earlier run completed, or (`None`) at its start.
+    cursor: Option<String>,
+}
+
+impl Plan {
+    /// The window of event creation times.
+    fn window(&self) -> Window {
+        self.header.window
+    }
+
+    /// The accounts whose lists are read (`None`: the key's own account), or `None` when every
+    /// connected account must be listed first.
+    fn accounts(&self) -> Option<Vec<Option<String>>> {
+        match &self.scope {
+            Scope::Own => Some(vec![None]),
+            Scope::Account(a) => Some(vec![Some(a.clone())]),
+            Scope::AllConnected => self
+                .resumed
+                .accounts
+                .as_ref()
+                .map(|ids| ids.iter().cloned().map(Some).collect()),
+        }
+    }
+
+    /// The lists to read for `accounts`, in order (each account's kinds), but not those an
+    /// earlier run completed, nor those of a kind no event of which can match the `--type`
+    /// globs.
+    fn lists(&self, accounts: &[Option<String>]) -> Vec<ListPlan> {
+        let mut lists = Vec::new();
+        for account in accounts {
+            for &kind in &self.kinds {
+                let cursor = match self.resumed.lists.get(&(account.clone(), kind)) {
+                    Some(None) => continue,
+                    Some(Some(next)) => Some(next.clone()),
+                    None => None,
+                };
+                let Some(types) = types_filter(kind, &self.types) else {
+                    continue;
+                };
+                lists.push(ListPlan {
+                    account: account.clone(),
+                    kind,
+                    types,
+                    cursor,
+                });
+            }
+        }
+        lists
+    }
+
+    /// Compares a page of `list` with the `archived` ids: the counts by type and the missing
+    /// events of its items created in the window with a type the `--type` globs match.
+    fn compare(
+        &self,
+        list: &ListPlan,
+        items: Vec<Listed>,
+        archived: &HashSet<String>,
+    ) -> (BTreeMap<String, TypeCounts>, Vec<Missing>) {
+        let mut counts: BTreeMap<String, TypeCounts> = BTreeMap::new();
+        let mut missing = Vec::new();
+        for event in items {
+            if !self.window().contains(event.created_millis)
+                || !self.filters.matches_type(&event.event_type)
+            {
+                continue;
+            }
+            let c = counts.entry(event.event_type.clone()).or_default();
+            c.listed += 1;
+            if archived.contains(&event.id) {
+                c.archived += 1;
+            } else {
+                missing.push(Missing {
+                    event,
+                    kind: list.kind,
+                    account: list.account.clone(),
+                });
+            }
+        }
+        (counts, missing)
+    }
+}
+
+/// Plans a run: checks the arguments, fixes the window (the checkpoint's when it has one, else
+/// the arguments' at `now`, in Unix milliseconds) and reads what the `lines` of the checkpoint
+/// `path` say an earlier run did. `api` is the API base ([`StripeApi::base`]).
+fn plan(
+    args: &ReconcileArgs,
+    api: &str,
+    now: i64,
+    checkpoint: Option<(&Path, &[String])>,
+) -> Result<Plan, Failure> {
+    let source = Source::parse(&args.source)?;
+    let scope = Scope::from_args(args)?;
+    let mut kinds = args.kinds.clone();
+    kinds.sort();
+    kinds.dedup();
+    let header = |window, clamped| Header {
+        reconcile_checkpoint: CHECKPOINT_VERSION,
+        requested: Requested {
+            since: args.since.clone(),
+            until: args.until.clone(),
+        },
+        types: args.types.clone(),
+        kinds: kinds.clone(),
+        scope: scope.name(),
+        api: api.to_owned(),
+        window,
+        clamped,
+    };
+    let (header, resumed, resuming) = match checkpoint {
+        Some((path, [first, entries @ ..])) => {
+            let found: Header = serde_json::from_str(first).map_err(|_| {
+                Failure::Usage(format!(
+                    "--checkpoint {} is not a reconcile checkpoint (use a new file)",
+                    path.display()
+                ))
+            })?;
+            if found != header(found.window, found.clamped) {
+                return Err(Failure::Usage(format!(
+                    "--checkpoint {} was written by a reconcile with other arguments (window, \
+                     types, kinds, accounts or API base): {first}; use a new file",
+                    path.display()
+                )));
+            }
+            (found, Resumed::read(entries, path)?, true)
+        }
+        _ => {
+            let (window, clamped) = window(args, now)?;
+            (header(window, clamped), Resumed::default(), false)
+        }
+    };
+    let since = header.window.since;
+    let mut warnings = Vec::new();
+    if header.clamped {
+        warnings.push(format!(
+            "Stripe lists events of the last 30 days only: --since is clamped to {}",
+            at(since)
+        ));
+    }
+    if since < now - millis(RETENTION) {
+        warnings.push(format!(
+            "the checkpoint's window starts at {}, more than 30 days ago: Stripe no longer lists \
+             the oldest events of it",
+            at(since)
+        ));
+    }
+    Ok(Plan {
+        source,
+        scope,
+        kinds,
+        types: args.types.clone(),
+        filters: Filters::received_between(since - millis(ARCHIVE_LOOKBACK), None, &args.types),
+        header,
+        resuming,
+        resumed,
+        warnings,
+    })
+}
+
 /// Reconciles the archive with Stripe. Call from outside the runtime (it blocks on `handle`).
 pub(crate) fn reconcile(
     archive: &Archive,
@@ -432,28 +695,15 @@ pub(crate) fn reconcile(
     args: &ReconcileArgs,
 ) -> Result<Outcome, Failure> {
     let _runtime = handle.enter();
-    let source = Source::parse(&args.source)?;
-    let scope = match (&args.account, args.all_accounts) {
-        (Some(account), _) if !account.starts_with("acct_") => {
-            return Err(Failure::Usage(format!(
-                "--account {account:?}: a connected account id starts with acct_"
-            )));
-        }
-        (Some(account), _) => Scope::Account(account.clone()),
-        (None, true) => Scope::AllConnected,
-        (None, false) => Scope::Own,
-    };
-    let mut kinds = args.kinds.clone();
-    kinds.sort();
-    kinds.dedup();
     let key = ApiKey::load(args.api_key_file.as_deref()).map_err(Failure::Usage)?;
     let base = std::env::var("STRIPE_API_BASE").unwrap_or_else(|_| DEFAULT_API_BASE.to_owned());
+    let base = ApiBase::parse(&base).map_err(Failure::Usage)?;
     let interrupt = crate::retry::on_ctrl_c(
         handle,
         "stopping after the current request (a --checkpoint keeps what is done)",
     );
-    let mut api = StripeApi::new(
-        &base,
+    let api = StripeApi::new(
+        base,
         args.ca_file.as_deref(),
         key,
         args.v2_stripe_version.clone(),
@@ -462,82 +712,57 @@ pub(crate) fn reconcile(
         interrupt.clone(),
     )
     .map_err(Failure::Usage)?;
-
-    let header = json!({
-        "reconcile_checkpoint": 1,
-        "requested": {"since": args.since, "until": args.until},
-        "types": args.types,
-        "kinds": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        "scope": scope.name(),
-        "api": api.base(),
-    });
-    let now = ReceivedAt::now().unix_millis();
-    let (mut checkpoint, resumed, window, clamped) = match &args.checkpoint {
-        None => {
-            let (window, clamped) = window(args, now)?;
-            (Checkpoint(None), Resumed::default(), window, clamped)
-        }
-        Some(path) => {
-            let (log, lines) = AppendLog::open(path)
-                .map_err(|e| Failure::Runtime(format!("--checkpoint {}: {e}", path.display())))?;
-            // The window is fixed when the checkpoint is created: a default or clamped `--since`
-            // would otherwise move with the clock between runs.
-            let (window, clamped, lines) = match lines.first() {
-                Some(first) => {
-                    let v: Value = serde_json::from_str(first).unwrap_or(Value::Null);
-                    let w = v.get("window").and_then(|w| {
-                        Some(Window {
-                            since: w.get("since")?.as_i64()?,
-                            until: w.get("until")?.as_i64()?,
-                        })
-                    });
-                    let clamped = v.get("clamped").and_then(Value::as_bool);
-                    match (w, clamped) {
-                        (Some(w), Some(c)) => (w, c, lines),
-                        _ => {
-                            return Err(Failure::Usage(format!(
-                                "--checkpoint {} is not a reconcile checkpoint (use a new file)",
-                                path.display()
-                            )));
-                        }
-                    }
-                }
-                None => {
-                    let (w, c) = window(args, now)?;
-                    (w, c, Vec::new())
-                }
-            };
-            let mut header = header.clone();
-            header["window"] = json!({"since": window.since, "until": window.until});
-            header["clamped"] = json!(clamped);
-            let resumed = Resumed::read(&lines, &header, path)?;
-            let mut checkpoint = Checkpoint(Some((log, path.clone())));
-            if lines.is_empty() {
-                checkpoint.append(&header)?;
-            } else {
-                eprintln!(
-                    "reconcile: resuming from --checkpoint {} ({} page(s) done, {} missing so far)",
-                    path.display(),
-                    resumed.lists.len(),
-                    resumed.missing.len()
-                );
-            }
-            (checkpoint, resumed, window, clamped)
-        }
+    let failed = |path: &Path, e: std::io::Error| {
+        Failure::Runtime(format!("--checkpoint {}: {e}", path.display()))
     };
-    if clamped {
-        eprintln!(
-            "reconcile: WARNING: Stripe lists events of the last 30 days only: --since is clamped \
-             to {}",
-            at(window.since)
-        );
+    let lines = match &args.checkpoint {
+        Some(path) => AppendLog::read(path).map_err(|e| failed(path, e))?,
+        None => Vec::new(),
+    };
+    let now = ReceivedAt::now().unix_millis();
+    let checkpoint_lines = args.checkpoint.as_deref().map(|p| (p, lines.as_slice()));
+    let plan = plan(args, &api.base(), now, checkpoint_lines)?;
+    // Created only once the plan is accepted.
+    let log = match &args.checkpoint {
+        Some(path) => Some((
+            AppendLog::open(path).map_err(|e| failed(path, e))?.0,
+            path.clone(),
+        )),
+        None => None,
+    };
+    execute(
+        archive,
+        handle,
+        args,
+        &plan,
+        api,
+        Checkpoint(log),
+        &interrupt,
+    )
+}
+
+/// Carries out `plan`: reads the archive, then Stripe's lists, reporting each missing event
+/// (fetching and archiving it with `--archive-missing`), then the summary.
+fn execute(
+    archive: &Archive,
+    handle: &Handle,
+    args: &ReconcileArgs,
+    plan: &Plan,
+    mut api: StripeApi,
+    mut checkpoint: Checkpoint,
+    interrupt: &CancellationToken,
+) -> Result<Outcome, Failure> {
+    match &checkpoint.0 {
+        Some((_, path)) if plan.resuming => eprintln!(
+            "reconcile: resuming from --checkpoint {} ({} page(s) done, {} missing so far)",
+            path.display(),
+            plan.resumed.lists.len(),
+            plan.resumed.missing.len()
+        ),
+        _ => checkpoint.append(&plan.header)?,
     }
-    if window.since < now - millis(RETENTION) {
-        eprintln!(
-            "reconcile: WARNING: the checkpoint's window starts at {}, more than 30 days ago: \
-             Stripe no longer lists the oldest events of it",
-            at(window.since)
-        );
+    for warning in &plan.warnings {
+        eprintln!("reconcile: WARNING: {warning}");
     }
 
     // The `--archive-missing` writer.
@@ -552,13 +777,11 @@ pub(crate) fn reconcile(
     };
 
     // 1. What the archive holds.
-    let filters =
-        Filters::received_between(window.since - millis(ARCHIVE_LOOKBACK), None, &args.types);
     let mut archived: HashSet<String> = HashSet::new();
     let counts = for_each_selected(
         archive,
-        &source,
-        &filters,
+        &plan.source,
+        &plan.filters,
         &mut |_, record| {
             if !archived.contains(record.id.as_ref()) {
                 archived.insert(record.id.into_owned());
@@ -574,15 +797,17 @@ pub(crate) fn reconcile(
             ControlFlow::Continue(())
         },
     )?;
+
+    // 2. Stripe's lists.
     let mut report = Report {
         json: args.json,
         out: std::io::stdout(),
     };
     let mut tally = Tally {
-        counts: resumed.counts.clone(),
+        counts: plan.resumed.counts.clone(),
         ..Tally::default()
     };
-    let mut fetched = resumed.fetched.clone();
+    let mut fetched = plan.resumed.fetched.clone();
     let mut run = Run {
         handle,
         api: &mut api,
@@ -595,16 +820,7 @@ pub(crate) fn reconcile(
     let listing = if interrupt.is_cancelled() {
         Ok((Some(Outcome::Interrupted), Vec::new()))
     } else {
-        run.lists(&Plan {
-            resumed: &resumed,
-            scope: &scope,
-            kinds: &kinds,
-            window,
-            filters: &filters,
-            archived: &archived,
-            types: &args.types,
-            checkpoint: args.checkpoint.as_deref(),
-        })
+        run.lists(plan, &archived)
     };
     // Seal what was written, whatever happened (every record put is durable already).
     if let Some(filler) = filler {
@@ -624,11 +840,13 @@ pub(crate) fn reconcile(
             Outcome::Problems
         },
     );
+
+    // 3. The summary.
     let summary = Summary {
-        window,
-        clamped,
-        kinds: &kinds,
-        scope: &scope,
+        window: plan.window(),
+        clamped: plan.header.clamped,
+        kinds: &plan.kinds,
+        scope: &plan.scope,
         accounts: &accounts,
         tally: &tally,
         archive_records: counts.selected,
@@ -640,23 +858,11 @@ pub(crate) fn reconcile(
         complete: outcome != Outcome::Interrupted,
     };
     if args.json {
-        println!("{}", summary.to_json());
+        println!("{}", json_line(&summary.report()));
     } else {
         eprint!("{}", summary.to_text());
     }
     Ok(outcome)
-}
-
-/// What to list and compare.
-struct Plan<'p> {
-    resumed: &'p Resumed,
-    scope: &'p Scope,
-    kinds: &'p [Kind],
-    window: Window,
-    filters: &'p Filters,
-    archived: &'p HashSet<String>,
-    types: &'p [String],
-    checkpoint: Option<&'p Path>,
 }
 
 /// The state of a run that reports and fills missing events.
@@ -671,16 +877,18 @@ struct Run<'r> {
 }
 
 impl Run<'_> {
-    /// Reports the missing events a previous run found, then reads every list page by page:
-    /// `Some(Interrupted)` if interrupted, and the accounts listed.
+    /// Reports the missing events a previous run found, then reads every list of `plan` page by
+    /// page, comparing with the `archived` ids: `Some(Interrupted)` if interrupted, and the
+    /// accounts listed.
     fn lists(
         &mut self,
-        plan: &Plan<'_>,
+        plan: &Plan,
+        archived: &HashSet<String>,
     ) -> Result<(Option<Outcome>, Vec<Option<String>>), Failure> {
         // The missing events a previous run found: still missing unless they arrived since (a
         // late delivery; one this reconcile fetched stays reported).
         for m in &plan.resumed.missing {
-            if plan.archived.contains(&m.event.id) && !self.fetched.contains(&m.event.id) {
+            if archived.contains(&m.event.id) && !self.fetched.contains(&m.event.id) {
                 self.tally
                     .counts
                     .entry(m.event.event_type.clone())
@@ -692,104 +900,68 @@ impl Run<'_> {
                 return Ok((Some(Outcome::Interrupted), Vec::new()));
             }
         }
-        let accounts: Vec<Option<String>> = match plan.scope {
-            Scope::Own => vec![None],
-            Scope::Account(a) => vec![Some(a.clone())],
-            Scope::AllConnected => match plan.resumed.accounts.clone() {
-                Some(list) => list.into_iter().map(Some).collect(),
-                None => match self.connected_accounts()? {
-                    Some(list) => list.into_iter().map(Some).collect(),
-                    None => return Ok((Some(Outcome::Interrupted), Vec::new())),
-                },
+        let accounts = match plan.accounts() {
+            Some(accounts) => accounts,
+            None => match self.connected_accounts()? {
+                Some(ids) => ids.into_iter().map(Some).collect(),
+                None => return Ok((Some(Outcome::Interrupted), Vec::new())),
             },
         };
         let spinner = progress_spinner("reconcile");
         let mut outcome = None;
-        'lists: for account in &accounts {
-            for &kind in plan.kinds {
-                let list: ListId = (account.clone(), kind);
-                let mut cursor = match plan.resumed.lists.get(&list) {
-                    Some(None) => continue,
-                    Some(Some(next)) => Some(next.clone()),
-                    None => None,
+        'lists: for list in plan.lists(&accounts) {
+            let mut cursor = list.cursor.clone();
+            loop {
+                spinner.set_message(format!(
+                    "{} events{}: {} listed, {} missing",
+                    list.kind.name(),
+                    list.account
+                        .as_deref()
+                        .map_or_else(String::new, |a| format!(" of {a}")),
+                    self.tally.counts.values().map(|c| c.listed).sum::<u64>(),
+                    self.tally.missing.values().sum::<u64>()
+                ));
+                let page = match self.handle.block_on(self.api.events_page(
+                    list.kind,
+                    plan.window(),
+                    &list.types,
+                    list.account.as_deref(),
+                    cursor.as_deref(),
+                )) {
+                    Ok(page) => page,
+                    Err(ApiError::Interrupted) => {
+                        outcome = Some(Outcome::Interrupted);
+                        break 'lists;
+                    }
+                    Err(e) => {
+                        spinner.finish_and_clear();
+                        return Err(self.failure(e, list.kind));
+                    }
                 };
-                let Some(filter) = types_filter(kind, plan.types) else {
-                    continue;
-                };
-                loop {
-                    spinner.set_message(format!(
-                        "{} events{}: {} listed, {} missing",
-                        kind.name(),
-                        account
-                            .as_deref()
-                            .map_or_else(String::new, |a| format!(" of {a}")),
-                        self.tally.counts.values().map(|c| c.listed).sum::<u64>(),
-                        self.tally.missing.values().sum::<u64>()
-                    ));
-                    let page = match self.handle.block_on(self.api.events_page(
-                        kind,
-                        plan.window,
-                        &filter,
-                        account.as_deref(),
-                        cursor.as_deref(),
-                    )) {
-                        Ok(page) => page,
-                        Err(ApiError::Interrupted) => {
-                            outcome = Some(Outcome::Interrupted);
-                            break 'lists;
-                        }
-                        Err(e) => {
-                            spinner.finish_and_clear();
-                            return Err(self.failure(e, kind, plan.checkpoint));
-                        }
-                    };
-                    let mut page_counts: BTreeMap<String, TypeCounts> = BTreeMap::new();
-                    let mut page_missing = Vec::new();
-                    for event in page.items {
-                        if !plan.window.contains(event.created_millis)
-                            || !plan.filters.matches_type(&event.event_type)
-                        {
-                            continue;
-                        }
-                        let c = page_counts.entry(event.event_type.clone()).or_default();
-                        c.listed += 1;
-                        if plan.archived.contains(&event.id) {
-                            c.archived += 1;
-                        } else {
-                            page_missing.push(Missing {
-                                event,
-                                kind,
-                                account: account.clone(),
-                            });
-                        }
+                let (counts, missing) = plan.compare(&list, page.items, archived);
+                for m in &missing {
+                    if self.found_missing(m)?.is_break() {
+                        // Interrupted while fetching: the page is not done; a rerun lists it
+                        // again.
+                        outcome = Some(Outcome::Interrupted);
+                        break 'lists;
                     }
-                    for m in &page_missing {
-                        if self.found_missing(m)?.is_break() {
-                            // Interrupted while fetching: the page is not done; a rerun lists
-                            // it again.
-                            outcome = Some(Outcome::Interrupted);
-                            break 'lists;
-                        }
-                    }
-                    for (ty, c) in &page_counts {
-                        let total = self.tally.counts.entry(ty.clone()).or_default();
-                        total.listed += c.listed;
-                        total.archived += c.archived;
-                    }
-                    self.checkpoint.append(&json!({"page": {
-                        "kind": kind.name(),
-                        "account": account,
-                        "next": page.next,
-                        "counts": page_counts
-                            .iter()
-                            .map(|(ty, c)| (ty.clone(), json!([c.listed, c.archived])))
-                            .collect::<serde_json::Map<String, Value>>(),
-                        "missing": page_missing.iter().map(Missing::to_json).collect::<Vec<_>>(),
-                    }}))?;
-                    match page.next {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
+                }
+                for (ty, c) in &counts {
+                    let total = self.tally.counts.entry(ty.clone()).or_default();
+                    total.listed += c.listed;
+                    total.archived += c.archived;
+                }
+                self.checkpoint.append(&Entry::Page(PageDone {
+                    kind: list.kind,
+                    account: list.account.clone(),
+                    next: page.next.clone(),
+                    counts,
+                    missing,
+                }))?;
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
                 }
             }
         }
@@ -806,7 +978,8 @@ impl Run<'_> {
             Some(_) => match self.fill(m) {
                 Ok(()) => {
                     self.fetched.insert(m.event.id.clone());
-                    self.checkpoint.append(&json!({"fetched": m.event.id}))?;
+                    self.checkpoint
+                        .append(&Entry::Fetched(m.event.id.clone()))?;
                     self.tally.fetched += 1;
                     Some(true)
                 }
@@ -899,14 +1072,14 @@ impl Run<'_> {
                 }
             }
         }
-        self.checkpoint.append(&json!({ "accounts": accounts }))?;
+        self.checkpoint.append(&Entry::Accounts(accounts.clone()))?;
         Ok(Some(accounts))
     }
 
     /// The failure an error of a list is.
-    fn failure(&self, e: ApiError, kind: Kind, checkpoint: Option<&Path>) -> Failure {
-        let resume = match checkpoint {
-            Some(path) => format!(
+    fn failure(&self, e: ApiError, kind: Kind) -> Failure {
+        let resume = match &self.checkpoint.0 {
+            Some((_, path)) => format!(
                 "; run it again with --checkpoint {} to continue",
                 path.display()
             ),
@@ -956,47 +1129,49 @@ impl Summary<'_> {
         (listed, archived, self.tally.missing.values().sum())
     }
 
-    fn types(&self) -> BTreeMap<&str, (u64, u64, u64)> {
-        let mut out: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    fn types(&self) -> BTreeMap<&str, TypeTotals> {
+        let mut out: BTreeMap<&str, TypeTotals> = BTreeMap::new();
         for (ty, c) in &self.tally.counts {
             let e = out.entry(ty.as_str()).or_default();
-            e.0 += c.listed;
-            e.1 += c.archived;
+            e.listed += c.listed;
+            e.archived += c.archived;
         }
         for (ty, n) in &self.tally.missing {
-            out.entry(ty.as_str()).or_default().2 += n;
+            out.entry(ty.as_str()).or_default().missing += n;
         }
         out
     }
 
-    fn to_json(&self) -> Value {
+    /// The `--json` summary.
+    fn report(&self) -> SummaryReport<'_> {
         let (listed, archived, missing) = self.totals();
-        json!({
-            "report": "summary",
-            "since": at(self.window.since),
-            "until": at(self.window.until),
-            "clamped": self.clamped,
-            "kinds": self.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-            "scope": self.scope.name(),
-            "accounts": match self.scope {
-                Scope::AllConnected => json!(self.accounts.iter().flatten().collect::<Vec<_>>()),
-                _ => Value::Null,
+        let counted = |n: u64| self.archive_missing.map(|_| n);
+        SummaryReport {
+            accounts: match self.scope {
+                Scope::AllConnected => {
+                    Some(self.accounts.iter().flatten().map(String::as_str).collect())
+                }
+                _ => None,
             },
-            "listed": listed,
-            "archived": archived,
-            "missing": missing,
-            "by_type": self.types().into_iter().map(|(ty, (l, a, m))| {
-                (ty.to_owned(), json!({"listed": l, "archived": a, "missing": m}))
-            }).collect::<serde_json::Map<String, Value>>(),
-            "fetched": self.archive_missing.map(|_| self.tally.fetched),
-            "fetch_failed": self.archive_missing.map(|_| self.tally.fetch_failed),
-            "archive_records": self.archive_records,
-            "unreadable": self.unreadable,
-            "requests": self.requests,
-            "key": self.key,
-            "api": self.api,
-            "complete": self.complete,
-        })
+            api: &self.api,
+            archive_records: self.archive_records,
+            archived,
+            by_type: self.types(),
+            clamped: self.clamped,
+            complete: self.complete,
+            fetch_failed: counted(self.tally.fetch_failed),
+            fetched: counted(self.tally.fetched),
+            key: &self.key,
+            kinds: self.kinds,
+            listed,
+            missing,
+            report: "summary",
+            requests: self.requests,
+            scope: self.scope.name(),
+            since: at(self.window.since),
+            unreadable: self.unreadable,
+            until: at(self.window.until),
+        }
     }
 
     fn to_text(&self) -> String {
@@ -1029,7 +1204,8 @@ impl Summary<'_> {
         );
         if !self.tally.counts.is_empty() || !self.tally.missing.is_empty() {
             let _ = writeln!(s, "by type:    listed   archived    missing  type");
-            for (ty, (l, a, m)) in self.types() {
+            for (ty, t) in self.types() {
+                let (l, a, m) = (t.listed, t.archived, t.missing);
                 let _ = writeln!(s, "        {l:>10} {a:>10} {m:>10}  {ty}");
             }
         }
@@ -1067,13 +1243,85 @@ impl Summary<'_> {
     }
 }
 
+/// The summary as `--json` reports it, last (docs/reconcile.md, "Output").
+///
+/// The members are declared in the order reconcile has always printed them (sorted by name):
+/// consumers may compare reports byte for byte.
+#[derive(Debug, Serialize)]
+struct SummaryReport<'s> {
+    /// With `--all-accounts`, the connected accounts listed.
+    accounts: Option<Vec<&'s str>>,
+    api: &'s str,
+    archive_records: u64,
+    archived: u64,
+    by_type: BTreeMap<&'s str, TypeTotals>,
+    clamped: bool,
+    complete: bool,
+    /// With `--archive-missing` only.
+    fetch_failed: Option<u64>,
+    /// With `--archive-missing` only.
+    fetched: Option<u64>,
+    key: &'s str,
+    kinds: &'s [Kind],
+    listed: u64,
+    missing: u64,
+    /// `"summary"`.
+    report: &'static str,
+    requests: u64,
+    scope: String,
+    since: String,
+    unreadable: u64,
+    until: String,
+}
+
+/// The counts of one type in the summary (members sorted, as [`SummaryReport`]'s).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+struct TypeTotals {
+    archived: u64,
+    listed: u64,
+    missing: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn missing_events_round_trip_through_the_checkpoint() {
-        let m = Missing {
+    const NOW: i64 = 1_800_000_000_000;
+    const API: &str = "https://api.stripe.com";
+
+    /// `reconcile .` with every option at its default but the kinds (snapshot only).
+    fn args() -> ReconcileArgs {
+        ReconcileArgs {
+            source: ".".into(),
+            since: None,
+            until: None,
+            types: vec![],
+            kinds: vec![Kind::Snapshot],
+            api_key_file: None,
+            account: None,
+            all_accounts: false,
+            json: false,
+            checkpoint: None,
+            archive_missing: None,
+            ca_file: None,
+            v2_stripe_version: DEFAULT_V2_VERSION.into(),
+            retries: 0,
+            timeout_secs: 1,
+        }
+    }
+
+    fn listed(id: &str, event_type: &str, created_millis: i64) -> Listed {
+        Listed {
+            id: id.into(),
+            event_type: event_type.into(),
+            created_millis,
+            created: at(created_millis),
+            pending_webhooks: Some(1),
+        }
+    }
+
+    fn missing_event() -> Missing {
+        Missing {
             event: Listed {
                 id: "evt_1".into(),
                 event_type: "invoice.paid".into(),
@@ -1083,8 +1331,14 @@ mod tests {
             },
             kind: Kind::Snapshot,
             account: Some("acct_1".into()),
-        };
-        assert_eq!(Missing::from_json(&m.to_json()), Some(m.clone()));
+        }
+    }
+
+    #[test]
+    fn missing_events_round_trip_through_the_checkpoint() {
+        let m = missing_event();
+        let line = serde_json::to_string(&m).expect("serialize");
+        assert_eq!(serde_json::from_str::<Missing>(&line).expect("read"), m);
         let thin = Missing {
             event: Listed {
                 pending_webhooks: None,
@@ -1093,22 +1347,105 @@ mod tests {
             kind: Kind::Thin,
             account: None,
         };
-        assert_eq!(Missing::from_json(&thin.to_json()), Some(thin));
+        let line = serde_json::to_string(&thin).expect("serialize");
+        assert_eq!(serde_json::from_str::<Missing>(&line).expect("read"), thin);
+        // As the hand-written code of 0.1 wrote it (keys sorted), and without the optional keys.
+        let old = r#"{"account":"acct_1","created":"2026-11-26T22:14:41Z","created_millis":1795731281000,"id":"evt_1","kind":"snapshot","pending_webhooks":1,"type":"invoice.paid"}"#;
+        assert_eq!(serde_json::from_str::<Missing>(old).expect("old"), m);
+        let bare = r#"{"created":"2026-11-26T22:14:41Z","created_millis":1795731281000,"id":"evt_1","kind":"thin","type":"invoice.paid"}"#;
+        assert_eq!(serde_json::from_str::<Missing>(bare).expect("bare"), thin);
+        let bad = r#"{"created":"x","created_millis":1,"id":"evt_1","kind":"other","type":"a"}"#;
+        assert!(
+            serde_json::from_str::<Missing>(bad).is_err(),
+            "an unknown kind"
+        );
+    }
+
+    #[test]
+    fn json_reports_keep_their_bytes() {
+        let m = missing_event();
+        assert_eq!(
+            json_line(&MissingReport::new(&m, Some(true))),
+            r#"{"account":"acct_1","archived_now":true,"created":"2026-11-26T22:14:41Z","created_millis":1795731281000,"id":"evt_1","kind":"snapshot","pending_webhooks":1,"report":"missing","type":"invoice.paid"}"#
+        );
+        let tally = Tally {
+            counts: BTreeMap::from([("invoice.paid".to_owned(), TypeCounts::from((20, 19)))]),
+            missing: BTreeMap::from([("invoice.paid".to_owned(), 1)]),
+            fetched: 1,
+            fetch_failed: 0,
+        };
+        let summary = |scope: &Scope, archive_missing: Option<&Path>| {
+            let report = Summary {
+                window: Window {
+                    since: 1_795_731_281_000,
+                    until: 1_795_731_290_000,
+                },
+                clamped: false,
+                kinds: &[Kind::Snapshot, Kind::Thin],
+                scope,
+                accounts: &[Some("acct_1".to_owned()), Some("acct_2".to_owned())],
+                tally: &tally,
+                archive_records: 151,
+                unreadable: 0,
+                archive_missing,
+                requests: 6,
+                key: "rk_live_...Wx9z".into(),
+                api: API.into(),
+                complete: true,
+            };
+            json_line(&report.report())
+        };
+        assert_eq!(
+            summary(&Scope::Own, None),
+            r#"{"accounts":null,"api":"https://api.stripe.com","archive_records":151,"archived":19,"by_type":{"invoice.paid":{"archived":19,"listed":20,"missing":1}},"clamped":false,"complete":true,"fetch_failed":null,"fetched":null,"key":"rk_live_...Wx9z","kinds":["snapshot","thin"],"listed":20,"missing":1,"report":"summary","requests":6,"scope":"own","since":"2026-11-26T22:14:41.000Z","unreadable":0,"until":"2026-11-26T22:14:50.000Z"}"#
+        );
+        let all = summary(&Scope::AllConnected, Some(Path::new("dir")));
+        assert!(
+            all.starts_with(r#"{"accounts":["acct_1","acct_2"],"#)
+                && all.contains(r#""fetch_failed":0,"fetched":1,"#)
+                && all.contains(r#""scope":"all-accounts","#),
+            "{all}"
+        );
+    }
+
+    /// A checkpoint as the hand-written code of 0.1 wrote it (keys sorted), for `args()` at
+    /// [`NOW`].
+    fn old_checkpoint() -> Vec<String> {
+        let m = r#"{"account":"acct_1","created":"x","created_millis":1,"id":"evt_1","kind":"thin","pending_webhooks":null,"type":"a"}"#;
+        vec![
+            format!(
+                r#"{{"api":"{API}","clamped":false,"kinds":["snapshot"],"reconcile_checkpoint":1,"requested":{{"since":null,"until":null}},"scope":"own","types":[],"window":{{"since":1797408000000,"until":1800000000000}}}}"#
+            ),
+            r#"{"accounts":["acct_1","acct_2"]}"#.to_owned(),
+            r#"{"page":{"account":"acct_1","counts":{"a":[3,2]},"kind":"snapshot","missing":[],"next":"evt_9"}}"#.to_owned(),
+            format!(
+                r#"{{"page":{{"account":"acct_1","counts":{{"a":[1,0]}},"kind":"thin","missing":[{m}],"next":null}}}}"#
+            ),
+            r#"{"fetched":"evt_1"}"#.to_owned(),
+        ]
     }
 
     #[test]
     fn a_checkpoint_is_read_back_and_refused_for_another_run() {
-        let header = json!({"reconcile_checkpoint": 1, "window": {"since": 1, "until": 2}});
-        let m = json!({"id":"evt_1","type":"a","created":"x","created_millis":1,"pending_webhooks":null,"kind":"thin","account":null});
-        let lines = vec![
-            header.to_string(),
-            json!({"accounts": ["acct_1", "acct_2"]}).to_string(),
-            json!({"page": {"kind": "snapshot", "account": "acct_1", "next": "evt_9", "counts": {"a": [3, 2]}, "missing": []}}).to_string(),
-            json!({"page": {"kind": "thin", "account": "acct_1", "next": null, "counts": {"a": [1, 0]}, "missing": [m]}}).to_string(),
-            json!({"fetched": "evt_1"}).to_string(),
-        ];
         let path = Path::new("ck");
-        let r = Resumed::read(&lines, &header, path).expect("read");
+        let lines = old_checkpoint();
+        let p = plan(
+            &args(),
+            API,
+            NOW + 86_400_000,
+            Some((path, lines.as_slice())),
+        )
+        .expect("plan");
+        assert!(p.resuming);
+        assert_eq!(
+            p.window(),
+            Window {
+                since: NOW - millis(RETENTION),
+                until: NOW
+            },
+            "the checkpoint's window, not one from the clock"
+        );
+        let r = &p.resumed;
         assert_eq!(
             r.accounts,
             Some(vec!["acct_1".to_owned(), "acct_2".to_owned()])
@@ -1129,34 +1466,189 @@ mod tests {
             }
         );
         assert_eq!(r.missing.len(), 1);
+        assert_eq!(r.missing[0].account.as_deref(), Some("acct_1"));
         assert!(r.fetched.contains("evt_1"));
-        let other = json!({"reconcile_checkpoint": 1, "window": {"since": 1, "until": 3}});
-        let err = Resumed::read(&lines, &other, path).expect_err("another run");
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("more than 30 days ago")),
+            "{:?}",
+            p.warnings
+        );
+
+        // What this code writes reads back the same.
+        let mut written = vec![serde_json::to_string(&p.header).expect("header")];
+        written.push(
+            serde_json::to_string(&Entry::Accounts(vec!["acct_1".into(), "acct_2".into()]))
+                .expect("accounts"),
+        );
+        for line in &lines[2..] {
+            let entry: Entry = serde_json::from_str(line).expect("entry");
+            written.push(serde_json::to_string(&entry).expect("entry"));
+        }
+        let again = plan(&args(), API, NOW, Some((path, written.as_slice()))).expect("plan again");
+        assert_eq!(again.header, p.header);
+        assert_eq!(again.resumed, p.resumed);
+
+        // Other arguments, another API base: refused.
+        let other = ReconcileArgs {
+            types: vec!["invoice.*".into()],
+            ..args()
+        };
+        let err = plan(&other, API, NOW, Some((path, lines.as_slice()))).expect_err("another run");
         assert!(err.to_string().contains("other arguments"), "{err}");
-        let err = Resumed::read(&[header.to_string(), "{}".to_owned()], &header, path)
-            .expect_err("unknown line");
+        let err = plan(
+            &args(),
+            "http://127.0.0.1:1",
+            NOW,
+            Some((path, lines.as_slice())),
+        )
+        .expect_err("another API");
+        assert!(err.to_string().contains("other arguments"), "{err}");
+        let err = plan(
+            &args(),
+            API,
+            NOW,
+            Some((path, &[lines[0].clone(), "{}".to_owned()][..])),
+        )
+        .expect_err("unknown line");
         assert!(err.to_string().contains("line 2"), "{err}");
+        let err = plan(&args(), API, NOW, Some((path, &["[]".to_owned()][..])))
+            .expect_err("not a checkpoint");
+        assert!(
+            err.to_string().contains("not a reconcile checkpoint"),
+            "{err}"
+        );
+        // An empty checkpoint is a new one.
+        let new = plan(&args(), API, NOW, Some((path, &[][..]))).expect("new");
+        assert!(!new.resuming && new.resumed == Resumed::default());
+        assert_eq!(new.header.requested.since, None);
+    }
+
+    #[test]
+    fn the_plan_checks_the_arguments_and_decides_the_lists() {
+        let err = plan(
+            &ReconcileArgs {
+                account: Some("cus_1".into()),
+                ..args()
+            },
+            API,
+            NOW,
+            None,
+        )
+        .expect_err("not an account");
+        assert!(err.to_string().contains("acct_"), "{err}");
+
+        let both = ReconcileArgs {
+            kinds: vec![Kind::Thin, Kind::Snapshot, Kind::Thin],
+            types: vec!["invoice.paid".into()],
+            ..args()
+        };
+        let p = plan(&both, API, NOW, None).expect("plan");
+        assert_eq!(p.kinds, [Kind::Snapshot, Kind::Thin], "sorted, once each");
+        assert!(!p.resuming && p.warnings.is_empty());
+        assert_eq!(p.header.scope, "own");
+        assert_eq!(p.accounts(), Some(vec![None]));
+        let lists = p.lists(&[None]);
+        assert_eq!(
+            lists,
+            [
+                ListPlan {
+                    account: None,
+                    kind: Kind::Snapshot,
+                    types: vec!["invoice.paid".into()],
+                    cursor: None
+                },
+                ListPlan {
+                    account: None,
+                    kind: Kind::Thin,
+                    types: vec![],
+                    cursor: None
+                }
+            ]
+        );
+        // No snapshot event has a thin event's type: that list is not read.
+        let thin_only = ReconcileArgs {
+            types: vec!["v1.billing.meter.error_report_triggered".into()],
+            ..both
+        };
+        let p = plan(&thin_only, API, NOW, None).expect("plan");
+        let kinds: Vec<Kind> = p.lists(&[None]).iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [Kind::Thin]);
+
+        // Every connected account: listed first, unless a checkpoint has them; lists an earlier
+        // run completed are not read again, others continue after their last page.
+        let all = ReconcileArgs {
+            all_accounts: true,
+            kinds: vec![Kind::Snapshot, Kind::Thin],
+            ..args()
+        };
+        let fresh = plan(&all, API, NOW, None).expect("plan");
+        assert_eq!(fresh.accounts(), None);
+        assert_eq!(fresh.header.scope, "all-accounts");
+        let mut lines = old_checkpoint();
+        lines[0] = lines[0]
+            .replace(r#""kinds":["snapshot"]"#, r#""kinds":["snapshot","thin"]"#)
+            .replace(r#""scope":"own""#, r#""scope":"all-accounts""#);
+        let p = plan(&all, API, NOW, Some((Path::new("ck"), lines.as_slice()))).expect("resumed");
+        let accounts = p.accounts().expect("from the checkpoint");
+        assert_eq!(accounts, [Some("acct_1".into()), Some("acct_2".into())]);
+        let resumed = p.lists(&accounts);
+        assert_eq!(resumed.len(), 3, "acct_1's thin list is done: {resumed:?}");
+        assert_eq!(
+            (resumed[0].account.as_deref(), resumed[0].kind),
+            (Some("acct_1"), Kind::Snapshot)
+        );
+        assert_eq!(resumed[0].cursor.as_deref(), Some("evt_9"));
+        assert!(
+            resumed[1..]
+                .iter()
+                .all(|l| l.account.as_deref() == Some("acct_2") && l.cursor.is_none())
+        );
+    }
+
+    #[test]
+    fn a_page_is_compared_within_the_window_and_the_types() {
+        let args = ReconcileArgs {
+            since: Some(at(NOW - 10_000)),
+            until: Some(at(NOW)),
+            types: vec!["invoice.*".into()],
+            ..args()
+        };
+        let p = plan(&args, API, NOW, None).expect("plan");
+        let lists = p.lists(&[Some("acct_1".into())]);
+        let list = &lists[0];
+        let archived: HashSet<String> = ["evt_in".to_owned()].into();
+        let (counts, missing) = p.compare(
+            list,
+            vec![
+                listed("evt_in", "invoice.paid", NOW - 5_000),
+                listed("evt_gap", "invoice.paid", NOW - 10_000),
+                listed("evt_other_type", "charge.succeeded", NOW - 5_000),
+                listed("evt_too_late", "invoice.paid", NOW),
+                listed("evt_too_early", "invoice.paid", NOW - 10_001),
+            ],
+            &archived,
+        );
+        assert_eq!(
+            counts,
+            BTreeMap::from([("invoice.paid".to_owned(), TypeCounts::from((2, 1)))])
+        );
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].event.id, "evt_gap");
+        assert_eq!(
+            (missing[0].kind, missing[0].account.as_deref()),
+            (Kind::Snapshot, Some("acct_1"))
+        );
     }
 
     #[test]
     fn windows_are_clamped_to_stripes_thirty_days() {
-        let now = 1_800_000_000_000;
+        let now = NOW;
         let args = |since: Option<i64>, until: Option<i64>| ReconcileArgs {
-            source: ".".into(),
             since: since.map(at),
             until: until.map(at),
-            types: vec![],
-            kinds: vec![Kind::Snapshot],
-            api_key_file: None,
-            account: None,
-            all_accounts: false,
-            json: false,
-            checkpoint: None,
-            archive_missing: None,
-            ca_file: None,
-            v2_stripe_version: DEFAULT_V2_VERSION.into(),
-            retries: 0,
-            timeout_secs: 1,
+            ..args()
         };
         let thirty = millis(RETENTION);
         assert_eq!(

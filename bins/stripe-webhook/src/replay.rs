@@ -21,17 +21,22 @@
 //! can actually be sent (a raw-off copy, an unreadable oversize body or an unproven copy does not
 //! hide a later good one); the checkpoint records ids, so it needs dedupe: `--checkpoint` with
 //! `--no-dedupe` is refused. Retries (connection errors, timeouts, 429, 5xx) wait an exponential
-//! backoff with jitter, and at least what the target's `Retry-After` asks for ([`crate::retry`]).
+//! backoff with full jitter, and at least what the target's `Retry-After` asks for
+//! ([`crate::retry`]).
+//!
+//! [`replay`] is in two steps: [`plan`] checks the arguments and reads the checkpoint's ids into a
+//! [`Plan`] (with the [`Picker`] that decides, record by record, what is sent and what is skipped
+//! and why), then [`execute`] reads the archive, proves and sends.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use clap::Args;
-use stripe_webhook_envelope::read::StoredBody;
+use stripe_webhook_envelope::read::{ArchivedRecord, StoredBody};
 use stripe_webhook_verify::{Secret, Verifier, signature_header};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -321,6 +326,161 @@ fn configure(args: &ReplayArgs) -> Result<Setup, Failure> {
     Ok(Setup { check, send })
 }
 
+/// What a replay will do, decided before the archive is read or anything is sent (see [`plan`]).
+struct Plan {
+    source: Source,
+    filters: Filters,
+    /// How records are proven before they are sent.
+    check: SourceCheck,
+    /// Where and how records are sent; `None` for a dry run.
+    send: Option<Delivery>,
+    /// What stderr is warned of before the run.
+    warnings: Vec<&'static str>,
+    /// Which selected records are sent.
+    picker: Picker,
+}
+
+/// The warning `--unverified-source` gives.
+const WARN_UNVERIFIED: &str = "--unverified-source: records are NOT verified against the \
+    archive's secret before they are re-signed; a record anyone wrote into the archive will be \
+    delivered as a validly signed event";
+/// The warning `--include-fetched` gives.
+const WARN_FETCHED: &str = "--include-fetched: fetched records (events fetched from Stripe's API \
+    by reconcile --archive-missing) carry no Stripe signature; they are sent re-signed on the \
+    strength of the archive's write access alone";
+
+/// Plans a replay: checks the arguments (see [`configure`]) and reads the ids an earlier run
+/// delivered from the lines of its `checkpoint` (one id a line).
+fn plan(args: &ReplayArgs, checkpoint: &[String]) -> Result<Plan, Failure> {
+    let source = Source::parse(&args.select.source)?;
+    let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
+    let Setup { check, send } = configure(args)?;
+    let mut warnings = Vec::new();
+    if matches!(check, SourceCheck::Unverified) {
+        warnings.push(WARN_UNVERIFIED);
+    }
+    if args.include_fetched {
+        warnings.push(WARN_FETCHED);
+    }
+    let picker = Picker {
+        verify: matches!(check, SourceCheck::Verify(_)),
+        include_fetched: args.include_fetched,
+        dedupe: !args.no_dedupe,
+        limit: args.limit,
+        already_sent: checkpoint
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        sent_ids: HashSet::new(),
+        picked: 0,
+    };
+    Ok(Plan {
+        source,
+        filters,
+        check,
+        send,
+        warnings,
+        picker,
+    })
+}
+
+/// Which selected records are sent, decided record by record in archive order: [`Picker::pick`]
+/// before a record's body is read, [`Picker::sent`] once it is proven and sent (or, in a dry run,
+/// would be).
+#[derive(Debug)]
+struct Picker {
+    /// Whether records are proven by their signature (not `--unverified-source`).
+    verify: bool,
+    /// `--include-fetched`.
+    include_fetched: bool,
+    /// Not `--no-dedupe`.
+    dedupe: bool,
+    /// `--limit`.
+    limit: Option<u64>,
+    /// Ids an earlier run delivered (the checkpoint).
+    already_sent: HashSet<String>,
+    /// Ids of which a copy was sent (or would be; or was by the run that wrote the checkpoint):
+    /// only copies that can be sent count, so a raw-off, unreadable or unproven first copy
+    /// never hides a later good one.
+    sent_ids: HashSet<String>,
+    /// Records sent (or that would be) so far.
+    picked: u64,
+}
+
+/// What to do with a selected record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pick {
+    /// Select no more records (`--limit` reached).
+    Stop,
+    /// Skip it, for this reason.
+    Skip(&'static str),
+    /// Read its body and prove it: by its signature, or (`fetched`) as a fetched record by its
+    /// envelope alone, or not at all (`--unverified-source`).
+    Prove {
+        /// Whether it is a fetched record.
+        fetched: bool,
+    },
+}
+
+impl Picker {
+    /// What to do with the selected `record`.
+    fn pick(&mut self, record: &ArchivedRecord<'_>) -> Pick {
+        if self.limit.is_some_and(|limit| self.picked >= limit) {
+            return Pick::Stop;
+        }
+        let id = record.id.as_ref();
+        if self.dedupe && self.sent_ids.contains(id) {
+            return Pick::Skip(SKIP_DUPLICATE);
+        }
+        if self.already_sent.contains(id) {
+            // Sent by an earlier run: later copies are duplicates of a sent copy.
+            self.sent_ids.insert(id.to_owned());
+            return Pick::Skip(SKIP_CHECKPOINT);
+        }
+        let fetched = matches!(record.body, StoredBody::Fetched { .. });
+        match &record.body {
+            StoredBody::Legacy => Pick::Skip(SKIP_LEGACY),
+            StoredBody::Fetched { .. } if !self.include_fetched => Pick::Skip(SKIP_FETCHED),
+            StoredBody::Oversize {
+                signature: None, ..
+            } if self.verify => Pick::Skip(SKIP_NO_SIGNATURE),
+            StoredBody::NotStored if self.verify => Pick::Skip(SKIP_RAW_OFF),
+            _ => Pick::Prove { fetched },
+        }
+    }
+
+    /// A copy of `id` was proven and is sent (or, in a dry run, would be).
+    fn sent(&mut self, id: &str) {
+        if self.dedupe {
+            self.sent_ids.insert(id.to_owned());
+        }
+        self.picked += 1;
+    }
+}
+
+impl SourceCheck {
+    /// Proves a record (its archived `line`, read as `record`, with its `body`) before it is
+    /// sent: a fetched record by its envelope, others by their signature with the archive's
+    /// secrets (tolerance disabled), or not at all with `--unverified-source`.
+    fn prove(
+        &self,
+        fetched: bool,
+        line: &[u8],
+        record: &ArchivedRecord<'_>,
+        body: &Bytes,
+    ) -> Result<(), String> {
+        match (self, record.body.signature()) {
+            _ if fetched => prove_fetched(line, record, body),
+            (SourceCheck::Verify(verifier), Some(signature)) => {
+                prove(verifier, line, record, body, signature, false).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Replays the selected records. Call from outside the runtime (it blocks on `handle`).
 pub(crate) fn replay(
     archive: &Archive,
@@ -328,40 +488,45 @@ pub(crate) fn replay(
     args: &ReplayArgs,
 ) -> Result<Outcome, Failure> {
     let _runtime = handle.enter();
-    let source = Source::parse(&args.select.source)?;
-    let filters = Filters::from_args(&args.select).map_err(Failure::Usage)?;
-    let Setup { check, send } = configure(args)?;
-    if matches!(check, SourceCheck::Unverified) {
-        eprintln!(
-            "WARNING: --unverified-source: records are NOT verified against the archive's secret \
-             before they are re-signed; a record anyone wrote into the archive will be delivered \
-             as a validly signed event"
-        );
-    }
-    if args.include_fetched {
-        eprintln!(
-            "WARNING: --include-fetched: fetched records (events fetched from Stripe's API by \
-             reconcile --archive-missing) carry no Stripe signature; they are sent re-signed on \
-             the strength of the archive's write access alone"
-        );
-    }
-    let (checkpoint, already_sent) = match &args.checkpoint {
-        Some(path) => {
-            let (log, lines) = AppendLog::open(path)
-                .map_err(|e| Failure::Runtime(format!("--checkpoint {}: {e}", path.display())))?;
-            let ids: HashSet<String> = lines
-                .iter()
-                .map(|l| l.trim())
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect();
-            (Some(Mutex::new(log)), ids)
-        }
-        None => (None, HashSet::new()),
+    let failed = |path: &Path, e: std::io::Error| {
+        Failure::Runtime(format!("--checkpoint {}: {e}", path.display()))
     };
+    let lines = match &args.checkpoint {
+        Some(path) => AppendLog::read(path).map_err(|e| failed(path, e))?,
+        None => Vec::new(),
+    };
+    let plan = plan(args, &lines)?;
+    // Created only once the plan is accepted.
+    let checkpoint = match &args.checkpoint {
+        Some(path) => Some(AppendLog::open(path).map_err(|e| failed(path, e))?.0),
+        None => None,
+    };
+    execute(archive, handle, args, plan, checkpoint)
+}
+
+/// Carries out `plan`: selects, proves and sends (or counts, in a dry run) the records, then
+/// prints the summary.
+fn execute(
+    archive: &Archive,
+    handle: &Handle,
+    args: &ReplayArgs,
+    plan: Plan,
+    checkpoint: Option<AppendLog>,
+) -> Result<Outcome, Failure> {
+    let Plan {
+        source,
+        filters,
+        check,
+        send,
+        warnings,
+        mut picker,
+    } = plan;
+    for warning in warnings {
+        eprintln!("WARNING: {warning}");
+    }
     let shared = Arc::new(Shared {
         summary: Mutex::new(Summary::default()),
-        checkpoint,
+        checkpoint: checkpoint.map(Mutex::new),
         interrupt: crate::retry::on_ctrl_c(handle, "finishing the requests in flight"),
     });
 
@@ -404,49 +569,26 @@ pub(crate) fn replay(
         None => (None, Vec::new()),
     };
 
-    // Ids of which a copy was sent (or, in a dry run, would be; or by the run that wrote the
-    // checkpoint): only copies that can be sent count, so a raw-off, unreadable or unproven
-    // first copy never hides a later good one.
-    let mut sent_ids: HashSet<String> = HashSet::new();
-    let mut queued: u64 = 0;
     let counts = for_each_selected(
         archive,
         &source,
         &filters,
         &mut |line, record| {
-            if shared.interrupt.is_cancelled() || args.limit.is_some_and(|limit| queued >= limit) {
+            if shared.interrupt.is_cancelled() {
                 return ControlFlow::Break(());
             }
+            let fetched = match picker.pick(&record) {
+                Pick::Stop => return ControlFlow::Break(()),
+                Pick::Skip(why) => {
+                    let mut summary = shared.summary();
+                    summary.selected += 1;
+                    summary.skip(why);
+                    return ControlFlow::Continue(());
+                }
+                Pick::Prove { fetched } => fetched,
+            };
             shared.summary().selected += 1;
             let id = record.id.as_ref();
-            if !args.no_dedupe && sent_ids.contains(id) {
-                shared.summary().skip(SKIP_DUPLICATE);
-                return ControlFlow::Continue(());
-            }
-            if already_sent.contains(id) {
-                // Sent by an earlier run: later copies are duplicates of a sent copy.
-                sent_ids.insert(id.to_owned());
-                shared.summary().skip(SKIP_CHECKPOINT);
-                return ControlFlow::Continue(());
-            }
-            if record.body == StoredBody::Legacy {
-                shared.summary().skip(SKIP_LEGACY);
-                return ControlFlow::Continue(());
-            }
-            let fetched = matches!(record.body, StoredBody::Fetched { .. });
-            if fetched && !args.include_fetched {
-                shared.summary().skip(SKIP_FETCHED);
-                return ControlFlow::Continue(());
-            }
-            let signature = record.body.signature();
-            if let (SourceCheck::Verify(_), None, false) = (&check, signature, fetched) {
-                let why = match record.body {
-                    StoredBody::Oversize { .. } => SKIP_NO_SIGNATURE,
-                    _ => SKIP_RAW_OFF,
-                };
-                shared.summary().skip(why);
-                return ControlFlow::Continue(());
-            }
             let body = match body_of(archive, &record) {
                 Ok(Some(body)) => body,
                 Ok(None) => {
@@ -459,14 +601,7 @@ pub(crate) fn replay(
                     return ControlFlow::Continue(());
                 }
             };
-            let proven = match (&check, signature) {
-                _ if fetched => prove_fetched(line.bytes, &record, &body),
-                (SourceCheck::Verify(verifier), Some(signature)) => {
-                    prove(verifier, line.bytes, &record, &body, signature, false).map(|_| ())
-                }
-                _ => Ok(()),
-            };
-            if let Err(reason) = proven {
+            if let Err(reason) = check.prove(fetched, line.bytes, &record, &body) {
                 println!(
                     "UNVERIFIED\t{id}\t{}:{}\t{reason}",
                     line.segment, line.number
@@ -474,10 +609,7 @@ pub(crate) fn replay(
                 shared.summary().skip(SKIP_UNVERIFIED);
                 return ControlFlow::Continue(());
             }
-            if !args.no_dedupe {
-                sent_ids.insert(id.to_owned());
-            }
-            queued += 1;
+            picker.sent(id);
             match &sender {
                 None => {
                     shared.summary().would_send += 1;
@@ -621,7 +753,178 @@ fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    /// `replay ./archive` and `extra`, as the command line gives them.
+    fn args(extra: &[&str]) -> ReplayArgs {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ReplayArgs,
+        }
+        let line = ["replay", "./archive"].iter().chain(extra);
+        Cli::try_parse_from(line).expect("arguments").args
+    }
+
+    fn plan_err(extra: &[&str]) -> String {
+        match plan(&args(extra), &[]) {
+            Ok(_) => panic!("{extra:?} planned"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_plan_checks_the_arguments() {
+        let dry = plan(&args(&["--dry-run", "--source-secret", "whsec_a"]), &[]).expect("dry");
+        assert!(dry.send.is_none() && dry.warnings.is_empty());
+        assert!(matches!(dry.check, SourceCheck::Verify(_)));
+        assert!(dry.picker.verify && dry.picker.dedupe);
+        let send = ["--url", "http://127.0.0.1:9/hook", "--secret", "whsec_t"];
+        let live = plan(
+            &args(&[&send[..], &["--source-secret", "whsec_a"]].concat()),
+            &[],
+        )
+        .expect("live");
+        assert!(live.send.is_some());
+        let unverified =
+            plan(&args(&[&send[..], &["--unverified-source"]].concat()), &[]).expect("unverified");
+        assert!(matches!(unverified.check, SourceCheck::Unverified));
+        assert!(!unverified.picker.verify);
+        assert_eq!(unverified.warnings, [WARN_UNVERIFIED]);
+        let fetched = plan(
+            &args(&["--dry-run", "--unverified-source", "--include-fetched"]),
+            &[],
+        )
+        .expect("fetched");
+        assert_eq!(fetched.warnings, [WARN_UNVERIFIED, WARN_FETCHED]);
+
+        for (extra, says) in [
+            (&["--dry-run"][..], "--source-keyring-file"),
+            (
+                &["--url", "http://127.0.0.1:9", "--unverified-source"][..],
+                "--secret",
+            ),
+            (
+                &[
+                    "--dry-run",
+                    "--unverified-source",
+                    "--checkpoint",
+                    "ck",
+                    "--no-dedupe",
+                ][..],
+                "--no-dedupe",
+            ),
+            (
+                &["--dry-run", "--unverified-source", "--rate", "0"][..],
+                "--rate",
+            ),
+            (
+                &[&send[..], &["--source-secret", ""]].concat()[..],
+                "--source-secret",
+            ),
+            (
+                &[
+                    "--url",
+                    "ftp://x",
+                    "--secret",
+                    "whsec_t",
+                    "--unverified-source",
+                ][..],
+                "http",
+            ),
+        ] {
+            let err = plan_err(extra);
+            assert!(err.contains(says), "{extra:?}: {err}");
+        }
+    }
+
+    /// An archived line of `id` with `body` (the members after `data`).
+    fn line(id: &str, body: &str) -> String {
+        format!(
+            r#"{{"v":1,"timestamp":"2026-11-26T01:00:00.000Z","id":"{id}","type":"a","object":"event","created":1,"livemode":false,"api_version":null,"account":null,"data":{{}}{body}}}"#
+        )
+    }
+
+    fn pick(picker: &mut Picker, line: &str) -> Pick {
+        picker.pick(&ArchivedRecord::parse(line.as_bytes()).expect("record"))
+    }
+
+    #[test]
+    fn records_are_picked_once_each_and_only_when_they_can_be_proven() {
+        let sha = "00".repeat(32);
+        let inline = |id: &str| line(id, r#","raw":"{}","signature":"s""#);
+        let raw_off = line("evt_raw_off", "");
+        // An oversize pointer, with `signature` (and a null `raw`) or without (raw off).
+        let pointer = |signature: &str| {
+            format!(
+                r#"{{"v":1,"timestamp":"2026-11-26T01:00:00.000Z","id":"evt_big","type":"a","object":"event","created":1,"livemode":false,"api_version":null,"account":null,"data":null,{signature}"oversize":{{"bucket":"b","key":"k","bytes":1,"sha256":"{sha}"}}}}"#
+            )
+        };
+        let legacy = r#"{"timestamp":"2026-11-28T04:00:00.000Z","type":"b","id":"evt_legacy","data":{"object":{}}}"#;
+        let fetched = r#"{"v":2,"timestamp":"2026-11-28T03:00:00.000Z","id":"evt_fetched","type":"b","object":"event","created":1,"livemode":false,"api_version":null,"account":null,"data":{},"raw":"{}","fetched":{"api":"https://api.stripe.com","request":"GET /v1/events/evt_fetched","key":"rk_live_...abcd","account":null,"stripe_version":null,"request_id":null}}"#;
+
+        let mut p = plan(
+            &args(&["--dry-run", "--source-secret", "whsec_a", "--limit", "3"]),
+            &["evt_done".to_owned(), String::new()],
+        )
+        .expect("plan")
+        .picker;
+        assert_eq!(
+            pick(&mut p, &inline("evt_done")),
+            Pick::Skip(SKIP_CHECKPOINT)
+        );
+        assert_eq!(
+            pick(&mut p, &inline("evt_done")),
+            Pick::Skip(SKIP_DUPLICATE)
+        );
+        assert_eq!(
+            pick(&mut p, &inline("evt_1")),
+            Pick::Prove { fetched: false }
+        );
+        // Not proven (its body unreadable, or its signature wrong): a later copy is still tried.
+        assert_eq!(
+            pick(&mut p, &inline("evt_1")),
+            Pick::Prove { fetched: false }
+        );
+        p.sent("evt_1");
+        assert_eq!(pick(&mut p, &inline("evt_1")), Pick::Skip(SKIP_DUPLICATE));
+        assert_eq!(pick(&mut p, &raw_off), Pick::Skip(SKIP_RAW_OFF));
+        assert_eq!(pick(&mut p, &pointer("")), Pick::Skip(SKIP_NO_SIGNATURE));
+        assert_eq!(
+            pick(&mut p, &pointer(r#""raw":null,"signature":"s","#)),
+            Pick::Prove { fetched: false }
+        );
+        assert_eq!(pick(&mut p, legacy), Pick::Skip(SKIP_LEGACY));
+        assert_eq!(pick(&mut p, fetched), Pick::Skip(SKIP_FETCHED));
+        p.sent("evt_2");
+        p.sent("evt_3");
+        assert_eq!(pick(&mut p, &inline("evt_4")), Pick::Stop, "--limit 3");
+
+        // --unverified-source --include-fetched --no-dedupe: raw-off and fetched records are
+        // read (a raw-off one is then skipped when it has no body), every copy is sent.
+        let plan = plan(
+            &args(&[
+                "--dry-run",
+                "--unverified-source",
+                "--include-fetched",
+                "--no-dedupe",
+            ]),
+            &[],
+        )
+        .expect("plan");
+        let mut p = plan.picker;
+        assert_eq!(pick(&mut p, &raw_off), Pick::Prove { fetched: false });
+        assert_eq!(pick(&mut p, &pointer("")), Pick::Prove { fetched: false });
+        assert_eq!(pick(&mut p, fetched), Pick::Prove { fetched: true });
+        assert_eq!(pick(&mut p, legacy), Pick::Skip(SKIP_LEGACY));
+        p.sent("evt_1");
+        assert_eq!(
+            pick(&mut p, &inline("evt_1")),
+            Pick::Prove { fetched: false }
+        );
+    }
 
     #[test]
     fn summary_counts() {

@@ -1,19 +1,19 @@
-//! Retrying HTTP requests, as `replay` and `reconcile` both do: an exponential backoff with jitter,
-//! never shorter than what the server's `Retry-After` asks for, and never longer than
-//! [`MAX_RETRY_AFTER`]; and Ctrl-C, a [`CancellationToken`] that stops every wait at once.
+//! Retrying HTTP requests, as `replay` and `reconcile` both do: the workspace's backoff
+//! ([`Backoff`]: exponential from 250 ms to 30 s, full jitter), never shorter than what the
+//! server's `Retry-After` asks for, and never longer than [`MAX_RETRY_AFTER`]; and Ctrl-C, a
+//! [`CancellationToken`] that stops every wait at once.
 
 use std::time::Duration;
 
-use rand::Rng;
+use stripe_webhook_backoff::Backoff;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 /// The longest `Retry-After` a retry waits; a server asking for more is answered as final.
 pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-/// The first retry's backoff, doubled for each further retry up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// The longest backoff between two attempts (without `Retry-After`).
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The backoff between two attempts: up to 250 ms before the first retry, doubling for each
+/// further retry up to 30 s (without `Retry-After`).
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
 
 /// What to do after an attempt that may succeed if tried again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,19 +50,8 @@ impl Retries {
             return Next::GiveUp;
         }
         self.used += 1;
-        Next::Wait(retry_wait(self.used, retry_after, rand::rng().random()))
+        Next::Wait(BACKOFF.delay_honouring(self.used, retry_after))
     }
-}
-
-/// How long to wait before retry number `attempt` (1 for the first): an exponential backoff
-/// (250 ms, doubling, at most 30 s) with "equal jitter" (a uniformly random point in its upper
-/// half, `jitter` in [0, 1)), and never less than the server's `Retry-After`.
-pub(crate) fn retry_wait(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
-    let backoff = FIRST_BACKOFF
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF);
-    let jittered = backoff.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
-    jittered.max(retry_after.unwrap_or(Duration::ZERO))
 }
 
 /// A token that the first Ctrl-C cancels (with `notice` on stderr); a second Ctrl-C exits at once
@@ -97,25 +86,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retries_back_off_with_jitter_and_honour_retry_after() {
+    fn retries_back_off_with_full_jitter_and_honour_retry_after() {
         let ms = Duration::from_millis;
-        // Equal jitter: between half and all of 250 ms, 500 ms, 1 s, … capped at 30 s.
-        assert_eq!(retry_wait(1, None, 0.0), ms(125));
-        assert!((ms(249)..ms(250)).contains(&retry_wait(1, None, 0.999_999)));
-        assert_eq!(retry_wait(2, None, 0.0), ms(250));
-        assert_eq!(retry_wait(3, None, 0.5), ms(750));
-        assert_eq!(retry_wait(9, None, 1.0), Duration::from_secs(30));
-        assert_eq!(retry_wait(40, None, 0.0), Duration::from_secs(15));
-        // Retry-After is a floor, whatever the jitter drew.
-        for jitter in [0.0, 0.3, 0.99] {
-            assert_eq!(retry_wait(1, Some(ms(2000)), jitter), ms(2000));
-        }
-        assert_eq!(retry_wait(9, Some(ms(1)), 1.0), Duration::from_secs(30));
-        let draws: HashSet<Duration> = (0..20)
-            .map(|_| retry_wait(3, None, rand::rng().random()))
+        // Full jitter: anywhere from zero to 250 ms, 500 ms, 1 s, … capped at 30 s.
+        assert_eq!(BACKOFF.ceiling(1), ms(250));
+        assert_eq!(BACKOFF.ceiling(3), ms(1000));
+        assert_eq!(BACKOFF.ceiling(9), Duration::from_secs(30));
+        assert_eq!(BACKOFF.ceiling(40), Duration::from_secs(30));
+        let mut r = Retries::new(40);
+        let waits: Vec<Duration> = (1..=40)
+            .map(|_| match r.next(None) {
+                Next::Wait(wait) => wait,
+                other => panic!("a retry is left: {other:?}"),
+            })
             .collect();
-        assert!(draws.len() > 1, "jitter varies the wait");
-        assert!(draws.iter().all(|d| (ms(500)..=ms(1000)).contains(d)));
+        for (n, wait) in (1..).zip(&waits) {
+            assert!(*wait <= BACKOFF.ceiling(n), "retry {n} waited {wait:?}");
+        }
+        let late: HashSet<Duration> = waits[10..].iter().copied().collect();
+        assert!(late.len() > 1, "jitter varies the wait: {late:?}");
+        // Retry-After is a floor, whatever the jitter drew.
+        let mut r = Retries::new(20);
+        for _ in 0..20 {
+            assert_eq!(r.next(Some(ms(40_000))), Next::Wait(ms(40_000)));
+        }
     }
 
     #[test]

@@ -20,7 +20,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderName};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use stripe_webhook_envelope::{Fetched, ReceivedAt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -61,18 +62,108 @@ pub(crate) fn types_filter(kind: Kind, globs: &[String]) -> Option<Vec<String>> 
     (!types.is_empty()).then_some(types)
 }
 
-/// The cursor after a v1 list page (`starting_after`: the id of its last item, `last_id`) when
-/// its `has_more` says there is more, `None` at the end.
-///
-/// # Errors
-/// No boolean `has_more`, or more but no item (`what` names the request).
-fn v1_next(page: &Value, last_id: Option<&str>, what: &str) -> Result<Option<String>, ApiError> {
-    match page.get("has_more").and_then(Value::as_bool) {
-        Some(true) => last_id
-            .map(|id| Some(id.to_owned()))
-            .ok_or_else(|| not_a_list(what)),
-        Some(false) => Ok(None),
-        None => Err(not_a_list(what)),
+/// A page of a v1 list (`GET /v1/events`, `GET /v1/accounts`), as the API documents it.
+#[derive(Debug, Deserialize)]
+struct V1List<T> {
+    data: Vec<T>,
+    has_more: bool,
+}
+
+/// A page of a v2 list (`GET /v2/core/events`): `next_page_url` is `null` on the last page.
+#[derive(Debug, Deserialize)]
+struct V2List<T> {
+    data: Vec<T>,
+    next_page_url: Option<String>,
+}
+
+/// A snapshot event as `GET /v1/events` lists it (what reconcile reads of it).
+#[derive(Debug, Deserialize)]
+struct SnapshotEvent {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    /// Unix seconds.
+    created: i64,
+    pending_webhooks: Option<u64>,
+}
+
+/// A thin event as `GET /v2/core/events` lists it.
+#[derive(Debug, Deserialize)]
+struct ThinEvent {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    /// RFC 3339.
+    created: String,
+}
+
+/// A connected account as `GET /v1/accounts` lists it.
+#[derive(Debug, Deserialize)]
+struct Account {
+    id: String,
+}
+
+/// An event retrieved by id: only its id is read (its body is archived as Stripe sent it).
+#[derive(Debug, Deserialize)]
+struct Retrieved {
+    id: String,
+}
+
+/// Stripe's answer to a request it refuses.
+#[derive(Debug, Deserialize)]
+struct ErrorAnswer {
+    error: ErrorDetail,
+}
+
+/// The part of an [`ErrorAnswer`] shown.
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    message: String,
+}
+
+impl<T> V1List<T> {
+    /// The cursor after this page (`starting_after`: the id of its last item, `last_id`) when
+    /// `has_more` says there is more, `None` at the end.
+    ///
+    /// # Errors
+    /// More but no item (`what` names the request).
+    fn next(&self, last_id: Option<&str>, what: &str) -> Result<Option<String>, ApiError> {
+        match (self.has_more, last_id) {
+            (true, Some(id)) => Ok(Some(id.to_owned())),
+            (true, None) => Err(not_a_list(what)),
+            (false, _) => Ok(None),
+        }
+    }
+}
+
+impl SnapshotEvent {
+    /// As a [`Listed`], or `None` if its `created` is out of range.
+    fn listed(self) -> Option<Listed> {
+        let created = OffsetDateTime::from_unix_timestamp(self.created)
+            .ok()?
+            .format(&Rfc3339)
+            .ok()?;
+        Some(Listed {
+            created_millis: self.created.checked_mul(1000)?,
+            created,
+            id: self.id,
+            event_type: self.event_type,
+            pending_webhooks: self.pending_webhooks,
+        })
+    }
+}
+
+impl ThinEvent {
+    /// As a [`Listed`], or `None` if its `created` is not an RFC 3339 instant in range.
+    fn listed(self) -> Option<Listed> {
+        let at = OffsetDateTime::parse(&self.created, &Rfc3339).ok()?;
+        Some(Listed {
+            created_millis: i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()?,
+            created: self.created,
+            id: self.id,
+            event_type: self.event_type,
+            pending_webhooks: None,
+        })
     }
 }
 
@@ -168,8 +259,22 @@ impl ApiKey {
     }
 }
 
-/// Which events: snapshot events (`/v1/events`) or thin events (`/v2/core/events`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+/// Which events: snapshot events (`/v1/events`) or thin events (`/v2/core/events`). In JSON (reports
+/// and checkpoints) its [`Kind::name`].
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Kind {
     /// Snapshot events, `GET /v1/events` (what webhook endpoints receive).
     Snapshot,
@@ -186,15 +291,6 @@ impl Kind {
         }
     }
 
-    /// From [`Kind::name`].
-    pub(crate) fn from_name(name: &str) -> Option<Kind> {
-        match name {
-            "snapshot" => Some(Kind::Snapshot),
-            "thin" => Some(Kind::Thin),
-            _ => None,
-        }
-    }
-
     fn path(self) -> &'static str {
         match self {
             Kind::Snapshot => "/v1/events",
@@ -203,12 +299,13 @@ impl Kind {
     }
 }
 
-/// An event as a list shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An event as a list shows it; in JSON (reconcile's checkpoint) with Stripe's names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Listed {
     /// `evt_…`.
     pub(crate) id: String,
     /// Its type.
+    #[serde(rename = "type")]
     pub(crate) event_type: String,
     /// `created` in Unix milliseconds.
     pub(crate) created_millis: i64,
@@ -229,7 +326,7 @@ pub(crate) struct Page<T> {
 }
 
 /// The half-open window `[since, until)` of event creation times, in Unix milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Window {
     /// First instant, inclusive.
     pub(crate) since: i64,
@@ -287,12 +384,46 @@ struct Answer {
     request_id: Option<String>,
 }
 
+/// Where Stripe's API is: `https://api.stripe.com`, or a proxy or test double, optionally with a
+/// path prefix. Shown (in checkpoints, summaries and fetched records) as `scheme://host[:port]`
+/// and the prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ApiBase {
+    target: Target,
+    /// `scheme://host[:port]`.
+    origin: String,
+    /// The base's path without its trailing `/` (empty for Stripe itself).
+    prefix: String,
+}
+
+impl ApiBase {
+    /// Checks an API base.
+    ///
+    /// # Errors
+    /// Not an `http://` or `https://` URL, or a URL with a query.
+    pub(crate) fn parse(base: &str) -> Result<ApiBase, String> {
+        let target = Target::parse(base).map_err(|e| format!("the API base: {e}"))?;
+        if target.path_and_query().contains('?') {
+            return Err(format!("the API base {base:?} has a query"));
+        }
+        Ok(ApiBase {
+            origin: target.origin(),
+            prefix: target.path_and_query().trim_end_matches('/').to_owned(),
+            target,
+        })
+    }
+}
+
+impl fmt::Display for ApiBase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.origin, self.prefix)
+    }
+}
+
 /// A client of Stripe's API with one key (and a pool of kept-alive connections).
 pub(crate) struct StripeApi {
     client: Client,
-    /// `scheme://host[:port]`, and the base's path prefix (empty for Stripe itself).
-    origin: String,
-    prefix: String,
+    base: ApiBase,
     key: ApiKey,
     v2_version: String,
     retries: u32,
@@ -302,13 +433,12 @@ pub(crate) struct StripeApi {
 }
 
 impl StripeApi {
-    /// A client of the API at `base` (`https://api.stripe.com`, or a proxy or test double,
-    /// optionally with a path prefix).
+    /// A client of the API at `base`.
     ///
     /// # Errors
-    /// A base that is not an `http://` or `https://` URL, or an https CA file that cannot be used.
+    /// An https CA file that cannot be used (or one given for an `http://` base).
     pub(crate) fn new(
-        base: &str,
+        base: ApiBase,
         ca_file: Option<&Path>,
         key: ApiKey,
         v2_version: String,
@@ -316,17 +446,15 @@ impl StripeApi {
         timeout: Duration,
         interrupt: CancellationToken,
     ) -> Result<StripeApi, String> {
-        let target = Target::parse(base).map_err(|e| format!("the API base: {e}"))?;
-        if target.path_and_query().contains('?') {
-            return Err(format!("the API base {base:?} has a query"));
-        }
-        let tls = Tls::for_target(&target, ca_file, "API base")?;
-        let origin = target.origin();
-        let prefix = target.path_and_query().trim_end_matches('/').to_owned();
+        let tls = Tls::for_target(&base.target, ca_file, "API base")?;
         Ok(StripeApi {
-            client: Client::new(target, tls, "stripe-webhook-reconcile", timeout)?,
-            origin,
-            prefix,
+            client: Client::new(
+                base.target.clone(),
+                tls,
+                "stripe-webhook-reconcile",
+                timeout,
+            )?,
+            base,
             key,
             v2_version,
             retries,
@@ -337,7 +465,7 @@ impl StripeApi {
 
     /// The API base, as fetched records name it.
     pub(crate) fn base(&self) -> String {
-        format!("{}{}", self.origin, self.prefix)
+        self.base.to_string()
     }
 
     /// The key's id.
@@ -366,24 +494,7 @@ impl StripeApi {
             _ => events_query(kind, window, types, cursor),
         };
         let answer = self.get(&path, kind, account).await?;
-        let what = format!("GET {}", kind.path());
-        let page = json(&answer.body, &what)?;
-        let items = page
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| not_a_list(&what))?
-            .iter()
-            .map(|event| listed(kind, event).ok_or_else(|| not_a_list(&what)))
-            .collect::<Result<Vec<Listed>, ApiError>>()?;
-        let next = match kind {
-            Kind::Snapshot => v1_next(&page, items.last().map(|e| e.id.as_str()), &what)?,
-            Kind::Thin => match page.get("next_page_url") {
-                Some(Value::String(url)) => Some(url.clone()),
-                Some(Value::Null) | None => None,
-                Some(_) => return Err(not_a_list(&what)),
-            },
-        };
-        Ok(Page { items, next })
+        events_page(kind, &answer.body)
     }
 
     /// One page of the platform's connected accounts (their ids), after `cursor`.
@@ -398,20 +509,9 @@ impl StripeApi {
         let path = format!("/v1/accounts?{}", encode_query(&query));
         let answer = self.get(&path, Kind::Snapshot, None).await?;
         let what = "GET /v1/accounts";
-        let page = json(&answer.body, what)?;
-        let items = page
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| not_a_list(what))?
-            .iter()
-            .map(|a| {
-                a.get("id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| not_a_list(what))
-            })
-            .collect::<Result<Vec<String>, ApiError>>()?;
-        let next = v1_next(&page, items.last().map(String::as_str), what)?;
+        let page: V1List<Account> = list(&answer.body, what)?;
+        let next = page.next(page.data.last().map(|a| a.id.as_str()), what)?;
+        let items = page.data.into_iter().map(|a| a.id).collect();
         Ok(Page { items, next })
     }
 
@@ -427,8 +527,12 @@ impl StripeApi {
         let answer = self.get(&request_path, kind, account).await?;
         let fetched_at = ReceivedAt::now();
         let request = format!("GET {request_path}");
-        let event = json(&answer.body, &request)?;
-        if event.get("id").and_then(Value::as_str) != Some(id) {
+        let event: Retrieved = serde_json::from_slice(&answer.body).map_err(|_| {
+            ApiError::Protocol(format!(
+                "Stripe's answer to {request} is not an event as the API documents it"
+            ))
+        })?;
+        if event.id != id {
             return Err(ApiError::Protocol(format!(
                 "Stripe's answer to {request} is not the event {id}"
             )));
@@ -457,7 +561,10 @@ impl StripeApi {
                     ))
                 })?,
         };
-        let path = path.strip_prefix(&self.prefix).unwrap_or(&path).to_owned();
+        let path = path
+            .strip_prefix(&self.base.prefix)
+            .unwrap_or(&path)
+            .to_owned();
         let page = path.strip_prefix(Kind::Thin.path());
         if !page.is_some_and(|rest| rest.is_empty() || rest.starts_with('?')) {
             return Err(ApiError::Protocol(format!(
@@ -497,7 +604,7 @@ impl StripeApi {
                 self.v2_version.clone(),
             ));
         }
-        let path = format!("{}{path_and_query}", self.prefix);
+        let path = format!("{}{path_and_query}", self.base.prefix);
         let request = format!("GET {}", path_and_query.split('?').next().unwrap_or(""));
         let mut retries = Retries::new(self.retries);
         loop {
@@ -568,15 +675,8 @@ impl StripeApi {
 
     /// Stripe's `error.message`, or the start of the body; on one line, without the key.
     fn error_message(&self, r: &Response) -> String {
-        let message = serde_json::from_slice::<Value>(&r.body)
-            .ok()
-            .and_then(|v| {
-                v.get("error")
-                    .and_then(|e| e.get("message"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| r.text());
+        let message = serde_json::from_slice::<ErrorAnswer>(&r.body)
+            .map_or_else(|_| r.text(), |answer| answer.error.message);
         self.key.scrub(&one_line(&message, 500))
     }
 }
@@ -615,43 +715,39 @@ fn events_query(kind: Kind, window: Window, types: &[String], cursor: Option<&st
     format!("{}?{}", kind.path(), encode_query(&query))
 }
 
-/// An event of a list page, or `None` if it lacks what every event has.
-fn listed(kind: Kind, event: &Value) -> Option<Listed> {
-    let id = event.get("id")?.as_str()?.to_owned();
-    let event_type = event.get("type")?.as_str()?.to_owned();
-    let (created_millis, created, pending_webhooks) = match kind {
+/// A page of events of `kind`, from Stripe's answer `body`.
+///
+/// # Errors
+/// An answer that is not such a page as the API documents it.
+fn events_page(kind: Kind, body: &[u8]) -> Result<Page<Listed>, ApiError> {
+    let what = format!("GET {}", kind.path());
+    let all = |items: Vec<Option<Listed>>| -> Result<Vec<Listed>, ApiError> {
+        items
+            .into_iter()
+            .map(|item| item.ok_or_else(|| not_a_list(&what)))
+            .collect()
+    };
+    match kind {
         Kind::Snapshot => {
-            let seconds = event.get("created")?.as_i64()?;
-            let text = OffsetDateTime::from_unix_timestamp(seconds)
-                .ok()?
-                .format(&Rfc3339)
-                .ok()?;
-            let pending = event.get("pending_webhooks").and_then(Value::as_u64);
-            (seconds.checked_mul(1000)?, text, pending)
+            let page: V1List<SnapshotEvent> = list(body, &what)?;
+            let next = page.next(page.data.last().map(|e| e.id.as_str()), &what)?;
+            let items = all(page.data.into_iter().map(SnapshotEvent::listed).collect())?;
+            Ok(Page { items, next })
         }
         Kind::Thin => {
-            let text = event.get("created")?.as_str()?;
-            let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-            let millis = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()?;
-            (millis, text.to_owned(), None)
+            let page: V2List<ThinEvent> = list(body, &what)?;
+            let items = all(page.data.into_iter().map(ThinEvent::listed).collect())?;
+            Ok(Page {
+                items,
+                next: page.next_page_url,
+            })
         }
-    };
-    Some(Listed {
-        id,
-        event_type,
-        created_millis,
-        created,
-        pending_webhooks,
-    })
+    }
 }
 
-fn json(body: &[u8], what: &str) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .ok()
-        .filter(Value::is_object)
-        .ok_or_else(|| {
-            ApiError::Protocol(format!("Stripe's answer to {what} is not a JSON object"))
-        })
+/// A list page of Stripe's answer `body` to `what`.
+fn list<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|_| not_a_list(what))
 }
 
 fn not_a_list(what: &str) -> ApiError {
@@ -790,35 +886,70 @@ mod tests {
 
     #[test]
     fn list_items_are_read_as_the_api_documents_them() {
-        let v1: Value = serde_json::json!({"id":"evt_1","type":"charge.succeeded","created":1795731281,"pending_webhooks":2});
+        let v1 = r#"{"object":"list","url":"/v1/events","has_more":true,"data":[{"id":"evt_1","object":"event","type":"charge.succeeded","created":1795731281,"pending_webhooks":2,"data":{"object":{}}}]}"#;
+        let page = events_page(Kind::Snapshot, v1.as_bytes()).expect("v1 page");
         assert_eq!(
-            listed(Kind::Snapshot, &v1),
-            Some(Listed {
+            page.items,
+            [Listed {
                 id: "evt_1".into(),
                 event_type: "charge.succeeded".into(),
                 created_millis: 1_795_731_281_000,
                 created: "2026-11-26T22:14:41Z".into(),
                 pending_webhooks: Some(2),
-            })
+            }]
         );
-        let v2: Value = serde_json::json!({"id":"evt_2","type":"v1.billing.meter.error_report_triggered","created":"2026-11-26T22:14:41.5Z"});
-        let thin = listed(Kind::Thin, &v2).expect("thin");
+        assert_eq!(page.next.as_deref(), Some("evt_1"), "starting_after");
+        let v2_event = r#"{"id":"evt_2","object":"v2.core.event","type":"v1.billing.meter.error_report_triggered","created":"2026-11-26T22:14:41.5Z"}"#;
+        let v2 = format!(r#"{{"data":[{v2_event}],"next_page_url":"/v2/core/events?page=p_1"}}"#);
+        let page = events_page(Kind::Thin, v2.as_bytes()).expect("v2 page");
+        let thin = &page.items[0];
         assert_eq!(
             (thin.created_millis, thin.pending_webhooks),
             (1_795_731_281_500, None)
         );
-        assert_eq!(
-            listed(Kind::Snapshot, &v2),
-            None,
-            "a string created is not v1's"
-        );
-        assert_eq!(listed(Kind::Thin, &serde_json::json!({"id":"evt_3"})), None);
+        assert_eq!(thin.created, "2026-11-26T22:14:41.5Z", "Stripe's own text");
+        assert_eq!(page.next.as_deref(), Some("/v2/core/events?page=p_1"));
+        let last = format!(r#"{{"data":[{v2_event}],"next_page_url":null}}"#);
+        let page = events_page(Kind::Thin, last.as_bytes()).expect("last v2 page");
+        assert_eq!(page.next, None);
+        for (kind, bad, why) in [
+            (
+                Kind::Snapshot,
+                format!(r#"{{"has_more":false,"data":[{v2_event}]}}"#),
+                "a string created is not v1's",
+            ),
+            (
+                Kind::Thin,
+                r#"{"data":[{"id":"evt_3"}],"next_page_url":null}"#.to_owned(),
+                "no type, no created",
+            ),
+            (
+                Kind::Thin,
+                r#"{"data":[{"id":"evt_4","type":"a","created":"yesterday"}]}"#.to_owned(),
+                "created not RFC 3339",
+            ),
+            (
+                Kind::Snapshot,
+                r#"{"has_more":true,"data":[]}"#.to_owned(),
+                "more, but no item to start after",
+            ),
+            (Kind::Snapshot, r#"{"data":[]}"#.to_owned(), "no has_more"),
+            (
+                Kind::Thin,
+                r#"{"data":[],"next_page_url":7}"#.to_owned(),
+                "a number for a URL",
+            ),
+            (Kind::Thin, "[]".to_owned(), "not an object"),
+        ] {
+            let err = events_page(kind, bad.as_bytes()).expect_err(why);
+            assert!(err.to_string().contains("not a list"), "{why}: {err}");
+        }
     }
 
     #[test]
     fn next_page_urls_stay_on_the_api_base() {
         let api = StripeApi::new(
-            "http://127.0.0.1:9/prefix/",
+            ApiBase::parse("http://127.0.0.1:9/prefix/").expect("base"),
             None,
             ApiKey::new("sk_test_0123456789abcdefghijWXYZ", "k").expect("key"),
             DEFAULT_V2_VERSION.to_owned(),

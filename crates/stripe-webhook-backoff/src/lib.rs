@@ -44,9 +44,7 @@ impl Backoff {
     /// `min(max, first × 2^(attempt−1))`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(31);
-        self.first
-            .saturating_mul(1u32 << doublings)
-            .min(self.max)
+        self.first.saturating_mul(1u32 << doublings).min(self.max)
     }
 
     /// A wait before retry `attempt`, drawn uniformly from zero to [`Backoff::ceiling`].
@@ -62,7 +60,8 @@ impl Backoff {
 
     /// [`Backoff::delay`], but never shorter than `retry_after` (what the server asked for).
     pub fn delay_honouring(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        self.delay(attempt).max(retry_after.unwrap_or(Duration::ZERO))
+        self.delay(attempt)
+            .max(retry_after.unwrap_or(Duration::ZERO))
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stripe_webhook_backoff::Backoff;
 use stripe_webhook_sink::{FileSink, MemorySink, RecordSink, SinkError};
 
 use crate::settings::{SinkKind, SinkSettings};
@@ -23,9 +24,10 @@ pub struct SinkStartupError {
 /// a stream of the wrong type, denied access, an unwritable directory) always fails the start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartupCheck {
-    /// Retry with jittered exponential backoff for up to this long, then fail (the server: several
-    /// instances restarting together must not all fail on `DescribeDeliveryStream`'s limit of 5
-    /// calls per second per account).
+    /// Retry with exponential backoff and full jitter (up to 200 ms before the first retry,
+    /// doubling up to 5 s) for up to this long, then fail (the server: several instances
+    /// restarting together must not all fail on `DescribeDeliveryStream`'s limit of 5 calls per
+    /// second per account).
     Retry {
         /// How long to keep retrying.
         within: Duration,
@@ -35,10 +37,13 @@ pub enum StartupCheck {
     BestEffort,
 }
 
+/// The wait between two checks under [`StartupCheck::Retry`].
+const STARTUP_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+
 impl StartupCheck {
     async fn run(self, sink: &dyn RecordSink) -> Result<(), SinkError> {
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(200);
+        let mut attempt: u32 = 0;
         loop {
             let error = match sink.healthcheck().await {
                 Ok(()) => return Ok(()),
@@ -61,8 +66,8 @@ impl StartupCheck {
                     if elapsed >= within {
                         return Err(error);
                     }
-                    // Full jitter: anywhere from zero to the current backoff.
-                    let wait = backoff.mul_f64(rand::random::<f64>()).min(within - elapsed);
+                    attempt = attempt.saturating_add(1);
+                    let wait = STARTUP_BACKOFF.delay(attempt).min(within - elapsed);
                     tracing::warn!(
                         sink = sink.name(),
                         error = %error,
@@ -70,7 +75,6 @@ impl StartupCheck {
                         "start-up check failed; retrying"
                     );
                     tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

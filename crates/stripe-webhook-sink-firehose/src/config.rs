@@ -47,8 +47,9 @@ pub struct FirehoseSinkConfig {
     pub oversize_prefix: String,
     /// How long `shutdown` waits for queued records to be sent before failing the rest (default 6 s).
     pub shutdown_timeout: Duration,
-    /// Base of the exponential backoff between retries of a failed record (default 25 ms); each wait
-    /// is drawn uniformly from zero to `min(retry_max_backoff, retry_base * 2^attempt)` (full jitter).
+    /// Base of the exponential backoff between retries of a failed record (default 25 ms): after
+    /// its `n`-th failure a record waits a time drawn uniformly from zero to
+    /// `min(retry_max_backoff, retry_base × 2^(n−1))` (full jitter, `stripe-webhook-backoff`).
     pub retry_base: Duration,
     /// Cap of one backoff wait (default 1 s).
     pub retry_max_backoff: Duration,

@@ -10,6 +10,7 @@ use aws_sdk_firehose::operation::RequestId;
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record as FirehoseRecord;
 use bytes::Bytes;
+use stripe_webhook_backoff::Backoff;
 use stripe_webhook_sink::{SinkError, SinkErrorKind};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
@@ -488,20 +489,15 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// Gives failed records a backoff (exponential, full jitter) or, if it would pass their deadline,
+    /// Gives failed records a backoff (the workspace's [`Backoff`]: exponential from
+    /// `retry_base` up to `retry_max_backoff`, full jitter) or, if it would pass their deadline,
     /// fails them with `Timeout`. Returns the ones to resend.
     fn schedule(&self, failed: Vec<Entry>, code: &str, reason: &str, now: Instant) -> Vec<Entry> {
+        let backoff = Backoff::new(self.config.retry_base, self.config.retry_max_backoff);
         let mut resend = Vec::with_capacity(failed.len());
         for mut e in failed {
-            e.attempts += 1;
-            let exp = self
-                .config
-                .retry_base
-                .saturating_mul(1_u32 << (e.attempts - 1).min(20));
-            let cap = exp.min(self.config.retry_max_backoff);
-            let cap_micros = u64::try_from(cap.as_micros()).unwrap_or(u64::MAX);
-            let wait = Duration::from_micros(rand::random_range(0..=cap_micros));
-            e.not_before = now + wait;
+            e.attempts = e.attempts.saturating_add(1);
+            e.not_before = now + backoff.delay(e.attempts);
             if e.not_before >= e.deadline {
                 let detail = format!("{} attempts, last: {reason}", e.attempts);
                 let id = e.event_id.clone();
