@@ -64,22 +64,20 @@ pub struct Record {
     pub unsendable: Option<&'static str>,
 }
 
-/// What to do with a line.
-#[derive(Debug)]
-pub enum Admission {
-    /// Not for this destination (before the start, or its type is not forwarded): finished.
-    Skip,
-    /// Deliver it (or dead-letter it at once when it cannot be sent).
-    Forward(Record),
-}
-
-/// Decides what happens to one archived line.
-pub fn admit(key: &SegmentKey, line: Line, start: ReceivedAt, types: &TypeFilter) -> Admission {
+/// Decides what happens to one archived line: the record to deliver (or to dead-letter at once
+/// when it cannot be sent), or `None` when it is not for this destination (received before the
+/// start, or its type is not forwarded), which finishes it.
+pub fn admit(
+    key: &SegmentKey,
+    line: Line,
+    start: ReceivedAt,
+    types: &TypeFilter,
+) -> Option<Record> {
     let parsed = match ArchivedRecord::parse(&line.bytes) {
         Ok(parsed) => parsed,
         Err(e) => {
             tracing::error!(segment = %key, offset = line.start, error = %e, "an archived line is not an envelope record: dead-lettered");
-            return Admission::Forward(Record {
+            return Some(Record {
                 key: key.clone(),
                 start: line.start,
                 end: line.end,
@@ -95,7 +93,7 @@ pub fn admit(key: &SegmentKey, line: Line, start: ReceivedAt, types: &TypeFilter
         }
     };
     if parsed.received_at < start || !types.matches(&parsed.event_type) {
-        return Admission::Skip;
+        return None;
     }
     let (body, fetched, unsendable) = match &parsed.body {
         StoredBody::Inline { raw, .. } => {
@@ -119,7 +117,7 @@ pub fn admit(key: &SegmentKey, line: Line, start: ReceivedAt, types: &TypeFilter
     let object = serde_json::from_str::<Data>(parsed.data.text())
         .ok()
         .and_then(|d| d.object?.id);
-    Admission::Forward(Record {
+    Some(Record {
         key: key.clone(),
         start: line.start,
         end: line.end,
@@ -171,7 +169,7 @@ impl Scheduler {
     }
 
     /// The next record that may be sent.
-    pub fn next(&mut self) -> Option<Arc<Record>> {
+    pub fn pop_ready(&mut self) -> Option<Arc<Record>> {
         self.ready.pop_front()
     }
 
@@ -257,7 +255,7 @@ impl ArchiveState {
                 let stored = self.cursor.segment(&key);
                 for line in chunk.lines {
                     let end = line.end;
-                    if let Admission::Forward(record) = admit(&key, line, start, types) {
+                    if let Some(record) = admit(&key, line, start, types) {
                         self.segs
                             .entry(key.clone())
                             .or_insert_with(|| SegState {
@@ -307,7 +305,7 @@ impl ArchiveState {
                 seg.read_all = chunk.finished;
                 for line in chunk.lines {
                     let (line_start, line_end) = (line.start, line.end);
-                    if let Admission::Forward(record) = admit(&file.key, line, start, types) {
+                    if let Some(record) = admit(&file.key, line, start, types) {
                         seg.unfinished.insert(line_start, line_end);
                         out.push(record);
                         budget -= 1;
@@ -532,7 +530,7 @@ async fn run_destination(
         }
         // 2. Start deliveries up to the concurrency.
         while deliveries.len() < settings.concurrency {
-            let Some(record) = scheduler.next() else {
+            let Some(record) = scheduler.pop_ready() else {
                 break;
             };
             let (ctx, cancel) = (Arc::clone(&ctx), cancel.clone());
@@ -751,19 +749,19 @@ mod tests {
         ] {
             s.push(record(id, object));
         }
-        let mut ready: Vec<Arc<Record>> = std::iter::from_fn(|| s.next()).collect();
+        let mut ready: Vec<Arc<Record>> = std::iter::from_fn(|| s.pop_ready()).collect();
         let ids: Vec<&str> = ready.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["e1", "e2", "e4"], "one per object at a time");
         assert_eq!(s.len(), 3);
         // ch_B's first finishes: its next goes; ch_A's (e1, still failing) holds e3 and e5 back.
         let e2 = ready.remove(1);
         s.finished(&e2);
-        assert_eq!(s.next().map(|r| r.id.clone()).as_deref(), Some("e6"));
-        assert!(s.next().is_none());
+        assert_eq!(s.pop_ready().map(|r| r.id.clone()).as_deref(), Some("e6"));
+        assert!(s.pop_ready().is_none());
         let e1 = ready.remove(0);
         s.finished(&e1);
-        assert_eq!(s.next().map(|r| r.id.clone()).as_deref(), Some("e3"));
-        assert!(s.next().is_none(), "e5 waits for e3");
+        assert_eq!(s.pop_ready().map(|r| r.id.clone()).as_deref(), Some("e3"));
+        assert!(s.pop_ready().is_none(), "e5 waits for e3");
     }
 
     #[test]
@@ -771,7 +769,7 @@ mod tests {
         let mut s = Scheduler::new(Order::None);
         s.push(record("e1", Some("ch_A")));
         s.push(record("e2", Some("ch_A")));
-        assert_eq!(std::iter::from_fn(|| s.next()).count(), 2);
+        assert_eq!(std::iter::from_fn(|| s.pop_ready()).count(), 2);
     }
 
     #[test]
@@ -794,7 +792,7 @@ mod tests {
         };
         let all = TypeFilter::default();
         match admit(&key, line(&rec.line()[..rec.line().len() - 1]), at, &all) {
-            Admission::Forward(r) => {
+            Some(r) => {
                 assert_eq!(r.body.as_deref(), Some(body.as_bytes()), "byte-exact");
                 assert_eq!(r.object.as_deref(), Some("in_1"));
                 assert_eq!((r.id.as_str(), r.start), ("evt_1", 10));
@@ -803,15 +801,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let later = ReceivedAt::from_unix_millis(at.unix_millis() + 1);
-        assert!(matches!(
-            admit(&key, line(rec.line()), later, &all),
-            Admission::Skip
-        ));
+        assert!(admit(&key, line(rec.line()), later, &all).is_none());
         let charges = TypeFilter::parse("charge.*").unwrap();
-        assert!(matches!(
-            admit(&key, line(rec.line()), at, &charges),
-            Admission::Skip
-        ));
+        assert!(admit(&key, line(rec.line()), at, &charges).is_none());
         let raw_off = encode(
             Bytes::from(body),
             "t=1,v1=00",
@@ -820,11 +812,11 @@ mod tests {
         )
         .unwrap();
         match admit(&key, line(raw_off.line()), at, &all) {
-            Admission::Forward(r) => assert_eq!(r.unsendable, Some("no_body")),
+            Some(r) => assert_eq!(r.unsendable, Some("no_body")),
             other => panic!("{other:?}"),
         }
         match admit(&key, line(b"{not json"), at, &all) {
-            Admission::Forward(r) => assert_eq!(r.unsendable, Some("unreadable")),
+            Some(r) => assert_eq!(r.unsendable, Some("unreadable")),
             other => panic!("{other:?}"),
         }
     }

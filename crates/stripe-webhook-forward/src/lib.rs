@@ -35,7 +35,7 @@ use stripe_webhook_metrics as m;
 
 use crate::cursor::{Cursor, DestinationLock};
 use crate::delivery::{Attempt, Sender};
-use crate::forwarder::{Admission, admit};
+use crate::forwarder::admit;
 use crate::glob::TypeFilter;
 use crate::segments::{Line, SegmentKey};
 
@@ -123,7 +123,7 @@ pub async fn redrive(
             ReceivedAt::from_unix_millis(i64::MIN),
             &TypeFilter::default(),
         ) {
-            Admission::Forward(record) if record.body.is_some() => record,
+            Some(record) if record.body.is_some() => record,
             _ => {
                 report.failed.push((
                     letter.letter.id.clone(),

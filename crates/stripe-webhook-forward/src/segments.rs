@@ -211,11 +211,14 @@ pub struct Chunk {
     pub stopped: Option<String>,
 }
 
+/// A sealed segment's decoder, open at an offset.
+type OpenDecoder = (SegmentKey, u64, BufReader<Box<dyn Read + Send>>);
+
 /// Reads segments from offsets, keeping the last sealed segment's decoder open, so reading a
 /// sealed segment a window at a time does not decompress it from the start each time.
 #[derive(Default)]
 pub struct SegmentReader {
-    sealed: Option<(SegmentKey, u64, BufReader<Box<dyn Read + Send>>)>,
+    sealed: Option<OpenDecoder>,
     /// Whether to `fdatasync` open segments before reading them (the forwarder: yes; a status
     /// report that forwards nothing: no).
     pub sync_open: bool,

@@ -156,7 +156,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> io::Result<()> {
         answer
     };
     match answer {
-        Answer::Close => return Ok(()),
+        Answer::Close => Ok(()),
         Answer::Hang => {
             // Until the client gives up and closes (read returns 0 or fails).
             let mut sink = [0u8; 1024];
@@ -167,7 +167,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> io::Result<()> {
                     Ok(_) => {}
                 }
             }
-            return Ok(());
+            Ok(())
         }
         Answer::Status(status, extra) => {
             let body = if (200..300).contains(&status) {
@@ -186,8 +186,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> io::Result<()> {
             answer.push_str(body);
             let stream = reader.get_mut();
             stream.write_all(answer.as_bytes())?;
-            stream.flush()?;
-            return Ok(());
+            stream.flush()
         }
     }
 }
