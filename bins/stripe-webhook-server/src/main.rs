@@ -90,6 +90,14 @@ async fn run(cli: Cli) -> ExitCode {
     // Forwarding reads the local archive, which only the file sink writes.
     let forward = match (cli.forward.runs_in_server(), &settings.sink) {
         (false, _) => None,
+        (true, SinkSettings::File(_)) if !settings.ingest.envelope.includes_raw() => {
+            return fail(
+                2,
+                "FORWARD_URL forwards each record's exact body, which ENVELOPE_INCLUDE_RAW=false \
+                 does not keep: turn it on (the default) or unset FORWARD_URL"
+                    .to_owned(),
+            );
+        }
         (true, SinkSettings::File(config)) => match cli.forward.validate() {
             Ok(forward) => Some((config.dir.clone(), forward)),
             Err(e) => return fail(2, e.to_string()),

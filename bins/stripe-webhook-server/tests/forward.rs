@@ -230,3 +230,55 @@ fn every_acknowledged_event_is_forwarded_through_target_faults_and_two_sigkills(
         );
     }
 }
+
+/// Runs the server with `envs` (and a free port) expecting it to refuse to start: exit code 2,
+/// and the message on stderr.
+fn refused(envs: &[(&str, &str)]) -> String {
+    let archive = tempfile::tempdir().unwrap();
+    let port = stripe_webhook_testkit::free_port().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", &port)
+        .env("METRICS_ADDR", "off")
+        .env("STRIPE_WEBHOOK_SECRET", INGEST_SECRET)
+        .env("ARCHIVE_DIR", archive.path())
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run the server");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+#[test]
+fn forwarding_settings_that_cannot_work_stop_the_start_with_a_clear_message() {
+    let url = "http://127.0.0.1:9/hook?token=sekrit";
+    let memory = refused(&[
+        ("SINK", "memory"),
+        ("ALLOW_MEMORY_SINK", "true"),
+        ("FORWARD_URL", url),
+        ("FORWARD_SECRET", DESTINATION_SECRET),
+    ]);
+    assert!(
+        memory.contains("only the file sink writes") && memory.contains("forwarding-sqs.md"),
+        "{memory}"
+    );
+    let raw_off = refused(&[
+        ("ENVELOPE_INCLUDE_RAW", "false"),
+        ("FORWARD_URL", url),
+        ("FORWARD_SECRET", DESTINATION_SECRET),
+    ]);
+    assert!(raw_off.contains("ENVELOPE_INCLUDE_RAW=false"), "{raw_off}");
+    let mismatch = refused(&[
+        ("FORWARD_URL", &format!("{url},http://127.0.0.1:9/other")),
+        ("FORWARD_SECRET", DESTINATION_SECRET),
+    ]);
+    assert!(
+        mismatch.contains("FORWARD_URL element(s) 2 have no secret"),
+        "{mismatch}"
+    );
+    for message in [&memory, &raw_off, &mismatch] {
+        assert!(!message.contains("sekrit") && !message.contains(DESTINATION_SECRET));
+    }
+}

@@ -204,9 +204,26 @@ impl ForwardArgs {
             .filter(|s| !s.is_empty())
             .collect();
         if secrets.len() != urls.len() {
+            let positions = |from: usize, to: usize| {
+                (from + 1..=to)
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let which = if secrets.len() < urls.len() {
+                format!(
+                    "FORWARD_URL element(s) {} have no secret",
+                    positions(secrets.len(), urls.len())
+                )
+            } else {
+                format!(
+                    "FORWARD_SECRET element(s) {} have no URL",
+                    positions(urls.len(), secrets.len())
+                )
+            };
             return Err(err(format!(
-                "FORWARD_SECRET has {} secret(s) but FORWARD_URL has {} URL(s): give one secret \
-                 per URL, in the same order (URL 1 is signed with secret 1, …)",
+                "FORWARD_SECRET has {} secret(s) but FORWARD_URL has {} URL(s) ({which}): give \
+                 one secret per URL, in the same order (URL 1 is signed with secret 1, …)",
                 secrets.len(),
                 urls.len()
             )));
