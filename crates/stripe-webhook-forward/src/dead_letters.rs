@@ -21,6 +21,10 @@ use crate::cursor::write_atomic;
 
 /// The list's file name in the destination's directory.
 pub const DEAD_LETTERS_FILE: &str = "dead-letters.ndjson";
+/// How many dead letters re-drives delivered, ever (one number): the destination's forwarder
+/// counts `stripe_webhook_forward_deliveries_total{outcome="redriven"}` from it, whichever process
+/// re-drove them.
+pub const REDRIVEN_FILE: &str = "redriven";
 const DEAD_LETTERS_LOCK: &str = "dead-letters.lock";
 
 /// One dead letter, as stored (everything but the record) and read back.
@@ -150,8 +154,9 @@ pub fn count(dir: &Path) -> u64 {
         .count() as u64
 }
 
-/// Removes the dead letters for which `delivered` is true (by event id and dead-letter time),
-/// keeping every other line, including those appended since they were listed; atomic.
+/// Removes the dead letters `delivered` names (by event id and dead-letter time), keeping every
+/// other line, including those appended since they were listed (atomic), and adds their number to
+/// [`REDRIVEN_FILE`].
 ///
 /// # Errors
 /// The list cannot be locked, read or rewritten (it is then unchanged).
@@ -178,7 +183,19 @@ pub fn remove(dir: &Path, delivered: &[(String, String)]) -> io::Result<usize> {
         }
     }
     write_atomic(dir, DEAD_LETTERS_FILE, &kept)?;
+    if removed > 0 {
+        let total = redriven(dir) + removed as u64;
+        write_atomic(dir, REDRIVEN_FILE, format!("{total}\n").as_bytes())?;
+    }
     Ok(removed)
+}
+
+/// How many dead letters re-drives of `dir` delivered, ever (0 when none).
+pub fn redriven(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join(REDRIVEN_FILE))
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -226,5 +243,8 @@ mod tests {
             .map(|l| l.unwrap().letter.dead_lettered_at)
             .collect();
         assert_eq!(left, ["t2", "t3"]);
+        assert_eq!(redriven(dir.path()), 1);
+        remove(dir.path(), &[("evt_1".into(), "t3".into())]).unwrap();
+        assert_eq!(redriven(dir.path()), 2);
     }
 }

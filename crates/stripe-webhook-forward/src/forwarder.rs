@@ -420,7 +420,7 @@ async fn run_destination(
             Ok(Some(lock)) => break lock,
             Ok(None) => {
                 if !standby_logged {
-                    tracing::info!(destination = %id, holder = ?DestinationLock::holder(&dir), "another forwarder holds this destination: standing by");
+                    tracing::info!(destination = %id, holder = %DestinationLock::holder(&dir).unwrap_or_default(), "another forwarder holds this destination: standing by");
                     standby_logged = true;
                 }
             }

@@ -83,7 +83,8 @@ pub struct RedriveReport {
 
 /// Delivers the dead letters of `dest` (all, or those of event `only`) once more, each with up to
 /// `attempts` attempts, and removes those delivered from the list. Works beside a running
-/// forwarder: the list is locked only to read it and to rewrite it.
+/// forwarder: the list is locked only to read it and to rewrite it. The destination's forwarder
+/// counts them (`outcome="redriven"`) from the list's re-driven total.
 ///
 /// # Errors
 /// The list cannot be read or rewritten, or the HTTP client cannot be built.
@@ -158,7 +159,6 @@ pub async fn redrive(
             }
         }
         if last.is_empty() {
-            metrics::counter!(m::FORWARD_DELIVERIES_TOTAL, "destination" => dest.id.clone(), "outcome" => "redriven").increment(1);
             tracing::info!(destination = %dest.id, event = %record.id, "dead letter re-driven: delivered");
             report.delivered.push(record.id.clone());
             delivered.push((
@@ -194,9 +194,9 @@ pub fn move_cursor(archive_dir: &Path, id: &str, to: ReceivedAt) -> Result<Curso
         .map_err(|e| format!("{}: {e}", dir.display()))?
     else {
         return Err(format!(
-            "a running forwarder holds destination {id} ({}): stop it first (the server with \
-             FORWARD_IN_SERVER=false, or the `stripe-webhook forward` process), then move the \
-             cursor and start it again",
+            "a running forwarder holds destination {id} ({}): stop it first (restart the server \
+             with FORWARD_IN_SERVER=false, or stop the `stripe-webhook forward` process), then \
+             move the cursor and start the forwarder again",
             DestinationLock::holder(&dir).unwrap_or_else(|| "holder unknown".into())
         ));
     };

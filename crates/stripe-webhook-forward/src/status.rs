@@ -88,8 +88,8 @@ pub fn lag(archive_dir: &Path, cursor: &Cursor, types: &TypeFilter) -> std::io::
     Ok(lag)
 }
 
-/// A finished scan: how long it took, the lag, the dead letters.
-type Scan = (Duration, std::io::Result<Lag>, u64);
+/// A finished scan: how long it took, the lag, the dead letters, the re-driven total.
+type Scan = (Duration, std::io::Result<Lag>, u64, u64);
 
 /// Keeps a running forwarder's lag and dead-letter gauges current: a scan after each stored
 /// cursor, at most every few seconds and never taking more than a tenth of the time (a week of
@@ -103,6 +103,8 @@ pub(crate) struct LagTracker {
     /// The scan running on a blocking thread; it leaves its result here.
     running: Option<Arc<Mutex<Option<Scan>>>>,
     next_at: Instant,
+    /// The re-driven total last seen (the first scan sets it without counting).
+    redriven: Option<u64>,
 }
 
 impl LagTracker {
@@ -115,6 +117,7 @@ impl LagTracker {
             cursor: None,
             running: None,
             next_at: Instant::now(),
+            redriven: None,
         }
     }
 
@@ -126,13 +129,20 @@ impl LagTracker {
     /// Collects a finished scan (setting the gauges) and starts the next one when due.
     pub(crate) fn tick(&mut self) {
         if let Some(slot) = &self.running {
-            let Some((took, lag, dead)) =
+            let Some((took, lag, dead, redriven)) =
                 slot.lock().unwrap_or_else(PoisonError::into_inner).take()
             else {
                 return;
             };
             self.running = None;
             let label = self.id.clone();
+            if let Some(seen) = self.redriven
+                && redriven > seen
+            {
+                metrics::counter!(m::FORWARD_DELIVERIES_TOTAL, "destination" => label.clone(), "outcome" => "redriven")
+                    .increment(redriven - seen);
+            }
+            self.redriven = Some(redriven);
             metrics::gauge!(m::FORWARD_DEAD_LETTERS, "destination" => label.clone())
                 .set(dead as f64);
             match lag {
@@ -164,7 +174,12 @@ impl LagTracker {
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let lag = lag(&archive_dir, &cursor, &types);
-            let scan = (started.elapsed(), lag, dead_letters::count(&dir));
+            let scan = (
+                started.elapsed(),
+                lag,
+                dead_letters::count(&dir),
+                dead_letters::redriven(&dir),
+            );
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(scan);
         });
     }
