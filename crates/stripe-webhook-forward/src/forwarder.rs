@@ -235,7 +235,8 @@ impl ArchiveState {
     fn poll(&mut self, space: usize, types: &TypeFilter) -> std::io::Result<Vec<Record>> {
         let start = self.cursor.start_at();
         let mut out = Vec::new();
-        // Records the last run left unfinished, first.
+        // Records the last run left unfinished, first. One that cannot be read now stays listed
+        // (in the cursor too) and is tried again at the next poll.
         if !self.resume.is_empty() {
             let resume = std::mem::take(&mut self.resume);
             let mut files: HashMap<SegmentKey, SegmentFile> = HashMap::new();
@@ -251,7 +252,14 @@ impl ArchiveState {
                     tracing::warn!(segment = %key, offset, "a record the cursor lists as pending is gone from the archive");
                     continue;
                 };
-                let chunk = self.reader.read(file, offset, 1)?;
+                let chunk = match self.reader.read(file, offset, 1) {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        tracing::warn!(segment = %key, offset, error = %e, "a pending record cannot be read yet");
+                        self.resume.push((key, offset));
+                        continue;
+                    }
+                };
                 let stored = self.cursor.segment(&key);
                 for line in chunk.lines {
                     let end = line.end;
@@ -294,7 +302,15 @@ impl ArchiveState {
                     Ok(chunk) => chunk,
                     // Renamed under us (sealed between the listing and the open): next poll.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+                    // One unreadable segment (a damaged gzip, a permission) holds back only
+                    // itself: logged once, tried again at every poll.
+                    Err(e) => {
+                        if !seg.warned {
+                            seg.warned = true;
+                            tracing::error!(segment = %file.key, offset = seg.read, error = %e, "a segment cannot be read: its records wait until it can");
+                        }
+                        continue;
+                    }
                 };
                 if let Some(why) = chunk.stopped.as_ref().filter(|_| !seg.warned) {
                     seg.warned = true;
@@ -325,8 +341,16 @@ impl ArchiveState {
         for (key, seg) in &self.segs {
             let entry = self.cursor.segments.entry(key.to_string()).or_default();
             entry.offset = seg.read;
+            // Unfinished records, and those of the last run not read again yet.
             entry.pending = seg.unfinished.keys().copied().collect();
-            entry.done = seg.read_all && seg.unfinished.is_empty();
+            entry.pending.extend(
+                self.resume
+                    .iter()
+                    .filter(|(k, _)| k == key)
+                    .map(|(_, offset)| *offset),
+            );
+            entry.pending.sort_unstable();
+            entry.done = seg.read_all && entry.pending.is_empty();
         }
         // Close finished days (only once past their margin).
         let now = ReceivedAt::now();
@@ -367,11 +391,13 @@ struct Ctx {
     backoff: Backoff,
 }
 
-/// Runs the forwarder of every destination until `cancel`.
+/// Runs the forwarder of every destination until `cancel`. A destination that fails (its state
+/// directory cannot be made, its cursor is damaged) stops alone, with an error log; the others go
+/// on.
 ///
 /// # Errors
-/// A destination's state cannot be set up (its directory, its cursor unreadable), or its HTTP
-/// client cannot be built.
+/// The first destination that failed, once every destination has stopped; an HTTP client that
+/// cannot be built (before any starts).
 pub async fn run(
     archive_dir: PathBuf,
     settings: ForwardSettings,
@@ -396,9 +422,9 @@ pub async fn run(
             .map_err(|e| format!("a forwarder task failed: {e}"))
             .and_then(|r| r);
         if let Err(e) = result {
+            // The other destinations go on.
             tracing::error!(error = %e, "forwarding stopped for a destination");
             first_error.get_or_insert(e);
-            cancel.cancel();
         }
     }
     first_error.map_or(Ok(()), Err)

@@ -71,12 +71,9 @@ pub fn lag(archive_dir: &Path, cursor: &Cursor, types: &TypeFilter) -> std::io::
                 }
             }
             let mut at = stored.offset;
-            loop {
-                let chunk = match reader.read(&file, at, BATCH) {
-                    Ok(chunk) => chunk,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) => return Err(e),
-                };
+            // A segment gone (sealed under us: counted at the next scan) or unreadable (the
+            // forwarder logs it) counts as nothing.
+            while let Ok(chunk) = reader.read(&file, at, BATCH) {
                 chunk.lines.iter().for_each(|l| count(&l.bytes));
                 if chunk.lines.len() < BATCH || chunk.finished || chunk.next == at {
                     break;

@@ -311,3 +311,71 @@ async fn a_restart_resumes_from_the_cursor_and_sealing_keeps_offsets() {
     sink.shutdown().await.unwrap();
     assert!(Path::new(&dir.path().join("forward")).is_dir());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_with_pending_records_sends_exactly_those_again_and_a_damaged_segment_holds_back_only_itself()
+ {
+    use stripe_webhook_forward::cursor::{Cursor, SegmentCursor, state_dir};
+    use stripe_webhook_forward::segments::{self, SegmentReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, _) = FileSink::open(FileSinkConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let events: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("evt_p{i}"), format!("ch_{i}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = events
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    archive(&sink, &refs).await;
+    sink.shutdown().await.unwrap();
+    let parts = segments::partitions(dir.path(), ReceivedAt::now().partition()).unwrap();
+    let (partition, part_dir) = parts[0].clone();
+    let files = segments::segments(partition, &part_dir).unwrap();
+    assert_eq!(files.len(), 1);
+    let chunk = SegmentReader::default().read(&files[0], 0, 10).unwrap();
+    assert_eq!(chunk.lines.len(), 5);
+    // A damaged sealed segment beside it (not gzip): it must not stop the others.
+    std::fs::write(part_dir.join("1-1-0000000000000000.ndjson.gz"), b"not gzip").unwrap();
+
+    let target = ForwardTarget::start(|_| Answer::status(200));
+    let settings = settings(target.url(), Order::None, None);
+    let state = state_dir(dir.path(), &settings.destinations[0].id).unwrap();
+    // The last run finished every record but the 2nd and 4th (in flight when it was killed).
+    let mut cursor = Cursor::starting_at(ReceivedAt::from_unix_millis(
+        ReceivedAt::now().unix_millis() - 60_000,
+    ));
+    cursor.segments.insert(
+        files[0].key.to_string(),
+        SegmentCursor {
+            offset: chunk.next,
+            pending: vec![chunk.lines[1].start, chunk.lines[3].start],
+            done: false,
+        },
+    );
+    cursor.store(&state).unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(stripe_webhook_forward::run(
+        dir.path().to_path_buf(),
+        settings,
+        cancel.clone(),
+    ));
+    wait_until(Duration::from_secs(30), "the two pending records", || {
+        target.delivered().len() >= 2
+    })
+    .await;
+    wait_until(Duration::from_secs(30), "the segment finished", || {
+        Cursor::load(&state)
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.segment(&files[0].key).done)
+    })
+    .await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    let mut sent = ids(&target.delivered());
+    sent.sort();
+    assert_eq!(sent, ["evt_p1", "evt_p3"], "exactly the pending ones, once");
+}
