@@ -8,7 +8,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use stripe_webhook_forward::ForwardArgs;
 use stripe_webhook_server::ServerArgs;
+use stripe_webhook_service::settings::SinkSettings;
 use stripe_webhook_service::{FrontDoor, RawSettings};
 
 /// Verifies Stripe webhooks and archives every event, byte-exact, before answering 200.
@@ -27,6 +29,9 @@ struct Cli {
 
     #[command(flatten)]
     service: RawSettings,
+
+    #[command(flatten)]
+    forward: ForwardArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,6 +87,33 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(server) => server,
         Err(e) => return fail(2, e.to_string()),
     };
+    // Forwarding reads the local archive, which only the file sink writes.
+    let forward = match (cli.forward.runs_in_server(), &settings.sink) {
+        (false, _) => None,
+        (true, SinkSettings::File(_)) if !settings.ingest.envelope.includes_raw() => {
+            return fail(
+                2,
+                "FORWARD_URL forwards each record's exact body, which ENVELOPE_INCLUDE_RAW=false \
+                 does not keep: turn it on (the default) or unset FORWARD_URL"
+                    .to_owned(),
+            );
+        }
+        (true, SinkSettings::File(config)) => match cli.forward.validate() {
+            Ok(forward) => Some((config.dir.clone(), forward)),
+            Err(e) => return fail(2, e.to_string()),
+        },
+        (true, other) => {
+            return fail(
+                2,
+                format!(
+                    "FORWARD_URL forwards from the local archive, which only the file sink writes, \
+                     but SINK={}: on AWS use the SQS destination instead (FORWARD_SQS_QUEUE_URL, \
+                     docs/forwarding-sqs.md), or unset FORWARD_URL",
+                    other.kind().label()
+                ),
+            );
+        }
+    };
     let metrics = match server.metrics_addr {
         None => None,
         Some(_) => match stripe_webhook_server::install_recorder() {
@@ -97,10 +129,39 @@ async fn run(cli: Cli) -> ExitCode {
         // Every counter of a known label set at 0, so the first scrape already has each series
         // the dashboards and alert rules query.
         stripe_webhook_core::metrics::register_zeros(app.ingest().sink_name());
+        if let Some((_, forward)) = &forward {
+            stripe_webhook_forward::register_zeros(&forward.destinations);
+        }
     }
-    match stripe_webhook_server::serve(app, server, metrics).await {
+    // The forwarder: a background task beside the sink (it only reads the archive; ingest never
+    // waits for it), stopped after the server.
+    let stop_forwarding = tokio_util::sync::CancellationToken::new();
+    let forwarder = forward.map(|(archive_dir, forward)| {
+        tokio::spawn(stripe_webhook_forward::run(
+            archive_dir,
+            forward,
+            stop_forwarding.clone(),
+        ))
+    });
+    let served = stripe_webhook_server::serve(app, server, metrics).await;
+    if let Some(forwarder) = forwarder {
+        stop_forwarding.cancel();
+        match tokio::time::timeout(FORWARDER_STOP, forwarder).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "forwarding had stopped"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the forwarder task failed"),
+            Err(_) => tracing::warn!(
+                "the forwarder did not stop within 5 s; deliveries in flight are sent again by the \
+                 next start"
+            ),
+        }
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ stripe_webhook_server::ServeError::Bind { .. }) => fail(2, e.to_string()),
         Err(e) => fail(1, e.to_string()),
     }
 }
+
+/// How long the forwarder may take to stop (store its cursor) after the server has.
+const FORWARDER_STOP: std::time::Duration = std::time::Duration::from_secs(5);

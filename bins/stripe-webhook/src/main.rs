@@ -14,6 +14,9 @@
 //!   records (envelope v2: no Stripe signature, their provenance explicit).
 //! - `restore` requests restores of an S3 archive's objects in Glacier Flexible Retrieval or Deep
 //!   Archive for a range of days; the readers name every object that needs one.
+//! - `forward` forwards every archived event of a local archive to the `FORWARD_URL` destinations
+//!   (a separate process beside the server), and shows and manages forwarding: `status`,
+//!   `dead-letters` (list, `--redrive`), `cursor` (docs/forwarding.md).
 //!
 //! ```text
 //! stripe-webhook cat ./archive --type 'invoice.*' --from 2026-11-01 | jq .id
@@ -39,6 +42,7 @@ mod archive;
 mod check;
 mod client;
 mod filter;
+mod forward;
 mod inspect;
 mod reconcile;
 mod replay;
@@ -111,6 +115,9 @@ enum Command {
     /// for a range of days (records and the oversize bodies they point to), so the other
     /// commands can read them once the restores complete.
     Restore(restore::RestoreArgs),
+    /// Forward every archived event to the FORWARD_URL destinations (a separate process reading
+    /// the local archive), or show and manage forwarding: `status`, `dead-letters`, `cursor`.
+    Forward(forward::ForwardCmd),
 }
 
 /// How a command ended, when it ran to the end.
@@ -220,6 +227,7 @@ fn main() -> ExitCode {
             "restore",
             with_archive("restore", |a, _| restore::restore(a, &args)),
         ),
+        Command::Forward(args) => ("forward", forward::forward(args)),
     };
     match result {
         Ok(outcome) => outcome.into(),

@@ -189,6 +189,25 @@ metrics! {
     /// Counter: puts that failed, by sink error kind.
     FIREHOSE_PUT_ERRORS_TOTAL = "stripe_webhook_firehose_put_errors_total", Counter, Count, ["kind"],
         "Firehose sink: puts that failed, by kind (overloaded, timeout, unavailable, shutting_down, permanent).";
+
+    /// Counter: forwarded records by destination and how they ended.
+    FORWARD_DELIVERIES_TOTAL = "stripe_webhook_forward_deliveries_total", Counter, Count, ["destination", "outcome"],
+        "Forwarding: records finished per destination, by outcome (delivered, dead_lettered, redriven).";
+    /// Counter: delivery attempts by destination and result.
+    FORWARD_ATTEMPTS_TOTAL = "stripe_webhook_forward_attempts_total", Counter, Count, ["destination", "result"],
+        "Forwarding: delivery attempts per destination, by result (ok, http_4xx, http_5xx, http_429, timeout, connect_error).";
+    /// Histogram: seconds from archived to delivered.
+    FORWARD_DELIVERY_SECONDS = "stripe_webhook_forward_delivery_seconds", Histogram, Seconds, ["destination"],
+        "Forwarding: time from a record archived (its timestamp) to its delivery acknowledged, per destination.";
+    /// Gauge: records not yet finished.
+    FORWARD_LAG_RECORDS = "stripe_webhook_forward_lag_records", Gauge, Count, ["destination"],
+        "Forwarding: archived records the destination's cursor does not cover as finished yet.";
+    /// Gauge: age of the oldest record not yet finished.
+    FORWARD_LAG_SECONDS = "stripe_webhook_forward_lag_seconds", Gauge, Seconds, ["destination"],
+        "Forwarding: age of the oldest archived record not yet finished for the destination (0 when none).";
+    /// Gauge: entries in the dead-letter list.
+    FORWARD_DEAD_LETTERS = "stripe_webhook_forward_dead_letters", Gauge, Count, ["destination"],
+        "Forwarding: entries in the destination's dead-letter list (re-drive with stripe-webhook forward dead-letters --redrive).";
 }
 
 /// Every outcome of [`REQUESTS_TOTAL`] (and of [`LOG_LINES_SUPPRESSED_TOTAL`], whose outcomes are

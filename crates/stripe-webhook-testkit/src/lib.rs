@@ -9,6 +9,8 @@
 //! - [`faults`]: `strace` fault injection and small `tmpfs` mounts for tests of real processes.
 //! - [`workspace_root`]: the repository root, for fixtures and scripts.
 //! - [`webhook_target`]: a scripted, recording webhook target (plain or over a test's TLS).
+//! - [`forward_target`]: a webhook target answering each request as the test decides (statuses,
+//!   hangs, closed connections), for the forwarder.
 //! - [`fake_stripe`]: a fake of Stripe's event, account and key endpoints, with scripted faults.
 //!
 //! ```
@@ -20,6 +22,7 @@ pub mod archive;
 pub mod fake_stripe;
 pub mod faults;
 pub mod firehose_fault;
+pub mod forward_target;
 pub mod http;
 pub mod lambda_runtime_api;
 pub mod moto;

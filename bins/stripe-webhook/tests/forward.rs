@@ -1,0 +1,185 @@
+//! `stripe-webhook forward`: a week-long outage (the maximum age shortened) fills the dead-letter
+//! list, `forward dead-letters --redrive` delivers it, `forward status` reports it, and `forward
+//! cursor` refuses to move a running forwarder's cursor, then backfills once it is stopped.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{cli, describe, stdout};
+use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
+use stripe_webhook_forward::dead_letters;
+use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
+use stripe_webhook_testkit::forward_target::{Answer, ForwardTarget};
+
+const SECRET: &str = "whsec_cli_forward_destination";
+
+fn body(i: usize) -> String {
+    format!(
+        "{{\n  \"id\": \"evt_cli_{i}\",\n  \"object\": \"event\",\n  \"type\": \"invoice.paid\",\n  \"data\": {{\"object\": {{\"id\": \"in_{i}\"}}}}\n}}"
+    )
+}
+
+fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn forward_cmd(archive: &Path, url: &str, start: &str) -> Command {
+    let mut cmd = cli();
+    cmd.env("ARCHIVE_DIR", archive)
+        .env("FORWARD_URL", url)
+        .env("FORWARD_SECRET", SECRET)
+        .env("FORWARD_START", start)
+        .env("FORWARD_MAX_AGE", "2s")
+        .env("FORWARD_RETRY_MAX", "300ms")
+        .env("FORWARD_TIMEOUT", "2s")
+        .arg("forward");
+    cmd
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "forward exited {status}");
+}
+
+#[test]
+fn an_outage_longer_than_the_maximum_age_is_dead_lettered_and_redriven_by_the_cli() {
+    let archive = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (sink, _) = FileSink::open(FileSinkConfig::new(archive.path()))
+            .await
+            .unwrap();
+        for i in 0..8 {
+            let record = encode(
+                Bytes::from(body(i)),
+                "t=1,v1=00",
+                ReceivedAt::now(),
+                &EnvelopeOptions::default(),
+            )
+            .unwrap();
+            sink.put(record).await.unwrap();
+        }
+        sink.shutdown().await.unwrap();
+    });
+    let down = Arc::new(AtomicBool::new(true));
+    let is_down = Arc::clone(&down);
+    let target = ForwardTarget::start(move |_| {
+        if is_down.load(Ordering::SeqCst) {
+            Answer::status(502)
+        } else {
+            Answer::status(200)
+        }
+    });
+    let url = target.url();
+    let id = stripe_webhook_forward::destination_id(&url).unwrap();
+    let state = archive.path().join("forward").join(&id);
+    let start =
+        ReceivedAt::from_unix_millis(ReceivedAt::now().unix_millis() - 60_000).rfc3339_millis();
+
+    let forwarder = forward_cmd(archive.path(), &url, &start)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start forward");
+    wait_until(Duration::from_secs(60), "8 dead letters", || {
+        dead_letters::count(&state) == 8
+    });
+
+    // A running forwarder holds the destination: its cursor cannot be moved.
+    let refused = forward_cmd(archive.path(), &url, &start)
+        .args(["cursor", "--destination", &id, "--to", "now", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("a running forwarder holds destination"),
+        "{}",
+        describe(&refused)
+    );
+
+    // Status: running, nothing left to forward, 8 dead letters (exit 1: there are dead letters).
+    let mut status_line = serde_json::Value::Null;
+    wait_until(Duration::from_secs(20), "status with no lag", || {
+        let out = forward_cmd(archive.path(), &url, &start)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        status_line = serde_json::from_str(stdout(&out).trim()).unwrap_or_default();
+        status_line["lag_records"] == 0
+    });
+    assert_eq!(status_line["destination"], id.as_str());
+    assert_eq!(status_line["configured"], true);
+    assert_eq!(status_line["dead_letters"], 8);
+    assert!(
+        status_line["running"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("forwarder pid ")),
+        "{status_line}"
+    );
+
+    let listed = forward_cmd(archive.path(), &url, &start)
+        .args(["dead-letters", "--destination", &id])
+        .output()
+        .unwrap();
+    assert_eq!(listed.status.code(), Some(1), "{}", describe(&listed));
+    let lines = stdout(&listed);
+    assert_eq!(lines.lines().count(), 8, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains("reason max_age") && l.contains("HTTP 502")),
+        "{lines}"
+    );
+
+    // The destination is back: the re-drive delivers every dead letter and empties the list.
+    down.store(false, Ordering::SeqCst);
+    let redriven = forward_cmd(archive.path(), &url, &start)
+        .args(["dead-letters", "--destination", &id, "--redrive"])
+        .output()
+        .unwrap();
+    assert_eq!(redriven.status.code(), Some(0), "{}", describe(&redriven));
+    assert_eq!(stdout(&redriven).matches("DELIVERED evt_cli_").count(), 8);
+    assert_eq!(dead_letters::count(&state), 0);
+    assert_eq!(dead_letters::redriven(&state), 8, "counted for the forwarder's metric");
+    let delivered = target.delivered();
+    assert_eq!(delivered.len(), 8);
+    for r in &delivered {
+        let id = r.header("stripe-webhook-event-id").unwrap();
+        let i: usize = id.trim_start_matches("evt_cli_").parse().unwrap();
+        assert_eq!(r.body, body(i).as_bytes(), "byte-exact");
+    }
+    stop(forwarder);
+
+    // Stopped: the cursor moves back (a backfill), and the next run delivers the 8 again.
+    let moved = forward_cmd(archive.path(), &url, &start)
+        .args(["cursor", "--destination", &id, "--to", &start, "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(moved.status.code(), Some(0), "{}", describe(&moved));
+    let forwarder = forward_cmd(archive.path(), &url, &start)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start forward");
+    wait_until(Duration::from_secs(60), "the backfill", || {
+        target.delivered().len() == 16
+    });
+    stop(forwarder);
+}
