@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/events");
+    // Read when the script runs, not when it is compiled: a build script compiled in another
+    // checkout (a shared or copied target directory) must still read this checkout's fixtures.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest_dir).join("../../fixtures/events");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .map(|entries| {
@@ -14,7 +17,7 @@ fn main() {
                 .filter(|n| n.ends_with(".json"))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("cannot read the bundled events in {}: {e}", dir.display()));
     names.sort();
     let mut out = String::from(
         "/// Bundled sample events: (name, pretty-printed body as Stripe sends it).\npub(crate) const EVENTS: &[(&str, &str)] = &[\n",

@@ -74,8 +74,20 @@ pub const SIZE_BUCKETS: &[f64] = &[
     4_194_304.0,
 ];
 
-/// The buckets of a histogram: latency, record-count or size buckets by its unit.
+/// Histogram buckets for forwarding delays, in seconds: a delivery right after archiving (tens of
+/// milliseconds) to one after a week-long outage (the default `FORWARD_MAX_AGE`).
+pub const DELIVERY_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21_600.0, 86_400.0,
+    259_200.0, 604_800.0,
+];
+
+/// The buckets of a histogram: latency, record-count or size buckets by its unit, and the wide
+/// delivery buckets for [`FORWARD_DELIVERY_SECONDS`] (an outage puts deliveries hours or days after
+/// archiving, beyond the latency buckets' 10 s).
 pub fn buckets(metric: &Metric) -> &'static [f64] {
+    if metric.name == FORWARD_DELIVERY_SECONDS {
+        return DELIVERY_BUCKETS;
+    }
     match metric.unit {
         Unit::Bytes => SIZE_BUCKETS,
         Unit::Count => RECORDS_BUCKETS,
@@ -295,7 +307,14 @@ pub type Series = (&'static str, Option<(&'static str, &'static str)>);
 pub fn zero_series(sink: &str) -> Vec<Series> {
     let sink_prefix = format!("stripe_webhook_{sink}_");
     let is_sink_metric = |name: &str| {
-        ["stripe_webhook_file_", "stripe_webhook_firehose_"]
+        // Forwarding and the SQS destination export their counters only where they are
+        // configured (their series are labelled by destination or appear with their first call).
+        [
+            "stripe_webhook_file_",
+            "stripe_webhook_firehose_",
+            "stripe_webhook_forward_",
+            "stripe_webhook_sqs_",
+        ]
             .iter()
             .any(|p| name.starts_with(p))
     };
