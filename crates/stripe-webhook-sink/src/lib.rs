@@ -31,10 +31,12 @@
 //! # });
 //! ```
 
+mod both;
 mod error;
 mod file;
 mod memory;
 
+pub use both::BothSinks;
 pub use error::{SinkError, SinkErrorKind};
 pub use file::{
     FileSink, FileSinkConfig, FileSinkStats, RecoveredSegment, RecoveryOutcome, RecoveryReport,
