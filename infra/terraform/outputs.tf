@@ -58,3 +58,23 @@ output "ecs_webhook_url" {
   description = "Register this URL as the Stripe webhook endpoint (only with ecs_enabled)."
   value       = var.ecs_enabled ? "https://${var.domain_name != "" ? var.domain_name : aws_lb.webhook[0].dns_name}/webhook/stripe" : null
 }
+
+output "sqs_queue_url" {
+  description = "Set as FORWARD_SQS_QUEUE_URL (only with sqs_enabled)."
+  value       = one(aws_sqs_queue.events[*].url)
+}
+
+output "sqs_queue_arn" {
+  description = "The consumer's event source (only with sqs_enabled)."
+  value       = one(aws_sqs_queue.events[*].arn)
+}
+
+output "sqs_dead_letter_queue_arn" {
+  description = "The source of a redrive (aws sqs start-message-move-task --source-arn); only with sqs_enabled."
+  value       = one(aws_sqs_queue.dead_letter[*].arn)
+}
+
+output "sqs_producer_policy_arn" {
+  description = "Attach to the role the webhook service runs as, next to producer_policy_arn (only with sqs_enabled)."
+  value       = one(aws_iam_policy.sqs_producer[*].arn)
+}

@@ -419,3 +419,45 @@ variable "allowed_source_cidrs" {
     "54.88.130.119/32", "54.88.130.237/32", "54.187.174.169/32", "54.187.205.235/32", "54.187.216.72/32",
   ]
 }
+
+# --- The SQS destination (sqs_enabled): infra/cloudformation/stripe-webhooks-sqs.yaml ---
+
+variable "sqs_enabled" {
+  description = "Create the SQS destination: the queue every record is also sent to (FORWARD_SQS_QUEUE_URL), its dead-letter queue, the producer policy and the alarms."
+  type        = bool
+  default     = false
+}
+
+variable "queue_name" {
+  description = "The queue's name (.fifo is appended for a FIFO queue); the dead-letter queue is <queue_name>-dlq."
+  type        = string
+  default     = "stripe-webhooks-events"
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9_-]{1,70}$", var.queue_name))
+    error_message = "1 to 70 letters, digits, hyphens and underscores."
+  }
+}
+
+variable "fifo_queue" {
+  description = "A FIFO queue: one Stripe object's events in the order received (MessageGroupId = data.object.id), duplicates within five minutes dropped (MessageDeduplicationId = the event id)."
+  type        = bool
+  default     = false
+}
+
+variable "visibility_timeout_seconds" {
+  description = "How long a received message stays hidden from other consumers; at least six times the consumer function's timeout."
+  type        = number
+  default     = 180
+}
+
+variable "max_receive_count" {
+  description = "Receives after which a message moves to the dead-letter queue."
+  type        = number
+  default     = 5
+}
+
+variable "oldest_message_age_threshold_seconds" {
+  description = "Alarm when the oldest message in the queue is older than this (consumers behind or down)."
+  type        = number
+  default     = 900
+}

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from layout_spec import CFN_DASHBOARD, CFN_ECS, CFN_LAMBDA, CFN_MAIN, INFRA, ROOT, TERRAFORM_DIR
+from layout_spec import CFN_DASHBOARD, CFN_ECS, CFN_LAMBDA, CFN_MAIN, CFN_SQS, INFRA, ROOT, TERRAFORM_DIR
 
 VENV_BIN = ROOT / ".venv" / "bin"
 SERVER_PACKAGE = "stripe-webhook-server"
@@ -40,6 +40,7 @@ class CheckovRun:
 TERRAFORM_OPTIONAL_PARTS = (
     ("lambda_enabled", "true"),
     ("ecs_enabled", "true"),
+    ("sqs_enabled", "true"),
     ("object_lock_mode", '"COMPLIANCE"'),
     ("reconcile_api_key_secret_arn", '"arn:aws:secretsmanager:us-east-1:123456789012:secret:stripe/reconcile-key-AbCdEf"'),
 )
@@ -139,6 +140,11 @@ def cfn_main() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def cfn_lambda() -> dict[str, Any]:
     return load_cfn(CFN_LAMBDA)
+
+
+@pytest.fixture(scope="session")
+def cfn_sqs() -> dict[str, Any]:
+    return load_cfn(CFN_SQS)
 
 
 @pytest.fixture(scope="session")

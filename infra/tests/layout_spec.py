@@ -14,6 +14,7 @@ CFN_MAIN = INFRA / "cloudformation" / "stripe-webhooks.yaml"
 CFN_LAMBDA = INFRA / "cloudformation" / "stripe-webhooks-lambda.yaml"
 CFN_ECS = INFRA / "cloudformation" / "stripe-webhooks-ecs.yaml"
 CFN_DASHBOARD = INFRA / "cloudformation" / "stripe-webhooks-dashboard.yaml"
+CFN_SQS = INFRA / "cloudformation" / "stripe-webhooks-sqs.yaml"
 TERRAFORM_DIR = INFRA / "terraform"
 ATHENA_DIR = INFRA / "athena"
 ATHENA_TABLE_DDL = ATHENA_DIR / "create-table.sql"
@@ -110,6 +111,11 @@ SERVICE_ENV_VARS = frozenset(
         "FIREHOSE_LINGER_MS",
         "OVERSIZE_S3_BUCKET",
         "OVERSIZE_S3_PREFIX",
+        "FORWARD_SQS_QUEUE_URL",
+        "FORWARD_SQS_DEADLINE_MS",
+        "FORWARD_SQS_MAX_IN_FLIGHT",
+        "FORWARD_SQS_QUEUE_RECORDS",
+        "FORWARD_SQS_MAX_MESSAGE_BYTES",
         # bins/stripe-webhook-server/src/lib.rs
         "HOST",
         "PORT",

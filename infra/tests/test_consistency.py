@@ -284,13 +284,14 @@ RENAMED = {
     # The optional stacks notify the core stack's topic by its ARN; Terraform refers to it directly.
     ("lambda", "AlarmTopicArn"): None,
     ("ecs", "AlarmTopicArn"): None,
+    ("sqs", "AlarmTopicArn"): None,
     # The dashboard stack imports the other stacks' names; Terraform's switches are lambda_enabled
     # and ecs_enabled.
     ("dashboard", "CoreStackName"): None,
     ("dashboard", "LambdaStackName"): None,
     ("dashboard", "EcsStackName"): None,
 }
-TERRAFORM_ONLY = {"lambda_enabled", "ecs_enabled"}
+TERRAFORM_ONLY = {"lambda_enabled", "ecs_enabled", "sqs_enabled"}
 
 
 def snake(name: str) -> str:
@@ -298,10 +299,21 @@ def snake(name: str) -> str:
 
 
 def test_parameters_and_variables_agree(
-    cfn_main: Template, cfn_lambda: Template, cfn_ecs: Template, cfn_dashboard: Template, terraform: Terraform
+    cfn_main: Template,
+    cfn_lambda: Template,
+    cfn_ecs: Template,
+    cfn_dashboard: Template,
+    cfn_sqs: Template,
+    terraform: Terraform,
 ) -> None:
     expected: dict[str, Any] = {}
-    stacks = (("main", cfn_main), ("lambda", cfn_lambda), ("ecs", cfn_ecs), ("dashboard", cfn_dashboard))
+    stacks = (
+        ("main", cfn_main),
+        ("lambda", cfn_lambda),
+        ("ecs", cfn_ecs),
+        ("dashboard", cfn_dashboard),
+        ("sqs", cfn_sqs),
+    )
     for stack, template in stacks:
         for name, param in template["Parameters"].items():
             var = RENAMED.get((stack, name), snake(name))
@@ -713,3 +725,55 @@ def test_the_infra_allowlist_is_the_servers_bundled_stripe_list(cfn_ecs: Templat
     assert len(server) == 15, server
     assert cfn_ecs["Parameters"]["AllowedSourceCidrs"]["Default"].split(",") == server
     assert terraform.variables["allowed_source_cidrs"]["default"] == server
+
+
+# ---------------------------------------------------------------------------------------------
+# The SQS destination (docs/forwarding-sqs.md): the optional stack and sqs.tf agree
+# ---------------------------------------------------------------------------------------------
+
+# What the service calls: SendMessageBatch (authorized as sqs:SendMessage) and the start-up check.
+SQS_PRODUCER_ACTIONS = {"sqs:SendMessage", "sqs:GetQueueAttributes"}
+SQS_ALARMS = {
+    "sqs-dead-letters": ("ApproximateNumberOfMessagesVisible", "dead_letter"),
+    "sqs-oldest-message-age": ("ApproximateAgeOfOldestMessage", "events"),
+}
+
+
+def test_sqs_destination_agrees(cfn_sqs: Template, terraform: Terraform) -> None:
+    queues = resources_of(cfn_sqs, "AWS::SQS::Queue")
+    assert set(queues) == {"Queue", "DeadLetterQueue"}
+    for name, q in queues.items():
+        assert q["Properties"]["SqsManagedSseEnabled"] is True, name
+        assert q["Properties"]["MessageRetentionPeriod"] == 1209600, name
+    redrive = queues["Queue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    for name in ("events", "dead_letter"):
+        tf_queue = terraform.resource("aws_sqs_queue", name)
+        assert tf_queue["sqs_managed_sse_enabled"] is True and tf_queue["message_retention_seconds"] == 1209600
+    assert "dead_letter[0].arn" in terraform.resource("aws_sqs_queue", "events")["redrive_policy"]
+
+    # The producer may send to this queue and read its attributes, nothing else.
+    _, policy = only_resource(cfn_sqs, "AWS::IAM::ManagedPolicy")
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow" and set(statement["Action"]) == SQS_PRODUCER_ACTIONS
+    assert statement["Resource"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    tf_policy = terraform.resource("aws_iam_policy", "sqs_producer")["policy"]
+    for action in SQS_PRODUCER_ACTIONS:
+        assert action in tf_policy, action
+    assert "aws_sqs_queue.events[0].arn" in tf_policy and "dead_letter" not in tf_policy
+
+    alarms = resources_of(cfn_sqs, "AWS::CloudWatch::Alarm")
+    by_suffix = {a["Properties"]["AlarmName"]["Fn::Sub"].split("-${Environment}-", 1)[1]: a["Properties"] for a in alarms.values()}
+    assert set(by_suffix) == set(SQS_ALARMS)
+    for suffix, (metric, tf_queue) in SQS_ALARMS.items():
+        cfn = by_suffix[suffix]
+        tf = terraform.resource("aws_cloudwatch_metric_alarm", suffix.replace("-", "_"))
+        assert cfn["Namespace"] == tf["namespace"] == "AWS/SQS"
+        assert cfn["MetricName"] == tf["metric_name"] == metric
+        assert f"aws_sqs_queue.{tf_queue}[0].name" in tf["dimensions"]["QueueName"]
+        assert cfn["Statistic"] == tf["statistic"] and cfn["ComparisonOperator"] == tf["comparison_operator"]
+        assert param_default(cfn_sqs, cfn["Threshold"]) == terraform.resolve(tf["threshold"])
+        assert cfn["AlarmActions"] == cfn["OKActions"] == [{"Ref": "AlarmTopicArn"}]
+        assert tf["alarm_actions"] == tf["ok_actions"] == "${local.alarm_actions}"
+    assert "FORWARD_SQS_QUEUE_URL=" in cfn_sqs["Outputs"]["ServerEnvironment"]["Value"]["Fn::Sub"]
+    assert "FORWARD_SQS_QUEUE_URL" in SERVICE_ENV_VARS

@@ -152,6 +152,14 @@ EXPECTED_TF_RESOURCES = {
     "aws_scheduler_schedule.reconcile",
     "aws_cloudwatch_log_metric_filter.reconcile_clean_runs",
     "aws_cloudwatch_metric_alarm.reconcile_not_clean",
+    "aws_sqs_queue.dead_letter",
+    "aws_sqs_queue.events",
+    "aws_sqs_queue_redrive_allow_policy.dead_letter",
+    "aws_sqs_queue_policy.events",
+    "aws_sqs_queue_policy.dead_letter",
+    "aws_iam_policy.sqs_producer",
+    "aws_cloudwatch_metric_alarm.sqs_dead_letters",
+    "aws_cloudwatch_metric_alarm.sqs_oldest_message_age",
 }
 
 EXPECTED_TF_VARIABLES = {
@@ -209,6 +217,12 @@ EXPECTED_TF_VARIABLES = {
     "ecs_log_retention_days",
     "reconcile_api_key_secret_arn",
     "reconcile_schedule",
+    "sqs_enabled",
+    "queue_name",
+    "fifo_queue",
+    "visibility_timeout_seconds",
+    "max_receive_count",
+    "oldest_message_age_threshold_seconds",
 }
 
 

@@ -41,7 +41,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         .server
         .validate(settings.ingest.max_body_bytes)
         .map_err(|e| e.to_string())?;
-    let SinkSettings::Firehose { config, region } = &settings.sink else {
+    let SinkSettings::Firehose { config, region, .. } = &settings.sink else {
         return Err("baseline_server needs SINK=firehose and FIREHOSE_DELIVERY_STREAM_NAME".into());
     };
     let sink =

@@ -399,3 +399,62 @@ async fn a_missing_stream_still_fails_init_clearly() {
     );
     assert!(!wait_exit(&mut child, TIMEOUT).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_queue_configured_a_webhook_is_answered_200_only_when_firehose_and_sqs_took_it() {
+    use stripe_webhook_testkit::firehose_fault::FirehoseFault;
+    use stripe_webhook_testkit::sqs_fault::{SqsFault, Step};
+    let firehose = FirehoseFault::start("stripe-webhooks-lambda-sqs").await;
+    let sqs = SqsFault::start("stripe-webhooks-events", false).await;
+    let api = LambdaRuntimeApi::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("lambda.log");
+    let (stream, queue_url, sqs_endpoint) =
+        (firehose.stream_name(), sqs.queue_url(), sqs.endpoint_url());
+    let aws = firehose.client_env();
+    let envs = stripe_webhook_testkit::env_pairs(
+        &aws,
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("FIREHOSE_DELIVERY_STREAM_NAME", &stream),
+            ("FORWARD_SQS_QUEUE_URL", &queue_url),
+            // The SDK's per-service endpoint: SQS here, everything else at the Firehose endpoint.
+            ("AWS_ENDPOINT_URL_SQS", &sqs_endpoint),
+        ],
+    );
+    let mut child = spawn(&api, &envs, &log);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let mut bodies = Vec::new();
+    for name in ["customer.created.json", "invoice.paid.json"] {
+        let body = stripe_body(name);
+        let event = webhook_event("function-url", &body, true, Some(&sign(&body)));
+        let (status, _) = check_response("function-url", &api.invoke(&event, TIMEOUT).await.json());
+        assert_eq!(status, 200, "{name}; log:\n{}", logs());
+        bodies.push(body);
+    }
+    let archived = firehose.accepted();
+    let sent = sqs.accepted();
+    assert_eq!((archived.len(), sent.len()), (2, 2), "log:\n{}", logs());
+    for (record, message) in archived.iter().zip(&sent) {
+        assert_eq!(
+            &record[..],
+            message.body.as_bytes(),
+            "the message is the archived line"
+        );
+    }
+
+    // The queue refuses for good: the webhook is a 5xx (Stripe retries), never a 200.
+    sqs.set_default(Step::Error {
+        status: 400,
+        error_type: "com.amazonaws.sqs#KmsDisabled".to_owned(),
+    });
+    let body = stripe_body("invoice.paid.json");
+    let event = webhook_event("function-url", &body, true, Some(&sign(&body)));
+    let (status, _) = check_response("function-url", &api.invoke(&event, TIMEOUT).await.json());
+    assert!(status >= 500, "{status}; log:\n{}", logs());
+    assert_eq!(sqs.accepted().len(), 2, "nothing more in the queue");
+    sigterm(&child);
+    let status = wait_exit(&mut child, TIMEOUT);
+    assert!(status.success(), "{status}; log:\n{}", logs());
+}

@@ -220,6 +220,18 @@ metrics! {
     /// Gauge: entries in the dead-letter list.
     FORWARD_DEAD_LETTERS = "stripe_webhook_forward_dead_letters", Gauge, Count, ["destination"],
         "Forwarding: entries in the destination's dead-letter list (re-drive with stripe-webhook forward dead-letters --redrive).";
+    /// Counter: SendMessageBatch calls by outcome.
+    SQS_CALLS_TOTAL = "stripe_webhook_sqs_calls_total", Counter, Count, ["outcome"],
+        "SQS sink: SendMessageBatch calls by outcome (ok, partial, throttled, error, timeout).";
+    /// Counter: messages SQS accepted.
+    SQS_MESSAGES_TOTAL = "stripe_webhook_sqs_messages_total", Counter, Count, [],
+        "SQS sink: messages the queue accepted (one per record; an oversize event's pointer counts once).";
+    /// Counter: messages that failed, by AWS error code (retried unless permanent).
+    SQS_MESSAGES_FAILED_TOTAL = "stripe_webhook_sqs_messages_failed_total", Counter, Count, ["code"],
+        "SQS sink: messages not accepted by a call, by AWS error code (retried within the deadline unless the sender's fault).";
+    /// Histogram: seconds per SendMessageBatch call.
+    SQS_CALL_SECONDS = "stripe_webhook_sqs_call_seconds", Histogram, Seconds, [],
+        "SQS sink: time of one SendMessageBatch call.";
 }
 
 /// Every outcome of [`REQUESTS_TOTAL`] (and of [`LOG_LINES_SUPPRESSED_TOTAL`], whose outcomes are
@@ -286,6 +298,7 @@ pub fn known_values(metric: &str, label: &str) -> Option<&'static [&'static str]
             "count_mismatch",
         ],
         (FIREHOSE_THROTTLES_TOTAL, "scope") => &["call", "record"],
+        (SQS_CALLS_TOTAL, "outcome") => &["ok", "partial", "throttled", "error", "timeout"],
         (FIREHOSE_OVERSIZE_TOTAL, "result") => &["ok", "error"],
         (FIREHOSE_PUT_ERRORS_TOTAL, "kind") => &[
             "overloaded",
@@ -302,25 +315,29 @@ pub fn known_values(metric: &str, label: &str) -> Option<&'static [&'static str]
 pub type Series = (&'static str, Option<(&'static str, &'static str)>);
 
 /// Every counter series with a known label set, for a process whose sink is `sink` (`file`,
-/// `firehose`, `memory`): the ingest counters, and the sink's own (`stripe_webhook_<sink>_…`).
-/// Counters of an open label set are left out: their series appear with their first increment.
+/// `firehose`, `memory`, or two joined by `+`: `firehose+sqs`): the ingest counters, and the
+/// sinks' own (`stripe_webhook_<sink>_…`). Counters of an open label set are left out: their
+/// series appear with their first increment.
 pub fn zero_series(sink: &str) -> Vec<Series> {
-    let sink_prefix = format!("stripe_webhook_{sink}_");
+    let sink_prefixes: Vec<String> = sink
+        .split('+')
+        .map(|s| format!("stripe_webhook_{s}_"))
+        .collect();
     let is_sink_metric = |name: &str| {
-        // Forwarding and the SQS destination export their counters only where they are
-        // configured (their series are labelled by destination or appear with their first call).
+        // A sink's counters only where that sink runs; forwarding's only where it is configured
+        // (their series are labelled by destination and appear with their first delivery).
         [
             "stripe_webhook_file_",
             "stripe_webhook_firehose_",
-            "stripe_webhook_forward_",
             "stripe_webhook_sqs_",
+            "stripe_webhook_forward_",
         ]
-            .iter()
-            .any(|p| name.starts_with(p))
+        .iter()
+        .any(|p| name.starts_with(p))
     };
     let mut out = Vec::new();
     for m in ALL.iter().filter(|m| m.kind == Kind::Counter) {
-        if is_sink_metric(m.name) && !m.name.starts_with(&sink_prefix) {
+        if is_sink_metric(m.name) && !sink_prefixes.iter().any(|p| m.name.starts_with(p)) {
             continue;
         }
         match m.labels {
@@ -439,6 +456,16 @@ mod tests {
                 .iter()
                 .any(|(n, _)| n.starts_with("stripe_webhook_file_"))
         );
+        assert!(
+            !firehose
+                .iter()
+                .any(|(n, _)| n.starts_with("stripe_webhook_sqs_"))
+        );
+        let both = zero_series("firehose+sqs");
+        assert!(both.contains(&(FIREHOSE_PUT_ERRORS_TOTAL, Some(("kind", "timeout")))));
+        assert!(both.contains(&(SQS_CALLS_TOTAL, Some(("outcome", "partial")))));
+        assert!(both.contains(&(SQS_MESSAGES_TOTAL, None)));
+        assert!(!both.iter().any(|(n, _)| *n == SQS_MESSAGES_FAILED_TOTAL));
         // An open label set (AWS error codes) is not guessed.
         assert!(!firehose.iter().any(|(n, _)| *n == FIREHOSE_RETRIES_TOTAL));
         // The outcome list is the one the help text gives.

@@ -90,6 +90,10 @@ pub struct RawSettings {
     #[allow(missing_docs)]
     pub firehose: FirehoseSinkArgs,
 
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub sqs: SqsArgs,
+
     /// Memory sink: the most records it holds before answering 503.
     #[arg(long, env = "MEMORY_SINK_CAPACITY", default_value_t = 1_000_000)]
     pub memory_sink_capacity: usize,
@@ -177,6 +181,35 @@ pub struct FirehoseSinkArgs {
     pub oversize_s3_prefix: String,
 }
 
+/// The SQS destination's settings (beside the Firehose sink; docs/forwarding-sqs.md).
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "SQS destination (with SINK=firehose)")]
+pub struct SqsArgs {
+    /// The queue every verified record is also sent to (`https://sqs.<region>.amazonaws.com/<account>/<name>`,
+    /// `.fifo` for a FIFO queue); a webhook is answered 200 only when Firehose and the queue both
+    /// accepted it. Needs SINK=firehose.
+    #[arg(long, env = "FORWARD_SQS_QUEUE_URL")]
+    pub forward_sqs_queue_url: Option<String>,
+
+    /// Total time SQS may take per webhook in milliseconds, retries included; past it the webhook
+    /// gets 503.
+    #[arg(long, env = "FORWARD_SQS_DEADLINE_MS", default_value_t = 5000)]
+    pub forward_sqs_deadline_ms: u64,
+
+    /// The most `SendMessageBatch` calls in flight at once.
+    #[arg(long, env = "FORWARD_SQS_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub forward_sqs_max_in_flight: usize,
+
+    /// The most messages waiting to be sent before new webhooks get 503.
+    #[arg(long, env = "FORWARD_SQS_QUEUE_RECORDS", default_value_t = 10_000)]
+    pub forward_sqs_queue_records: usize,
+
+    /// Send messages over this many bytes through the oversize pointer even when the queue's
+    /// `MaximumMessageSize` would take them (default: the queue's limit, read at start).
+    #[arg(long, env = "FORWARD_SQS_MAX_MESSAGE_BYTES")]
+    pub forward_sqs_max_message_bytes: Option<usize>,
+}
+
 impl std::fmt::Debug for RawSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawSettings")
@@ -186,6 +219,7 @@ impl std::fmt::Debug for RawSettings {
             .field("sink", &self.sink)
             .field("file", &self.file)
             .field("firehose", &self.firehose)
+            .field("sqs", &self.sqs)
             .finish_non_exhaustive()
     }
 }
@@ -248,6 +282,20 @@ pub enum ConfigError {
          stripe-webhook-service)"
     )]
     FirehoseNotBuilt,
+    /// An SQS queue was given without the Firehose sink.
+    #[error(
+        "FORWARD_SQS_QUEUE_URL is set but SINK={0}: the SQS destination runs beside the Firehose \
+         sink only (SINK=firehose, FIREHOSE_DELIVERY_STREAM_NAME). With the {0} sink, deliver events \
+         to your application by HTTP forwarding from the archive instead, or unset \
+         FORWARD_SQS_QUEUE_URL"
+    )]
+    SqsNeedsFirehose(&'static str),
+    /// An SQS queue was given in a build without the SQS destination.
+    #[error(
+        "FORWARD_SQS_QUEUE_URL: this build has no SQS destination (built without the `sqs` feature \
+         of stripe-webhook-service)"
+    )]
+    SqsNotBuilt,
     /// The memory sink was chosen without the opt-in.
     #[error(
         "SINK=memory keeps records only in this process's memory: every record is lost on restart, \
@@ -286,6 +334,9 @@ pub enum SinkSettings {
         config: stripe_webhook_sink_firehose::FirehoseSinkConfig,
         /// `AWS_REGION`, overriding the SDK's own region lookup when set.
         region: Option<String>,
+        /// The SQS destination beside it (`FORWARD_SQS_QUEUE_URL`), if any.
+        #[cfg(feature = "sqs")]
+        sqs: Option<Box<stripe_webhook_sink_sqs::SqsSinkConfig>>,
     },
 }
 
@@ -349,6 +400,14 @@ impl RawSettings {
                 kind.label()
             );
         }
+        let queue_url = self
+            .sqs
+            .forward_sqs_queue_url
+            .clone()
+            .filter(|u| !u.is_empty());
+        if queue_url.is_some() && kind != SinkKind::Firehose {
+            return Err(ConfigError::SqsNeedsFirehose(kind.label()));
+        }
         let sink = match kind {
             SinkKind::File => SinkSettings::File(self.file.validate()?),
             SinkKind::Memory => {
@@ -364,7 +423,7 @@ impl RawSettings {
                     capacity: self.memory_sink_capacity,
                 }
             }
-            SinkKind::Firehose => self.firehose.validate()?,
+            SinkKind::Firehose => self.firehose.validate(self.sqs)?,
         };
         Ok(Settings {
             verifier,
@@ -507,14 +566,76 @@ impl FileSinkArgs {
     }
 }
 
+impl SqsArgs {
+    #[cfg(not(feature = "sqs"))]
+    #[cfg_attr(not(feature = "firehose"), allow(dead_code))]
+    fn validate(self, _oversize: (Option<String>, String)) -> Result<(), ConfigError> {
+        match self.forward_sqs_queue_url.filter(|u| !u.is_empty()) {
+            Some(_) => Err(ConfigError::SqsNotBuilt),
+            None => Ok(()),
+        }
+    }
+
+    /// The SQS sink's configuration when a queue is given; the oversize bucket and prefix are the
+    /// Firehose sink's (one oversize path).
+    #[cfg(feature = "sqs")]
+    fn validate(
+        self,
+        (bucket, prefix): (Option<String>, String),
+    ) -> Result<Option<Box<stripe_webhook_sink_sqs::SqsSinkConfig>>, ConfigError> {
+        let Some(url) = self.forward_sqs_queue_url.filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(ConfigError::OutOfRange {
+                name: "FORWARD_SQS_QUEUE_URL",
+                what: "a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)",
+                value: url,
+            });
+        }
+        positive(
+            "FORWARD_SQS_DEADLINE_MS",
+            self.forward_sqs_deadline_ms,
+            "a positive number of milliseconds",
+        )?;
+        positive(
+            "FORWARD_SQS_MAX_IN_FLIGHT",
+            self.forward_sqs_max_in_flight as u64,
+            "at least 1",
+        )?;
+        positive(
+            "FORWARD_SQS_QUEUE_RECORDS",
+            self.forward_sqs_queue_records as u64,
+            "at least 1",
+        )?;
+        if let Some(bytes) = self.forward_sqs_max_message_bytes
+            && !(1024..=stripe_webhook_sink_sqs::MAX_MESSAGE_BYTES).contains(&bytes)
+        {
+            return Err(ConfigError::OutOfRange {
+                name: "FORWARD_SQS_MAX_MESSAGE_BYTES",
+                what: "1024 to 1048576 bytes",
+                value: bytes.to_string(),
+            });
+        }
+        let mut config = stripe_webhook_sink_sqs::SqsSinkConfig::new(url);
+        config.deadline = Duration::from_millis(self.forward_sqs_deadline_ms);
+        config.max_in_flight = self.forward_sqs_max_in_flight;
+        config.max_queue_records = self.forward_sqs_queue_records;
+        config.max_message_bytes = self.forward_sqs_max_message_bytes;
+        config.oversize_bucket = bucket;
+        config.oversize_prefix = prefix;
+        Ok(Some(Box::new(config)))
+    }
+}
+
 impl FirehoseSinkArgs {
     #[cfg(not(feature = "firehose"))]
-    fn validate(self) -> Result<SinkSettings, ConfigError> {
+    fn validate(self, _sqs: SqsArgs) -> Result<SinkSettings, ConfigError> {
         Err(ConfigError::FirehoseNotBuilt)
     }
 
     #[cfg(feature = "firehose")]
-    fn validate(self) -> Result<SinkSettings, ConfigError> {
+    fn validate(self, sqs: SqsArgs) -> Result<SinkSettings, ConfigError> {
         use stripe_webhook_sink_firehose::{FirehoseSinkConfig, MAX_RECORD_BYTES};
         let stream = match self.firehose_delivery_stream_name {
             Some(stream) if !stream.is_empty() => stream,
@@ -550,9 +671,19 @@ impl FirehoseSinkArgs {
         config.linger = Duration::from_millis(self.firehose_linger_ms);
         config.oversize_bucket = self.oversize_s3_bucket.filter(|b| !b.is_empty());
         config.oversize_prefix = self.oversize_s3_prefix;
+        let oversize = (
+            config.oversize_bucket.clone(),
+            config.oversize_prefix.clone(),
+        );
+        #[cfg(feature = "sqs")]
+        let sqs = sqs.validate(oversize)?;
+        #[cfg(not(feature = "sqs"))]
+        sqs.validate(oversize)?;
         Ok(SinkSettings::Firehose {
             config,
             region: self.aws_region.filter(|r| !r.is_empty()),
+            #[cfg(feature = "sqs")]
+            sqs,
         })
     }
 }
@@ -635,6 +766,97 @@ mod tests {
         assert_eq!(config.max_queue_bytes, sinks.max_queue_bytes);
         assert_eq!(config.linger, sinks.linger);
         assert_eq!(config.oversize_prefix, sinks.oversize_prefix);
+    }
+
+    #[test]
+    fn an_sqs_queue_is_refused_without_the_firehose_sink() {
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/events";
+        let message = refused(&["--forward-sqs-queue-url", url]);
+        assert!(
+            message.starts_with("FORWARD_SQS_QUEUE_URL is set but SINK=file"),
+            "{message}"
+        );
+        assert!(message.contains("HTTP forwarding"), "{message}");
+        let message = refused(&[
+            "--sink",
+            "memory",
+            "--allow-memory-sink",
+            "true",
+            "--forward-sqs-queue-url",
+            url,
+        ]);
+        assert!(message.contains("SINK=memory"), "{message}");
+        // An empty value is no queue.
+        let file = parse(&["--forward-sqs-queue-url", ""]).unwrap().validate();
+        assert!(file.is_ok());
+    }
+
+    /// The SQS flags' defaults are literals; they must be the sink's own defaults, and the
+    /// oversize bucket is the Firehose sink's.
+    #[cfg(feature = "sqs")]
+    #[test]
+    fn an_sqs_queue_rides_with_the_firehose_sink_and_its_defaults_are_the_sinks() {
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo";
+        let settings = parse(&[
+            "--firehose-delivery-stream-name",
+            "s",
+            "--oversize-s3-bucket",
+            "archive",
+            "--forward-sqs-queue-url",
+            url,
+        ])
+        .unwrap()
+        .validate()
+        .unwrap();
+        let SinkSettings::Firehose { sqs: Some(sqs), .. } = settings.sink else {
+            unreachable!("a Firehose sink with a queue")
+        };
+        let sinks = stripe_webhook_sink_sqs::SqsSinkConfig::new(url);
+        assert!(sqs.is_fifo());
+        assert_eq!(sqs.queue_url, url);
+        assert_eq!(sqs.deadline, sinks.deadline);
+        assert_eq!(sqs.max_in_flight, sinks.max_in_flight);
+        assert_eq!(sqs.max_queue_records, sinks.max_queue_records);
+        assert_eq!(sqs.max_message_bytes, None);
+        assert_eq!(sqs.oversize_bucket.as_deref(), Some("archive"));
+        assert_eq!(sqs.oversize_prefix, sinks.oversize_prefix);
+        let without = parse(&["--firehose-delivery-stream-name", "s"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(matches!(
+            without.sink,
+            SinkSettings::Firehose { sqs: None, .. }
+        ));
+        for (args, name) in [
+            (
+                &["--forward-sqs-queue-url", "sqs/events"][..],
+                "FORWARD_SQS_QUEUE_URL",
+            ),
+            (
+                &[
+                    "--forward-sqs-queue-url",
+                    url,
+                    "--forward-sqs-deadline-ms",
+                    "0",
+                ],
+                "FORWARD_SQS_DEADLINE_MS",
+            ),
+            (
+                &[
+                    "--forward-sqs-queue-url",
+                    url,
+                    "--forward-sqs-max-message-bytes",
+                    "100",
+                ],
+                "FORWARD_SQS_MAX_MESSAGE_BYTES",
+            ),
+        ] {
+            let mut all = vec!["--firehose-delivery-stream-name", "s"];
+            all.extend_from_slice(args);
+            let message = refused(&all);
+            assert!(message.starts_with(name), "{args:?}: {message}");
+        }
     }
 
     #[test]

@@ -113,14 +113,41 @@ impl SinkSettings {
                 Arc::new(sink)
             }
             #[cfg(feature = "firehose")]
-            SinkSettings::Firehose { config, region } => Arc::new(
-                stripe_webhook_sink_firehose::FirehoseSink::from_env(
-                    config.clone(),
-                    region.clone(),
-                )
-                .await
-                .map_err(fail)?,
-            ),
+            SinkSettings::Firehose {
+                config,
+                region,
+                #[cfg(feature = "sqs")]
+                sqs,
+            } => {
+                let firehose: Arc<dyn RecordSink> = Arc::new(
+                    stripe_webhook_sink_firehose::FirehoseSink::from_env(
+                        config.clone(),
+                        region.clone(),
+                    )
+                    .await
+                    .map_err(fail)?,
+                );
+                #[cfg(feature = "sqs")]
+                let queue: Option<Arc<dyn RecordSink>> = match sqs {
+                    Some(sqs) => Some(Arc::new(
+                        stripe_webhook_sink_sqs::SqsSink::from_env((**sqs).clone(), region.clone())
+                            .await
+                            .map_err(fail)?,
+                    )),
+                    None => None,
+                };
+                #[cfg(not(feature = "sqs"))]
+                let queue: Option<Arc<dyn RecordSink>> = None;
+                match queue {
+                    // Each record to Firehose and to the queue at once; 200 only when both took it.
+                    Some(queue) => Arc::new(stripe_webhook_sink::BothSinks::new(
+                        "firehose+sqs",
+                        firehose,
+                        queue,
+                    )),
+                    None => firehose,
+                }
+            }
         };
         check.run(sink.as_ref()).await.map_err(fail)?;
         Ok(sink)

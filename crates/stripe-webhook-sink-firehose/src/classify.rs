@@ -1,4 +1,5 @@
-//! Which AWS failures are worth retrying.
+//! Which AWS failures are worth retrying: shared by the sinks that call AWS (Firehose, SQS, the
+//! oversize bodies' S3 writes).
 
 use aws_sdk_firehose::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_firehose::operation::RequestId;
@@ -6,7 +7,7 @@ use aws_smithy_types::retry::ErrorKind;
 
 /// How a failed call (or record) should be handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Class {
+pub enum Class {
     /// Retry later, and slow down: Firehose said `ServiceUnavailableException` (its throttling).
     Throttled,
     /// Retry later: 5xx, timeouts, connection errors, unparseable answers.
@@ -15,9 +16,11 @@ pub(crate) enum Class {
     Permanent,
 }
 
-/// Error codes that mean "slow down".
+/// Error codes that mean "slow down" (Firehose's, SQS's, the SDKs' generic ones).
 const THROTTLE_CODES: &[&str] = &[
     "ServiceUnavailableException",
+    "RequestThrottled",
+    "KmsThrottled",
     "ThrottlingException",
     "Throttling",
     "SlowDown",
@@ -47,7 +50,7 @@ const PERMANENT_CODES: &[&str] = &[
 ];
 
 /// The class of an error code, if the code alone decides it.
-pub(crate) fn classify_code(code: &str) -> Option<Class> {
+pub fn classify_code(code: &str) -> Option<Class> {
     if PERMANENT_CODES.contains(&code) || code.starts_with("KMS") {
         Some(Class::Permanent)
     } else if THROTTLE_CODES.contains(&code) {
@@ -61,18 +64,20 @@ pub(crate) fn classify_code(code: &str) -> Option<Class> {
 
 /// A failed SDK call, reduced to what the sink needs: class, code, request id, message.
 #[derive(Clone, Debug)]
-pub(crate) struct CallFailure {
-    pub(crate) class: Class,
+pub struct CallFailure {
+    /// Whether and how to retry.
+    pub class: Class,
     /// The AWS error code, or a short label (`timeout`, `dispatch`, `response`, `construction`).
-    pub(crate) code: String,
-    pub(crate) request_id: Option<String>,
+    pub code: String,
+    /// The AWS request id, when the call got an answer.
+    pub request_id: Option<String>,
     /// Operator-facing description, without payloads.
-    pub(crate) message: String,
+    pub message: String,
 }
 
 impl CallFailure {
     /// Classifies any SDK error.
-    pub(crate) fn from_sdk<E>(err: &SdkError<E>) -> Self
+    pub fn from_sdk<E>(err: &SdkError<E>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -124,7 +129,7 @@ impl CallFailure {
     }
 
     /// A whole-call timeout imposed by the sink (the records' deadline came first).
-    pub(crate) fn deadline() -> Self {
+    pub fn deadline() -> Self {
         Self {
             class: Class::Transient,
             code: "timeout".to_owned(),
@@ -134,7 +139,7 @@ impl CallFailure {
     }
 
     /// `request id <id>` or `no request id`, for messages.
-    pub(crate) fn request_id_text(&self) -> String {
+    pub fn request_id_text(&self) -> String {
         match &self.request_id {
             Some(id) => format!("request id {id}"),
             None => "no request id".to_owned(),

@@ -62,10 +62,11 @@
 //! ```
 
 mod aimd;
-mod classify;
+pub mod classify;
 mod config;
 mod engine;
 mod health;
+mod oversize;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +75,6 @@ use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_firehose::config::retry::RetryConfig;
 use aws_sdk_firehose::config::timeout::TimeoutConfig;
-use aws_sdk_firehose::operation::RequestId;
 use aws_sdk_firehose::types::{DeliveryStreamStatus, DeliveryStreamType};
 use bytes::Bytes;
 use stripe_webhook_sink::{Record, RecordSink, SinkError, SinkErrorKind};
@@ -82,6 +82,7 @@ use tokio::time::Instant;
 
 pub use config::{FirehoseSinkConfig, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_RECORD_BYTES};
 pub use health::FirehoseHealth;
+pub use oversize::{OversizeLimit, OversizeStore};
 
 use classify::{CallFailure, Class};
 use engine::Engine;
@@ -92,7 +93,7 @@ use stripe_webhook_metrics as m;
 /// dropping it stops the dispatcher.
 pub struct FirehoseSink {
     engine: Arc<Engine>,
-    s3: aws_sdk_s3::Client,
+    oversize: OversizeStore,
     region: String,
 }
 
@@ -145,22 +146,29 @@ impl FirehoseSink {
         let firehose = aws_sdk_firehose::Client::from_conf(
             aws_sdk_firehose::config::Builder::from(sdk)
                 .retry_config(RetryConfig::disabled())
-                .timeout_config(timeouts.clone())
+                .timeout_config(timeouts)
                 .build(),
         );
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(sdk)
-                .retry_config(RetryConfig::standard().with_max_attempts(3))
-                .timeout_config(timeouts)
-                .force_path_style(sdk.endpoint_url().is_some())
-                .build(),
+        let oversize = OversizeStore::new(
+            sdk,
+            config.oversize_bucket.clone(),
+            config.oversize_prefix.clone(),
+            config.deadline,
+            OversizeLimit {
+                what: "a Firehose record (1024000 bytes at most)",
+                metric: Some(m::FIREHOSE_OVERSIZE_TOTAL),
+            },
         );
         let region = sdk
             .region()
             .map_or_else(|| "<no region>".to_owned(), ToString::to_string);
         let engine = Engine::new(config, firehose, Arc::new(HealthCell::new()));
         tokio::spawn(Arc::clone(&engine).run());
-        FirehoseSink { engine, s3, region }
+        FirehoseSink {
+            engine,
+            oversize,
+            region,
+        }
     }
 
     /// The cached health (start-up check, then call outcomes), for `/health`. Never calls AWS.
@@ -207,68 +215,7 @@ impl FirehoseSink {
 
     /// The oversize path: body to S3, then the pointer record through Firehose.
     async fn put_oversize(&self, record: &Record, deadline: Instant) -> Result<(), SinkError> {
-        let config = &self.engine.config;
-        let Some(bucket) = config.oversize_bucket.as_deref() else {
-            return Err(SinkError::new(
-                SinkErrorKind::Permanent,
-                format!(
-                    "event {} is {} bytes, over Firehose's {MAX_RECORD_BYTES}-byte record limit, and no \
-                     oversize bucket is configured: set OVERSIZE_S3_BUCKET",
-                    record.id(),
-                    record.len()
-                ),
-            ));
-        };
-        let key = oversize_key(&config.oversize_prefix, record);
-        let body = record.body().clone();
-        let send = self
-            .s3
-            .put_object()
-            .bucket(bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(aws_sdk_s3::primitives::ByteStream::from(body))
-            .send();
-        let stored = tokio::time::timeout_at(deadline, send).await;
-        let result = if matches!(stored, Ok(Ok(_))) {
-            "ok"
-        } else {
-            "error"
-        };
-        metrics::counter!(m::FIREHOSE_OVERSIZE_TOTAL, "result" => result).increment(1);
-        match stored {
-            Err(_) => {
-                return Err(SinkError::new(
-                    SinkErrorKind::Timeout,
-                    format!(
-                        "oversize body of event {} not stored in s3://{bucket}/{key} within the deadline",
-                        record.id()
-                    ),
-                ));
-            }
-            Ok(Err(err)) => {
-                let f = CallFailure::from_sdk(&err);
-                let kind = match f.class {
-                    Class::Permanent => SinkErrorKind::Permanent,
-                    _ => SinkErrorKind::Unavailable,
-                };
-                tracing::error!(event_id = record.id(), request_id = ?f.request_id, code = %f.code, bucket, key, "oversize body not stored");
-                return Err(SinkError::new(
-                    kind,
-                    format!(
-                        "oversize body of event {} not stored in s3://{bucket}/{key}: {} ({}): {}",
-                        record.id(),
-                        f.code,
-                        f.request_id_text(),
-                        f.message
-                    ),
-                ));
-            }
-            Ok(Ok(out)) => {
-                tracing::info!(event_id = record.id(), request_id = ?out.request_id(), bucket, key, bytes = record.body().len(), "oversize body stored in S3");
-            }
-        }
-        let pointer = record.oversize_pointer(bucket, &key);
+        let pointer = self.oversize.store(record, deadline).await?;
         validate_line(pointer.line(), pointer.id())?;
         if pointer.len() > MAX_RECORD_BYTES {
             return Err(SinkError::new(
@@ -432,8 +379,9 @@ impl Drop for FirehoseSink {
     }
 }
 
-/// Checks that `line` is one envelope line: non-empty, one trailing `\n`, no other `\n` or `\r`.
-fn validate_line(line: &[u8], event_id: &str) -> Result<(), SinkError> {
+/// Checks that `line` is one envelope line: non-empty, one trailing `\n`, no other `\n` or `\r`;
+/// otherwise a [`SinkErrorKind::Permanent`] error naming `event_id`.
+pub fn validate_line(line: &[u8], event_id: &str) -> Result<(), SinkError> {
     let problem = match line.split_last() {
         None | Some((b'\n', [])) => Some("is empty"),
         Some((b'\n', rest)) if rest.iter().any(|&b| b == b'\n' || b == b'\r') => {
@@ -449,28 +397,6 @@ fn validate_line(line: &[u8], event_id: &str) -> Result<(), SinkError> {
             format!("the record of event {event_id} {p}: not one envelope line"),
         )),
     }
-}
-
-/// `<prefix>year=YYYY/month=MM/day=DD/<event id>-<receipt millis>-<random>.json`.
-fn oversize_key(prefix: &str, record: &Record) -> String {
-    let id: String = record
-        .id()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let received = record.received_at();
-    format!(
-        "{prefix}{}/{id}-{}-{:016x}.json",
-        received.partition(),
-        received.unix_millis(),
-        rand::random::<u64>()
-    )
 }
 
 #[cfg(test)]

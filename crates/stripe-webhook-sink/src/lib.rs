@@ -36,10 +36,12 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod both;
 mod error;
 mod file;
 mod memory;
 
+pub use both::BothSinks;
 pub use error::{SinkError, SinkErrorKind};
 pub use file::{
     FileSink, FileSinkConfig, FileSinkStats, RecoveredSegment, RecoveryOutcome, RecoveryReport,

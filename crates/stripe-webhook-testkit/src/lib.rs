@@ -28,6 +28,7 @@ pub mod lambda_runtime_api;
 pub mod moto;
 pub mod server;
 pub mod signing;
+pub mod sqs_fault;
 pub mod webhook_target;
 
 use std::net::TcpListener;

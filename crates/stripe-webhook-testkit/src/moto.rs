@@ -1,5 +1,5 @@
-//! A `moto_server` (the pinned `moto[server]`) on a free loopback port: an AWS emulator for S3 and
-//! Firehose in end-to-end tests.
+//! A `moto_server` (the pinned `moto[server]`) on a free loopback port: an AWS emulator for S3,
+//! Firehose and SQS in end-to-end tests.
 //!
 //! [`Moto::start`] launches it from the pinned test environment (installing it on first use, never
 //! skipping), waits until it answers, and kills it on drop. Helpers create a bucket and a Direct PUT
@@ -41,6 +41,19 @@ pub struct S3Object {
     pub key: String,
     /// The object's bytes.
     pub body: Vec<u8>,
+}
+
+/// One SQS message read back from moto.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct QueueMessage {
+    /// The message body.
+    pub body: String,
+    /// The message attributes (string values).
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// `MessageGroupId` (FIFO queues).
+    pub group_id: Option<String>,
+    /// `MessageDeduplicationId` (FIFO queues).
+    pub deduplication_id: Option<String>,
 }
 
 /// A running `moto_server`, killed on drop.
@@ -128,6 +141,57 @@ impl Moto {
         );
     }
 
+    /// Creates an SQS queue with these attributes (`FifoQueue`, `MaximumMessageSize`, …; a FIFO
+    /// queue's name must end in `.fifo`) and returns its URL.
+    ///
+    /// # Panics
+    /// If moto refuses.
+    pub fn create_queue(&self, name: &str, attributes: &[(&str, &str)]) -> String {
+        let attributes: serde_json::Map<String, serde_json::Value> = attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
+        let out = self.boto(
+            "print(sqs.create_queue(QueueName=sys.argv[1], Attributes=json.loads(sys.argv[2]))['QueueUrl'])",
+            &[name, &serde_json::Value::Object(attributes).to_string()],
+        );
+        out.trim().to_owned()
+    }
+
+    /// Deletes the queue at `url`.
+    ///
+    /// # Panics
+    /// If moto refuses.
+    pub fn delete_queue(&self, url: &str) {
+        self.boto("sqs.delete_queue(QueueUrl=sys.argv[1])", &[url]);
+    }
+
+    /// Receives and deletes every message in the queue at `url`, in the order SQS hands them out
+    /// (deleting each lets a FIFO queue hand out the next of its group).
+    ///
+    /// # Panics
+    /// If moto refuses or answers garbage.
+    pub fn receive_all(&self, url: &str) -> Vec<QueueMessage> {
+        let out = self.boto(
+            "out = []\n\
+             while True:\n    \
+                 r = sqs.receive_message(QueueUrl=sys.argv[1], MaxNumberOfMessages=10, \
+                 VisibilityTimeout=600, MessageAttributeNames=['All'], \
+                 MessageSystemAttributeNames=['All'])\n    \
+                 ms = r.get('Messages', [])\n    \
+                 if not ms: break\n    \
+                 for m in ms:\n        \
+                     sqs.delete_message(QueueUrl=sys.argv[1], ReceiptHandle=m['ReceiptHandle'])\n        \
+                     a = m.get('Attributes', {})\n        \
+                     out.append({'body': m['Body'], \
+                     'attributes': {k: v['StringValue'] for k, v in m.get('MessageAttributes', {}).items()}, \
+                     'group_id': a.get('MessageGroupId'), 'deduplication_id': a.get('MessageDeduplicationId')})\n\
+             print(json.dumps(out))",
+            &[url],
+        );
+        serde_json::from_str(out.trim()).expect("message list from boto3")
+    }
+
     /// Every object in `bucket`, sorted by key, with its bytes.
     ///
     /// # Panics
@@ -152,7 +216,7 @@ impl Moto {
             .collect()
     }
 
-    /// Runs a boto3 snippet against this moto (`s3`, path-style, and `firehose` clients are in
+    /// Runs a boto3 snippet against this moto (`s3`, path-style, `firehose` and `sqs` clients are in
     /// scope, arguments in `sys.argv[1..]`) and returns its stdout.
     fn boto(&self, snippet: &str, args: &[&str]) -> String {
         let program = format!(
@@ -162,6 +226,7 @@ impl Moto {
              aws_access_key_id='testing', aws_secret_access_key='testing')\n\
              s3 = boto3.client('s3', config=Config(s3={{'addressing_style': 'path'}}), **kw)\n\
              firehose = boto3.client('firehose', **kw)\n\
+             sqs = boto3.client('sqs', **kw)\n\
              {snippet}\n",
             url = self.endpoint_url(),
         );
