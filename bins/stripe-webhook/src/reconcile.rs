@@ -36,7 +36,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 use stripe_webhook_envelope::{ARCHIVE_PREFIX, ReceivedAt, encode_fetched};
-use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
+use stripe_webhook_sink::RecordSink;
+use stripe_webhook_sink_file::{FileSink, FileSinkConfig};
 use tokio::runtime::Handle;
 
 use crate::append_log::AppendLog;
