@@ -248,6 +248,10 @@ impl Client {
         user_agent: &'static str,
         timeout: Duration,
     ) -> Result<Client, String> {
+        // reqwest is built without a provider of its own (`rustls-no-provider`): for what it sets
+        // up itself (plain http:// targets, TLS to an https:// proxy) it takes the process's
+        // default, which is ring. Installing it again is a no-op (`Err` when already installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())
