@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
-use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
+use stripe_webhook_sink::RecordSink;
+use stripe_webhook_sink_file::{FileSink, FileSinkConfig};
 
 #[tokio::main]
 async fn main() {

@@ -12,6 +12,9 @@
 //! aborted and awaited), then reads the instance's accepted log, then drops it: any `RecordId` the
 //! server can ever have seen was logged before the log was read.
 
+// The Firehose sink only: a file-only server (`--no-default-features`) refuses SINK=firehose.
+#![cfg(feature = "firehose")]
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! `moto_server` (pinned `moto[server]`): concurrent signed events, one over Firehose's record limit,
 //! every event answered 200 read back byte-exact from moto's S3.
 
+// The Firehose sink only: a file-only server (`--no-default-features`) refuses SINK=firehose.
+#![cfg(feature = "firehose")]
+
 use std::path::Path;
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};

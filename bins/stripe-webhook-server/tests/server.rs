@@ -523,6 +523,27 @@ fn refuses_to_start_without_a_valid_secret() {
     }
 }
 
+/// A file-only build (`--no-default-features`) refuses `SINK=firehose` at start, saying why,
+/// instead of running without the archive it was asked for.
+#[cfg(not(feature = "firehose"))]
+#[test]
+fn a_file_only_build_refuses_the_firehose_sink() {
+    let out = std::process::Command::new(bin())
+        .env("STRIPE_WEBHOOK_SECRET", SECRET)
+        .env("PORT", "0")
+        .env("SINK", "firehose")
+        .env("FIREHOSE_DELIVERY_STREAM_NAME", "stream")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("this build has no Firehose sink"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn help_documents_every_setting() {
     let out = std::process::Command::new(bin())

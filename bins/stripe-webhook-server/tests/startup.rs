@@ -2,6 +2,9 @@
 //! second per account, easily spent when a fleet restarts together) are retried with backoff, while
 //! a stream that is missing or of the wrong type refuses the start at once, naming it.
 
+// The Firehose sink only: a file-only server (`--no-default-features`) refuses SINK=firehose.
+#![cfg(feature = "firehose")]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

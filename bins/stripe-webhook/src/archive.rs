@@ -4,23 +4,34 @@
 //! memory: local files are read through a [`BufReader`], S3 objects by streaming their body, and
 //! gzip (detected by its magic bytes, whatever the name) through a [`MultiGzDecoder`] (Firehose
 //! objects and sealed segments may hold several gzip members).
+//!
+//! Which files of a local archive are read, and in which order, is
+//! [`stripe_webhook_envelope::layout`]'s ([`layout::list_archive`]). S3 (listing, reading,
+//! restores) is the `s3` feature's ([`s3`]); a build without it refuses `s3://` sources.
+
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::operation::get_object::GetObjectError;
 use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use stripe_webhook_envelope::read::{OversizeMismatch, OversizePointer};
-use stripe_webhook_envelope::{ARCHIVE_PREFIX, NON_RECORD_PREFIXES, Partition};
-use tokio::io::AsyncReadExt;
+#[cfg(not(feature = "s3"))]
+use stripe_webhook_envelope::read::OversizePointer;
+use stripe_webhook_envelope::{Partition, layout};
 use tokio::runtime::Handle;
 
-use crate::filter::{DayRange, date_partition, partition_date};
+use crate::filter::{DayRange, partition_date};
+
+#[cfg(feature = "s3")]
+pub(crate) use s3::Restored;
+
+/// Why an `s3://` source is refused by a build without the `s3` feature.
+#[cfg(not(feature = "s3"))]
+const NO_S3: &str = "this build has no S3 support; rebuild with the default features";
 
 /// The longest line read (a record is one line); longer ones make their segment unreadable.
 const MAX_LINE_BYTES: u64 = 64 * 1024 * 1024;
@@ -33,6 +44,7 @@ pub(crate) enum Source {
     /// A local directory.
     Local(PathBuf),
     /// An S3 prefix.
+    #[cfg(feature = "s3")]
     S3 {
         /// The bucket.
         bucket: String,
@@ -45,6 +57,9 @@ impl Source {
     /// `s3://bucket/prefix` or a local path.
     pub(crate) fn parse(s: &str) -> Result<Source, ArchiveError> {
         match s.strip_prefix("s3://") {
+            #[cfg(not(feature = "s3"))]
+            Some(_) => Err(ArchiveError::Usage(format!("{s:?}: {NO_S3}"))),
+            #[cfg(feature = "s3")]
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
@@ -76,27 +91,9 @@ pub(crate) enum ArchiveError {
         source: io::Error,
     },
     /// An S3 failure.
+    #[cfg(feature = "s3")]
     #[error("{0}")]
     S3(String),
-}
-
-/// Storage classes whose objects must be restored before they can be read (Glacier Flexible
-/// Retrieval and Deep Archive; Glacier Instant Retrieval reads like Standard).
-pub(crate) const ARCHIVED_CLASSES: [&str; 2] = ["GLACIER", "DEEP_ARCHIVE"];
-
-/// What `restore` did for one object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Restored {
-    /// A restore was requested now.
-    Requested,
-    /// A restore requested earlier is still running.
-    InProgress,
-    /// Already restored: readable now (until the restored copy expires).
-    Available,
-    /// Not in an archival storage class: readable as it is.
-    NotArchived,
-    /// The request failed (why).
-    Failed(String),
 }
 
 /// One line of a segment, as stored (without its `\n`).
@@ -129,8 +126,8 @@ pub(crate) enum Event<'a> {
 
 /// Reads archives; owns the (lazily connected) S3 client.
 pub(crate) struct Archive {
-    handle: Handle,
-    s3: OnceLock<aws_sdk_s3::Client>,
+    #[cfg(feature = "s3")]
+    s3: s3::S3,
     progress: ProgressBar,
 }
 
@@ -138,9 +135,11 @@ impl Archive {
     /// An archive reader that runs S3 calls on `handle` (call it from outside the runtime, e.g.
     /// a blocking thread).
     pub(crate) fn new(handle: Handle, progress: ProgressBar) -> Archive {
+        #[cfg(not(feature = "s3"))]
+        let _ = handle; // only S3 calls run on the runtime
         Archive {
-            handle,
-            s3: OnceLock::new(),
+            #[cfg(feature = "s3")]
+            s3: s3::S3::new(handle),
             progress,
         }
     }
@@ -148,21 +147,6 @@ impl Archive {
     /// The progress bar scans advance.
     pub(crate) fn progress(&self) -> &ProgressBar {
         &self.progress
-    }
-
-    /// The S3 client from the normal AWS configuration (environment, profile, instance role);
-    /// path-style addressing when an endpoint URL is configured (`AWS_ENDPOINT_URL`, e.g. moto).
-    fn s3(&self) -> &aws_sdk_s3::Client {
-        self.s3.get_or_init(|| {
-            let config = self.handle.block_on(aws_config::load_defaults(
-                aws_config::BehaviorVersion::latest(),
-            ));
-            let mut builder = aws_sdk_s3::config::Builder::from(&config);
-            if config.endpoint_url().is_some() {
-                builder = builder.force_path_style(true);
-            }
-            aws_sdk_s3::Client::from_conf(builder.build())
-        })
     }
 
     /// Streams every line of every segment under `source` whose partition (when its path has
@@ -182,6 +166,7 @@ impl Archive {
     ) -> Result<(), ArchiveError> {
         match source {
             Source::Local(dir) => self.scan_local(dir, partitions, visit),
+            #[cfg(feature = "s3")]
             Source::S3 { bucket, prefix } => self.scan_s3(bucket, prefix, partitions, visit),
         }
     }
@@ -192,8 +177,8 @@ impl Archive {
         partitions: DayRange,
         visit: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), ArchiveError> {
-        let root = if dir.join(ARCHIVE_PREFIX).is_dir() {
-            dir.join(ARCHIVE_PREFIX)
+        let root = if layout::archive_root(dir).is_dir() {
+            layout::archive_root(dir)
         } else {
             dir.to_path_buf()
         };
@@ -202,12 +187,14 @@ impl Archive {
             source,
         })?;
         let files = if meta.is_dir() {
-            let mut files = Vec::new();
-            list_local(&root, true, &mut files).map_err(|source| ArchiveError::Io {
-                what: format!("listing {}", root.display()),
-                source,
-            })?;
-            files
+            layout::list_archive(&root)
+                .map_err(|source| ArchiveError::Io {
+                    what: format!("listing {}", root.display()),
+                    source,
+                })?
+                .into_iter()
+                .map(|file| (file.path, file.len))
+                .collect()
         } else {
             vec![(root.clone(), meta.len())]
         };
@@ -234,255 +221,13 @@ impl Archive {
         Ok(())
     }
 
-    fn scan_s3(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        partitions: DayRange,
-        visit: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
-    ) -> Result<(), ArchiveError> {
-        // Under `…webhooks/` keys sort by date: start at the first partition wanted.
-        let start_after = match partitions.from {
-            Some(from) if prefix.ends_with(&format!("{ARCHIVE_PREFIX}/")) => {
-                Some(format!("{prefix}{}/", date_partition(from)))
-            }
-            _ => None,
-        };
-        self.list_objects(bucket, prefix, start_after, &mut |object| {
-            let Some(key) = object.key() else {
-                return ControlFlow::Continue(());
-            };
-            let relative = key.strip_prefix(prefix).unwrap_or(key);
-            if key.ends_with('/')
-                || NON_RECORD_PREFIXES
-                    .iter()
-                    .any(|n| relative.split('/').next() == Some(n))
-            {
-                return ControlFlow::Continue(());
-            }
-            if let Some(day) = Partition::in_path(key).and_then(partition_date) {
-                if partitions.is_after(day) && relative.starts_with("year=") {
-                    return ControlFlow::Break(());
-                }
-                if !partitions.contains(day) {
-                    return ControlFlow::Continue(());
-                }
-            }
-            let name = format!("s3://{bucket}/{key}");
-            match self.open_s3(bucket, key) {
-                Ok(reader) => self.read_segment(&name, reader, visit),
-                Err(reason) => visit(Event::Unreadable {
-                    segment: &name,
-                    number: 0,
-                    reason,
-                }),
-            }
-        })
-    }
-
-    /// Hands every object under `s3://bucket/prefix` (after `start_after`, if given) to `visit`,
-    /// in key order, page by page, until `visit` breaks.
-    ///
-    /// # Errors
-    /// When a page cannot be listed.
-    fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        start_after: Option<String>,
-        visit: &mut dyn FnMut(&aws_sdk_s3::types::Object) -> ControlFlow<()>,
-    ) -> Result<(), ArchiveError> {
-        let client = self.s3();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .handle
-                .block_on(
-                    client
-                        .list_objects_v2()
-                        .bucket(bucket)
-                        .prefix(prefix)
-                        .set_start_after(start_after.clone())
-                        .set_continuation_token(token.take())
-                        .send(),
-                )
-                .map_err(|e| {
-                    ArchiveError::S3(format!(
-                        "listing s3://{bucket}/{prefix}: {}",
-                        DisplayErrorContext(&e)
-                    ))
-                })?;
-            for object in page.contents() {
-                if visit(object).is_break() {
-                    return Ok(());
-                }
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => return Ok(()),
-            }
-        }
-    }
-
-    /// Opens an S3 object as a blocking reader over its streamed body. An object in an archival
-    /// storage class that is not restored is named as such, with how to restore it.
-    fn open_s3(&self, bucket: &str, key: &str) -> Result<S3Reader, String> {
-        let output = self
-            .handle
-            .block_on(self.s3().get_object().bucket(bucket).key(key).send())
-            .map_err(|e| match e.as_service_error() {
-                Some(GetObjectError::InvalidObjectState(state)) => {
-                    let class = state
-                        .storage_class()
-                        .map_or("an archival storage class", |c| c.as_str());
-                    self.not_restored(bucket, key, class)
-                }
-                _ => format!(
-                    "cannot get s3://{bucket}/{key}: {}",
-                    DisplayErrorContext(&e)
-                ),
-            })?;
-        Ok(S3Reader {
-            handle: self.handle.clone(),
-            body: Box::new(output.body.into_async_read()),
-        })
-    }
-
-    /// Why an object in `class` cannot be read: not restored, or its restore still running (from
-    /// its `x-amz-restore` header), and how to restore it.
-    fn not_restored(&self, bucket: &str, key: &str, class: &str) -> String {
-        let restore = self
-            .handle
-            .block_on(self.s3().head_object().bucket(bucket).key(key).send())
-            .ok()
-            .and_then(|head| head.restore().map(str::to_owned));
-        let day = Partition::in_path(key)
-            .and_then(partition_date)
-            .map(|d| d.to_string());
-        match restore {
-            Some(r) if r.contains("ongoing-request=\"true\"") => format!(
-                "s3://{bucket}/{key} is in storage class {class} and its restore is still in \
-                 progress: read it again once the restore completes (hours for GLACIER, up to 48 h \
-                 for DEEP_ARCHIVE)"
-            ),
-            _ => format!(
-                "s3://{bucket}/{key} is in storage class {class} and not restored: restore it \
-                 first ({}, or `aws s3api restore-object --bucket {bucket} --key {key} \
-                 --restore-request Days=7`), then read it once the restore completes",
-                match day {
-                    Some(day) => format!(
-                        "`stripe-webhook restore s3://{bucket}/{} --from {day} --to {day}`",
-                        key.split("year=").next().unwrap_or_default()
-                    ),
-                    None => "`stripe-webhook restore`".to_owned(),
-                }
-            ),
-        }
-    }
-
-    /// Requests restores of the objects under `s3://bucket/prefix` whose partition is in `days`
-    /// (all of them when `days` is unbounded) and whose storage class needs one
-    /// ([`ARCHIVED_CLASSES`]), keeping each restored copy `keep_days` days. `visit` sees every
-    /// object listed, with what was done.
-    ///
-    /// # Errors
-    /// When the prefix cannot be listed.
-    pub(crate) fn restore(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        days: DayRange,
-        keep_days: i32,
-        tier: aws_sdk_s3::types::Tier,
-        visit: &mut dyn FnMut(&str, Restored),
-    ) -> Result<(), ArchiveError> {
-        self.list_objects(bucket, prefix, None, &mut |object| {
-            let Some(key) = object.key() else {
-                return ControlFlow::Continue(());
-            };
-            let wanted = match Partition::in_path(key).and_then(partition_date) {
-                Some(day) => days.contains(day),
-                None => days.is_all(),
-            };
-            if wanted && !key.ends_with('/') {
-                let archived = object
-                    .storage_class()
-                    .is_some_and(|c| ARCHIVED_CLASSES.contains(&c.as_str()));
-                let outcome = if archived {
-                    self.restore_one(bucket, key, keep_days, &tier)
-                } else {
-                    Restored::NotArchived
-                };
-                visit(key, outcome);
-            }
-            ControlFlow::Continue(())
-        })
-    }
-
-    /// Requests a restore of one archived object unless it is restored or being restored.
-    fn restore_one(
-        &self,
-        bucket: &str,
-        key: &str,
-        keep_days: i32,
-        tier: &aws_sdk_s3::types::Tier,
-    ) -> Restored {
-        use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest};
-        let client = self.s3();
-        let head = self
-            .handle
-            .block_on(client.head_object().bucket(bucket).key(key).send());
-        match head.map(|h| h.restore().map(str::to_owned)) {
-            Err(e) => Restored::Failed(format!("head: {}", DisplayErrorContext(&e))),
-            Ok(Some(r)) if r.contains("ongoing-request=\"true\"") => Restored::InProgress,
-            Ok(Some(_)) => Restored::Available,
-            Ok(None) => {
-                let request = match GlacierJobParameters::builder().tier(tier.clone()).build() {
-                    Ok(job) => RestoreRequest::builder()
-                        .days(keep_days)
-                        .glacier_job_parameters(job)
-                        .build(),
-                    Err(e) => return Restored::Failed(e.to_string()),
-                };
-                let sent = self.handle.block_on(
-                    client
-                        .restore_object()
-                        .bucket(bucket)
-                        .key(key)
-                        .restore_request(request)
-                        .send(),
-                );
-                match sent {
-                    Ok(_) => Restored::Requested,
-                    Err(e)
-                        if e.as_service_error().and_then(|s| s.meta().code())
-                            == Some("RestoreAlreadyInProgress") =>
-                    {
-                        Restored::InProgress
-                    }
-                    Err(e) => Restored::Failed(DisplayErrorContext(&e).to_string()),
-                }
-            }
-        }
-    }
-
-    /// Fetches an oversize event's body and checks its length and SHA-256 against the pointer
-    /// (reading at most one byte more than the pointer says).
+    /// An oversize event's body is on S3, which this build cannot read.
+    #[cfg(not(feature = "s3"))]
     pub(crate) fn fetch_oversize(&self, pointer: &OversizePointer<'_>) -> Result<Vec<u8>, String> {
-        let (bucket, key) = (&pointer.bucket, &pointer.key);
-        let mut reader = self.open_s3(bucket, key)?;
-        let mut body = Vec::with_capacity(usize::try_from(pointer.bytes).unwrap_or(0).min(1 << 26));
-        (&mut reader)
-            .take(pointer.bytes.saturating_add(1))
-            .read_to_end(&mut body)
-            .map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))?;
-        pointer.check(&body).map_err(|mismatch| match mismatch {
-            OversizeMismatch::Length { expected, found } if found > expected => format!(
-                "oversize body s3://{bucket}/{key} is more than {expected} bytes, the pointer says {expected}"
-            ),
-            other => format!("oversize body s3://{bucket}/{key}: {other}"),
-        })?;
-        Ok(body)
+        Err(format!(
+            "oversize body s3://{}/{}: {NO_S3}",
+            pointer.bucket, pointer.key
+        ))
     }
 
     /// Streams the lines of one segment (gzip or plain).
@@ -571,55 +316,11 @@ fn read_lines(
     }
 }
 
-/// Lists segment files under `dir`, sorted by path, skipping files that are not (or not yet)
-/// segments: dot files, `*.tmp`, `*.creating`, and an open `<stem>.ndjson` whose sealed
-/// `<stem>.ndjson.gz` already exists (the same lines, mid-seal).
-fn list_local(dir: &Path, top: bool, out: &mut Vec<(PathBuf, u64)>) -> io::Result<()> {
-    let mut entries: Vec<(PathBuf, std::fs::Metadata)> = std::fs::read_dir(dir)?
-        .map(|e| e.and_then(|e| Ok((e.path(), e.metadata()?))))
-        .collect::<io::Result<_>>()?;
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, meta) in entries {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if name.starts_with('.') {
-            continue;
-        }
-        if meta.is_dir() {
-            if !(top && NON_RECORD_PREFIXES.contains(&name)) {
-                list_local(&path, false, out)?;
-            }
-        } else if meta.is_file() && is_segment_name(&path, name) {
-            out.push((path, meta.len()));
-        }
-    }
-    Ok(())
-}
-
 /// Whether a path outside any partition, or in one of `partitions`.
 fn in_partitions(path: &str, partitions: DayRange) -> bool {
     Partition::in_path(path)
         .and_then(partition_date)
         .is_none_or(|d| partitions.contains(d))
-}
-
-fn is_segment_name(path: &Path, name: &str) -> bool {
-    let temporary = name.ends_with(".tmp") || name.ends_with(".creating");
-    let mid_seal = name.ends_with(".ndjson") && path.with_file_name(format!("{name}.gz")).exists();
-    !temporary && !mid_seal
-}
-
-/// A blocking [`Read`] over an S3 object body, driven on the runtime from a non-runtime thread.
-struct S3Reader {
-    handle: Handle,
-    body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-}
-
-impl Read for S3Reader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.handle.block_on(self.body.read(buf))
-    }
 }
 
 /// Advances the progress bar by the (compressed) bytes read.
@@ -720,6 +421,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "s3")]
     fn parses_sources() {
         assert_eq!(
             Source::parse("s3://b/webhooks/").expect("s3"),
@@ -743,9 +445,25 @@ mod tests {
     }
 
     #[test]
-    fn lists_segments_in_order_and_skips_temporaries() {
+    #[cfg(not(feature = "s3"))]
+    fn a_build_without_s3_refuses_s3_sources_and_reads_local_ones() {
+        let error = Source::parse("s3://b/webhooks/")
+            .expect_err("no S3")
+            .to_string();
+        assert_eq!(
+            error,
+            "\"s3://b/webhooks/\": this build has no S3 support; rebuild with the default features"
+        );
+        assert_eq!(
+            Source::parse("./archive").expect("local"),
+            Source::Local(PathBuf::from("./archive"))
+        );
+    }
+
+    #[test]
+    fn scans_what_readers_read_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let day = dir.path().join("year=2026/month=11/day=26");
+        let day = dir.path().join("webhooks/year=2026/month=11/day=26");
         std::fs::create_dir_all(&day).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("oversize")).expect("mkdir");
         for name in [
@@ -757,15 +475,33 @@ mod tests {
             "5-x.ndjson.creating",
             ".hidden",
         ] {
-            std::fs::write(day.join(name), b"").expect("write");
+            std::fs::write(day.join(name), format!("{name}\n")).expect("write");
         }
-        std::fs::write(dir.path().join("oversize/body.json"), b"{}").expect("write");
-        let mut out = Vec::new();
-        list_local(dir.path(), true, &mut out).expect("list");
-        let names: Vec<String> = out
-            .iter()
-            .map(|(p, _)| p.file_name().expect("name").to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["1-x.ndjson.gz", "2-x.ndjson", "3-x.ndjson.gz"]);
+        std::fs::write(dir.path().join("oversize/body.json"), b"{}\n").expect("write");
+        let archive = Archive::new(
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime")
+                .handle()
+                .clone(),
+            ProgressBar::hidden(),
+        );
+        let mut lines = Vec::new();
+        archive
+            .scan(
+                &Source::Local(dir.path().to_path_buf()),
+                DayRange {
+                    from: None,
+                    to: None,
+                },
+                &mut |event| {
+                    if let Event::Line(line) = event {
+                        lines.push(String::from_utf8_lossy(line.bytes).into_owned());
+                    }
+                    ControlFlow::Continue(())
+                },
+            )
+            .expect("scan");
+        assert_eq!(lines, ["1-x.ndjson.gz", "2-x.ndjson", "3-x.ndjson.gz"]);
     }
 }

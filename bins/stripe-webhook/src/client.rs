@@ -6,8 +6,8 @@
 //!
 //! `https://` targets are verified against the system's root certificates (the platform store,
 //! or `SSL_CERT_FILE`/`SSL_CERT_DIR`), or against exactly the CA certificates of a PEM file
-//! (`--ca-file`, for a private CA). TLS 1.2 and 1.3, with the `aws-lc-rs` provider the AWS SDK
-//! already brings.
+//! (`--ca-file`, for a private CA). TLS 1.2 and 1.3, with the ring provider (quick to build; the
+//! CLI builds without the AWS SDK and its aws-lc-rs when the `s3` feature is off).
 
 use std::error::Error as _;
 use std::path::Path;
@@ -152,7 +152,7 @@ impl Tls {
                 }
             }
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS configuration: {e}"))?
@@ -248,6 +248,10 @@ impl Client {
         user_agent: &'static str,
         timeout: Duration,
     ) -> Result<Client, String> {
+        // reqwest is built without a provider of its own (`rustls-no-provider`): for what it sets
+        // up itself (plain http:// targets, TLS to an https:// proxy) it takes the process's
+        // default, which is ring. Installing it again is a no-op (`Err` when already installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())

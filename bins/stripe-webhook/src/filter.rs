@@ -68,6 +68,7 @@ impl DayRange {
     }
 
     /// Whether `day` is after the range's end.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))] // used by S3 listings
     pub(crate) fn is_after(&self, day: Date) -> bool {
         self.to.is_some_and(|t| day > t)
     }
@@ -92,6 +93,7 @@ pub(crate) fn partition_date(p: Partition) -> Option<Date> {
 }
 
 /// The partition of a date.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))] // used by S3 listings
 pub(crate) fn date_partition(d: Date) -> Partition {
     Partition {
         year: d.year(),

@@ -40,7 +40,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use stripe_webhook_envelope::{ARCHIVE_PREFIX, ReceivedAt, encode_fetched};
-use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
+use stripe_webhook_sink::RecordSink;
+use stripe_webhook_sink_file::{FileSink, FileSinkConfig};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 

@@ -8,15 +8,21 @@
 //! `FAILED` with the reason) and a summary go to stdout; exit code 1 if any request failed.
 
 use clap::{Args, ValueEnum};
+#[cfg(feature = "s3")]
 use stripe_webhook_envelope::{ARCHIVE_PREFIX, OVERSIZE_PREFIX};
 use time::Date;
 
-use crate::archive::{Archive, Restored, Source};
-use crate::filter::{DayRange, parse_date};
+#[cfg(feature = "s3")]
+use crate::archive::Restored;
+use crate::archive::{Archive, Source};
+#[cfg(feature = "s3")]
+use crate::filter::DayRange;
+use crate::filter::parse_date;
 use crate::{Failure, Outcome};
 
 /// Arguments of `restore`.
 #[derive(Args, Debug)]
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub(crate) struct RestoreArgs {
     /// The archive's S3 prefix, e.g. `s3://my-archive/webhooks/` (its `oversize/` sibling is
     /// restored for the same days), or any prefix of partitioned objects.
@@ -45,6 +51,7 @@ enum Tier {
 }
 
 /// Counts by outcome.
+#[cfg(feature = "s3")]
 #[derive(Debug, Default)]
 struct Tally {
     requested: u64,
@@ -54,14 +61,28 @@ struct Tally {
     failed: u64,
 }
 
-/// Requests the restores and reports each.
+/// Requests the restores and reports each. A build without the `s3` feature refuses every
+/// source: an `s3://` one as needing S3 support, a local one as needing no restore.
+#[cfg_attr(not(feature = "s3"), allow(unused_variables))]
 pub(crate) fn restore(archive: &Archive, args: &RestoreArgs) -> Result<Outcome, Failure> {
-    let Source::S3 { bucket, prefix } = Source::parse(&args.source)? else {
-        return Err(Failure::Usage(format!(
+    match Source::parse(&args.source)? {
+        #[cfg(feature = "s3")]
+        Source::S3 { bucket, prefix } => request(archive, args, &bucket, &prefix),
+        Source::Local(_) => Err(Failure::Usage(format!(
             "{}: restore works on an S3 archive (s3://bucket/prefix); a local archive needs none",
             args.source
-        )));
-    };
+        ))),
+    }
+}
+
+/// Requests the restores of `s3://bucket/prefix` (and its `oversize/` sibling) and reports each.
+#[cfg(feature = "s3")]
+fn request(
+    archive: &Archive,
+    args: &RestoreArgs,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Outcome, Failure> {
     if args.from > args.to {
         return Err(Failure::Usage(format!(
             "--from {} is after --to {}",
@@ -77,14 +98,14 @@ pub(crate) fn restore(archive: &Archive, args: &RestoreArgs) -> Result<Outcome, 
         Tier::Standard => aws_sdk_s3::types::Tier::Standard,
         Tier::Expedited => aws_sdk_s3::types::Tier::Expedited,
     };
-    let mut prefixes = vec![prefix.clone()];
+    let mut prefixes = vec![prefix.to_owned()];
     if let Some(root) = prefix.strip_suffix(&format!("{ARCHIVE_PREFIX}/")) {
         prefixes.push(format!("{root}{OVERSIZE_PREFIX}/"));
     }
     let mut tally = Tally::default();
     for prefix in &prefixes {
         archive.restore(
-            &bucket,
+            bucket,
             prefix,
             days,
             args.days,

@@ -4,6 +4,9 @@
 //! oversize bodies their pointers name, leaving other objects alone; once restored, everything
 //! verifies. A second `restore` finds them available and requests nothing.
 
+// S3 archives: the `s3` feature (on by default).
+#![cfg(feature = "s3")]
+
 mod common;
 
 use aws_sdk_s3::types::StorageClass;

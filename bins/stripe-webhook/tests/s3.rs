@@ -1,6 +1,9 @@
 //! The operator tools against an S3 archive in moto: gzip (multi-member) and plain objects in the
 //! Firehose layout, plus an oversize event (body in S3, pointer record in the archive).
 
+// S3 archives: the `s3` feature (on by default).
+#![cfg(feature = "s3")]
+
 mod common;
 
 use std::collections::HashMap;

@@ -15,7 +15,8 @@
 //! the insignificant whitespace removed. `raw` and `signature` (on by default, see
 //! [`EnvelopeOptions`]) let anyone holding the endpoint secret re-verify a record later.
 //! [`read::ArchivedRecord::parse`] reads such a line back, typed and version-checked; the
-//! archive layout is [`ARCHIVE_PREFIX`]`/`[`Partition`]`/…`, beside [`NON_RECORD_PREFIXES`].
+//! archive layout ([`layout`]: prefixes, partitions, segment names, what readers read) is
+//! [`ARCHIVE_PREFIX`]`/`[`Partition`]`/…`, beside [`NON_RECORD_PREFIXES`].
 //!
 //! An event that never arrived as a webhook and was fetched from Stripe's API instead (by
 //! `stripe-webhook reconcile --archive-missing`) is a *fetched record*, envelope v2
@@ -58,6 +59,7 @@ mod encode;
 mod error;
 mod escape;
 mod fetched;
+pub mod layout;
 pub mod read;
 mod record;
 mod scan;
@@ -66,7 +68,8 @@ mod swar;
 pub use encode::{EnvelopeOptions, encode, encode_fetched};
 pub use error::EnvelopeError;
 pub use fetched::{FETCHED_ENVELOPE_VERSION, Fetched};
-pub use record::{
-    ARCHIVE_PREFIX, ERROR_OUTPUT_PREFIX, EventMeta, NON_RECORD_PREFIXES, OVERSIZE_PREFIX,
-    ParsePartitionError, Partition, ReceivedAt, Record,
+pub use layout::{
+    ARCHIVE_PREFIX, ERROR_OUTPUT_PREFIX, NON_RECORD_PREFIXES, OVERSIZE_PREFIX, ParsePartitionError,
+    Partition,
 };
+pub use record::{EventMeta, ReceivedAt, Record};

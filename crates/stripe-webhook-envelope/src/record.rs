@@ -1,7 +1,5 @@
 //! The archive record and its receipt time: the types every sink consumes.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,6 +8,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::escape;
+use crate::layout::Partition;
 
 /// When this service received a webhook, with millisecond precision, in UTC.
 ///
@@ -183,115 +182,6 @@ impl ReceivedAt {
         }
     }
 }
-
-/// A UTC calendar day of the archive layout: `year=YYYY/month=MM/day=DD`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Partition {
-    /// Four-digit year.
-    pub year: i32,
-    /// Month, 1 to 12.
-    pub month: u8,
-    /// Day of month, 1 to 31.
-    pub day: u8,
-}
-
-impl fmt::Display for Partition {
-    /// Formats the Hive-style path segment, without leading or trailing slash.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "year={:04}/month={:02}/day={:02}",
-            self.year, self.month, self.day
-        )
-    }
-}
-
-impl FromStr for Partition {
-    type Err = ParsePartitionError;
-
-    /// Parses exactly what [`Partition`]'s `Display` writes for the years 0000 to 9999:
-    /// `year=YYYY/month=MM/day=DD`, a valid calendar date.
-    ///
-    /// ```
-    /// use stripe_webhook_envelope::Partition;
-    ///
-    /// let p: Partition = "year=2026/month=11/day=26".parse()?;
-    /// assert_eq!((p.year, p.month, p.day), (2026, 11, 26));
-    /// assert_eq!(p.to_string(), "year=2026/month=11/day=26");
-    /// assert!("year=2026/month=2/day=26".parse::<Partition>().is_err());
-    /// assert!("year=2026/month=02/day=30".parse::<Partition>().is_err());
-    /// # Ok::<(), stripe_webhook_envelope::ParsePartitionError>(())
-    /// ```
-    fn from_str(s: &str) -> Result<Partition, ParsePartitionError> {
-        let mut parts = s.split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(year), Some(month), Some(day), None) => {
-                Partition::from_components(year, month, day)
-            }
-            _ => None,
-        }
-        .ok_or(ParsePartitionError)
-    }
-}
-
-impl Partition {
-    /// The partition named by three consecutive components of a local path or an S3 key, e.g.
-    /// `webhooks/year=2026/month=11/day=26/segment.ndjson.gz` (`/` or `\` separated); the
-    /// first one if there are several, `None` if there is none.
-    ///
-    /// On local disk the file sink names a partition by each record's receipt date. On S3,
-    /// Firehose names it by the arrival time of the *oldest* record in the object, so an object
-    /// can hold records received on the next day: a reader selecting days widens its partition
-    /// range and filters on each record's own `timestamp`.
-    ///
-    /// ```
-    /// use stripe_webhook_envelope::Partition;
-    ///
-    /// let p = Partition::in_path("webhooks/year=2026/month=11/day=26/archive-1-2026-11-26-23-58-01-x.gz");
-    /// assert_eq!(p.map(|p| p.to_string()).as_deref(), Some("year=2026/month=11/day=26"));
-    /// assert_eq!(Partition::in_path("webhooks/year=2026/month=11/x.gz"), None);
-    /// ```
-    pub fn in_path(path: &str) -> Option<Partition> {
-        let parts: Vec<&str> = path.split(['/', '\\']).collect();
-        parts
-            .windows(3)
-            .find_map(|w| Partition::from_components(w[0], w[1], w[2]))
-    }
-
-    /// The partition of the path components `year=YYYY`, `month=MM` and `day=DD` (a valid date).
-    fn from_components(year: &str, month: &str, day: &str) -> Option<Partition> {
-        let digits = |part: &str, name: &str, width: usize| -> Option<u32> {
-            let value = part.strip_prefix(name)?.strip_prefix('=')?;
-            (value.len() == width && value.bytes().all(|d| d.is_ascii_digit()))
-                .then(|| value.parse().ok())?
-        };
-        let year = i32::try_from(digits(year, "year", 4)?).ok()?;
-        let month = u8::try_from(digits(month, "month", 2)?).ok()?;
-        let day = u8::try_from(digits(day, "day", 2)?).ok()?;
-        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
-        Some(Partition { year, month, day })
-    }
-}
-
-/// Why a text is not a `year=YYYY/month=MM/day=DD` partition.
-#[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
-#[error("not an archive partition (expected `year=YYYY/month=MM/day=DD`, a valid date)")]
-pub struct ParsePartitionError;
-
-/// The archive prefix every record lives under, on S3 and on local disk.
-pub const ARCHIVE_PREFIX: &str = "webhooks";
-
-/// The default prefix of oversize event bodies (the Firehose sink's `OVERSIZE_S3_PREFIX`): each
-/// object is one raw body, which a pointer record under [`ARCHIVE_PREFIX`] names. Not records.
-pub const OVERSIZE_PREFIX: &str = "oversize";
-
-/// The prefix of Firehose's error output (what it could not deliver, in its own JSON wrapper).
-/// Not records.
-pub const ERROR_OUTPUT_PREFIX: &str = "errors";
-
-/// The top-level prefixes beside [`ARCHIVE_PREFIX`] that hold no records: a reader given a
-/// whole bucket or archive directory skips them.
-pub const NON_RECORD_PREFIXES: [&str; 2] = [OVERSIZE_PREFIX, ERROR_OUTPUT_PREFIX];
 
 /// The facts about an event that sinks and logs need without parsing the line again.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -499,42 +389,6 @@ mod tests {
             assert_eq!(ReceivedAt::parse_rfc3339_millis(bad), None, "{bad}");
         }
         assert!(ReceivedAt::parse_rfc3339_millis("2024-02-29T00:00:00.000Z").is_some());
-    }
-
-    #[test]
-    fn partitions_parse_from_their_text_and_from_paths() {
-        let p: Partition = "year=2026/month=11/day=26".parse().unwrap();
-        assert_eq!(
-            p,
-            ReceivedAt::from_unix_millis(1_795_731_281_123).partition()
-        );
-        for bad in [
-            "year=2026/month=11/day=26/",
-            "year=2026/month=11",
-            "year=26/month=11/day=26",
-            "year=2026/month=11/day=31",
-            "year=2026/month=00/day=01",
-            "year=2026/day=26/month=11",
-            "year=+026/month=11/day=26",
-        ] {
-            assert_eq!(bad.parse::<Partition>(), Err(ParsePartitionError), "{bad}");
-        }
-        assert_eq!(
-            Partition::in_path(
-                "s3-key/errors/x/year=2026/month=11/day=26/a/year=2027/month=01/day=01/b"
-            ),
-            Some(p),
-            "the first partition"
-        );
-        assert_eq!(
-            Partition::in_path(r"C:\archive\webhooks\year=2026\month=11\day=26\s.gz"),
-            Some(p)
-        );
-        assert_eq!(
-            Partition::in_path("webhooks/year=2026/month=11/day=32/s.gz"),
-            None
-        );
-        assert_eq!(NON_RECORD_PREFIXES, ["oversize", "errors"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use stripe_webhook_core::{DEFAULT_MAX_BODY_BYTES, IngestOptions, ReceivedAt, Retirement};
 use stripe_webhook_envelope::EnvelopeOptions;
-use stripe_webhook_sink::FileSinkConfig;
+use stripe_webhook_sink_file::FileSinkConfig;
 use stripe_webhook_verify::{Secret, Tolerance, Verifier, parse_secrets_named};
 
 use crate::keyring::{Keyring, KeyringEntry};

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stripe_webhook_backoff::Backoff;
-use stripe_webhook_sink::{FileSink, MemorySink, RecordSink, SinkError};
+use stripe_webhook_sink::{MemorySink, RecordSink, SinkError};
+use stripe_webhook_sink_file::FileSink;
 
 use crate::settings::{SinkKind, SinkSettings};
 

@@ -1,13 +1,13 @@
-//! Where verified Stripe webhook records are made durable: the [`RecordSink`] trait, the durable
-//! [`FileSink`] (the default for servers) and the in-memory [`MemorySink`] (tests, embedding).
+//! Where verified Stripe webhook records are made durable: the [`RecordSink`] trait, its errors
+//! ([`SinkError`], [`SinkErrorKind`]) and the in-memory [`MemorySink`] (tests, embedding).
 //!
 //! Every sink keeps one contract: [`RecordSink::put`] resolves `Ok` only once the record is
 //! durable in its backend; any error carries a [`SinkErrorKind`] that says whether retrying may
 //! help, and the webhook is answered so that Stripe retries.
 //!
-//! The file sink writes the archive layout shared with S3:
-//! `<ARCHIVE_DIR>/webhooks/year=YYYY/month=MM/day=DD/<segment>.ndjson`, sealed to `.ndjson.gz`.
-//! See [`FileSink`] for durability, group commit, sealing and crash recovery.
+//! The durable sinks are crates of their own, so this one needs no async runtime, threads or C
+//! code: `stripe-webhook-sink-file` (`FileSink`, the default for servers: the local archive of
+//! `stripe_webhook_envelope::layout`) and `stripe-webhook-sink-firehose` (Amazon Data Firehose).
 //!
 //! ```
 //! use bytes::Bytes;
@@ -38,14 +38,10 @@ struct ReadmeDoctests;
 
 mod both;
 mod error;
-mod file;
 mod memory;
 
 pub use both::BothSinks;
 pub use error::{SinkError, SinkErrorKind};
-pub use file::{
-    FileSink, FileSinkConfig, FileSinkStats, RecoveredSegment, RecoveryOutcome, RecoveryReport,
-};
 pub use memory::MemorySink;
 pub use stripe_webhook_envelope::Record;
 

@@ -3,29 +3,25 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Every segment file under `<dir>/webhooks/`, sorted: open `.ndjson` and sealed `.ndjson.gz`.
+use stripe_webhook_envelope::layout::{self, FileClass};
+
+/// Every segment file under `<dir>/webhooks/` that a reader reads, in the layout's order
+/// ([`layout::list_archive`]): open `.ndjson` and sealed `.ndjson.gz` or `.sealed.ndjson`, without
+/// an open segment whose `.ndjson.gz` exists. Empty when there is no `webhooks/` yet.
+///
+/// # Panics
+/// If the archive cannot be listed.
 pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".ndjson") || n.ends_with(".ndjson.gz"))
-            {
-                out.push(path);
-            }
-        }
+    let root = layout::archive_root(dir);
+    if !root.exists() {
+        return Vec::new();
     }
-    let mut out = Vec::new();
-    walk(&dir.join("webhooks"), &mut out);
-    out.sort();
-    out
+    layout::list_archive(&root)
+        .unwrap_or_else(|e| panic!("list {}: {e}", root.display()))
+        .into_iter()
+        .filter(|file| matches!(file.class, FileClass::Sealed | FileClass::Open))
+        .map(|file| file.path)
+        .collect()
 }
 
 /// The content of one segment, decompressed if sealed.

@@ -282,7 +282,7 @@ pub fn localhost_tls(ca_path: &Path) -> std::sync::Arc<rustls::ServerConfig> {
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().expect("leaf key");
     let cert = leaf.signed_by(&key, &ca).expect("sign the leaf");
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
@@ -320,6 +320,7 @@ pub fn gzip(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// A moto server, a runtime to drive an S3 client on, and that client.
+#[cfg(feature = "s3")]
 pub fn moto_s3() -> (
     stripe_webhook_testkit::moto::Moto,
     tokio::runtime::Runtime,
@@ -335,6 +336,7 @@ pub fn moto_s3() -> (
 }
 
 /// An S3 client for `moto`.
+#[cfg(feature = "s3")]
 pub fn s3_client(moto: &stripe_webhook_testkit::moto::Moto) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
@@ -351,6 +353,7 @@ pub fn s3_client(moto: &stripe_webhook_testkit::moto::Moto) -> aws_sdk_s3::Clien
 }
 
 /// Puts `bytes` at `bucket`/`key`.
+#[cfg(feature = "s3")]
 pub fn put(
     rt: &tokio::runtime::Runtime,
     s3: &aws_sdk_s3::Client,
@@ -362,6 +365,7 @@ pub fn put(
 }
 
 /// Puts `bytes` at `bucket`/`key` in a storage class (`None`: the bucket's default).
+#[cfg(feature = "s3")]
 pub fn put_in_class(
     rt: &tokio::runtime::Runtime,
     s3: &aws_sdk_s3::Client,

@@ -1,15 +1,7 @@
-//! Segment files on disk: names, creation under an exclusive lock, torn-tail detection and sealing.
+//! Segment files on disk: creation under an exclusive lock, torn-tail detection and sealing.
 //!
-//! One segment has a unique stem `<unix-millis>-<pid>-<random 64-bit hex>` and, over its life,
-//! these names in its partition directory:
-//!
-//! | name                         | meaning                                                        |
-//! |------------------------------|----------------------------------------------------------------|
-//! | `<stem>.ndjson.creating`     | being created; renamed to `.ndjson` once locked                 |
-//! | `<stem>.ndjson`              | open (locked by its writer) or orphaned (lock free): unsealed   |
-//! | `<stem>.ndjson.gz.tmp`       | gzip being written while sealing; never read                    |
-//! | `<stem>.ndjson.gz`           | sealed, compressed (appears atomically, by rename)              |
-//! | `<stem>.sealed.ndjson`       | sealed, uncompressed (`sealed_gzip_level = None`)               |
+//! The names a segment has over its life (`<stem>.ndjson.creating`, `.ndjson`, `.ndjson.gz.tmp`,
+//! `.ndjson.gz`, `.sealed.ndjson`) are [`stripe_webhook_envelope::layout`]'s ([`Role`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -17,24 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use libdeflater::CompressionLvl;
+pub(crate) use stripe_webhook_envelope::layout::SegmentRole as Role;
+use stripe_webhook_envelope::layout::{parse_segment_name, segment_stem};
 
-use super::dirs;
-
-const OPEN: &str = ".ndjson";
-const CREATING: &str = ".ndjson.creating";
-const GZ: &str = ".ndjson.gz";
-const GZ_TMP: &str = ".ndjson.gz.tmp";
-const SEALED_PLAIN: &str = ".sealed.ndjson";
-
-/// What a file in a partition directory is, judging by its name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    Creating,
-    Open,
-    GzTmp,
-    Gz,
-    SealedPlain,
-}
+use crate::dirs;
 
 /// A segment: its partition directory and unique stem.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,33 +27,15 @@ impl Segment {
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let stem = format!(
-            "{millis}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        );
         Self {
             dir: dir.to_path_buf(),
-            stem,
+            stem: segment_stem(millis, std::process::id(), rand::random::<u64>()),
         }
     }
 
     /// Splits a file path into its segment and role; `None` for files that are not segments.
     pub(crate) fn parse(path: &Path) -> Option<(Self, Role)> {
-        let name = path.file_name()?.to_str()?;
-        // Longest suffixes first: `.sealed.ndjson` and `.ndjson.gz.tmp` end like shorter ones.
-        let (stem, role) = [
-            (GZ_TMP, Role::GzTmp),
-            (GZ, Role::Gz),
-            (CREATING, Role::Creating),
-            (SEALED_PLAIN, Role::SealedPlain),
-            (OPEN, Role::Open),
-        ]
-        .into_iter()
-        .find_map(|(suffix, role)| name.strip_suffix(suffix).map(|stem| (stem, role)))?;
-        if stem.is_empty() || stem.starts_with('.') {
-            return None;
-        }
+        let (stem, role) = parse_segment_name(path.file_name()?.to_str()?)?;
         Some((
             Self {
                 dir: path.parent()?.to_path_buf(),
@@ -90,14 +50,7 @@ impl Segment {
     }
 
     pub(crate) fn path(&self, role: Role) -> PathBuf {
-        let suffix = match role {
-            Role::Creating => CREATING,
-            Role::Open => OPEN,
-            Role::GzTmp => GZ_TMP,
-            Role::Gz => GZ,
-            Role::SealedPlain => SEALED_PLAIN,
-        };
-        self.dir.join(format!("{}{suffix}", self.stem))
+        self.dir.join(role.file_name(&self.stem))
     }
 
     /// The open (unsealed) segment file.

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::Counters;
-use super::segment::{self, Segment};
-use crate::{SinkError, SinkErrorKind};
+use crate::Counters;
+use crate::segment::{self, Segment};
+use stripe_webhook_sink::{SinkError, SinkErrorKind};
 
 /// How often segments whose sealing failed are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(10);

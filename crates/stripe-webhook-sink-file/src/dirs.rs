@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use super::segment::sync_dir;
+use crate::segment::sync_dir;
 
 /// Failed syncs per directory in this process (every thread: the writer's and the sealer's).
 static FAILED_SYNCS: Mutex<BTreeMap<PathBuf, u64>> = Mutex::new(BTreeMap::new());

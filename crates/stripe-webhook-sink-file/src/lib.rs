@@ -1,4 +1,44 @@
-//! The durable file sink: NDJSON segments under `<dir>/webhooks/year=YYYY/month=MM/day=DD/`.
+//! The durable file sink of the Stripe webhook archive: [`FileSink`], a
+//! [`RecordSink`](stripe_webhook_sink::RecordSink) that appends each record to an NDJSON segment
+//! under `<ARCHIVE_DIR>/webhooks/year=YYYY/month=MM/day=DD/`, acknowledges it only once it is
+//! `fdatasync`ed under durable names, and seals segments to `.ndjson.gz` off the acknowledgement
+//! path.
+//!
+//! The names, suffixes and partitions it writes, and which files a reader reads, are
+//! [`stripe_webhook_envelope::layout`]'s; this crate owns durability: group commit, directory
+//! syncs, rotation, sealing and crash recovery (see [`FileSink`]). It runs one writer thread and
+//! one sealing thread (at a lowered priority) and compresses with libdeflate, which is why it is
+//! a crate of its own: the trait crate `stripe-webhook-sink` and the ingest core stay free of
+//! both.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode, layout};
+//! use stripe_webhook_sink::RecordSink;
+//! use stripe_webhook_sink_file::{FileSink, FileSinkConfig};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let archive_dir = tempfile::tempdir().unwrap();
+//! let (sink, recovery) = FileSink::open(FileSinkConfig::new(archive_dir.path())).await.unwrap();
+//! assert_eq!(recovery.segments_recovered(), 0); // a fresh directory: nothing to recover
+//!
+//! let body = Bytes::from_static(br#"{"id":"evt_1","object":"event","type":"charge.succeeded","data":{}}"#);
+//! let received_at = ReceivedAt::from_unix_millis(1_795_731_281_123); // 2026-11-26
+//! let record = encode(body, "t=1,v1=00", received_at, &EnvelopeOptions::default()).unwrap();
+//! sink.put(record).await.unwrap(); // Ok: written and synced
+//!
+//! // While open, readers that want the newest records read the open segment.
+//! let partition = layout::partition_dir(archive_dir.path(), received_at.partition());
+//! let files = layout::list_partition(&partition).unwrap();
+//! assert_eq!(files.len(), 1);
+//! assert_eq!(files[0].class, layout::FileClass::Open);
+//!
+//! sink.shutdown().await.unwrap(); // seals: the segment is now a .ndjson.gz
+//! let files = layout::list_partition(&partition).unwrap();
+//! assert_eq!(files[0].class, layout::FileClass::Sealed);
+//! assert!(files[0].path.to_str().unwrap().ends_with(".ndjson.gz"));
+//! # });
+//! ```
 
 mod dirs;
 mod recovery;
@@ -16,16 +56,21 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use stripe_webhook_envelope::ARCHIVE_PREFIX;
+use stripe_webhook_envelope::layout::{self, ARCHIVE_PREFIX};
 use tokio::sync::oneshot;
 
 pub use recovery::{RecoveredSegment, RecoveryOutcome, RecoveryReport};
 
-use crate::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
 use dirs::DurableDirs;
 use sealer::Sealer;
 use stripe_webhook_metrics as m;
+use stripe_webhook_sink::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
 use writer::{Command, Put, Settings, Writer};
+
+/// The README's example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 
 /// Configuration of a [`FileSink`]. Build it with [`FileSinkConfig::new`] and adjust fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -382,7 +427,8 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 /// ```
 /// use bytes::Bytes;
 /// use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
-/// use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
+/// use stripe_webhook_sink::RecordSink;
+/// use stripe_webhook_sink_file::{FileSink, FileSinkConfig};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let dir = tempfile::tempdir().unwrap(); // ARCHIVE_DIR
@@ -396,7 +442,7 @@ pub(crate) fn io_error(context: &str, error: &io::Error) -> SinkError {
 /// sink.put(record).await.unwrap(); // durable: written and fdatasync'ed
 /// sink.shutdown().await.unwrap(); // seals: the segment is now a .ndjson.gz
 ///
-/// let partition = dir.path().join("webhooks").join(received_at.partition().to_string());
+/// let partition = stripe_webhook_envelope::layout::partition_dir(dir.path(), received_at.partition());
 /// let sealed = std::fs::read_dir(partition).unwrap().next().unwrap().unwrap();
 /// assert!(sealed.file_name().to_str().unwrap().ends_with(".ndjson.gz"));
 /// assert_eq!(sink.stats().records, 1);
@@ -505,7 +551,7 @@ impl FileSink {
                     })
             })
             .transpose()?;
-        let root = config.dir.join(ARCHIVE_PREFIX);
+        let root = layout::archive_root(&config.dir);
         let mut dirs = DurableDirs::new(&config.dir);
         // Before anything is created: a crash may have left `webhooks` itself aside.
         dirs::restore_aside(&config.dir, ARCHIVE_PREFIX).map_err(|e| {
@@ -799,7 +845,7 @@ impl RecordSink for FileSink {
 /// Creates the directory if needed, then creates, syncs and removes a probe file in it.
 fn probe(dir: &Path) -> Result<(), SinkError> {
     let fail = |what: &str, e: &io::Error| io_error(&format!("{what} {}", dir.display()), e);
-    let root = dir.join(ARCHIVE_PREFIX);
+    let root = layout::archive_root(dir);
     // Only a check: the writer makes the directories it writes under durable (and notices one
     // created anew here).
     std::fs::create_dir_all(&root).map_err(|e| fail("creating", &e))?;

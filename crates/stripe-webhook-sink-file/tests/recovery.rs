@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use common::*;
 use stripe_webhook_envelope::{ARCHIVE_PREFIX, ReceivedAt};
-use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink, RecoveryOutcome};
+use stripe_webhook_sink::RecordSink;
+use stripe_webhook_sink_file::{FileSink, FileSinkConfig, RecoveryOutcome};
 
 const T: i64 = 1_795_731_281_123; // 2026-11-26T22:14:41.123Z
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use stripe_webhook_envelope::{ARCHIVE_PREFIX, ReceivedAt};
-use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink, SinkErrorKind};
+use stripe_webhook_sink::{RecordSink, SinkErrorKind};
+use stripe_webhook_sink_file::{FileSink, FileSinkConfig};
 
 const DAY: i64 = 86_400_000;
 

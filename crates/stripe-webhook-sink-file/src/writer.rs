@@ -11,14 +11,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stripe_webhook_envelope::{ARCHIVE_PREFIX, Partition, ReceivedAt};
+use stripe_webhook_envelope::{Partition, ReceivedAt, layout};
 use tokio::sync::oneshot;
 
-use super::dirs::DurableDirs;
-use super::sealer::{SealCommand, SealJob};
-use super::segment::{self, Segment};
-use super::{Counters, io_error};
-use crate::{SinkError, SinkErrorKind};
+use crate::dirs::DurableDirs;
+use crate::sealer::{SealCommand, SealJob};
+use crate::segment::{self, Segment};
+use crate::{Counters, io_error};
+use stripe_webhook_sink::{SinkError, SinkErrorKind};
 
 /// At most this many commands are taken from the queue per batch (bounds the first put's latency).
 const MAX_BATCH: usize = 4096;
@@ -354,10 +354,7 @@ fn segment_for<'a>(
     match segments.entry(partition) {
         Entry::Occupied(entry) => Ok(entry.into_mut()),
         Entry::Vacant(entry) => {
-            let dir = settings
-                .dir
-                .join(ARCHIVE_PREFIX)
-                .join(partition.to_string());
+            let dir = layout::partition_dir(&settings.dir, partition);
             let (segment, file) = dirs
                 .create(&dir)
                 .and_then(|synced| {

@@ -7,9 +7,9 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::segment::{self, Role, Segment};
-use super::{dirs, io_error};
-use crate::SinkError;
+use crate::segment::{self, Role, Segment};
+use crate::{dirs, io_error};
+use stripe_webhook_sink::SinkError;
 
 /// What [`FileSink::open`](crate::FileSink::open) found and did in the archive directory.
 ///
