@@ -14,7 +14,8 @@ use bytes::Bytes;
 use common::{cli, describe, stdout};
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
 use stripe_webhook_forward::dead_letters;
-use stripe_webhook_sink::{FileSink, FileSinkConfig, RecordSink};
+use stripe_webhook_sink::RecordSink;
+use stripe_webhook_sink_file::{FileSink, FileSinkConfig};
 use stripe_webhook_testkit::forward_target::{Answer, ForwardTarget};
 
 const SECRET: &str = "whsec_cli_forward_destination";

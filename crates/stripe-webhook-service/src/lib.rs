@@ -39,6 +39,7 @@
 //! ```
 
 mod app;
+mod both;
 mod ephemeral;
 pub mod keyring;
 pub mod settings;
@@ -50,6 +51,7 @@ use stripe_webhook_core::Ingest;
 use stripe_webhook_sink::RecordSink;
 
 pub use app::{App, HEALTH_PATH, PathMatch, Route, WEBHOOK_PATH};
+pub use both::BothSinks;
 pub use settings::{ConfigError, RawSettings, Settings, SinkKind, SinkSettings};
 pub use sinks::{SinkStartupError, StartupCheck};
 

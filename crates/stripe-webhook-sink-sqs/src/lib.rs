@@ -1,7 +1,7 @@
 //! The Amazon SQS [`RecordSink`]: each record goes to a queue as one message, each `put` resolving
 //! `Ok` only once SQS accepted that message. Beside the Firehose sink it makes the archive's
 //! records available to the team's own consumers in real time
-//! ([`stripe_webhook_sink::BothSinks`] acknowledges a webhook only when both accepted it).
+//! (`stripe_webhook_service::BothSinks` acknowledges a webhook only when both accepted it).
 //!
 //! How it sends (specified in `docs/forwarding-sqs.md`):
 //! - **The message** is the envelope line, byte for byte, with the attributes `stripe_event_id` and

@@ -36,11 +36,9 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-mod both;
 mod error;
 mod memory;
 
-pub use both::BothSinks;
 pub use error::{SinkError, SinkErrorKind};
 pub use memory::MemorySink;
 pub use stripe_webhook_envelope::Record;

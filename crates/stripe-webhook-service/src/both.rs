@@ -1,10 +1,11 @@
-//! [`BothSinks`]: one record into two sinks at once, acknowledged when both acknowledged it.
+//! [`BothSinks`]: one record into two sinks at once (here, not in the trait crate: it needs an
+//! async runtime's `join!`, which `stripe-webhook-sink` does not depend on), acknowledged when both acknowledged it.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
+use stripe_webhook_sink::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
 
 /// Puts every record into two sinks concurrently (the archive and a delivery queue, say) and
 /// resolves `Ok` only when both did: a failure of either fails the put, so the webhook gets a 5xx
@@ -18,7 +19,8 @@ use crate::{Record, RecordSink, SinkError, SinkErrorKind, SinkHealth};
 /// use std::sync::Arc;
 /// use bytes::Bytes;
 /// use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
-/// use stripe_webhook_sink::{BothSinks, MemorySink, RecordSink, SinkErrorKind};
+/// use stripe_webhook_service::BothSinks;
+/// use stripe_webhook_sink::{MemorySink, RecordSink, SinkErrorKind};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let archive = Arc::new(MemorySink::new(10));
