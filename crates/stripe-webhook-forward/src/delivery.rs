@@ -84,6 +84,10 @@ impl Sender {
     /// # Errors
     /// No usable root certificate for an `https://` URL, or a client the platform cannot build.
     pub fn new(url: &str, secret: Secret, timeout: Duration) -> Result<Sender, String> {
+        // reqwest is built without a TLS provider of its own (`rustls-no-provider`, as in the
+        // CLI): what it sets up even for http:// needs the process default, ring. Installing it
+        // again is a no-op (`Err` when already installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!(
                 "stripe-webhook-forward/",
@@ -169,7 +173,7 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
                 .to_owned(),
         );
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS configuration: {e}"))?
