@@ -98,9 +98,12 @@ async fn run(cli: Cli) -> ExitCode {
         // the dashboards and alert rules query.
         stripe_webhook_core::metrics::register_zeros(app.ingest().sink_name());
     }
-    match stripe_webhook_server::serve(app, server, metrics).await {
+    let listeners = match stripe_webhook_server::Listeners::bind(&server) {
+        Ok(listeners) => listeners,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    match stripe_webhook_server::serve(app, server, listeners, metrics).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ stripe_webhook_server::ServeError::Bind { .. }) => fail(2, e.to_string()),
         Err(e) => fail(1, e.to_string()),
     }
 }
