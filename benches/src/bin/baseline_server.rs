@@ -51,7 +51,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Some(_) => Some(stripe_webhook_server::install_recorder().map_err(|e| e.to_string())?),
         None => None,
     };
-    stripe_webhook_server::serve(app, server, metrics)
+    let listeners = stripe_webhook_server::Listeners::bind(&server).map_err(|e| e.to_string())?;
+    stripe_webhook_server::serve(app, server, listeners, metrics)
         .await
         .map_err(|e| e.to_string())
 }

@@ -97,6 +97,8 @@ fn cargo_lambda_watch_serves_the_function_url_and_invokes() {
     let (exe, path) = cargo_lambda();
     let dir = tempfile::tempdir().expect("tempdir");
     let archive_dir = dir.path().join("archive");
+    // Chosen in advance: `cargo lambda watch` takes its port on the command line and does not
+    // report one the kernel picked.
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use stripe_webhook_core::{Ingest, IngestOptions};
 use stripe_webhook_lambda::Function;
-use stripe_webhook_server::{ServerSettings, serve};
+use stripe_webhook_server::{Listeners, ServerSettings, serve};
 use stripe_webhook_service::{App, PathMatch};
 use stripe_webhook_sink::{MemorySink, SinkErrorKind};
 use stripe_webhook_testkit::http::request;
@@ -34,11 +34,12 @@ fn app(sink: Arc<MemorySink>, paths: PathMatch) -> App {
     App::new(ingest, paths)
 }
 
-/// The server on its own thread and runtime; it runs until the test process ends.
+/// The server on its own thread and runtime, on a port the kernel picked; it runs until the test
+/// process ends. It is listening when this returns (connections wait in the accept queue until
+/// `serve` takes them).
 fn start_server(app: App) -> SocketAddr {
-    let addr = SocketAddr::from(([127, 0, 0, 1], stripe_webhook_testkit::free_port()));
     let settings = ServerSettings {
-        addr,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         metrics_addr: None,
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(10),
@@ -48,19 +49,17 @@ fn start_server(app: App) -> SocketAddr {
         max_buffered_body_bytes: 1 << 20,
         shutdown_timeout: Duration::from_secs(5),
     };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listeners = runtime
+        .block_on(async { Listeners::bind(&settings) })
+        .expect("bind");
+    let addr = listeners.public.local_addr().expect("bound address");
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime
-            .block_on(serve(app, settings, None))
+            .block_on(serve(app, settings, listeners, None))
             .expect("server");
     });
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return addr;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("the server did not listen on {addr}");
+    addr
 }
 
 /// One answer, reduced to what must be equal on both front doors.

@@ -12,6 +12,13 @@ use crate::{ServerArgs, socket_addr};
 /// Probes the server's `/health` and returns the exit code: 0 when it answered 200 (with `live`:
 /// any HTTP answer, i.e. the process serves), 1 otherwise. Prints one line saying what it found.
 pub fn healthcheck(args: &ServerArgs, live: bool) -> ExitCode {
+    if args.port == 0 {
+        eprintln!(
+            "healthcheck: PORT=0 names no port (the server took a free one, logged at its start); \
+             set PORT to that port"
+        );
+        return ExitCode::FAILURE;
+    }
     let Some(mut addr) = socket_addr(&args.host, args.port) else {
         eprintln!(
             "healthcheck: HOST={} PORT={} is not an address",

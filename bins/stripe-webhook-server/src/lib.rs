@@ -3,15 +3,17 @@
 //! [`App`](stripe_webhook_service::App); this crate only does the I/O around it.
 //!
 //! - [`ServerArgs`] (flags and environment) → [`ServerArgs::validate`] → [`ServerSettings`].
-//! - [`serve`]: accepts connections on the public address (`POST /webhook/stripe`, `GET /health`)
-//!   until SIGTERM/SIGINT, serves Prometheus metrics on a separate private listener
-//!   (`METRICS_ADDR`), then shuts down gracefully.
+//! - [`Listeners::bind`]: the public and the metrics listener, bound (port 0: the kernel picks).
+//! - [`serve`]: logs the bound addresses, accepts connections on the public listener
+//!   (`POST /webhook/stripe`, `GET /health`) until SIGTERM/SIGINT, serves Prometheus metrics on the
+//!   separate private one (`METRICS_ADDR`), then shuts down gracefully.
 //!
 //! ```no_run
 //! # async fn run(app: stripe_webhook_service::App, args: stripe_webhook_server::ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
 //! let settings = args.validate(app.max_body_bytes())?;
 //! let metrics = stripe_webhook_server::install_recorder()?;
-//! stripe_webhook_server::serve(app, settings, Some(metrics)).await?;
+//! let listeners = stripe_webhook_server::Listeners::bind(&settings)?;
+//! stripe_webhook_server::serve(app, settings, listeners, Some(metrics)).await?;
 //! # Ok(()) }
 //! ```
 
@@ -87,12 +89,14 @@ pub struct ServerArgs {
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: String,
 
-    /// Port to listen on.
+    /// Port to listen on; 0 for any free port (the kernel picks it; the start-up log line
+    /// `listening` gives the address).
     #[arg(long, env = "PORT", default_value_t = 3001)]
     pub port: u16,
 
-    /// Where Prometheus metrics are served (`GET /metrics`), `host:port`, or `off`. Loopback by
-    /// default: metrics are not for the public port (a Prometheus sidecar or agent scrapes them).
+    /// Where Prometheus metrics are served (`GET /metrics`), `host:port` (port 0: any free port,
+    /// logged at start), or `off`. Loopback by default: metrics are not for the public port (a
+    /// Prometheus sidecar or agent scrapes them).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
 
@@ -252,7 +256,35 @@ impl ServerArgs {
     }
 }
 
-/// Why the server stopped with an error.
+/// The server's bound sockets, handed to [`serve`]. Binding apart from serving lets a caller
+/// (a test, an embedder) bind port 0 and know the port before anything connects.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The public listener: `POST /webhook/stripe`, `GET /health`.
+    pub public: TcpListener,
+    /// The private metrics listener (`GET /metrics`), when metrics are served.
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the public address and, unless metrics are `off`, the metrics address, each with a
+    /// deep accept queue (4096, so a burst of connections waits instead of losing its SYNs). A
+    /// port of 0 takes any free port; [`serve`] logs the ports bound. Call it inside the Tokio
+    /// runtime that will serve.
+    ///
+    /// # Errors
+    /// [`ServeError::Bind`] for the first address that cannot be bound (in use, not local, a
+    /// privileged port).
+    pub fn bind(settings: &ServerSettings) -> Result<Listeners, ServeError> {
+        let bind = |addr| listen(addr).map_err(|source| ServeError::Bind { addr, source });
+        Ok(Listeners {
+            public: bind(settings.addr)?,
+            metrics: settings.metrics_addr.map(bind).transpose()?,
+        })
+    }
+}
+
+/// Why the server could not bind its listeners, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
@@ -277,37 +309,37 @@ pub enum ServeError {
     ShutdownTimeout(u64),
 }
 
-/// Serves `app` until SIGTERM or SIGINT, then shuts down: stop accepting, answer `/health` 503,
-/// let in-flight webhooks finish, close the sink, all within the shutdown timeout.
+/// Serves `app` on `listeners` until SIGTERM or SIGINT, then shuts down: stop accepting, answer
+/// `/health` 503, let in-flight webhooks finish, close the sink, all within the shutdown timeout.
+/// Metrics are served when there is both a metrics listener and a `metrics` handle.
+///
+/// Its start-up log lines give each listener's bound address (field `address`): `metrics: GET
+/// /metrics …`, then `listening: POST /webhook/stripe, GET /health` once it accepts.
 ///
 /// # Errors
-/// If a listener cannot be bound, or the shutdown fails or times out.
+/// If the shutdown fails or times out.
 pub async fn serve(
     app: App,
     settings: ServerSettings,
+    listeners: Listeners,
     metrics: Option<PrometheusHandle>,
 ) -> Result<(), ServeError> {
-    let bind = |addr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })
-    };
-    let listener = listen(settings.addr).map_err(|source| ServeError::Bind {
-        addr: settings.addr,
-        source,
-    })?;
-    let local = listener.local_addr().unwrap_or(settings.addr);
-    let metrics = match (settings.metrics_addr, metrics) {
-        (Some(addr), Some(handle)) => {
-            let listener = bind(addr).await?;
-            let local = listener.local_addr().unwrap_or(addr);
-            tracing::info!(address = %local, "metrics: GET /metrics (Prometheus text format)");
+    let Listeners {
+        public: listener,
+        metrics: metrics_listener,
+    } = listeners;
+    let metrics = match (metrics_listener, metrics) {
+        (Some(listener), Some(handle)) => {
+            tracing::info!(
+                address = %bound_address(&listener),
+                "metrics: GET /metrics (Prometheus text format)"
+            );
             Some(tokio::spawn(metrics_listener::serve(listener, handle)))
         }
         _ => None,
     };
     tracing::info!(
-        address = %local,
+        address = %bound_address(&listener),
         sink = app.ingest().sink_name(),
         max_body_bytes = app.max_body_bytes(),
         "listening: POST /webhook/stripe, GET /health"
@@ -427,13 +459,13 @@ pub async fn serve(
     result
 }
 
-/// The kernel's queue of connections not yet accepted, on the public listener: deep, so a burst
-/// of connections (a flood, or many webhooks at once) waits there instead of having its SYNs
-/// dropped (a dropped SYN costs the client a 1 s retransmit). The kernel caps it at
+/// The kernel's queue of connections not yet accepted, per listener: deep, so a burst of
+/// connections to the public port (a flood, or many webhooks at once) waits there instead of
+/// having its SYNs dropped (a dropped SYN costs the client a 1 s retransmit). The kernel caps it at
 /// `net.core.somaxconn` (4096 on current Linux).
 const LISTEN_BACKLOG: u32 = 4096;
 
-/// Binds the public listener (`SO_REUSEADDR`, as `TcpListener::bind` sets) with [`LISTEN_BACKLOG`].
+/// Binds a listener (`SO_REUSEADDR`, as `TcpListener::bind` sets) with [`LISTEN_BACKLOG`].
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
@@ -443,6 +475,13 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// The address `listener` is bound to (the port the kernel picked for port 0), for the log.
+fn bound_address(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|e| format!("unknown ({e})"), |addr| addr.to_string())
 }
 
 async fn shutdown_signal() {

@@ -133,6 +133,10 @@ async fn run(cli: Cli) -> ExitCode {
             stripe_webhook_forward::register_zeros(&forward.destinations);
         }
     }
+    let listeners = match stripe_webhook_server::Listeners::bind(&server) {
+        Ok(listeners) => listeners,
+        Err(e) => return fail(2, e.to_string()),
+    };
     // The forwarder: a background task beside the sink (it only reads the archive; ingest never
     // waits for it), stopped after the server.
     let stop_forwarding = tokio_util::sync::CancellationToken::new();
@@ -143,7 +147,7 @@ async fn run(cli: Cli) -> ExitCode {
             stop_forwarding.clone(),
         ))
     });
-    let served = stripe_webhook_server::serve(app, server, metrics).await;
+    let served = stripe_webhook_server::serve(app, server, listeners, metrics).await;
     if let Some(forwarder) = forwarder {
         stop_forwarding.cancel();
         match tokio::time::timeout(FORWARDER_STOP, forwarder).await {
@@ -158,7 +162,6 @@ async fn run(cli: Cli) -> ExitCode {
     }
     match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ stripe_webhook_server::ServeError::Bind { .. }) => fail(2, e.to_string()),
         Err(e) => fail(1, e.to_string()),
     }
 }

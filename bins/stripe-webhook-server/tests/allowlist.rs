@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use stripe_webhook_testkit::archive::read_records;
 use stripe_webhook_testkit::http::request;
-use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_testkit::server::{ServerProcess, command};
 use stripe_webhook_testkit::signing::sign_now;
 
 const SECRET: &str = "whsec_allowlist_test";
@@ -128,7 +128,7 @@ fn only_allowed_sources_may_post_and_only_trusted_proxies_are_believed() {
     let health = request(server.addr, "GET", "/health", &[], b"").expect("health");
     assert_eq!(health.status, 200);
 
-    let metrics = request(server.metrics_addr, "GET", "/metrics", &[], b"")
+    let metrics = request(server.metrics_addr(), "GET", "/metrics", &[], b"")
         .expect("metrics")
         .text();
     let refused = metrics
@@ -195,8 +195,7 @@ fn the_list_can_come_from_a_file_in_stripes_format() {
 
 #[test]
 fn an_unreadable_list_is_refused_at_start() {
-    let out = std::process::Command::new(bin())
-        .env_clear()
+    let out = command(bin())
         .envs([
             ("STRIPE_WEBHOOK_SECRET", SECRET),
             ("SINK", "memory"),

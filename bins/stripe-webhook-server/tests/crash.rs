@@ -1,6 +1,10 @@
 //! Crash safety: the server on the file sink under concurrent load is killed with SIGKILL at random
 //! moments, ten times, and restarted on the same archive. Every event that got a 200 must be in the
 //! archive (at least once), no record may be torn, and recovery reports what it cut.
+//!
+//! The kill times come from a seeded generator whose seed the test prints; `CRASH_SEED=<seed>
+//! cargo test -p stripe-webhook-server --test crash` replays them (the load's interleaving around
+//! them is the scheduler's).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand::Rng;
 use stripe_webhook_testkit::archive::read_records;
 use stripe_webhook_testkit::http::post_webhook;
 use stripe_webhook_testkit::server::ServerProcess;
@@ -30,13 +35,7 @@ fn sigkill_under_load_never_loses_an_acknowledged_event() {
     ];
     let secret = Secret::new(SECRET).expect("secret");
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut seed = 0x1234_5678_9abc_def1_u64 ^ u64::from(std::process::id());
-    let mut random = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = stripe_webhook_testkit::seeded_rng("CRASH_SEED");
     let mut logs = String::new();
     let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for _ in 0..10 {
@@ -65,7 +64,8 @@ fn sigkill_under_load_never_loses_an_acknowledged_event() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(150 + random() % 600));
+        // A sleep on purpose: the kill lands at a random moment of the load, not after a state.
+        std::thread::sleep(Duration::from_millis(rng.random_range(150..750)));
         logs.push_str(&server.kill());
         stop.store(true, Ordering::Relaxed);
         for w in workers {

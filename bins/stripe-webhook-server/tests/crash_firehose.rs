@@ -11,6 +11,10 @@
 //! relay on a fixed port. Killing the endpoint first cuts the relay (every relayed connection is
 //! aborted and awaited), then reads the instance's accepted log, then drops it: any `RecordId` the
 //! server can ever have seen was logged before the log was read.
+//!
+//! The random choices come from a seeded generator whose seed the test prints; `CRASH_SEED=<seed>
+//! cargo test -p stripe-webhook-server --test crash_firehose` replays them (the load's interleaving
+//! around them is the scheduler's).
 
 // The Firehose sink only: a file-only server (`--no-default-features`) refuses SINK=firehose.
 #![cfg(feature = "firehose")]
@@ -23,12 +27,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 use serde_json::Value;
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
 use stripe_webhook_testkit::firehose_fault::{
     FirehoseFault, MAX_BATCH_RECORDS, RecordedCall, Step,
 };
 use stripe_webhook_testkit::http::post_webhook;
+use stripe_webhook_testkit::seeded_rng;
 use stripe_webhook_testkit::server::ServerProcess;
 use stripe_webhook_verify::{Secret, signature_header};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,24 +56,22 @@ fn now_millis() -> i64 {
         .as_millis() as i64
 }
 
-/// xorshift64: reproducible from the printed seed.
-#[derive(Clone)]
-struct Rng(u64);
+/// The test's random choices (the endpoint's script, the kill and restart times), drawn from
+/// [`seeded_rng`] so that the printed seed replays them.
+struct Rng(StdRng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.random_range(0..n)
     }
 
     fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from))
+        Duration::from_millis(self.0.random_range(from..to))
+    }
+
+    /// A generator of its own for a part of the test, seeded from this one.
+    fn split(&mut self) -> Rng {
+        Rng(StdRng::seed_from_u64(self.0.random()))
     }
 }
 
@@ -314,11 +319,8 @@ fn parse_timestamp(s: &str) -> i64 {
 #[test]
 fn sigkill_and_endpoint_restarts_under_firehose_faults_never_lose_an_acknowledged_event() {
     let started = Instant::now();
-    let seed =
-        0x9e37_79b9_7f4a_7c15_u64 ^ (u64::from(std::process::id()) << 20) ^ now_millis() as u64;
-    eprintln!("crash_firehose seed: {seed:#x}");
-    let mut rng = Rng(seed | 1);
-    let mut endpoint = Endpoint::start(Rng(rng.next() | 1));
+    let mut rng = Rng(seeded_rng("CRASH_SEED"));
+    let mut endpoint = Endpoint::start(rng.split());
     let url = endpoint.url();
     let aws = stripe_webhook_testkit::aws_client_env(&url);
     let envs = stripe_webhook_testkit::env_pairs(
@@ -375,6 +377,7 @@ fn sigkill_and_endpoint_restarts_under_firehose_faults_never_lose_an_acknowledge
                             Err(_) => {
                                 t.errors += 1;
                                 drop(t);
+                                // A pause on purpose: no busy loop while the server is down.
                                 std::thread::sleep(Duration::from_millis(5));
                             }
                         }
@@ -382,6 +385,8 @@ fn sigkill_and_endpoint_restarts_under_firehose_faults_never_lose_an_acknowledge
                 })
             })
             .collect();
+        // Sleeps on purpose: the endpoint's restart and the server's kill land at random moments
+        // of the load, not after a state.
         if ENDPOINT_RESTART_ROUNDS.contains(&round) {
             std::thread::sleep(rng.millis(300, 1200));
             endpoint.kill_instance();

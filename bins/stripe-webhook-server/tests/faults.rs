@@ -22,7 +22,7 @@ use stripe_webhook_testkit::faults::{
     Syscall, Tmpfs, deleted_open_files, read_strace_log, strace, unix_seconds, wait_until_exited,
 };
 use stripe_webhook_testkit::http::{HttpResponse, post_webhook, request};
-use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_testkit::server::{ServerProcess, command};
 use stripe_webhook_testkit::signing::sign_now;
 
 const SECRET: &str = "whsec_fault_test_secret";
@@ -863,8 +863,7 @@ fn a_seal_whose_directory_sync_failed_names_the_gz_again_before_the_ndjson_goes(
 #[test]
 fn a_zero_write_timeout_is_refused_at_start() {
     let (_tmp, root) = scratch();
-    let mut child = std::process::Command::new(bin())
-        .env_clear()
+    let mut child = command(bin())
         .envs(envs(
             root.join("archive").to_str().expect("utf-8"),
             &[

@@ -119,21 +119,20 @@ fn every_acknowledged_event_is_forwarded_through_target_faults_and_two_sigkills(
     let mut acknowledged = HashMap::new();
 
     let server = ServerProcess::start(bin, &envs);
-    let port = server.addr.port();
     post_events(&server, 0, 40, seed, &mut acknowledged);
     wait_until(Duration::from_secs(60), "deliveries under way", || {
         target.received().len() >= 25
     });
     let _ = server.kill();
 
-    let server = ServerProcess::start_on(bin, port, &envs);
+    let server = ServerProcess::start(bin, &envs);
     post_events(&server, 40, 40, seed, &mut acknowledged);
     wait_until(Duration::from_secs(60), "more deliveries", || {
         target.delivered().len() >= 50
     });
     let _ = server.kill();
 
-    let server = ServerProcess::start_on(bin, port, &envs);
+    let server = ServerProcess::start(bin, &envs);
     post_events(&server, 80, 40, seed, &mut acknowledged);
     wait_until(
         Duration::from_secs(180),
@@ -231,21 +230,21 @@ fn every_acknowledged_event_is_forwarded_through_target_faults_and_two_sigkills(
     }
 }
 
-/// Runs the server with `envs` (and a free port) expecting it to refuse to start: exit code 2,
+/// Runs the server with `envs` (on any free port) expecting it to refuse to start: exit code 2,
 /// and the message on stderr.
 fn refused(envs: &[(&str, &str)]) -> String {
     let archive = tempfile::tempdir().unwrap();
-    let port = stripe_webhook_testkit::free_port().to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", &port)
-        .env("METRICS_ADDR", "off")
-        .env("STRIPE_WEBHOOK_SECRET", INGEST_SECRET)
-        .env("ARCHIVE_DIR", archive.path())
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run the server");
+    let output = stripe_webhook_testkit::server::command(Path::new(env!(
+        "CARGO_BIN_EXE_stripe-webhook-server"
+    )))
+    .env("HOST", "127.0.0.1")
+    .env("PORT", "0")
+    .env("METRICS_ADDR", "off")
+    .env("STRIPE_WEBHOOK_SECRET", INGEST_SECRET)
+    .env("ARCHIVE_DIR", archive.path())
+    .envs(envs.iter().copied())
+    .output()
+    .expect("run the server");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     stderr

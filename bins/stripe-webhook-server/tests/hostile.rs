@@ -114,6 +114,7 @@ fn slow_clients_cannot_exhaust_connections() {
         if s.write_all(&[*b]).is_err() {
             break;
         }
+        // A pause on purpose: the dribble itself, one byte per 100 ms.
         std::thread::sleep(Duration::from_millis(100));
         if started.elapsed() > Duration::from_secs(30) {
             break;
@@ -525,7 +526,7 @@ fn a_thousand_held_large_bodies_keep_memory_bounded_and_honest_webhooks_pass() {
     assert_eq!(read_one_response(&mut stale), 400);
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    let metrics = request(server.metrics_addr, "GET", "/metrics", &[], b"")
+    let metrics = request(server.metrics_addr(), "GET", "/metrics", &[], b"")
         .expect("metrics")
         .text();
     let busy: u64 = metrics

@@ -17,7 +17,7 @@ fn the_first_scrape_shows_every_known_counter_at_zero() {
             ("ARCHIVE_DIR", archive.path().to_str().expect("utf-8")),
         ],
     );
-    let scrape = request(server.metrics_addr, "GET", "/metrics", &[], b"")
+    let scrape = request(server.metrics_addr(), "GET", "/metrics", &[], b"")
         .expect("scrape")
         .text();
     let series = zero_series("file");

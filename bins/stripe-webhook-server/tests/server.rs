@@ -8,13 +8,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use stripe_webhook_testkit::archive::{read_records, segment_files};
-use stripe_webhook_testkit::http::{post_webhook, request};
-use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_testkit::http::{post_webhook, read_by_peer, request};
+use stripe_webhook_testkit::server::{ServerProcess, command};
 use stripe_webhook_testkit::signing::{sign, unix_now as now};
+use stripe_webhook_testkit::wait;
 use stripe_webhook_verify::{Secret, signature_header};
 
 const SECRET: &str = "whsec_test_server_secret";
 const OLD_SECRET: &str = "whsec_test_rotated_out";
+/// The longest wait for a state a test needs.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_stripe-webhook-server"))
@@ -381,7 +384,7 @@ fn restart_recovers_a_torn_segment() {
 #[test]
 fn graceful_shutdown_finishes_in_flight_webhooks() {
     let archive = tempfile::tempdir().expect("tempdir");
-    let server = start(archive.path(), &[]);
+    let mut server = start(archive.path(), &[]);
     let body = event("evt_in_flight");
     let header = sign(SECRET, now(), &body);
     let mut stream = TcpStream::connect(server.addr).expect("connect");
@@ -392,13 +395,13 @@ fn graceful_shutdown_finishes_in_flight_webhooks() {
     stream.write_all(head.as_bytes()).expect("head");
     stream.write_all(&body[..10]).expect("part of the body");
     stream.flush().expect("flush");
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = server.pid();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    std::thread::sleep(Duration::from_millis(300));
+    // In flight: the server has read the head and the first bytes of the body.
+    wait::until("the server read the partial request", WAIT, || {
+        read_by_peer(&stream)
+    });
+    server.signal("TERM");
+    // Shutting down (the listener closed) while the body is still coming.
+    server.wait_for_log("shutting down", WAIT);
     stream.write_all(&body[10..]).expect("rest of the body");
     let mut raw = Vec::new();
     stream
@@ -463,7 +466,7 @@ fn routes_health_metrics_404_and_405() {
     // Metrics are served on the private listener only.
     let public = request(server.addr, "GET", "/metrics", &[], b"").expect("public metrics");
     assert_eq!(public.status, 404, "{}", public.text());
-    let metrics = request(server.metrics_addr, "GET", "/metrics", &[], b"")
+    let metrics = request(server.metrics_addr(), "GET", "/metrics", &[], b"")
         .expect("metrics")
         .text();
     assert!(
@@ -502,10 +505,8 @@ fn refuses_to_start_without_a_valid_secret() {
         (Some("whsec_abc\n"), "whitespace"),
         (Some(""), "Stripe Dashboard"),
     ] {
-        let mut cmd = std::process::Command::new(bin());
-        cmd.env_remove("STRIPE_WEBHOOK_SECRET")
-            .env("PORT", "0")
-            .env("SINK", "memory");
+        let mut cmd = command(bin());
+        cmd.env("PORT", "0").env("SINK", "memory");
         if let Some(s) = secret {
             cmd.env("STRIPE_WEBHOOK_SECRET", s);
         }
@@ -546,10 +547,7 @@ fn a_file_only_build_refuses_the_firehose_sink() {
 
 #[test]
 fn help_documents_every_setting() {
-    let out = std::process::Command::new(bin())
-        .arg("--help")
-        .output()
-        .expect("run");
+    let out = command(bin()).arg("--help").output().expect("run");
     let help = String::from_utf8_lossy(&out.stdout);
     for var in [
         "PORT",
@@ -576,11 +574,10 @@ fn help_documents_every_setting() {
 
 #[test]
 fn the_memory_sink_starts_only_with_the_opt_in_and_says_so() {
-    let out = std::process::Command::new(bin())
+    let out = command(bin())
         .env("STRIPE_WEBHOOK_SECRET", SECRET)
         .env("PORT", "0")
         .env("SINK", "memory")
-        .env_remove("ALLOW_MEMORY_SINK")
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
@@ -610,27 +607,28 @@ fn the_healthcheck_subcommand_probes_health_on_the_same_settings() {
     let archive = tempfile::tempdir().expect("tempdir");
     let server = start(archive.path(), &[]);
     let probe = |port: u16| {
-        std::process::Command::new(bin())
+        command(bin())
             .arg("healthcheck")
-            .env_remove("STRIPE_WEBHOOK_SECRET")
             .env("HOST", "0.0.0.0")
             .env("PORT", port.to_string())
             .output()
             .expect("run healthcheck")
     };
-    let out = probe(server.addr.port());
+    let port = server.addr.port();
+    let out = probe(port);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("-> 200"), "{stdout}");
     let (status, _) = server.terminate();
     assert!(status.success());
-    let out = probe(server_port_after_exit());
+    let out = probe(port);
     assert_eq!(out.status.code(), Some(1), "nothing listens: {out:?}");
-}
-
-/// A port nothing listens on.
-fn server_port_after_exit() -> u16 {
-    stripe_webhook_testkit::free_port()
+    let out = probe(0);
+    assert_eq!(out.status.code(), Some(1), "PORT=0 names no port: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PORT=0"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -654,45 +652,33 @@ fn logs_are_json_without_colour_codes_when_not_on_a_terminal() {
 #[test]
 fn a_dotenv_file_is_read_and_the_real_environment_wins() {
     let work = tempfile::tempdir().expect("tempdir");
-    let real_port = stripe_webhook_testkit::free_port();
-    let dotenv_port = stripe_webhook_testkit::free_port();
+    // The .env's PORT is taken: had it won over the real PORT=0, the server could not start.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
     std::fs::write(
         work.path().join(".env"),
         format!(
-            "# local settings\nSTRIPE_WEBHOOK_SECRET={SECRET}\nSINK=file\nARCHIVE_DIR=./from-dotenv\nPORT={dotenv_port}\n"
+            "# local settings\nSTRIPE_WEBHOOK_SECRET={SECRET}\nSINK=file\nARCHIVE_DIR=./from-dotenv\nPORT={taken_port}\n"
         ),
     )
     .expect("write .env");
-    let mut child = std::process::Command::new(bin())
-        .current_dir(work.path())
-        .env_remove("STRIPE_WEBHOOK_SECRET")
-        .env_remove("SINK")
-        .env_remove("ARCHIVE_DIR")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", real_port.to_string())
-        .env("METRICS_ADDR", "off")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], real_port));
-    let started = std::time::Instant::now();
-    while request(addr, "GET", "/health", &[], b"").is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never listened on PORT from the environment"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = ServerProcess::start_in(work.path(), bin(), &[]);
+    assert_ne!(
+        server.addr.port(),
+        taken_port,
+        "PORT came from the environment"
+    );
     let body = event("evt_dotenv");
-    let answer = post_webhook(addr, Some(&sign(SECRET, now(), &body)), &body).expect("post");
+    let answer = post_webhook(server.addr, Some(&sign(SECRET, now(), &body)), &body).expect("post");
     assert_eq!(
         answer.status,
         200,
         "the secret came from .env: {}",
         answer.text()
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("read settings from a .env file"), "{logs}");
     assert!(
         !segment_files(&work.path().join("from-dotenv")).is_empty(),
         "ARCHIVE_DIR came from .env"

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use stripe_webhook_testkit::firehose_fault::FirehoseFault;
 use stripe_webhook_testkit::http::request;
-use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_testkit::server::{ServerProcess, command};
 
 const STREAM: &str = "startup-test-stream";
 
@@ -68,7 +68,7 @@ fn a_missing_or_wrong_stream_refuses_the_start_at_once() {
     ] {
         fault.set_stream("ACTIVE", stream_type);
         let started = Instant::now();
-        let out = std::process::Command::new(bin())
+        let out = command(bin())
             .envs(firehose_env(&aws, stream))
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")

@@ -158,7 +158,11 @@ fn an_outage_longer_than_the_maximum_age_is_dead_lettered_and_redriven_by_the_cl
     assert_eq!(redriven.status.code(), Some(0), "{}", describe(&redriven));
     assert_eq!(stdout(&redriven).matches("DELIVERED evt_cli_").count(), 8);
     assert_eq!(dead_letters::count(&state), 0);
-    assert_eq!(dead_letters::redriven(&state), 8, "counted for the forwarder's metric");
+    assert_eq!(
+        dead_letters::redriven(&state),
+        8,
+        "counted for the forwarder's metric"
+    );
     let delivered = target.delivered();
     assert_eq!(delivered.len(), 8);
     for r in &delivered {

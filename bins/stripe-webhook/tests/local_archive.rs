@@ -15,6 +15,7 @@ use common::{
 };
 use stripe_webhook_testkit::archive::{read_records, read_segment, segment_files};
 use stripe_webhook_testkit::server::ServerProcess;
+use stripe_webhook_testkit::wait;
 
 const SECRET_A: &str = "whsec_archive_secret_a";
 const SECRET_B: &str = "whsec_target_secret_b";
@@ -497,7 +498,15 @@ fn replay_into_a_second_server_resumes_without_sending_twice() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn replay");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Midway: this run has delivered an event (its id is in the checkpoint after the first 5).
+    wait::until(
+        "the interrupted run delivered one",
+        Duration::from_secs(60),
+        || {
+            std::fs::read(&checkpoint)
+                .is_ok_and(|ids| ids.iter().filter(|b| **b == b'\n').count() > 5)
+        },
+    );
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -16,6 +16,7 @@ use common::{cli, describe, fixtures, now, post_signed, stdout, with_created};
 use stripe_webhook_envelope::ReceivedAt;
 use stripe_webhook_testkit::archive::{read_segment, segment_files};
 use stripe_webhook_testkit::fake_stripe::{Access, FakeStripe};
+use stripe_webhook_testkit::wait;
 use stripe_webhook_testkit::webhook_target::Reply;
 use stripe_webhook_testkit::webhook_target::WebhookTarget;
 
@@ -930,20 +931,14 @@ fn the_checkpoint_resumes_after_an_outage_and_after_ctrl_c() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    while !s
-        .stripe
-        .requests()
-        .iter()
-        .any(|r| r.path == "/v2/core/events" && r.status == 429)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no 429 reached"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    // The 429 is answered: the run is in its 120 s wait, or about to read the answer and start
+    // it; either way the interrupt ends it there (a cancelled wait returns at once).
+    wait::until("a 429 was answered", Duration::from_secs(60), || {
+        s.stripe
+            .requests()
+            .iter()
+            .any(|r| r.path == "/v2/core/events" && r.status == 429)
+    });
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -141,11 +141,7 @@ impl SinkSettings {
                 let queue: Option<Arc<dyn RecordSink>> = None;
                 match queue {
                     // Each record to Firehose and to the queue at once; 200 only when both took it.
-                    Some(queue) => Arc::new(crate::BothSinks::new(
-                        "firehose+sqs",
-                        firehose,
-                        queue,
-                    )),
+                    Some(queue) => Arc::new(crate::BothSinks::new("firehose+sqs", firehose, queue)),
                     None => firehose,
                 }
             }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use common::{assert_ok_subset_of_accepted, padded_record, put_all, record, sink_at};
 use stripe_webhook_sink::{RecordSink, SinkErrorKind};
 use stripe_webhook_testkit::firehose_fault::{FirehoseFault, MAX_BATCH_RECORDS, Step};
+use stripe_webhook_testkit::wait;
 
 const STREAM: &str = "test-stream";
 
@@ -307,8 +308,10 @@ async fn stalled_endpoint_times_out_within_the_deadline_with_bounded_memory() {
     assert!(fault.accepted().is_empty());
     assert_ok_subset_of_accepted(&results, &fault.accepted());
     // Everything admitted is released once resolved.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(sink.queued(), (0, 0));
+    wait::until_async("the queue is empty", Duration::from_secs(10), || {
+        sink.queued() == (0, 0)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -365,11 +368,12 @@ async fn shutdown_flushes_queued_records_then_refuses() {
         let sink = Arc::clone(&sink);
         tokio::spawn(async move { put_all(&sink, (0..30).map(record).collect()).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        sink.queued().0 > 5,
-        "records still queued when shutdown starts"
-    );
+    wait::until_async(
+        "records are still queued when shutdown starts",
+        Duration::from_secs(10),
+        || sink.queued().0 > 5,
+    )
+    .await;
     sink.shutdown().await.expect("flushed within the timeout");
     let results = puts.await.expect("puts");
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
@@ -393,7 +397,12 @@ async fn shutdown_fails_what_it_cannot_flush() {
         let sink = Arc::clone(&sink);
         tokio::spawn(async move { put_all(&sink, (0..5).map(record).collect()).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait::until_async(
+        "all five records are admitted (and stalled)",
+        Duration::from_secs(10),
+        || sink.queued().0 == 5,
+    )
+    .await;
     let started = Instant::now();
     let err = sink
         .shutdown()

@@ -122,6 +122,51 @@ fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
     })
 }
 
+/// Whether everything written to `stream` so far has been read by the program at its other end,
+/// on this host: this side holds no unacknowledged bytes and the peer's socket none unread (the
+/// kernel's queues, from `/proc/net/tcp`). For a test to wait until a server has taken in a
+/// partial request before it acts on the server, instead of sleeping.
+///
+/// # Panics
+/// If either end is not in `/proc/net/tcp` (an IPv6 connection, or one already closed).
+pub fn read_by_peer(stream: &TcpStream) -> bool {
+    let (local, peer) = (
+        stream.local_addr().expect("local address"),
+        stream.peer_addr().expect("peer address"),
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let queues = |from: SocketAddr, to: SocketAddr| {
+        tcp_queues(&table, from, to)
+            .unwrap_or_else(|| panic!("no IPv4 socket {from} -> {to} in /proc/net/tcp"))
+    };
+    let (unacknowledged, _) = queues(local, peer);
+    let (_, unread) = queues(peer, local);
+    unacknowledged == 0 && unread == 0
+}
+
+/// The `(tx_queue, rx_queue)` of the socket `local` → `remote` in a `/proc/net/tcp` table: for a
+/// connected socket, bytes sent and not yet acknowledged, and bytes received and not yet read.
+fn tcp_queues(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    // `sl local rem st tx:rx …`, addresses as `%08X:%04X` of the IPv4 address in the kernel's
+    // (network) byte order read as a native integer, and the port.
+    let parse = |field: &str| -> Option<SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?.to_ne_bytes();
+        Some(SocketAddr::from((ip, u16::from_str_radix(port, 16).ok()?)))
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 5 || parse(fields[1])? != local || parse(fields[2])? != remote {
+            return None;
+        }
+        let (tx, rx) = fields[4].split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +180,27 @@ mod tests {
         assert_eq!(r.status, 413);
         assert_eq!(r.header("x-a"), Some("b"));
         assert_eq!(r.body, b"ok");
+    }
+
+    #[test]
+    fn the_peer_has_read_what_was_sent_only_once_it_read_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        client.write_all(b"twelve bytes").expect("write");
+        let (server_end, client_end) = (
+            client.peer_addr().expect("peer"),
+            client.local_addr().expect("local"),
+        );
+        crate::wait::until("the bytes arrived unread", Duration::from_secs(10), || {
+            let table = std::fs::read_to_string("/proc/net/tcp").expect("table");
+            tcp_queues(&table, server_end, client_end) == Some((0, 12))
+        });
+        assert!(!read_by_peer(&client), "twelve bytes wait unread");
+        let mut buf = [0_u8; 12];
+        server.read_exact(&mut buf).expect("read");
+        crate::wait::until("the peer read them", Duration::from_secs(10), || {
+            read_by_peer(&client)
+        });
     }
 }

@@ -3,7 +3,11 @@
 //! - [`python`]: the pinned Python tools (Stripe's SDK, moto, cfn-lint, DuckDB, cargo-lambda),
 //!   installed on first use into the git-ignored `.venv` by `scripts/venv.sh`. A test that needs them
 //!   never skips: it installs them or fails with the installer's message.
-//! - [`free_port`]: a free loopback port for a helper server.
+//! - [`server`]: the real server binary on a port it picks, started with a cleared environment.
+//! - [`wait`]: waiting for a state a test needs, polled with a deadline, instead of sleeping.
+//! - [`seeded_rng`]: the random source of a randomised test, its seed printed and replayable.
+//! - [`free_port`]: a port chosen in advance, for a third-party helper server that must be told
+//!   its port (our own servers take `PORT=0` and report theirs).
 //! - [`aws_client_env`] and [`env_pairs`]: the environment that points an AWS client at an
 //!   emulator ([`moto`] or [`firehose_fault`]) and nothing else.
 //! - [`faults`]: `strace` fault injection and small `tmpfs` mounts for tests of real processes.
@@ -29,6 +33,7 @@ pub mod moto;
 pub mod server;
 pub mod signing;
 pub mod sqs_fault;
+pub mod wait;
 pub mod webhook_target;
 
 use std::net::TcpListener;
@@ -45,7 +50,10 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| here.to_path_buf())
 }
 
-/// A loopback port that was free a moment ago, for a helper server to listen on.
+/// A loopback port that was free a moment ago, for a third-party helper server that must be told
+/// its port before it starts and does not report one the kernel picked (`moto_server -p`,
+/// `cargo lambda watch --invoke-port`). The workspace's own servers take port 0 and report the
+/// port they bound instead ([`server::ServerProcess`]), which leaves nothing to race.
 ///
 /// Ports come from below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), never from
 /// it: a port that `bind(0)` handed out and released is in that range, where any client socket
@@ -92,6 +100,30 @@ pub fn free_port() -> u16 {
 fn ephemeral_low() -> Option<u32> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     range.split_whitespace().next()?.parse().ok()
+}
+
+/// The random source of a randomised test: seeded from the environment variable `var` when it is
+/// set (decimal or `0x` hex), to replay a run, else from fresh entropy. The seed is printed either
+/// way (the test harness shows it with a failing test's output), with the variable that replays
+/// it. What the seed decides replays exactly; threads and timing around it may still differ.
+///
+/// # Panics
+/// If `var` is set but not a number.
+pub fn seeded_rng(var: &str) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    let seed = match std::env::var(var) {
+        Ok(value) => {
+            let trimmed = value.trim();
+            let parsed = match trimmed.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => trimmed.parse(),
+            };
+            parsed.unwrap_or_else(|e| panic!("{var}={value:?} is not a seed (u64, or 0x hex): {e}"))
+        }
+        Err(_) => rand::random(),
+    };
+    eprintln!("random seed {seed:#x}: replay with {var}={seed:#x}");
+    rand::rngs::StdRng::seed_from_u64(seed)
 }
 
 /// Environment for an AWS client (the SDK in a test, or a binary under test) that talks only to

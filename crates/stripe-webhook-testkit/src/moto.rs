@@ -71,6 +71,8 @@ impl Moto {
     /// If the pinned environment cannot be installed or the server does not come up.
     pub fn start() -> Self {
         let bin = python_bin_dir(PythonEnv::Test).join("moto_server");
+        // Chosen in advance: moto_server takes its port on the command line and does not report
+        // one the kernel picked.
         let port = free_port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

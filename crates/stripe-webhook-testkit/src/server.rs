@@ -1,4 +1,5 @@
-//! Runs a real server binary on a free loopback port for a test, and stops it.
+//! Runs a real server binary for a test on a loopback port the kernel picks (`PORT=0`), learns
+//! the port from the server's start-up log line, and stops it.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -7,6 +8,25 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::http;
+
+/// How long a server may take from its spawn to its first healthy `/health`.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The server's start-up log line for its public listener, logged once it accepts, with the bound
+/// address in its `address` field (`stripe_webhook_server::serve`).
+const LISTENING: &str = "listening: POST /webhook/stripe";
+/// The start-up log line for the metrics listener, logged before [`LISTENING`] when metrics are
+/// served.
+const METRICS_LISTENING: &str = "metrics: GET /metrics";
+
+/// `bin` (a server binary) as a command with a cleared environment, run in the system's temporary
+/// directory so that no `.env` file near the test (a developer's) is read: for a test that runs
+/// it once (`--help`, a refused start) and adds what it needs.
+pub fn command(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear().current_dir(std::env::temp_dir());
+    cmd
+}
 
 /// A running server process, killed on drop if still running.
 #[derive(Debug)]
@@ -17,12 +37,12 @@ pub struct ServerProcess {
     wrapped: bool,
     /// The server binary.
     bin: PathBuf,
-    /// The address it listens on.
+    /// The address it listens on (the one its start-up log line gives).
     pub addr: SocketAddr,
-    /// The private metrics address (`METRICS_ADDR`, a free loopback port unless `envs` set it).
-    pub metrics_addr: SocketAddr,
+    /// The private metrics address, unless `METRICS_ADDR=off`.
+    metrics_addr: Option<SocketAddr>,
     log: PathBuf,
-    _log_dir: tempfile_dir::Dir,
+    _scratch: tempfile_dir::Dir,
 }
 
 mod tempfile_dir {
@@ -40,67 +60,54 @@ mod tempfile_dir {
 }
 
 impl ServerProcess {
-    /// Starts `bin` with `HOST=127.0.0.1`, `PORT=<free port>`, `METRICS_ADDR=127.0.0.1:<free
-    /// port>` and `envs` (nothing else of the caller's `STRIPE_*`/`SINK`/`ARCHIVE_DIR`/… environment
-    /// leaks in), then waits until `GET /health` answers 200.
+    /// Starts `bin` with a cleared environment holding only `HOST=127.0.0.1`, `PORT=0`,
+    /// `METRICS_ADDR=127.0.0.1:0`, `RUST_LOG=info` and `envs` (which win), in an empty scratch
+    /// working directory (so no `.env` file is read); takes the addresses it bound from its
+    /// start-up log lines, then waits until `GET /health` answers 200.
     ///
     /// # Panics
     /// If it exits or is not healthy within 60 s; the panic carries its log.
     pub fn start(bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
-        Self::start_on_free_port(&[], bin, envs)
+        Self::spawn(&[], None, bin, envs)
     }
 
-    /// Like [`ServerProcess::start`], on a given port (for restarts on the same address).
+    /// Like [`ServerProcess::start`], in the working directory `dir` (where the server reads a
+    /// `.env` file and resolves relative paths).
     ///
     /// # Panics
     /// See [`ServerProcess::start`].
-    pub fn start_on(bin: &Path, port: u16, envs: &[(&str, &str)]) -> ServerProcess {
-        Self::spawn(&[], bin, port, envs).unwrap_or_else(|failure| panic!("{failure}"))
+    pub fn start_in(dir: &Path, bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+        Self::spawn(&[], Some(dir), bin, envs)
     }
 
     /// Like [`ServerProcess::start`], with the binary run under `wrapper` (a program and its
-    /// arguments, e.g. `strace -f -o log`; the binary's path is appended). The wrapper must run the
-    /// server as its only child and exit with its status, as `strace` does, or exec it in place,
-    /// as `setpriv` does; [`ServerProcess::pid`] and the signals go to the server itself.
+    /// arguments, e.g. `strace -f -o log`; the binary's path is appended), which is looked up on
+    /// the caller's `PATH` and gets that `PATH` too. The wrapper must run the server as its only
+    /// child and exit with its status, as `strace` does, or exec it in place, as `setpriv` does;
+    /// [`ServerProcess::pid`] and the signals go to the server itself.
     ///
     /// # Panics
     /// See [`ServerProcess::start`].
     pub fn start_under(wrapper: &[String], bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
         assert!(!wrapper.is_empty(), "an empty wrapper command");
-        Self::start_on_free_port(wrapper, bin, envs)
+        Self::spawn(wrapper, None, bin, envs)
     }
 
-    /// Starts on a port [`crate::free_port`] chose. Should something else still take that port
-    /// between the choice and the server's bind, the server exits with "Address already in use";
-    /// then it is started again on a fresh port (three tries in all). Any other failure panics at
-    /// once.
-    fn start_on_free_port(wrapper: &[String], bin: &Path, envs: &[(&str, &str)]) -> ServerProcess {
-        const TRIES: usize = 3;
-        let mut failure = String::new();
-        for _ in 0..TRIES {
-            match Self::spawn(wrapper, bin, crate::free_port(), envs) {
-                Ok(server) => return server,
-                Err(lost) if lost.contains("Address already in use") => failure = lost,
-                Err(other) => panic!("{other}"),
-            }
-        }
-        panic!("the port was taken before the server bound it, {TRIES} times; last: {failure}")
-    }
-
-    /// Spawns the server and waits until it is healthy; `Err` carries why not and its log.
+    /// Spawns the server and waits until it is healthy.
     fn spawn(
         wrapper: &[String],
+        dir: Option<&Path>,
         bin: &Path,
-        port: u16,
         envs: &[(&str, &str)],
-    ) -> Result<ServerProcess, String> {
-        let dir = std::env::temp_dir().join(format!(
-            "swh-server-log-{}-{}",
+    ) -> ServerProcess {
+        let scratch = std::env::temp_dir().join(format!(
+            "swh-server-{}-{}",
             std::process::id(),
             crate::unique_suffix()
         ));
-        std::fs::create_dir_all(&dir).expect("create log dir");
-        let log = dir.join("server.log");
+        let work = scratch.join("work");
+        std::fs::create_dir_all(&work).expect("create the server's scratch directory");
+        let log = scratch.join("server.log");
         let log_file = File::create(&log).expect("create log file");
         let mut cmd = match wrapper.split_first() {
             None => Command::new(bin),
@@ -110,34 +117,16 @@ impl ServerProcess {
                 cmd
             }
         };
-        for (key, _) in std::env::vars() {
-            if key.starts_with("STRIPE_")
-                || key.starts_with("FIREHOSE_")
-                || key.starts_with("OVERSIZE_")
-                || key.starts_with("ARCHIVE_")
-                || key.starts_with("MEMORY_SINK_")
-                || matches!(
-                    key.as_str(),
-                    "SINK"
-                        | "ALLOW_MEMORY_SINK"
-                        | "PORT"
-                        | "HOST"
-                        | "METRICS_ADDR"
-                        | "MAX_BODY_BYTES"
-                        | "LOG_FORMAT"
-                )
-            {
-                cmd.env_remove(key);
-            }
+        cmd.env_clear();
+        if !wrapper.is_empty()
+            && let Some(path) = std::env::var_os("PATH")
+        {
+            cmd.env("PATH", path);
         }
-        let metrics_addr = envs
-            .iter()
-            .find(|(key, _)| *key == "METRICS_ADDR")
-            .and_then(|(_, value)| value.parse().ok())
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], crate::free_port())));
-        cmd.env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("METRICS_ADDR", metrics_addr.to_string())
+        cmd.current_dir(dir.unwrap_or(&work))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
@@ -151,38 +140,93 @@ impl ServerProcess {
             child: Some(child),
             wrapped: !wrapper.is_empty(),
             bin: bin.to_path_buf(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            metrics_addr,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: None,
             log,
-            _log_dir: tempfile_dir::Dir(dir),
+            _scratch: tempfile_dir::Dir(scratch),
         };
-        server.wait_healthy(Duration::from_secs(60))?;
-        Ok(server)
+        if let Err(failure) = server.wait_started() {
+            panic!("{failure}");
+        }
+        server
     }
 
-    fn wait_healthy(&mut self, timeout: Duration) -> Result<(), String> {
+    /// Waits for the start-up line that gives the bound address, then for `GET /health` 200.
+    fn wait_started(&mut self) -> Result<(), String> {
         let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
+        let within = |what: &str, server: &mut ServerProcess| -> Result<(), String> {
+            if let Some(status) = server.exit_status() {
                 return Err(format!(
-                    "server exited before it was healthy ({status}); log:\n{}",
-                    self.logs()
+                    "server exited ({status}) before it was {what}; log:\n{}",
+                    server.logs()
                 ));
             }
+            if started.elapsed() >= START_TIMEOUT {
+                return Err(format!(
+                    "server not {what} within {START_TIMEOUT:?}; log:\n{}",
+                    server.logs()
+                ));
+            }
+            Ok(())
+        };
+        self.addr = loop {
+            let logs = self.logs();
+            if let Some(addr) = logged_address(&logs, LISTENING) {
+                self.metrics_addr = logged_address(&logs, METRICS_LISTENING);
+                break addr;
+            }
+            within("listening", self)?;
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        loop {
             if let Ok(r) = http::request(self.addr, "GET", "/health", &[], b"")
                 && r.status == 200
             {
                 return Ok(());
             }
-            if started.elapsed() >= timeout {
-                return Err(format!(
-                    "server not healthy within {timeout:?}; log:\n{}",
-                    self.logs()
-                ));
-            }
+            within("healthy", self)?;
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The spawned process's exit status, once it exited.
+    fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// The private metrics address (`METRICS_ADDR`, a loopback port the kernel picked unless
+    /// `envs` set it).
+    ///
+    /// # Panics
+    /// If the server serves no metrics (`METRICS_ADDR=off`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+            .expect("the server serves no metrics (METRICS_ADDR=off)")
+    }
+
+    /// Waits until the server's log contains `text` (a state the test needs reached, such as
+    /// `shutting down` after a signal).
+    ///
+    /// # Panics
+    /// If `text` does not appear within `within`, or the process exits without logging it; the
+    /// panic carries the log.
+    pub fn wait_for_log(&mut self, text: &str, within: Duration) {
+        let started = Instant::now();
+        loop {
+            // Read the status first: a process that exited has written its whole log.
+            let exited = self.exit_status();
+            let logs = self.logs();
+            if logs.contains(text) {
+                return;
+            }
+            if let Some(status) = exited {
+                panic!("server exited ({status}) without logging {text:?}; log:\n{logs}");
+            }
+            assert!(
+                started.elapsed() < within,
+                "server did not log {text:?} within {within:?}; log:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -288,6 +332,25 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The `address` field of the first log line carrying `message`, in the server's JSON log format
+/// (`"address":"127.0.0.1:43121"`) or its pretty one (`address=127.0.0.1:43121`).
+fn logged_address(logs: &str, message: &str) -> Option<SocketAddr> {
+    logs.lines()
+        .filter(|line| line.contains(message))
+        .find_map(
+            |line| match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(json) => json["address"].as_str()?.parse().ok(),
+                Err(_) => line
+                    .split_once(" address=")?
+                    .1
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok(),
+            },
+        )
+}
+
 /// Sends `signal` (`TERM`, `KILL`, …) to process `pid` with `kill(1)`; a process already gone is
 /// not an error.
 fn send_signal(pid: u32, signal: &str) {
@@ -295,4 +358,37 @@ fn send_signal(pid: u32, signal: &str) {
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_address_is_read_from_either_log_format() {
+        let json = concat!(
+            r#"{"timestamp":"2026-12-06T10:00:00.000Z","level":"INFO","address":"127.0.0.1:9464","message":"metrics: GET /metrics (Prometheus text format)"}"#,
+            "\n",
+            r#"{"timestamp":"2026-12-06T10:00:00.001Z","level":"INFO","address":"127.0.0.1:43121","sink":"file","message":"listening: POST /webhook/stripe, GET /health"}"#,
+            "\n",
+        );
+        assert_eq!(
+            logged_address(json, LISTENING),
+            Some(SocketAddr::from(([127, 0, 0, 1], 43121)))
+        );
+        assert_eq!(
+            logged_address(json, METRICS_LISTENING),
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let pretty = "2026-12-06T10:00:00.001Z  INFO stripe_webhook_server: listening: POST \
+                      /webhook/stripe, GET /health address=[::1]:3001 sink=\"file\"\n";
+        assert_eq!(
+            logged_address(pretty, LISTENING),
+            Some("[::1]:3001".parse().expect("addr"))
+        );
+        // A line still being written, or no such line yet.
+        let torn = r#"{"level":"INFO","message":"listening: POST /webhook/stripe, GET /health","address":"127.0.0.1:4"#;
+        assert_eq!(logged_address(torn, LISTENING), None);
+        assert_eq!(logged_address(json, "no such message"), None);
+    }
 }
