@@ -19,7 +19,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
-use stripe_webhook_envelope::{ARCHIVE_PREFIX, Partition};
+use stripe_webhook_envelope::Partition;
+use stripe_webhook_envelope::layout::{self, SegmentRole};
 
 /// The longest line read (as the CLI's reader): a longer one stops its segment.
 const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
@@ -87,103 +88,44 @@ impl SegmentFile {
     }
 }
 
-/// The partitions (day directories) under `<archive_dir>/webhooks/`, from `from` on, sorted.
+/// The partitions (day directories) under `<archive_dir>/webhooks/`, from `from` on, sorted
+/// ([`layout::list_partitions`]).
 ///
 /// # Errors
 /// When `webhooks/` or a year or month directory cannot be listed (a missing `webhooks/` is
 /// empty).
 pub fn partitions(archive_dir: &Path, from: Partition) -> io::Result<Vec<(Partition, PathBuf)>> {
-    let root = archive_dir.join(ARCHIVE_PREFIX);
-    let mut out = Vec::new();
-    for year in sorted_dirs(&root)? {
-        for month in sorted_dirs(&year)? {
-            for day in sorted_dirs(&month)? {
-                let relative = day.strip_prefix(&root).unwrap_or(&day);
-                if let Ok(partition) = relative.to_string_lossy().parse::<Partition>()
-                    && partition >= from
-                {
-                    out.push((partition, day));
-                }
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn sorted_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if entry.file_type()?.is_dir() {
-            out.push(entry.path());
-        }
-    }
-    out.sort();
-    Ok(out)
+    let mut all = layout::list_partitions(archive_dir)?;
+    all.retain(|(partition, _)| *partition >= from);
+    Ok(all)
 }
 
 /// The segments of one partition directory, sorted by stem (creation time first), each under the
-/// one name a reader reads.
+/// one name a reader reads ([`layout::list_partition`]: a sealed name wins over the open one
+/// mid-seal). Files that are not the file sink's segments are not forwarded.
 ///
 /// # Errors
 /// When the directory cannot be listed (a missing one is empty).
 pub fn segments(partition: Partition, dir: &Path) -> io::Result<Vec<SegmentFile>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut found: std::collections::BTreeMap<String, (PathBuf, State)> = Default::default();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') {
-            continue;
-        }
-        // Longest suffixes first: `.sealed.ndjson` and `.ndjson.gz.tmp` end like shorter ones.
-        let (stem, state) = if name.ends_with(".ndjson.gz.tmp") || name.ends_with(".creating") {
-            continue;
-        } else if let Some(stem) = name.strip_suffix(".ndjson.gz") {
-            (stem, State::SealedGz)
-        } else if let Some(stem) = name.strip_suffix(".sealed.ndjson") {
-            (stem, State::SealedPlain)
-        } else if let Some(stem) = name.strip_suffix(".ndjson") {
-            (stem, State::Open)
-        } else {
-            continue;
-        };
-        if stem.is_empty() {
-            continue;
-        }
-        let path = entry.path();
-        match found.get(stem) {
-            // A sealed name wins over the open one (mid-seal: the same lines).
-            Some((_, existing)) if *existing != State::Open => {}
-            Some(_) if state == State::Open => {}
-            _ => {
-                found.insert(stem.to_owned(), (path, state));
-            }
-        }
-    }
-    Ok(found
+    let mut out: Vec<SegmentFile> = layout::list_partition(dir)?
         .into_iter()
-        .map(|(stem, (path, state))| SegmentFile {
-            key: SegmentKey { partition, stem },
-            path,
-            state,
+        .filter_map(|file| {
+            let (stem, role) = file.segment?;
+            let state = match role {
+                SegmentRole::Open => State::Open,
+                SegmentRole::Gz => State::SealedGz,
+                SegmentRole::SealedPlain => State::SealedPlain,
+                SegmentRole::Creating | SegmentRole::GzTmp => return None,
+            };
+            Some(SegmentFile {
+                key: SegmentKey { partition, stem },
+                path: file.path,
+                state,
+            })
         })
-        .collect())
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
 }
 
 /// One complete line read from a segment.
