@@ -82,6 +82,7 @@ ENVELOPE_V1_FIELDS = (
 SETTINGS_SOURCES = (
     ROOT / "crates" / "stripe-webhook-service" / "src" / "settings.rs",
     ROOT / "bins" / "stripe-webhook-server" / "src" / "lib.rs",
+    ROOT / "crates" / "stripe-webhook-forward" / "src" / "settings.rs",
 )
 # Every setting the server reads, as in the README's configuration table. One list: the templates,
 # platform files, .env.example and compose.yaml are checked against it, and it against the sources.
@@ -116,6 +117,17 @@ SERVICE_ENV_VARS = frozenset(
         "FORWARD_SQS_MAX_IN_FLIGHT",
         "FORWARD_SQS_QUEUE_RECORDS",
         "FORWARD_SQS_MAX_MESSAGE_BYTES",
+        # crates/stripe-webhook-forward/src/settings.rs (forwarding, run by the server)
+        "FORWARD_URL",
+        "FORWARD_SECRET",
+        "FORWARD_TYPES",
+        "FORWARD_MAX_AGE",
+        "FORWARD_CONCURRENCY",
+        "FORWARD_ORDER",
+        "FORWARD_TIMEOUT",
+        "FORWARD_START",
+        "FORWARD_RETRY_MAX",
+        "FORWARD_IN_SERVER",
         # bins/stripe-webhook-server/src/lib.rs
         "HOST",
         "PORT",

@@ -117,8 +117,8 @@ def test_terraform_firehose_matches_the_layout(terraform: Terraform) -> None:
 
 def test_archive_prefix_matches_the_rust_constant() -> None:
     """The file sink writes under `ARCHIVE_PREFIX`; Firehose must deliver under the same prefix."""
-    record_rs = (ROOT / "crates" / "stripe-webhook-envelope" / "src" / "record.rs").read_text()
-    m = re.search(r'pub const ARCHIVE_PREFIX: &str = "([^"]+)";', record_rs)
+    layout_rs = (ROOT / "crates" / "stripe-webhook-envelope" / "src" / "layout.rs").read_text()
+    m = re.search(r'pub const ARCHIVE_PREFIX: &str = "([^"]+)";', layout_rs)
     assert m, "ARCHIVE_PREFIX not found in stripe-webhook-envelope"
     assert m.group(1) == ARCHIVE_PREFIX
     assert FIREHOSE_PREFIX.startswith(f"{ARCHIVE_PREFIX}/year=")
