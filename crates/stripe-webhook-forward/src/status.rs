@@ -2,6 +2,7 @@
 //! and the age of the oldest of them; the gauges the forwarder exports and `forward status`
 //! prints.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -14,10 +15,10 @@ use stripe_webhook_metrics as m;
 use crate::cursor::{Cursor, DestinationLock};
 use crate::dead_letters;
 use crate::glob::TypeFilter;
-use crate::segments::{self, SegmentReader};
+use crate::segments::{self, SegmentKey, SegmentReader};
 
-/// Lines read per call while counting.
-const BATCH: usize = 4096;
+/// Lines read per call while counting (what a scan holds in memory at once).
+const BATCH: usize = 256;
 
 /// What a destination has not finished.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,58 +36,128 @@ impl Lag {
             ((now.unix_millis() - o.unix_millis()).max(0) as f64) / 1000.0
         })
     }
+
+    fn add(&mut self, other: Lag) {
+        self.records += other.records;
+        self.oldest = match (self.oldest, other.oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// What earlier scans counted, so the next one reads only what changed: archived lines never
+/// change, so a segment's count after an offset the cursor still stands at is only extended by
+/// what was appended since, and a pending record is parsed once. Without it a scan would parse
+/// the whole backlog each time: a destination down for a week would cost ingest CPU that grows
+/// with the outage.
+#[derive(Debug, Default)]
+pub struct LagCache {
+    /// Per segment: the count of records from the cursor's offset to where the last scan stopped.
+    tails: HashMap<SegmentKey, Tail>,
+    /// Pending records already read: whether each counts, and when it was archived.
+    pending: HashMap<(SegmentKey, u64), Option<ReceivedAt>>,
+}
+
+#[derive(Debug, Default)]
+struct Tail {
+    /// The cursor's offset the count starts at.
+    from: u64,
+    /// Where the last scan stopped (the next line to read).
+    to: u64,
+    /// Sealed and read to its end: nothing more to read.
+    finished: bool,
+    counted: Lag,
 }
 
 /// Counts what `cursor` does not cover: its pending records and every record after each
 /// segment's offset (open segments up to their last complete line), that FORWARD_START and
-/// `types` let through.
+/// `types` let through. `cache` carries what earlier scans of the same destination counted
+/// ([`LagCache`]; a fresh one counts everything).
 ///
 /// # Errors
 /// The archive cannot be listed or a segment read.
-pub fn lag(archive_dir: &Path, cursor: &Cursor, types: &TypeFilter) -> std::io::Result<Lag> {
+pub fn lag(
+    archive_dir: &Path,
+    cursor: &Cursor,
+    types: &TypeFilter,
+    cache: &mut LagCache,
+) -> std::io::Result<Lag> {
     let start = cursor.start_at();
     let mut reader = SegmentReader::default();
-    let mut lag = Lag::default();
-    let mut count = |line: &[u8]| {
-        if let Ok(record) = ArchivedRecord::parse(line)
-            && record.received_at >= start
-            && types.matches(&record.event_type)
-        {
-            lag.records += 1;
-            lag.oldest = Some(
-                lag.oldest
-                    .map_or(record.received_at, |o| o.min(record.received_at)),
-            );
-        }
+    let counts = |line: &[u8]| {
+        ArchivedRecord::parse(line)
+            .ok()
+            .filter(|r| r.received_at >= start && types.matches(&r.event_type))
+            .map(|r| r.received_at)
     };
+    let mut lag = Lag::default();
+    let mut tails = HashMap::new();
+    let mut pending = HashMap::new();
     for (partition, dir) in segments::partitions(archive_dir, cursor.done_before())? {
         for file in segments::segments(partition, &dir)? {
             let stored = cursor.segment(&file.key);
             if stored.done {
                 continue;
             }
-            for offset in &stored.pending {
-                if let Ok(chunk) = reader.read(&file, *offset, 1) {
-                    chunk.lines.iter().for_each(|l| count(&l.bytes));
+            for &offset in &stored.pending {
+                let key = (file.key.clone(), offset);
+                let counted = match cache.pending.remove(&key) {
+                    Some(counted) => Some(counted),
+                    None => reader
+                        .read(&file, offset, 1)
+                        .ok()
+                        .and_then(|chunk| chunk.lines.first().map(|l| counts(&l.bytes))),
+                };
+                if let Some(counted) = counted {
+                    lag.add(Lag {
+                        records: u64::from(counted.is_some()),
+                        oldest: counted,
+                    });
+                    pending.insert(key, counted);
                 }
             }
-            let mut at = stored.offset;
+            let mut tail = match cache.tails.remove(&file.key) {
+                Some(tail) if tail.from == stored.offset => tail,
+                _ => Tail {
+                    from: stored.offset,
+                    to: stored.offset,
+                    ..Tail::default()
+                },
+            };
             // A segment gone (sealed under us: counted at the next scan) or unreadable (the
-            // forwarder logs it) counts as nothing.
-            while let Ok(chunk) = reader.read(&file, at, BATCH) {
-                chunk.lines.iter().for_each(|l| count(&l.bytes));
-                if chunk.lines.len() < BATCH || chunk.finished || chunk.next == at {
+            // forwarder logs it) counts as nothing more.
+            while !tail.finished {
+                let Ok(chunk) = reader.read(&file, tail.to, BATCH) else {
+                    break;
+                };
+                for line in &chunk.lines {
+                    if let Some(at) = counts(&line.bytes) {
+                        tail.counted.add(Lag {
+                            records: 1,
+                            oldest: Some(at),
+                        });
+                    }
+                }
+                let progressed = chunk.next != tail.to;
+                tail.to = chunk.next;
+                tail.finished = chunk.finished;
+                if chunk.lines.len() < BATCH || !progressed {
                     break;
                 }
-                at = chunk.next;
             }
+            lag.add(tail.counted);
+            tails.insert(file.key, tail);
         }
     }
+    // Only what this cursor still needs is kept (finished segments and records drop out).
+    *cache = LagCache { tails, pending };
     Ok(lag)
 }
 
-/// A finished scan: how long it took, the lag, the dead letters, the re-driven total.
-type Scan = (Duration, std::io::Result<Lag>, u64, u64);
+/// A finished scan: how long it took, the lag, the dead letters, the re-driven total, and the
+/// cache for the next scan.
+type Scan = (Duration, std::io::Result<Lag>, u64, u64, LagCache);
 
 /// Keeps a running forwarder's lag and dead-letter gauges current: a scan after each stored
 /// cursor, at most every few seconds and never taking more than a tenth of the time (a week of
@@ -102,6 +173,8 @@ pub(crate) struct LagTracker {
     next_at: Instant,
     /// The re-driven total last seen (the first scan sets it without counting).
     redriven: Option<u64>,
+    /// What the last scan counted (with the running scan while one runs).
+    cache: Option<LagCache>,
 }
 
 impl LagTracker {
@@ -115,6 +188,7 @@ impl LagTracker {
             running: None,
             next_at: Instant::now(),
             redriven: None,
+            cache: Some(LagCache::default()),
         }
     }
 
@@ -126,12 +200,13 @@ impl LagTracker {
     /// Collects a finished scan (setting the gauges) and starts the next one when due.
     pub(crate) fn tick(&mut self) {
         if let Some(slot) = &self.running {
-            let Some((took, lag, dead, redriven)) =
+            let Some((took, lag, dead, redriven, cache)) =
                 slot.lock().unwrap_or_else(PoisonError::into_inner).take()
             else {
                 return;
             };
             self.running = None;
+            self.cache = Some(cache);
             let label = self.id.clone();
             if let Some(seen) = self.redriven
                 && redriven > seen
@@ -161,6 +236,7 @@ impl LagTracker {
         let Some(cursor) = self.cursor.clone() else {
             return;
         };
+        let mut cache = self.cache.take().unwrap_or_default();
         let slot = Arc::new(Mutex::new(None));
         self.running = Some(Arc::clone(&slot));
         let (archive_dir, dir, types) = (
@@ -170,12 +246,13 @@ impl LagTracker {
         );
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let lag = lag(&archive_dir, &cursor, &types);
+            let lag = lag(&archive_dir, &cursor, &types, &mut cache);
             let scan = (
                 started.elapsed(),
                 lag,
                 dead_letters::count(&dir),
                 dead_letters::redriven(&dir),
+                cache,
             );
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(scan);
         });
@@ -219,7 +296,9 @@ pub fn destination_status(
 ) -> Result<DestinationStatus, String> {
     let cursor = Cursor::load(dir)?;
     let lag = match &cursor {
-        Some(cursor) => lag(archive_dir, cursor, types).map_err(|e| e.to_string())?,
+        Some(cursor) => {
+            lag(archive_dir, cursor, types, &mut LagCache::default()).map_err(|e| e.to_string())?
+        }
         None => Lag::default(),
     };
     Ok(DestinationStatus {
@@ -237,4 +316,104 @@ pub fn destination_status(
         lag_seconds: lag.seconds(ReceivedAt::now()),
         dead_letters: dead_letters::count(dir),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cursor::SegmentCursor;
+    use bytes::Bytes;
+    use std::io::Write;
+    use stripe_webhook_envelope::{EnvelopeOptions, encode};
+
+    fn line(n: u64, at: ReceivedAt) -> Vec<u8> {
+        let body = format!(
+            "{{\"id\":\"evt_{n}\",\"type\":\"{}\",\"data\":{{\"object\":{{\"id\":\"ch_{n}\"}}}}}}",
+            if n % 3 == 0 {
+                "invoice.paid"
+            } else {
+                "charge.succeeded"
+            }
+        );
+        let at = ReceivedAt::from_unix_millis(at.unix_millis() + i64::try_from(n).unwrap());
+        let record = encode(
+            Bytes::from(body),
+            "t=1,v1=00",
+            at,
+            &EnvelopeOptions::default(),
+        );
+        record.unwrap().line().to_vec()
+    }
+
+    /// The cached scan counts what a fresh scan counts, as the archive grows, the cursor moves
+    /// and a segment is sealed; and it reads only what changed.
+    #[test]
+    fn a_cached_scan_counts_what_a_fresh_scan_counts() {
+        let archive = tempfile::tempdir().unwrap();
+        let now = ReceivedAt::now();
+        let day = now.partition();
+        let dir = archive.path().join("webhooks").join(day.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let open = dir.join("1-1-a.ndjson");
+        let key: SegmentKey = format!("{day}/1-1-a").parse().unwrap();
+        let mut file = std::fs::File::create(&open).unwrap();
+        let mut offsets = Vec::new();
+        let mut written = 0u64;
+        let mut append = |file: &mut std::fs::File, range: std::ops::Range<u64>| {
+            for n in range {
+                let bytes = line(n, now);
+                offsets.push(written);
+                written += bytes.len() as u64;
+                file.write_all(&bytes).unwrap();
+            }
+        };
+        append(&mut file, 0..600);
+        let types = TypeFilter::parse("charge.*").unwrap();
+        let mut cursor = Cursor::starting_at(now);
+        let mut cache = LagCache::default();
+        let check = |cursor: &Cursor, cache: &mut LagCache| {
+            let cached = lag(archive.path(), cursor, &types, cache).unwrap();
+            let fresh = lag(archive.path(), cursor, &types, &mut LagCache::default()).unwrap();
+            assert_eq!(cached, fresh);
+            cached
+        };
+        assert_eq!(check(&cursor, &mut cache).records, 400);
+        // The archive grows: only the new lines are read (the cached count is extended).
+        append(&mut file, 600..900);
+        assert_eq!(check(&cursor, &mut cache).records, 600);
+        assert_eq!(cache.tails[&key].from, 0);
+        // The cursor moves past 300 lines, 2 of them still pending.
+        let entry = SegmentCursor {
+            offset: offsets[300],
+            pending: vec![offsets[1], offsets[3]],
+            done: false,
+        };
+        cursor.segments.insert(key.to_string(), entry);
+        let moved = check(&cursor, &mut cache);
+        assert_eq!(
+            moved.records, 401,
+            "200 of the last 600 are invoices, plus 1 of 2 pending"
+        );
+        assert_eq!(
+            moved.oldest.map(|o| o.unix_millis()),
+            Some(now.unix_millis() + 1)
+        );
+        assert_eq!(cache.pending.len(), 2);
+        // Sealed (gzip, same bytes), then the open name is gone.
+        drop(file);
+        let bytes = std::fs::read(&open).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(dir.join("1-1-a.ndjson.gz")).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&bytes).unwrap();
+        gz.finish().unwrap();
+        std::fs::remove_file(&open).unwrap();
+        assert_eq!(check(&cursor, &mut cache).records, 401);
+        assert!(cache.tails[&key].finished);
+        // Finished: nothing counts, nothing is kept.
+        cursor.segments.get_mut(&key.to_string()).unwrap().done = true;
+        assert_eq!(check(&cursor, &mut cache), Lag::default());
+        assert!(cache.tails.is_empty() && cache.pending.is_empty());
+    }
 }
