@@ -329,7 +329,7 @@ mod tests {
     fn line(n: u64, at: ReceivedAt) -> Vec<u8> {
         let body = format!(
             "{{\"id\":\"evt_{n}\",\"type\":\"{}\",\"data\":{{\"object\":{{\"id\":\"ch_{n}\"}}}}}}",
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 "invoice.paid"
             } else {
                 "charge.succeeded"
