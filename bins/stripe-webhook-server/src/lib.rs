@@ -19,7 +19,6 @@
 
 mod admission;
 mod connection;
-mod metrics_listener;
 mod nofile;
 mod refuse;
 mod sources;
@@ -36,7 +35,8 @@ use stripe_webhook_service::settings::{ConfigError, positive};
 use tokio::net::TcpListener;
 
 pub use metrics_exporter_prometheus::PrometheusHandle;
-pub use metrics_listener::install_recorder;
+use stripe_webhook_service::metrics_listener;
+pub use stripe_webhook_service::metrics_listener::install_recorder;
 
 mod healthcheck;
 

@@ -3,7 +3,8 @@
 //!
 //! - `forward`: runs the forwarder of every FORWARD_URL destination until Ctrl-C or SIGTERM
 //!   (another process holding a destination's lock, e.g. the server, keeps it: this one waits as
-//!   a standby).
+//!   a standby); with `--metrics-addr` (FORWARD_METRICS_ADDR) it serves the forwarding metrics
+//!   as the server does (`GET /metrics`, Prometheus text format).
 //! - `forward status [--json]`: every destination with state under `$ARCHIVE_DIR/forward/`: its
 //!   id, whether it runs (who holds its lock), its cursor, its lag and its dead letters.
 //! - `forward dead-letters [--json]`: lists a destination's dead letters; `--redrive [--id evt_…]`
@@ -11,6 +12,7 @@
 //! - `forward cursor --destination D --to <RFC3339|now> --yes`: moves a cursor (refused while a
 //!   forwarder holds the destination).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -32,6 +34,11 @@ pub(crate) struct ForwardCmd {
     archive_dir: PathBuf,
     #[command(flatten)]
     forward: ForwardArgs,
+    /// Serve the forwarding metrics (`GET /metrics`, Prometheus text format) on this address while
+    /// forwarding, e.g. 127.0.0.1:9465 (not the server's METRICS_ADDR when both run on one host).
+    /// Off when not set.
+    #[arg(long, env = "FORWARD_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,7 +92,7 @@ pub(crate) fn forward(cmd: ForwardCmd) -> Result<Outcome, Failure> {
         .map_err(|e| Failure::Runtime(format!("starting the runtime: {e}")))?;
     let dir = cmd.archive_dir.clone();
     match cmd.command {
-        None => run(&runtime, &dir, &cmd.forward),
+        None => run(&runtime, &dir, &cmd.forward, cmd.metrics_addr),
         Some(Sub::Status { json }) => show_status(&dir, &cmd.forward, json),
         Some(Sub::DeadLetters {
             destination,
@@ -180,6 +187,7 @@ fn run(
     runtime: &tokio::runtime::Runtime,
     archive_dir: &Path,
     args: &ForwardArgs,
+    metrics_addr: Option<SocketAddr>,
 ) -> Result<Outcome, Failure> {
     let settings = validate(args)?;
     if !archive_dir.join("webhooks").is_dir() {
@@ -189,6 +197,19 @@ fn run(
         )));
     }
     init_logging();
+    if let Some(addr) = metrics_addr {
+        use stripe_webhook_service::metrics_listener;
+        let _runtime = runtime.enter();
+        let handle = metrics_listener::install_recorder()
+            .map_err(|e| Failure::Runtime(format!("installing the metrics recorder: {e}")))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|e| Failure::Usage(format!("--metrics-addr {addr}: cannot listen: {e}")))?;
+        let bound = listener.local_addr().map_or(addr, |a| a);
+        tracing::info!(address = %bound, "metrics: GET /metrics (Prometheus text format)");
+        stripe_webhook_forward::register_zeros(&settings.destinations);
+        runtime.spawn(metrics_listener::serve(listener, handle));
+    }
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     runtime.spawn(async move {

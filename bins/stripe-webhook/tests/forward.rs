@@ -188,3 +188,83 @@ fn an_outage_longer_than_the_maximum_age_is_dead_lettered_and_redriven_by_the_cl
     });
     stop(forwarder);
 }
+
+/// `GET /metrics` of a running forwarder, as text.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics listener");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn a_separate_forwarder_serves_its_metrics_on_the_address_it_is_given() {
+    let archive = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (sink, _) = FileSink::open(FileSinkConfig::new(archive.path()))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let record = encode(
+                Bytes::from(body(i)),
+                "t=1,v1=00",
+                ReceivedAt::now(),
+                &EnvelopeOptions::default(),
+            )
+            .unwrap();
+            sink.put(record).await.unwrap();
+        }
+        sink.shutdown().await.unwrap();
+    });
+    let target = ForwardTarget::start(|_| Answer::status(200));
+    let url = target.url();
+    let id = stripe_webhook_forward::destination_id(&url).unwrap();
+    let start =
+        ReceivedAt::from_unix_millis(ReceivedAt::now().unix_millis() - 60_000).rfc3339_millis();
+    let log = archive.path().join("forward.log");
+    let forwarder = forward_cmd(archive.path(), &url, &start)
+        .env("FORWARD_METRICS_ADDR", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start forward");
+    // The bound address is in the start-up log line (port 0: the kernel picked it).
+    let mut addr = String::new();
+    wait_until(Duration::from_secs(30), "the metrics log line", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found = text
+            .lines()
+            .find(|l| l.contains("metrics: GET /metrics"))
+            .and_then(|l| l.split("address=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap_or_default().to_owned());
+        addr = found.unwrap_or_default();
+        !addr.is_empty()
+    });
+    let delivered = format!(
+        "stripe_webhook_forward_deliveries_total{{destination=\"{id}\",outcome=\"delivered\"}} 3"
+    );
+    wait_until(Duration::from_secs(30), "3 deliveries counted", || {
+        scrape(&addr).contains(&delivered)
+    });
+    let metrics = scrape(&addr);
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for series in [
+        format!("stripe_webhook_forward_failed{{destination=\"{id}\"}} 0"),
+        format!("stripe_webhook_forward_dead_letters{{destination=\"{id}\"}} 0"),
+    ] {
+        assert!(metrics.contains(&series), "{series} not in {metrics}");
+    }
+    assert_eq!(target.delivered().len(), 3);
+    stop(forwarder);
+}

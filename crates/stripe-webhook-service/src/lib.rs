@@ -42,6 +42,8 @@ mod app;
 mod both;
 mod ephemeral;
 pub mod keyring;
+#[cfg(feature = "prometheus")]
+pub mod metrics_listener;
 pub mod settings;
 mod sinks;
 

@@ -1,5 +1,6 @@
-//! The private metrics listener (`METRICS_ADDR`): `GET /metrics` in Prometheus text format, kept
-//! off the public webhook port.
+//! The private metrics listener: `GET /metrics` in Prometheus text format, kept off the public
+//! webhook port. The server serves it on `METRICS_ADDR`, `stripe-webhook forward` on
+//! `FORWARD_METRICS_ADDR` (feature `prometheus`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -38,8 +39,9 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
     Ok(handle)
 }
 
-/// Serves `GET /metrics` on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, handle: PrometheusHandle) {
+/// Serves `GET /metrics` on `listener` with what `handle` ([`install_recorder`]) collected, until
+/// the task is aborted.
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
