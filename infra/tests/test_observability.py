@@ -120,6 +120,7 @@ NOT_PROVOKED: dict[str, str] = {
     "stripe_webhook_forward_lag_records": _NOT_FORWARDING,
     "stripe_webhook_forward_lag_seconds": _NOT_FORWARDING,
     "stripe_webhook_forward_dead_letters": _NOT_FORWARDING,
+    "stripe_webhook_forward_failed": _NOT_FORWARDING,
     "stripe_webhook_sqs_calls_total": _NO_SQS,
     "stripe_webhook_sqs_call_seconds": _NO_SQS,
     "stripe_webhook_sqs_messages_total": _NO_SQS,
@@ -1213,14 +1214,14 @@ def test_prometheus_rules_are_complete(rules: dict[str, Any], metrics: dict[str,
     # Issue 15: 5xx rate, signature-failure spike, sink not ready, sealing lagging (oldest age /
     # backlog growing), Firehose throttling, oversize-to-S3 failures. Issue 21: no accepted webhook
     # for hours, the file sink's free disk (node_exporter). Issue 23: forwarding lag in seconds, dead
-    # letters, SQS errors.
+    # letters, a forwarder stopped by an error, SQS errors.
     reads = {name: {s.metric.name for s in check_promql(r["expr"], metrics).selections} for name, r in zip(names, alerts)}
     for metric in (
         "stripe_webhook_requests_total", "stripe_webhook_verification_failures_total", "stripe_webhook_sink_ready",
         "stripe_webhook_file_unsealed_oldest_seconds", "stripe_webhook_file_unsealed_segments",
         "stripe_webhook_firehose_throttles_total", "stripe_webhook_firehose_oversize_total",
         "node_filesystem_avail_bytes", "stripe_webhook_forward_lag_seconds", "stripe_webhook_forward_dead_letters",
-        "stripe_webhook_sqs_calls_total",
+        "stripe_webhook_forward_failed", "stripe_webhook_sqs_calls_total",
     ):
         assert any(metric in r for r in reads.values()), f"no alert reads {metric}"
     for rule in alerts:

@@ -391,13 +391,13 @@ struct Ctx {
     backoff: Backoff,
 }
 
-/// Runs the forwarder of every destination until `cancel`. A destination that fails (its state
-/// directory cannot be made, its cursor is damaged) stops alone, with an error log; the others go
-/// on.
+/// Runs the forwarder of every destination until `cancel`. A destination whose forwarder stops on
+/// an error (its state directory cannot be made, its cursor cannot be read or stored, a task
+/// panicked) is restarted alone, with backoff, each error logged and `forward_failed` at 1 until
+/// it runs again; the others go on.
 ///
 /// # Errors
-/// The first destination that failed, once every destination has stopped; an HTTP client that
-/// cannot be built (before any starts).
+/// An HTTP client that cannot be built (before any starts).
 pub async fn run(
     archive_dir: PathBuf,
     settings: ForwardSettings,
@@ -406,28 +406,57 @@ pub async fn run(
     let settings = Arc::new(settings);
     let mut tasks = JoinSet::new();
     for dest in settings.destinations.clone() {
-        let sender = Sender::new(&dest.url, dest.secret.clone(), settings.timeout)
+        // Built once, first: a destination that cannot get a client is a configuration error.
+        Sender::new(&dest.url, dest.secret.clone(), settings.timeout)
             .map_err(|e| format!("destination {}: {e}", dest.id))?;
-        tasks.spawn(run_destination(
+        tasks.spawn(supervise(
             archive_dir.clone(),
             dest,
-            sender,
             Arc::clone(&settings),
             cancel.clone(),
         ));
     }
-    let mut first_error = None;
-    while let Some(done) = tasks.join_next().await {
-        let result = done
-            .map_err(|e| format!("a forwarder task failed: {e}"))
-            .and_then(|r| r);
-        if let Err(e) = result {
-            // The other destinations go on.
-            tracing::error!(error = %e, "forwarding stopped for a destination");
-            first_error.get_or_insert(e);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Runs one destination's forwarder until `cancel`, restarting it after an error.
+async fn supervise(
+    archive_dir: PathBuf,
+    dest: Destination,
+    settings: Arc<ForwardSettings>,
+    cancel: CancellationToken,
+) {
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut failures = 0u32;
+    while !cancel.is_cancelled() {
+        let (archive_dir, dest_, settings_, cancel_) = (
+            archive_dir.clone(),
+            dest.clone(),
+            Arc::clone(&settings),
+            cancel.clone(),
+        );
+        let run = async move {
+            let sender = Sender::new(&dest_.url, dest_.secret.clone(), settings_.timeout)
+                .map_err(|e| format!("{}: {e}", dest_.id))?;
+            run_destination(archive_dir, dest_, sender, settings_, cancel_).await
+        };
+        // A panic in the forwarder is an error like the others (restarted, not lost silently).
+        let result = tokio::spawn(run)
+            .await
+            .unwrap_or_else(|e| Err(format!("{}: the forwarder task failed: {e}", dest.id)));
+        let Err(e) = result else {
+            return; // stopped by `cancel`
+        };
+        failures += 1;
+        let wait = backoff.delay(failures);
+        metrics::gauge!(m::FORWARD_FAILED, "destination" => dest.id.clone()).set(1.0);
+        tracing::error!(destination = %dest.id, error = %e, failures, retry_in_ms = wait.as_millis() as u64, "forwarding to this destination stopped on an error: restarting it (the other destinations go on; ingest is not affected)");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return,
         }
     }
-    first_error.map_or(Ok(()), Err)
 }
 
 /// The forwarder of one destination (waits as a standby while another process holds its lock).
@@ -473,6 +502,7 @@ async fn run_destination(
         }
     };
     tracing::info!(destination = %id, start = %cursor.start, done_before = %cursor.done_before, "forwarding");
+    metrics::gauge!(m::FORWARD_FAILED, "destination" => id.clone()).set(0.0);
     let resume: Vec<(SegmentKey, u64)> = cursor
         .segments
         .iter()

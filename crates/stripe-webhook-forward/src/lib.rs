@@ -69,6 +69,7 @@ pub fn register_zeros(destinations: &[Destination]) {
         }
         metrics::gauge!(m::FORWARD_LAG_RECORDS, "destination" => d.id.clone()).set(0.0);
         metrics::gauge!(m::FORWARD_LAG_SECONDS, "destination" => d.id.clone()).set(0.0);
+        metrics::gauge!(m::FORWARD_FAILED, "destination" => d.id.clone()).set(0.0);
     }
 }
 

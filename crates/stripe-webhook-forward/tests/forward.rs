@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
 use stripe_webhook_forward::glob::TypeFilter;
-use stripe_webhook_forward::{Destination, ForwardSettings, Order, Start, dead_letters};
+use stripe_webhook_forward::{Destination, ForwardSettings, Order, Start, cursor, dead_letters};
 use stripe_webhook_sink::RecordSink;
 use stripe_webhook_sink_file::{FileSink, FileSinkConfig};
 use stripe_webhook_testkit::forward_target::{Answer, ForwardTarget};
@@ -379,4 +379,52 @@ async fn a_cursor_with_pending_records_sends_exactly_those_again_and_a_damaged_s
     let mut sent = ids(&target.delivered());
     sent.sort();
     assert_eq!(sent, ["evt_p1", "evt_p3"], "exactly the pending ones, once");
+}
+
+/// A destination whose forwarder stops on an error (here a damaged cursor) is restarted with
+/// backoff rather than left stopped, and delivers once the cause is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_stopped_by_an_error_is_restarted_and_delivers_once_it_is_mended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, _) = FileSink::open(FileSinkConfig::new(dir.path()))
+        .await
+        .unwrap();
+    archive(&sink, &[("evt_m1", "ch_1"), ("evt_m2", "ch_2")]).await;
+    let target = ForwardTarget::start(|_| Answer::status(200));
+    let settings = settings(target.url(), Order::None, None);
+    let state = dir
+        .path()
+        .join("forward")
+        .join(&settings.destinations[0].id);
+    std::fs::create_dir_all(&state).unwrap();
+    let cursor = state.join("cursor.json");
+    std::fs::write(&cursor, b"{not a cursor").unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(stripe_webhook_forward::run(
+        dir.path().to_path_buf(),
+        settings,
+        cancel.clone(),
+    ));
+    // A try takes the destination's lock (creating its file) and, failing, releases it; a
+    // forwarder that started would hold it for good.
+    wait_until(Duration::from_secs(30), "a first failed start", || {
+        state.join(cursor::LOCK_FILE).exists() && cursor::DestinationLock::holder(&state).is_none()
+    })
+    .await;
+    assert!(
+        !run.is_finished(),
+        "the forwarder gave up on the destination"
+    );
+    assert!(target.delivered().is_empty());
+    // Mended (the operator moves the cursor): the next restart forwards both.
+    std::fs::remove_file(&cursor).unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "both events after the mend",
+        || target.delivered().len() == 2,
+    )
+    .await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    sink.shutdown().await.unwrap();
 }

@@ -220,6 +220,9 @@ metrics! {
     /// Gauge: entries in the dead-letter list.
     FORWARD_DEAD_LETTERS = "stripe_webhook_forward_dead_letters", Gauge, Count, ["destination"],
         "Forwarding: entries in the destination's dead-letter list (re-drive with stripe-webhook forward dead-letters --redrive).";
+    /// Gauge: 1 while a destination's forwarder is stopped by an error.
+    FORWARD_FAILED = "stripe_webhook_forward_failed", Gauge, Count, ["destination"],
+        "Forwarding: 1 while the destination's forwarder is stopped by an error (its state cannot be written or read: restarted with backoff, the error in the log), 0 while it runs or stands by.";
     /// Counter: SendMessageBatch calls by outcome.
     SQS_CALLS_TOTAL = "stripe_webhook_sqs_calls_total", Counter, Count, ["outcome"],
         "SQS sink: SendMessageBatch calls by outcome (ok, partial, throttled, error, timeout).";
