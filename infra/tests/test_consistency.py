@@ -900,3 +900,22 @@ def test_terraform_wires_the_sqs_destination_only_with_sqs_enabled(terraform: Te
     # No inline policy of either role grants anything on SQS.
     for body in terraform.resources["aws_iam_role_policy"].values():
         assert "sqs:" not in json.dumps(body), body["role"]
+
+
+def test_the_sqs_destination_fits_the_timeouts_sized_for_firehose(cfn_lambda: Template, terraform: Terraform) -> None:
+    """With the SQS destination a webhook waits for both puts at once, and shutdown drains both at
+    once (BothSinks joins them): the ECS stop timeout, the deregistration delay and the Lambda
+    timeout, sized for Firehose, hold when the ECS or Lambda stack turns the queue on."""
+    both = (ROOT / "crates" / "stripe-webhook-service" / "src" / "both.rs").read_text()
+    assert "tokio::join!(self.first.put(record.clone()), self.second.put(record))" in both
+    assert "tokio::join!(self.first.shutdown(), self.second.shutdown())" in both
+    config = (ROOT / "crates" / "stripe-webhook-sink-sqs" / "src" / "config.rs").read_text()
+    drain = re.search(r"shutdown_timeout: Duration::from_secs\((\d+)\)", config)
+    deadline = re.search(r'env = "FORWARD_SQS_DEADLINE_MS", default_value_t = (\d+)\)', SETTINGS_SOURCES[0].read_text())
+    assert drain and deadline, "the SQS sink's shutdown wait or deadline not found"
+    sqs_drain, sqs_deadline = int(drain.group(1)), int(deadline.group(1)) / 1000
+    assert STOP_TIMEOUT_SECS > SHUTDOWN_TIMEOUT_SECS + max(FIREHOSE_SHUTDOWN_DRAIN_SECS, sqs_drain)
+    assert STOP_TIMEOUT_SECS > BODY_READ_TIMEOUT_SECS + max(FIREHOSE_DEADLINE_SECS, sqs_deadline)
+    timeout = cfn_lambda["Parameters"]["TimeoutSeconds"]["Default"]
+    assert timeout == terraform.variables["timeout_seconds"]["default"]
+    assert timeout > max(FIREHOSE_DEADLINE_SECS, sqs_deadline)
