@@ -835,6 +835,8 @@ def test_the_sqs_destination_is_wired_only_when_its_stack_is_named(
     on = render_cfn(template, {"SqsStackName": SQS_STACK_NAME})
     env = _service_environment(stack, on)
     assert env["FORWARD_SQS_QUEUE_URL"] == {"Fn::ImportValue": {"Fn::Sub": "${SqsStackName}-QueueUrl"}}
+    # Everything else in the environment is as without the destination.
+    assert {k: v for k, v in env.items() if k != "FORWARD_SQS_QUEUE_URL"} == _service_environment(stack, off)
     assert env["SINK"] == "firehose", "the SQS destination runs beside the Firehose sink only"
     assert set(env) <= SERVICE_ENV_VARS | {LOG_FILTER_ENV_VAR}
     role = on["Resources"][SERVICE_ROLES[stack]]["Properties"]
