@@ -1,11 +1,15 @@
 # One CloudWatch dashboard: the same body as infra/cloudformation/stripe-webhooks-dashboard.yaml
-# (infra/tests checks that both agree): the Firehose stream, the Lambda function and the metrics it
-# writes with lambda_enabled, the ECS service's load balancer with ecs_enabled. Panels: docs/metrics.md.
+# (infra/tests checks that both agree): the Firehose stream, the SQS destination's queues with
+# sqs_enabled, the Lambda function and the metrics it writes with lambda_enabled (and its SQS metrics
+# with both), the ECS service's load balancer with ecs_enabled. Panels: docs/metrics.md.
 
 locals {
-  dashboard_stream        = aws_kinesis_firehose_delivery_stream.archive.name
-  dashboard_load_balancer = one(aws_lb.webhook[*].arn_suffix)
-  dashboard_target_group  = one(aws_lb_target_group.webhook[*].arn_suffix)
+  dashboard_stream = aws_kinesis_firehose_delivery_stream.archive.name
+  # Empty (never null: a string template refuses null) when their part is off; its widgets are left out.
+  dashboard_load_balancer     = try(aws_lb.webhook[0].arn_suffix, "")
+  dashboard_target_group      = try(aws_lb_target_group.webhook[0].arn_suffix, "")
+  dashboard_queue             = try(aws_sqs_queue.events[0].name, "")
+  dashboard_dead_letter_queue = try(aws_sqs_queue.dead_letter[0].name, "")
 
   # Widgets flow left to right, 24 columns wide. The function's metrics (namespace
   # StripeWebhookArchive) are CloudWatch Embedded Metric Format lines in its log: the server's
@@ -85,6 +89,76 @@ locals {
             local.dashboard_stream,
             { stat = "Maximum", label = "age of the oldest record in Firehose" },
           ],
+        ]
+      }
+    },
+  ]
+  dashboard_sqs_widgets = [
+    {
+      type       = "text"
+      width      = 24
+      height     = 1
+      properties = { markdown = "### SQS destination: queue ${local.dashboard_queue}, dead-letter queue ${local.dashboard_dead_letter_queue}" }
+    },
+    {
+      type   = "metric"
+      width  = 6
+      height = 6
+      properties = {
+        title   = "SQS: messages sent and deleted"
+        region  = data.aws_region.current.region
+        view    = "timeSeries"
+        stacked = false
+        period  = 300
+        metrics = [
+          ["AWS/SQS", "NumberOfMessagesSent", "QueueName", local.dashboard_queue, { stat = "Sum", label = "sent (by the webhook service)" }],
+          ["AWS/SQS", "NumberOfMessagesDeleted", "QueueName", local.dashboard_queue, { stat = "Sum", label = "deleted (processed by consumers)" }],
+        ]
+      }
+    },
+    {
+      type   = "metric"
+      width  = 6
+      height = 6
+      properties = {
+        title   = "SQS: messages waiting"
+        region  = data.aws_region.current.region
+        view    = "timeSeries"
+        stacked = false
+        period  = 300
+        metrics = [
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dashboard_queue, { stat = "Maximum", label = "visible (waiting for a consumer)" }],
+          ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "QueueName", local.dashboard_queue, { stat = "Maximum", label = "in flight (received, not deleted)" }],
+        ]
+      }
+    },
+    {
+      type   = "metric"
+      width  = 6
+      height = 6
+      properties = {
+        title   = "SQS: age of the oldest message (s)"
+        region  = data.aws_region.current.region
+        view    = "timeSeries"
+        stacked = false
+        period  = 300
+        metrics = [
+          ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", local.dashboard_queue, { stat = "Maximum", label = "age of the oldest message" }],
+        ]
+      }
+    },
+    {
+      type   = "metric"
+      width  = 6
+      height = 6
+      properties = {
+        title   = "SQS: dead-letter queue"
+        region  = data.aws_region.current.region
+        view    = "timeSeries"
+        stacked = false
+        period  = 300
+        metrics = [
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dashboard_dead_letter_queue, { stat = "Maximum", label = "messages in the dead-letter queue" }],
         ]
       }
     },
@@ -215,8 +289,11 @@ locals {
         stacked = false
         period  = 300
         metrics = [
-          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "function", var.function_name, "result", "ok", "sink", "firehose", { stat = "p50", label = "sink put p50" }],
-          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "function", var.function_name, "result", "ok", "sink", "firehose", { stat = "p99", label = "sink put p99" }],
+          # One series per sink the function can report: firehose, or firehose+sqs with the SQS destination.
+          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "function", var.function_name, "result", "ok", "sink", "firehose", { stat = "p50", label = "sink put p50 (firehose)" }],
+          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "function", var.function_name, "result", "ok", "sink", "firehose", { stat = "p99", label = "sink put p99 (firehose)" }],
+          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "function", var.function_name, "result", "ok", "sink", "firehose+sqs", { stat = "p50", label = "sink put p50 (firehose+sqs)" }],
+          ["StripeWebhookArchive", "stripe_webhook_sink_put_seconds", "function", var.function_name, "result", "ok", "sink", "firehose+sqs", { stat = "p99", label = "sink put p99 (firehose+sqs)" }],
           ["StripeWebhookArchive", "stripe_webhook_request_seconds", "function", var.function_name, "outcome", "accepted", { stat = "p99", label = "request p99 (accepted)" }],
         ]
       }
@@ -234,6 +311,61 @@ locals {
         metrics = [
           ["StripeWebhookArchive", "stripe_webhook_firehose_oversize_total", "function", var.function_name, "result", "ok", { stat = "Sum", label = "stored" }],
           ["StripeWebhookArchive", "stripe_webhook_firehose_oversize_total", "function", var.function_name, "result", "error", { stat = "Sum", label = "failed (webhook got a 5xx)" }],
+        ]
+      }
+    },
+  ]
+  dashboard_lambda_sqs_widgets = [
+    {
+      type       = "text"
+      width      = 24
+      height     = 1
+      properties = { markdown = "### SQS destination (the function's metrics, namespace StripeWebhookArchive)" }
+    },
+    {
+      type   = "metric"
+      width  = 8
+      height = 6
+      properties = {
+        title   = "SendMessageBatch calls by outcome"
+        region  = data.aws_region.current.region
+        view    = "timeSeries"
+        stacked = true
+        period  = 300
+        metrics = [
+          [{ expression = "SEARCH('{StripeWebhookArchive,function,outcome} function=\"${var.function_name}\" MetricName=\"stripe_webhook_sqs_calls_total\"', 'Sum', 300)", id = "calls", label = "" }],
+        ]
+      }
+    },
+    {
+      type   = "metric"
+      width  = 8
+      height = 6
+      properties = {
+        title   = "SendMessageBatch latency (s)"
+        region  = data.aws_region.current.region
+        view    = "timeSeries"
+        stacked = false
+        period  = 300
+        metrics = [
+          ["StripeWebhookArchive", "stripe_webhook_sqs_call_seconds", "function", var.function_name, { stat = "p50", label = "p50" }],
+          ["StripeWebhookArchive", "stripe_webhook_sqs_call_seconds", "function", var.function_name, { stat = "p99", label = "p99" }],
+        ]
+      }
+    },
+    {
+      type   = "metric"
+      width  = 8
+      height = 6
+      properties = {
+        title   = "SQS messages accepted and failed"
+        region  = data.aws_region.current.region
+        view    = "timeSeries"
+        stacked = false
+        period  = 300
+        metrics = [
+          ["StripeWebhookArchive", "stripe_webhook_sqs_messages_total", "function", var.function_name, { stat = "Sum", label = "accepted" }],
+          [{ expression = "SEARCH('{StripeWebhookArchive,function,code} function=\"${var.function_name}\" MetricName=\"stripe_webhook_sqs_messages_failed_total\"', 'Sum', 300)", id = "failed", label = "" }],
         ]
       }
     },
@@ -324,7 +456,9 @@ resource "aws_cloudwatch_dashboard" "webhooks" {
   dashboard_body = jsonencode({
     widgets = concat(
       local.dashboard_firehose_widgets,
+      [for w in local.dashboard_sqs_widgets : w if var.sqs_enabled],
       [for w in local.dashboard_lambda_widgets : w if var.lambda_enabled],
+      [for w in local.dashboard_lambda_sqs_widgets : w if var.lambda_enabled && var.sqs_enabled],
       [for w in local.dashboard_ecs_widgets : w if var.ecs_enabled],
     )
   })

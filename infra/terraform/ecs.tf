@@ -75,8 +75,8 @@ resource "aws_iam_role_policy" "ecs_execution_secret" {
   })
 }
 
-# What the server runs as: the producer policy, and nothing else. The conditions keep other
-# accounts' tasks from assuming it (confused deputy).
+# What the server runs as: the producer policy (and, with sqs_enabled, the SQS producer policy), and
+# nothing else. The conditions keep other accounts' tasks from assuming it (confused deputy).
 data "aws_iam_policy_document" "ecs_task_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -100,7 +100,7 @@ data "aws_iam_policy_document" "ecs_task_assume" {
 resource "aws_iam_role" "ecs_task" {
   count              = local.ecs_count
   name_prefix        = "stripe-webhooks-ecs-task-"
-  description        = "Runs the Stripe webhook server; may write the archive stream and oversize/ only."
+  description        = "Runs the Stripe webhook server; may write the archive stream and oversize/ (and send to the SQS destination) only."
   assume_role_policy = data.aws_iam_policy_document.ecs_task_assume.json
 }
 
@@ -108,6 +108,13 @@ resource "aws_iam_role_policy_attachment" "ecs_task_producer" {
   count      = local.ecs_count
   role       = aws_iam_role.ecs_task[0].name
   policy_arn = aws_iam_policy.producer.arn
+}
+
+# With the SQS destination (sqs_enabled): send to its queue, nothing else (sqs.tf).
+resource "aws_iam_role_policy_attachment" "ecs_task_sqs_producer" {
+  count      = var.ecs_enabled && var.sqs_enabled ? 1 : 0
+  role       = aws_iam_role.ecs_task[0].name
+  policy_arn = aws_iam_policy.sqs_producer[0].arn
 }
 
 # The server's container (the CloudFormation template's ContainerDefinitions entry).
@@ -121,7 +128,7 @@ locals {
     privileged             = false
     linuxParameters        = { capabilities = { drop = ["ALL"] } }
     portMappings           = [{ containerPort = local.container_port, protocol = "tcp" }]
-    environment            = concat(local.container_environment, local.source_env)
+    environment            = concat(local.container_environment, local.source_env, local.sqs_env)
     secrets = [{
       name      = var.stripe_webhook_secret_format == "keyring" ? "STRIPE_WEBHOOK_KEYRING" : "STRIPE_WEBHOOK_SECRET"
       valueFrom = var.stripe_webhook_secret_arn
@@ -342,7 +349,8 @@ resource "aws_ecs_service" "webhook" {
     ignore_changes = [desired_count]
   }
 
-  depends_on = [aws_lb_listener.https]
+  # The tasks' role has its policies before the first task starts (the SQS start-up check reads the queue).
+  depends_on = [aws_lb_listener.https, aws_iam_role_policy_attachment.ecs_task_producer, aws_iam_role_policy_attachment.ecs_task_sqs_producer]
 }
 
 # Uses the Application Auto Scaling service-linked role for ECS (created on first use).
@@ -413,6 +421,8 @@ locals {
     { name = "ALLOWED_SOURCE_IPS", value = join(",", var.allowed_source_cidrs) },
     { name = "TRUSTED_PROXIES", value = "private" },
   ]
+  # FORWARD_SQS_QUEUE_URL with the SQS destination (sqs_enabled), nothing without.
+  sqs_env = [for name, value in local.sqs_environment : { name = name, value = value }]
 }
 
 resource "aws_vpc_security_group_ingress_rule" "ecs_load_balancer_https_stripe" {

@@ -2,6 +2,14 @@
 
 locals {
   lambda_count = var.lambda_enabled ? 1 : 0
+  # The function's environment without the SQS destination's FORWARD_SQS_QUEUE_URL (sqs.tf).
+  lambda_environment = {
+    STRIPE_WEBHOOK_SECRET         = var.stripe_webhook_secret
+    SINK                          = "firehose"
+    FIREHOSE_DELIVERY_STREAM_NAME = aws_kinesis_firehose_delivery_stream.archive.name
+    OVERSIZE_S3_BUCKET            = aws_s3_bucket.archive.id
+    RUST_LOG                      = "info"
+  }
 }
 
 resource "aws_cloudwatch_log_group" "lambda" {
@@ -25,7 +33,7 @@ data "aws_iam_policy_document" "lambda_assume" {
 resource "aws_iam_role" "lambda" {
   count              = local.lambda_count
   name_prefix        = "stripe-webhooks-lambda-"
-  description        = "Runs the Stripe webhook Lambda function; may write its log group and the archive stream only."
+  description        = "Runs the Stripe webhook Lambda function; may write its log group and the archive stream (and send to the SQS destination) only."
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
@@ -33,6 +41,13 @@ resource "aws_iam_role_policy_attachment" "lambda_producer" {
   count      = local.lambda_count
   role       = aws_iam_role.lambda[0].name
   policy_arn = aws_iam_policy.producer.arn
+}
+
+# With the SQS destination (sqs_enabled): send to its queue, nothing else (sqs.tf).
+resource "aws_iam_role_policy_attachment" "lambda_sqs_producer" {
+  count      = var.lambda_enabled && var.sqs_enabled ? 1 : 0
+  role       = aws_iam_role.lambda[0].name
+  policy_arn = aws_iam_policy.sqs_producer[0].arn
 }
 
 resource "aws_iam_role_policy" "lambda_logs" {
@@ -70,13 +85,7 @@ resource "aws_lambda_function" "webhook" {
   s3_object_version              = var.code_s3_object_version
 
   environment {
-    variables = {
-      STRIPE_WEBHOOK_SECRET         = var.stripe_webhook_secret
-      SINK                          = "firehose"
-      FIREHOSE_DELIVERY_STREAM_NAME = aws_kinesis_firehose_delivery_stream.archive.name
-      OVERSIZE_S3_BUCKET            = aws_s3_bucket.archive.id
-      RUST_LOG                      = "info"
-    }
+    variables = merge(local.lambda_environment, local.sqs_environment)
   }
 
   logging_config {
@@ -91,7 +100,7 @@ resource "aws_lambda_function" "webhook" {
     }
   }
 
-  depends_on = [aws_iam_role_policy.lambda_logs, aws_iam_role_policy_attachment.lambda_producer]
+  depends_on = [aws_iam_role_policy.lambda_logs, aws_iam_role_policy_attachment.lambda_producer, aws_iam_role_policy_attachment.lambda_sqs_producer]
 }
 
 # AuthType NONE is required: Stripe sends plain HTTPS POSTs and cannot SigV4-sign requests. The

@@ -1,10 +1,15 @@
 # Optional (sqs_enabled = true): the SQS destination, the same resources as
-# infra/cloudformation/stripe-webhooks-sqs.yaml (docs/forwarding-sqs.md). Set the sqs_queue_url output as
-# FORWARD_SQS_QUEUE_URL and attach sqs_producer_policy_arn to the service's role.
+# infra/cloudformation/stripe-webhooks-sqs.yaml (docs/forwarding-sqs.md). The ECS task and the Lambda
+# function of this configuration (ecs_enabled, lambda_enabled) send every record to the queue as well:
+# FORWARD_SQS_QUEUE_URL in their environment, the producer policy attached to their role (what the
+# CloudFormation stacks do with SqsStackName). A service deployed elsewhere: set the sqs_queue_url
+# output as FORWARD_SQS_QUEUE_URL and attach sqs_producer_policy_arn to its role.
 
 locals {
   sqs_count = var.sqs_enabled ? 1 : 0
   sqs_name  = var.fifo_queue ? "${var.queue_name}.fifo" : var.queue_name
+  # What the service's environment gains with the SQS destination (ecs.tf, lambda.tf).
+  sqs_environment = var.sqs_enabled ? { FORWARD_SQS_QUEUE_URL = aws_sqs_queue.events[0].url } : {}
 }
 
 # SSE-SQS (SQS-managed keys): encrypted at rest, nothing for producers or consumers to grant.

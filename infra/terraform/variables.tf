@@ -423,7 +423,7 @@ variable "allowed_source_cidrs" {
 # --- The SQS destination (sqs_enabled): infra/cloudformation/stripe-webhooks-sqs.yaml ---
 
 variable "sqs_enabled" {
-  description = "Create the SQS destination: the queue every record is also sent to (FORWARD_SQS_QUEUE_URL), its dead-letter queue, the producer policy and the alarms."
+  description = "Create the SQS destination: the queue every record is also sent to (FORWARD_SQS_QUEUE_URL), its dead-letter queue, the producer policy and the alarms; the ECS task and the Lambda function (ecs_enabled, lambda_enabled) send to it."
   type        = bool
   default     = false
 }

@@ -121,6 +121,73 @@ def load_cfn(path: Path) -> dict[str, Any]:
     return template
 
 
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def cfn_conditions(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, bool]:
+    """Every condition of a template, evaluated as CloudFormation would with these parameter values
+    (the others at their defaults)."""
+    values = {name: p.get("Default") for name, p in template.get("Parameters", {}).items()}
+    unknown = set(parameters) - set(values)
+    assert not unknown, f"not parameters of the template: {sorted(unknown)}"
+    values |= parameters
+    conditions = template.get("Conditions", {})
+    evaluated: dict[str, bool] = {}
+
+    def operand(node: Any) -> str:
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            value = values[node["Ref"]]
+            return ",".join(value) if isinstance(value, list) else str(value)
+        assert not isinstance(node, (dict, list)), f"unexpected operand in a condition: {node}"
+        return str(node)
+
+    def truth(node: Any) -> bool:
+        ((fn, arg),) = node.items()
+        if fn == "Fn::Equals":
+            left, right = arg
+            return operand(left) == operand(right)
+        if fn == "Fn::Not":
+            (inner,) = arg
+            return not truth(inner)
+        if fn == "Fn::And":
+            return all(truth(inner) for inner in arg)
+        if fn == "Fn::Or":
+            return any(truth(inner) for inner in arg)
+        if fn == "Condition":
+            return condition(arg)
+        raise AssertionError(f"unexpected condition function {fn}")
+
+    def condition(name: str) -> bool:
+        if name not in evaluated:
+            evaluated[name] = truth(conditions[name])
+        return evaluated[name]
+
+    return {name: condition(name) for name in conditions}
+
+
+def render_cfn(template: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The template as CloudFormation deploys it with these parameter values: resources and outputs
+    whose condition is false left out, each `Fn::If` replaced by its branch, `AWS::NoValue` removed
+    from lists and properties. Other intrinsics (Ref, Fn::ImportValue, ...) stay as they are."""
+    conditions = cfn_conditions(template, parameters or {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                name, yes, no = node["Fn::If"]
+                return walk(yes if conditions[name] else no)
+            return {k: w for k, w in ((k, walk(v)) for k, v in node.items()) if w != NO_VALUE}
+        if isinstance(node, list):
+            return [w for w in (walk(v) for v in node) if w != NO_VALUE]
+        return node
+
+    rendered = {k: v for k, v in template.items() if k != "Conditions"}
+    for section in ("Resources", "Outputs"):
+        kept = {n: r for n, r in template.get(section, {}).items() if "Condition" not in r or conditions[r["Condition"]]}
+        rendered[section] = walk({n: {k: v for k, v in r.items() if k != "Condition"} for n, r in kept.items()})
+    return rendered
+
+
 def _substitute(node: Any, identifier: str, value: str) -> Any:
     """`node` with every `{"Ref": identifier}` replaced by `value`."""
     if node == {"Ref": identifier}:

@@ -34,7 +34,7 @@ RUNBOOKS = ROOT / "docs" / "runbooks.md"
 PROMETHEUS_RULES = INFRA / "observability" / "prometheus-rules.yaml"
 TFVARS_EXAMPLE = TERRAFORM_DIR / "terraform.tfvars.example"
 # The documents whose `aws cloudformation deploy` commands an operator copies.
-GUIDES = (INFRA / "README.md", ROOT / "docs" / "deploy.md")
+GUIDES = (INFRA / "README.md", ROOT / "docs" / "deploy.md", ROOT / "docs" / "forwarding-sqs.md")
 
 RUNBOOKS_PARAMETER = "RunbooksUrl"
 RUNBOOKS_VARIABLE = "runbooks_url"
@@ -150,14 +150,19 @@ def test_the_tfvars_example_sets_every_required_variable(terraform: Terraform) -
     assert str(values[RUNBOOKS_VARIABLE]).strip('"').startswith("https://")
 
 
-def guide_deploy_commands(path: Path) -> list[tuple[str, set[str]]]:
-    """(template file name, parameter names passed) of each `aws cloudformation deploy` in the
-    document's code blocks, its continued lines joined and its comments dropped."""
+def guide_deploy_commands(path: Path) -> list[tuple[str, set[str], set[str]]]:
+    """(template file name, parameter names passed, parameter names its comments suggest) of each
+    `aws cloudformation deploy` in the document's code blocks, its continued lines joined. The
+    suggestions are the `Name=value` words of its own trailing comment and of the comment lines right
+    after it (`# Optional: DesiredCount=2 ...`)."""
     found = []
-    for block in re.findall(r"```(?:sh|bash|console)?\n(.*?)```", path.read_text(), re.S):
+    # Fences paired in order (a block of another language is skipped whole, its closing fence too).
+    for language, block in re.findall(r"^\s*```(\w*)\n(.*?)^\s*```", path.read_text(), re.S | re.M):
+        if language not in {"", "sh", "bash", "console"}:
+            continue
         text = re.sub(r"\\\n", " ", block)
-        for line in text.splitlines():
-            line = line.strip()
+        lines = [line.strip() for line in text.splitlines()]
+        for i, line in enumerate(lines):
             if "aws cloudformation deploy" not in line:
                 continue
             words = shlex.split(line, comments=True)
@@ -168,7 +173,13 @@ def guide_deploy_commands(path: Path) -> list[tuple[str, set[str]]]:
                 if word.startswith("--"):
                     break
                 passed.add(word.split("=", 1)[0])
-            found.append((Path(template).name, passed))
+            comments = [line.split(" # ", 1)[1]] if " # " in line else []
+            for after in lines[i + 1 :]:
+                if not after.startswith("#"):
+                    break
+                comments.append(after)
+            suggested = {name for comment in comments for name in re.findall(r"\b([A-Z][A-Za-z0-9]+)=", comment)}
+            found.append((Path(template).name, passed, suggested))
     return found
 
 
@@ -179,9 +190,12 @@ def test_the_guides_pass_every_required_parameter(guide: Path) -> None:
     commands = guide_deploy_commands(guide)
     assert commands, f"{guide.name}: no `aws cloudformation deploy` found"
     templates = {p.name: load_cfn(p) for p in CFN_TEMPLATES}
-    for name, passed in commands:
+    for name, passed, suggested in commands:
         missing = required_parameters(templates[name]) - passed
         assert not missing, f"{guide.name}: the deploy of {name} does not pass {sorted(missing)}"
+        # CloudFormation refuses a parameter the template does not declare, passed or suggested.
+        unknown = (passed | suggested) - set(templates[name]["Parameters"])
+        assert not unknown, f"{guide.name}: {name} has no parameter {sorted(unknown)}"
 
 
 # --- Runbooks ---

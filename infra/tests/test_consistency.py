@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from athena_ddl import parse_table_ddl
-from conftest import Terraform
+from conftest import Terraform, render_cfn
 from layout_spec import (
     ALARM_METRICS,
     BODY_READ_TIMEOUT_SECS,
@@ -290,6 +290,12 @@ RENAMED = {
     ("dashboard", "CoreStackName"): None,
     ("dashboard", "LambdaStackName"): None,
     ("dashboard", "EcsStackName"): None,
+    # The stacks that use the SQS destination import its stack's exports; Terraform's switch is
+    # sqs_enabled, which wires the queue into the ECS task and the Lambda function of the same
+    # configuration.
+    ("lambda", "SqsStackName"): None,
+    ("ecs", "SqsStackName"): None,
+    ("dashboard", "SqsStackName"): None,
 }
 TERRAFORM_ONLY = {"lambda_enabled", "ecs_enabled", "sqs_enabled"}
 
@@ -359,17 +365,28 @@ def test_alarms_agree(cfn_main: Template, terraform: Terraform) -> None:
     assert terraform.locals["alarm_actions"] == ["${aws_sns_topic.alarms.arn}"]
 
 
-def test_outputs_name_everything_a_user_needs(cfn_main: Template, cfn_lambda: Template, terraform: Terraform) -> None:
+def test_outputs_name_everything_a_user_needs(
+    cfn_main: Template, cfn_lambda: Template, cfn_ecs: Template, cfn_sqs: Template, terraform: Terraform
+) -> None:
     needed = {"BucketName", "DeliveryStreamName", "DeliveryStreamArn", "ProducerPolicyArn", "Region", "ServerEnvironment"}
     assert needed <= set(cfn_main["Outputs"])
     assert {snake(n) for n in needed} <= set(terraform.outputs)
     env = cfn_main["Outputs"]["ServerEnvironment"]["Value"]["Fn::Sub"]
     for var in ("SINK=firehose", "AWS_REGION=", "FIREHOSE_DELIVERY_STREAM_NAME=", "OVERSIZE_S3_BUCKET="):
         assert var in env and var in terraform.outputs["server_environment"]["value"], var
-    # Every value the Lambda stack imports is exported by the main stack.
-    exports = {o["Export"]["Name"]["Fn::Sub"] for o in cfn_main["Outputs"].values() if "Export" in o}
-    imports = {v["Fn::ImportValue"]["Fn::Sub"] for v in _values_with_key(cfn_lambda, "Fn::ImportValue")}
-    assert imports and {i.replace("${CoreStackName}", "${AWS::StackName}") for i in imports} <= exports
+    # Every value the Lambda and ECS stacks import is exported by the stack they name: the main stack
+    # (CoreStackName) or the SQS destination's (SqsStackName).
+    exports = {
+        stack: {o["Export"]["Name"]["Fn::Sub"] for o in t["Outputs"].values() if "Export" in o}
+        for stack, t in (("Core", cfn_main), ("Sqs", cfn_sqs))
+    }
+    for template in (cfn_lambda, cfn_ecs):
+        imports = [v["Fn::ImportValue"]["Fn::Sub"] for v in _values_with_key(template, "Fn::ImportValue")]
+        assert imports
+        for imported in imports:
+            m = re.fullmatch(r"\$\{(\w+)StackName\}(-\w+)", imported)
+            assert m and m.group(1) in exports, imported
+            assert "${AWS::StackName}" + m.group(2) in exports[m.group(1)], f"{imported} is not exported"
 
 
 def _values_with_key(node: Any, key: str) -> list[dict[str, Any]]:
@@ -386,7 +403,8 @@ def _values_with_key(node: Any, key: str) -> list[dict[str, Any]]:
 
 
 def test_lambda_agrees(cfn_lambda: Template, terraform: Terraform) -> None:
-    _, fn = only_resource(cfn_lambda, "AWS::Lambda::Function")
+    # As deployed without the SQS destination (SqsStackName empty, Terraform's sqs_enabled false).
+    _, fn = only_resource(render_cfn(cfn_lambda), "AWS::Lambda::Function")
     props = fn["Properties"]
     tf_fn = terraform.resource("aws_lambda_function", "webhook")
     assert props["Runtime"] == tf_fn["runtime"] == "provided.al2023"
@@ -395,7 +413,8 @@ def test_lambda_agrees(cfn_lambda: Template, terraform: Terraform) -> None:
     assert props["Architectures"] == [{"Ref": "Architecture"}]
     assert props["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
     assert tf_fn["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
-    assert set(props["Environment"]["Variables"]) == set(tf_fn["environment"][0]["variables"]) == FUNCTION_ENV_VARS
+    assert tf_fn["environment"][0]["variables"] == "${merge(local.lambda_environment, local.sqs_environment)}"
+    assert set(props["Environment"]["Variables"]) == set(terraform.locals["lambda_environment"]) == FUNCTION_ENV_VARS
     assert cfn_lambda["Parameters"]["StripeWebhookSecret"]["NoEcho"] is True
     assert props["Code"]["S3Bucket"] == {"Ref": "CodeS3Bucket"} and props["Code"]["S3Key"] == {"Ref": "CodeS3Key"}
 
@@ -407,7 +426,7 @@ def test_lambda_agrees(cfn_lambda: Template, terraform: Terraform) -> None:
     assert all(p["Properties"]["Principal"] == "*" for p in perms.values())
 
     # The role gets the main stack's producer policy and may write only its own log group.
-    _, role = only_resource(cfn_lambda, "AWS::IAM::Role")
+    _, role = only_resource(render_cfn(cfn_lambda), "AWS::IAM::Role")
     assert role["Properties"]["ManagedPolicyArns"] == [{"Fn::ImportValue": {"Fn::Sub": "${CoreStackName}-ProducerPolicyArn"}}]
     assert terraform.resource("aws_iam_role_policy_attachment", "lambda_producer")["policy_arn"] == (
         "${aws_iam_policy.producer.arn}"
@@ -463,12 +482,14 @@ def test_shutdown_constants_match_the_code() -> None:
 def _ecs_container(cfn_ecs: Template) -> dict[str, Any]:
     """The server's container (the other task definition, ReconcileTaskDefinition, is optional), with
     its environment as deployed by default: the source allowlist's two variables are there only when
-    SourceAllowlist is not none, as in Terraform's `local.source_env`."""
+    SourceAllowlist is not none, as in Terraform's `local.source_env`, and FORWARD_SQS_QUEUE_URL only
+    when SqsStackName is set, as in Terraform's `local.sqs_env`."""
     (container,) = cfn_ecs["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     conditional = [e for e in container["Environment"] if "Fn::If" in e]
-    assert [e["Fn::If"][0] for e in conditional] == ["RestrictSources", "RestrictSources"]
-    assert [e["Fn::If"][1]["Name"] for e in conditional] == ["ALLOWED_SOURCE_IPS", "TRUSTED_PROXIES"]
+    assert [e["Fn::If"][0] for e in conditional] == ["RestrictSources", "RestrictSources", "HasSqsDestination"]
+    assert [e["Fn::If"][1]["Name"] for e in conditional] == ["ALLOWED_SOURCE_IPS", "TRUSTED_PROXIES", "FORWARD_SQS_QUEUE_URL"]
     assert cfn_ecs["Parameters"]["SourceAllowlist"]["Default"] == "none"
+    assert cfn_ecs["Parameters"]["SqsStackName"]["Default"] == ""
     return {**container, "Environment": [e for e in container["Environment"] if "Fn::If" not in e]}
 
 
@@ -476,8 +497,9 @@ def _tf_ecs_container(terraform: Terraform) -> dict[str, Any]:
     task = terraform.resource("aws_ecs_task_definition", "webhook")
     assert task["container_definitions"] == "${jsonencode([local.container_definition])}"
     container = terraform.locals["container_definition"]
-    # The allowlist's variables join only when source_allowlist is not "none", as in CloudFormation.
-    assert container["environment"] == "${concat(local.container_environment, local.source_env)}"
+    # The allowlist's variables join only when source_allowlist is not "none", and the queue's URL only
+    # with sqs_enabled, as in CloudFormation.
+    assert container["environment"] == "${concat(local.container_environment, local.source_env, local.sqs_env)}"
     assert terraform.variables["source_allowlist"]["default"] == "none"
     return {**container, "environment": terraform.locals["container_environment"]}
 
@@ -609,16 +631,19 @@ def test_ecs_task_port_is_open_only_to_the_load_balancer(cfn_ecs: Template, terr
 
 
 def test_ecs_task_role_is_the_producer_policy(cfn_ecs: Template, terraform: Terraform) -> None:
-    role = cfn_ecs["Resources"]["TaskRole"]["Properties"]
+    # As deployed without the SQS destination (the test below covers it).
+    role = render_cfn(cfn_ecs)["Resources"]["TaskRole"]["Properties"]
     assert role["ManagedPolicyArns"] == [{"Fn::ImportValue": {"Fn::Sub": "${CoreStackName}-ProducerPolicyArn"}}]
     assert "Policies" not in role
     task = cfn_ecs["Resources"]["TaskDefinition"]
     assert task["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
     assert task["Properties"]["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
     attachments = {
-        body["role"]: body["policy_arn"] for body in terraform.resources["aws_iam_role_policy_attachment"].values()
+        body["policy_arn"]
+        for body in terraform.resources["aws_iam_role_policy_attachment"].values()
+        if body["role"] == "${aws_iam_role.ecs_task[0].name}"
     }
-    assert attachments["${aws_iam_role.ecs_task[0].name}"] == "${aws_iam_policy.producer.arn}"
+    assert attachments == {"${aws_iam_policy.producer.arn}", "${aws_iam_policy.sqs_producer[0].arn}"}
     inline = terraform.resources["aws_iam_role_policy"].values()
     assert not any(body["role"].startswith("${aws_iam_role.ecs_task") for body in inline), "no inline policy"
     # The execution role may read exactly the one secret.
@@ -777,3 +802,122 @@ def test_sqs_destination_agrees(cfn_sqs: Template, terraform: Terraform) -> None
         assert tf["alarm_actions"] == tf["ok_actions"] == "${local.alarm_actions}"
     assert "FORWARD_SQS_QUEUE_URL=" in cfn_sqs["Outputs"]["ServerEnvironment"]["Value"]["Fn::Sub"]
     assert "FORWARD_SQS_QUEUE_URL" in SERVICE_ENV_VARS
+
+
+# The ECS and Lambda stacks send to the queue when SqsStackName names the SQS stack (Terraform: the
+# ECS task and the Lambda function of the configuration, with sqs_enabled): FORWARD_SQS_QUEUE_URL in
+# the service's environment and the SQS stack's producer policy on its role; nothing of either without.
+SQS_STACK_NAME = "stripe-webhooks-sqs"
+SERVICE_ROLES = {"ecs": "TaskRole", "lambda": "FunctionRole"}
+CORE_PRODUCER_POLICY = {"Fn::ImportValue": {"Fn::Sub": "${CoreStackName}-ProducerPolicyArn"}}
+
+
+def _service_environment(stack: str, rendered: Template) -> dict[str, Any]:
+    if stack == "ecs":
+        (container,) = rendered["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+        return {e["Name"]: e["Value"] for e in container["Environment"]}
+    _, fn = only_resource(rendered, "AWS::Lambda::Function")
+    return fn["Properties"]["Environment"]["Variables"]
+
+
+@pytest.mark.parametrize("stack", sorted(SERVICE_ROLES))
+def test_the_sqs_destination_is_wired_only_when_its_stack_is_named(
+    stack: str, cfn_ecs: Template, cfn_lambda: Template
+) -> None:
+    template = {"ecs": cfn_ecs, "lambda": cfn_lambda}[stack]
+    assert template["Parameters"]["SqsStackName"]["Default"] == ""
+
+    off = render_cfn(template)
+    assert "FORWARD_SQS_QUEUE_URL" not in _service_environment(stack, off)
+    assert off["Resources"][SERVICE_ROLES[stack]]["Properties"]["ManagedPolicyArns"] == [CORE_PRODUCER_POLICY]
+    assert "${SqsStackName}" not in json.dumps(off["Resources"]), "nothing is imported from an SQS stack"
+
+    on = render_cfn(template, {"SqsStackName": SQS_STACK_NAME})
+    env = _service_environment(stack, on)
+    assert env["FORWARD_SQS_QUEUE_URL"] == {"Fn::ImportValue": {"Fn::Sub": "${SqsStackName}-QueueUrl"}}
+    # Everything else in the environment is as without the destination.
+    assert {k: v for k, v in env.items() if k != "FORWARD_SQS_QUEUE_URL"} == _service_environment(stack, off)
+    assert env["SINK"] == "firehose", "the SQS destination runs beside the Firehose sink only"
+    assert set(env) <= SERVICE_ENV_VARS | {LOG_FILTER_ENV_VAR}
+    role = on["Resources"][SERVICE_ROLES[stack]]["Properties"]
+    assert role["ManagedPolicyArns"] == [
+        CORE_PRODUCER_POLICY,
+        {"Fn::ImportValue": {"Fn::Sub": "${SqsStackName}-SqsProducerPolicyArn"}},
+    ]
+    # Those two imports are all the parameter changes, and no policy of the stack itself grants SQS.
+    assert json.dumps(on["Resources"]).count("${SqsStackName}") == 2
+    assert '"sqs:' not in json.dumps(on["Resources"])
+    assert set(on["Resources"]) == set(off["Resources"])
+
+
+def test_what_the_services_import_from_the_sqs_stack_is_least_privilege(cfn_sqs: Template, terraform: Terraform) -> None:
+    """The queue's URL, and the producer policy: sqs:SendMessage (what SendMessageBatch is authorized
+    as) and the start-up check's sqs:GetQueueAttributes, on that queue only, with no condition that
+    could widen it. Both queues use SSE-SQS, so no KMS grant is needed (a customer-managed key would
+    need kms:GenerateDataKey and kms:Decrypt on it)."""
+    exported = {o["Export"]["Name"]["Fn::Sub"]: o["Value"] for o in cfn_sqs["Outputs"].values() if "Export" in o}
+    assert exported["${AWS::StackName}-QueueUrl"] == {"Ref": "Queue"}
+    assert exported["${AWS::StackName}-SqsProducerPolicyArn"] == {"Ref": "SqsProducerPolicy"}
+    document = cfn_sqs["Resources"]["SqsProducerPolicy"]["Properties"]["PolicyDocument"]
+    (statement,) = document["Statement"]
+    assert set(statement) == {"Sid", "Effect", "Action", "Resource"}
+    assert statement["Effect"] == "Allow" and set(statement["Action"]) == SQS_PRODUCER_ACTIONS
+    assert statement["Resource"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    for name, queue in resources_of(cfn_sqs, "AWS::SQS::Queue").items():
+        assert "KmsMasterKeyId" not in queue["Properties"], f"{name}: a CMK needs kms grants for the producer"
+    for name in ("events", "dead_letter"):
+        assert "kms_master_key_id" not in terraform.resource("aws_sqs_queue", name), name
+
+
+def test_terraform_wires_the_sqs_destination_only_with_sqs_enabled(terraform: Terraform) -> None:
+    assert terraform.variables["sqs_enabled"]["default"] is False
+    # The one setting, present only with sqs_enabled, in the task's and the function's environment.
+    assert terraform.locals["sqs_environment"] == (
+        "${var.sqs_enabled ? {FORWARD_SQS_QUEUE_URL = aws_sqs_queue.events[0].url} : {}}"
+    )
+    assert terraform.locals["sqs_env"] == "${[for name, value in local.sqs_environment : {name = name, value = value}]}"
+    assert terraform.locals["container_definition"]["environment"].endswith(", local.sqs_env)}")
+    fn = terraform.resource("aws_lambda_function", "webhook")
+    assert fn["environment"][0]["variables"] == "${merge(local.lambda_environment, local.sqs_environment)}"
+    assert "FORWARD_SQS_QUEUE_URL" not in terraform.locals["lambda_environment"]
+    # The producer policy on the role that runs each, only when both the service and the queue exist;
+    # the service starts only after its role has it (the start-up check reads the queue).
+    sqs_attachments = {
+        name: body
+        for name, body in terraform.resources["aws_iam_role_policy_attachment"].items()
+        if "sqs_producer" in body["policy_arn"]
+    }
+    assert set(sqs_attachments) == {"ecs_task_sqs_producer", "lambda_sqs_producer"}
+    for name, (switch, role) in {
+        "ecs_task_sqs_producer": ("ecs_enabled", "ecs_task"),
+        "lambda_sqs_producer": ("lambda_enabled", "lambda"),
+    }.items():
+        body = sqs_attachments[name]
+        assert body["count"] == f"${{var.{switch} && var.sqs_enabled ? 1 : 0}}", name
+        assert body["role"] == f"${{aws_iam_role.{role}[0].name}}", name
+        assert body["policy_arn"] == "${aws_iam_policy.sqs_producer[0].arn}", name
+    assert "${aws_iam_role_policy_attachment.lambda_sqs_producer}" in fn["depends_on"]
+    service = terraform.resource("aws_ecs_service", "webhook")
+    assert "${aws_iam_role_policy_attachment.ecs_task_sqs_producer}" in service["depends_on"]
+    # No inline policy of either role grants anything on SQS.
+    for body in terraform.resources["aws_iam_role_policy"].values():
+        assert "sqs:" not in json.dumps(body), body["role"]
+
+
+def test_the_sqs_destination_fits_the_timeouts_sized_for_firehose(cfn_lambda: Template, terraform: Terraform) -> None:
+    """With the SQS destination a webhook waits for both puts at once, and shutdown drains both at
+    once (BothSinks joins them): the ECS stop timeout, the deregistration delay and the Lambda
+    timeout, sized for Firehose, hold when the ECS or Lambda stack turns the queue on."""
+    both = (ROOT / "crates" / "stripe-webhook-service" / "src" / "both.rs").read_text()
+    assert "tokio::join!(self.first.put(record.clone()), self.second.put(record))" in both
+    assert "tokio::join!(self.first.shutdown(), self.second.shutdown())" in both
+    config = (ROOT / "crates" / "stripe-webhook-sink-sqs" / "src" / "config.rs").read_text()
+    drain = re.search(r"shutdown_timeout: Duration::from_secs\((\d+)\)", config)
+    deadline = re.search(r'env = "FORWARD_SQS_DEADLINE_MS", default_value_t = (\d+)\)', SETTINGS_SOURCES[0].read_text())
+    assert drain and deadline, "the SQS sink's shutdown wait or deadline not found"
+    sqs_drain, sqs_deadline = int(drain.group(1)), int(deadline.group(1)) / 1000
+    assert STOP_TIMEOUT_SECS > SHUTDOWN_TIMEOUT_SECS + max(FIREHOSE_SHUTDOWN_DRAIN_SECS, sqs_drain)
+    assert STOP_TIMEOUT_SECS > BODY_READ_TIMEOUT_SECS + max(FIREHOSE_DEADLINE_SECS, sqs_deadline)
+    timeout = cfn_lambda["Parameters"]["TimeoutSeconds"]["Default"]
+    assert timeout == terraform.variables["timeout_seconds"]["default"]
+    assert timeout > max(FIREHOSE_DEADLINE_SECS, sqs_deadline)

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from conftest import CHECKOV_RUNS, Terraform
-from layout_spec import CFN_DASHBOARD, CFN_ECS, CFN_LAMBDA, CFN_MAIN
+from layout_spec import CFN_DASHBOARD, CFN_ECS, CFN_LAMBDA, CFN_MAIN, CFN_SQS
 
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+):(.*)$")
 MIN_REASON_CHARS = 40
 
 
-@pytest.mark.parametrize("template", [CFN_MAIN, CFN_LAMBDA, CFN_ECS, CFN_DASHBOARD], ids=lambda p: p.name)
+@pytest.mark.parametrize("template", [CFN_MAIN, CFN_LAMBDA, CFN_ECS, CFN_DASHBOARD, CFN_SQS], ids=lambda p: p.name)
 def test_cfn_lint_is_clean(tool_bins: dict[str, Path], template: Path) -> None:
     r = subprocess.run([str(tool_bins["cfn-lint"]), str(template)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"cfn-lint {template.name} (exit {r.returncode}):\n{r.stdout}{r.stderr}"
@@ -108,6 +108,7 @@ EXPECTED_TF_RESOURCES = {
     "aws_cloudwatch_log_group.lambda",
     "aws_iam_role.lambda",
     "aws_iam_role_policy_attachment.lambda_producer",
+    "aws_iam_role_policy_attachment.lambda_sqs_producer",
     "aws_iam_role_policy.lambda_logs",
     "aws_lambda_function.webhook",
     "aws_lambda_function_url.webhook",
@@ -120,6 +121,7 @@ EXPECTED_TF_RESOURCES = {
     "aws_iam_role_policy.ecs_execution_secret",
     "aws_iam_role.ecs_task",
     "aws_iam_role_policy_attachment.ecs_task_producer",
+    "aws_iam_role_policy_attachment.ecs_task_sqs_producer",
     "aws_ecs_task_definition.webhook",
     "aws_security_group.ecs_load_balancer",
     "aws_vpc_security_group_ingress_rule.ecs_load_balancer_https",

@@ -73,7 +73,8 @@ EMF_NAMESPACE = EMF.namespace
 FUNCTION_NAME = "<FunctionName>"
 # The AWS metrics the CloudWatch dashboard and alarms read, with their dimensions (AWS docs:
 # "Monitoring Amazon Data Firehose with CloudWatch metrics", "Monitoring functions" / "Function URL
-# metrics" for Lambda, "CloudWatch metrics for your Application Load Balancer").
+# metrics" for Lambda, "CloudWatch metrics for your Application Load Balancer", "Available CloudWatch
+# metrics for Amazon SQS").
 AWS_METRICS = {
     "AWS/Firehose": {
         "IncomingRecords", "IncomingBytes", "ThrottledRecords", "DeliveryToS3.Success", "DeliveryToS3.Records",
@@ -87,6 +88,10 @@ AWS_METRICS = {
         "RequestCount", "HTTPCode_Target_2XX_Count", "HTTPCode_Target_4XX_Count", "HTTPCode_Target_5XX_Count",
         "HTTPCode_ELB_5XX_Count", "TargetResponseTime", "HealthyHostCount", "UnHealthyHostCount",
     },
+    "AWS/SQS": {
+        "NumberOfMessagesSent", "NumberOfMessagesDeleted", "ApproximateNumberOfMessagesVisible",
+        "ApproximateNumberOfMessagesNotVisible", "ApproximateAgeOfOldestMessage",
+    },
 }
 # The metric the ECS stack's metric filter makes of the scheduled reconcile's JSON summaries (one
 # per service and environment, without dimensions).
@@ -96,6 +101,7 @@ AWS_DIMENSIONS = {
     "AWS/Firehose": {frozenset({"DeliveryStreamName"})},
     "AWS/Lambda": {frozenset({"FunctionName"})},
     "AWS/ApplicationELB": {frozenset({"LoadBalancer"}), frozenset({"LoadBalancer", "TargetGroup"})},
+    "AWS/SQS": {frozenset({"QueueName"})},
 }
 # CloudWatch statistics that fit each metric kind (EMF: counters are counts per flush, gauges the
 # last value, histograms the values recorded).
@@ -212,6 +218,8 @@ TF_NAMES = {
     "${var.function_name}": FUNCTION_NAME,
     "${local.dashboard_load_balancer}": "<LoadBalancerFullName>",
     "${local.dashboard_target_group}": "<TargetGroupFullName>",
+    "${local.dashboard_queue}": "<QueueName>",
+    "${local.dashboard_dead_letter_queue}": "<DeadLetterQueueName>",
 }
 
 
@@ -235,7 +243,7 @@ def cfn_evaluate(node: Any, conditions: dict[str, bool], names: dict[str, str] |
         return "<" + exported.rsplit("-", 1)[1] + ">"
     if fn == "Fn::Sub":
         template, variables = (arg, {}) if isinstance(arg, str) else arg
-        scope = dict(CFN_NAMES) | {f"{k}StackName": f"<{k}StackName>" for k in ("Core", "Lambda", "Ecs")}
+        scope = dict(CFN_NAMES) | {f"{k}StackName": f"<{k}StackName>" for k in ("Core", "Lambda", "Ecs", "Sqs")}
         scope |= {k: cfn_evaluate(v, conditions, names) for k, v in variables.items()}
 
         def substitute(m: re.Match[str]) -> str:
@@ -248,9 +256,13 @@ def cfn_evaluate(node: Any, conditions: dict[str, bool], names: dict[str, str] |
     raise AssertionError(f"unexpected intrinsic {fn}")
 
 
-def cfn_dashboard_widgets(cfn_dashboard: dict[str, Any], *, lambda_: bool, ecs: bool) -> list[dict[str, Any]]:
+def cfn_dashboard_widgets(
+    cfn_dashboard: dict[str, Any], *, lambda_: bool, ecs: bool, sqs: bool = False
+) -> list[dict[str, Any]]:
     body = cfn_dashboard["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
-    text = cfn_evaluate(body, {"HasLambda": lambda_, "HasEcs": ecs})
+    conditions = {"HasLambda": lambda_, "HasEcs": ecs, "HasSqs": sqs, "HasLambdaSqs": lambda_ and sqs}
+    assert set(conditions) == set(cfn_dashboard["Conditions"])
+    text = cfn_evaluate(body, conditions)
     try:
         return json.loads(text)["widgets"]
     except json.JSONDecodeError as e:
@@ -268,15 +280,21 @@ def _hcl_unescape(value: Any) -> Any:
     return value
 
 
-def tf_dashboard_widgets(terraform: Terraform, *, lambda_: bool, ecs: bool) -> list[dict[str, Any]]:
+def tf_dashboard_widgets(
+    terraform: Terraform, *, lambda_: bool, ecs: bool, sqs: bool = False
+) -> list[dict[str, Any]]:
     body = terraform.resource("aws_cloudwatch_dashboard", "webhooks")["dashboard_body"]
     assert body == (
         "${jsonencode({widgets = concat(local.dashboard_firehose_widgets, "
+        "[for w in local.dashboard_sqs_widgets : w if var.sqs_enabled], "
         "[for w in local.dashboard_lambda_widgets : w if var.lambda_enabled], "
+        "[for w in local.dashboard_lambda_sqs_widgets : w if var.lambda_enabled && var.sqs_enabled], "
         "[for w in local.dashboard_ecs_widgets : w if var.ecs_enabled])})}"
     ), body
     widgets = list(terraform.locals["dashboard_firehose_widgets"])
+    widgets += terraform.locals["dashboard_sqs_widgets"] if sqs else []
     widgets += terraform.locals["dashboard_lambda_widgets"] if lambda_ else []
+    widgets += terraform.locals["dashboard_lambda_sqs_widgets"] if lambda_ and sqs else []
     widgets += terraform.locals["dashboard_ecs_widgets"] if ecs else []
     text = json.dumps(_hcl_unescape(widgets))
     for ref, placeholder in TF_NAMES.items():
@@ -1249,27 +1267,38 @@ def test_every_promql_expression_parses_and_reads_what_it_means(queries: list[Qu
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sqs", [False, True], ids=["", "sqs"])
 @pytest.mark.parametrize(("lambda_", "ecs"), [(False, False), (True, False), (False, True), (True, True)])
 def test_cloudwatch_dashboards_agree(
-    cfn_dashboard: dict[str, Any], terraform: Terraform, lambda_: bool, ecs: bool
+    cfn_dashboard: dict[str, Any], terraform: Terraform, lambda_: bool, ecs: bool, sqs: bool
 ) -> None:
-    cfn = cfn_dashboard_widgets(cfn_dashboard, lambda_=lambda_, ecs=ecs)
-    tf = tf_dashboard_widgets(terraform, lambda_=lambda_, ecs=ecs)
+    cfn = cfn_dashboard_widgets(cfn_dashboard, lambda_=lambda_, ecs=ecs, sqs=sqs)
+    tf = tf_dashboard_widgets(terraform, lambda_=lambda_, ecs=ecs, sqs=sqs)
     assert cfn == tf
     namespaces = {m.namespace for m in widget_metrics(cfn)}
     assert namespaces == {"AWS/Firehose"} | ({"AWS/Lambda", EMF_NAMESPACE} if lambda_ else set()) | (
         {"AWS/ApplicationELB"} if ecs else set()
-    )
+    ) | ({"AWS/SQS"} if sqs else set())
+    # The function's own SQS metrics appear when it has the destination (both stacks named).
+    sqs_emf = {m.name for m in widget_metrics(cfn) if m.name.startswith("stripe_webhook_sqs_")}
+    assert bool(sqs_emf) == (lambda_ and sqs), sqs_emf
     assert terraform.locals["dashboard_stream"] == "${aws_kinesis_firehose_delivery_stream.archive.name}"
-    assert terraform.locals["dashboard_load_balancer"] == "${one(aws_lb.webhook[*].arn_suffix)}"
-    assert terraform.locals["dashboard_target_group"] == "${one(aws_lb_target_group.webhook[*].arn_suffix)}"
+    # Empty, never null, when their part is off: Terraform refuses null in a string template, and the
+    # text widgets name them (the widgets are left out, but their locals are evaluated all the same).
+    for local, ref in (
+        ("dashboard_load_balancer", "aws_lb.webhook[0].arn_suffix"),
+        ("dashboard_target_group", "aws_lb_target_group.webhook[0].arn_suffix"),
+        ("dashboard_queue", "aws_sqs_queue.events[0].name"),
+        ("dashboard_dead_letter_queue", "aws_sqs_queue.dead_letter[0].name"),
+    ):
+        assert terraform.locals[local] == f'${{try({ref}, "")}}', local
     tf_name = terraform.resource("aws_cloudwatch_dashboard", "webhooks")["dashboard_name"]
     assert tf_name == "${var.dashboard_name}-${var.environment}"
     assert cfn_dashboard["Resources"]["Dashboard"]["Properties"]["DashboardName"] == {"Fn::Sub": "${DashboardName}-${Environment}"}
 
 
 def test_cloudwatch_dashboard_shows_what_the_issue_asks(cfn_dashboard: dict[str, Any]) -> None:
-    widgets = cfn_dashboard_widgets(cfn_dashboard, lambda_=True, ecs=True)
+    widgets = cfn_dashboard_widgets(cfn_dashboard, lambda_=True, ecs=True, sqs=True)
     shown = {(m.namespace, m.name, m.stat) for m in widget_metrics(widgets)}
     for namespace, name, stat in (
         ("AWS/Firehose", "IncomingRecords", "Sum"), ("AWS/Firehose", "IncomingBytes", "Sum"),
@@ -1280,6 +1309,11 @@ def test_cloudwatch_dashboard_shows_what_the_issue_asks(cfn_dashboard: dict[str,
         (EMF_NAMESPACE, "stripe_webhook_requests_total", "Sum"),
         (EMF_NAMESPACE, "stripe_webhook_verification_failures_total", "Sum"),
         (EMF_NAMESPACE, "stripe_webhook_sink_put_seconds", "p99"),
+        ("AWS/SQS", "NumberOfMessagesSent", "Sum"), ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum"),
+        (EMF_NAMESPACE, "stripe_webhook_sqs_calls_total", "Sum"), (EMF_NAMESPACE, "stripe_webhook_sqs_call_seconds", "p99"),
+        (EMF_NAMESPACE, "stripe_webhook_sqs_messages_total", "Sum"),
+        (EMF_NAMESPACE, "stripe_webhook_sqs_messages_failed_total", "Sum"),
     ):
         assert (namespace, name, stat) in shown, (namespace, name, stat)
     for w in widgets:
@@ -1301,7 +1335,7 @@ def test_cloudwatch_metrics_exist_with_their_dimensions(
     cfn_dashboard: dict[str, Any], cfn_main: dict[str, Any], cfn_lambda: dict[str, Any], cfn_ecs: dict[str, Any],
     metrics: dict[str, Metric],
 ) -> None:
-    used = widget_metrics(cfn_dashboard_widgets(cfn_dashboard, lambda_=True, ecs=True))
+    used = widget_metrics(cfn_dashboard_widgets(cfn_dashboard, lambda_=True, ecs=True, sqs=True))
     for template in (cfn_lambda, cfn_ecs):
         used += alarm_metrics(cfn_alarms(template))
     for m in used:
@@ -1328,6 +1362,42 @@ def test_cloudwatch_metrics_exist_with_their_dimensions(
         ((metric, _, _),) = alarm["metrics"].values()
         assert metric[0] == "AWS/Firehose" and metric[1] in AWS_METRICS["AWS/Firehose"]
         assert metric[2] == (("DeliveryStreamName", "<DeliveryStreamName>"),)
+
+
+def lambda_sink_labels() -> set[str]:
+    """The `sink` values the function can report, read from the code: the Firehose sink's name, and
+    the name of Firehose with the SQS destination beside it (`BothSinks`)."""
+    firehose = re.search(
+        r"fn name\(&self\) -> &'static str \{\s*\"([^\"]+)\"",
+        (ROOT / "crates" / "stripe-webhook-sink-firehose" / "src" / "lib.rs").read_text(),
+    )
+    both = re.findall(r'BothSinks::new\("([^"]+)"', (ROOT / "crates" / "stripe-webhook-service" / "src" / "sinks.rs").read_text())
+    assert firehose and both, "the sinks' names were not found in the code"
+    return {firehose.group(1), *both}
+
+
+def test_every_selection_of_a_sink_covers_every_sink_the_service_reports(
+    cfn_dashboard: dict[str, Any], cfn_lambda: dict[str, Any], queries: list[Query]
+) -> None:
+    """A widget or alarm that selects one `sink` value misses a service whose sink is another
+    (`firehose+sqs` with the SQS destination): whatever selects a sink in CloudWatch selects each of
+    them, with the same statistic and the other dimensions alike; PromQL groups by the label instead.
+    (Terraform's dashboard and alarms are the same as CloudFormation's: tests above.)"""
+    sinks = lambda_sink_labels()
+    assert sinks == {"firehose", "firehose+sqs"}, sinks
+    used = widget_metrics(cfn_dashboard_widgets(cfn_dashboard, lambda_=True, ecs=False, sqs=True))
+    used += alarm_metrics(cfn_alarms(cfn_lambda))
+    selections: dict[tuple[Any, ...], set[str]] = {}
+    for m in used:
+        dims = dict(m.dimensions)
+        if "sink" in dims:
+            others = tuple(sorted((k, v) for k, v in dims.items() if k != "sink"))
+            selections.setdefault((m.where, m.name, m.stat, others), set()).add(dims["sink"])
+    assert selections, "the dashboard shows the sink put latency by sink"
+    for key, selected in selections.items():
+        assert "*" in selected or selected >= sinks, f"{key}: selects sink {sorted(selected)}, not each of {sorted(sinks)}"
+    for query in queries:
+        assert not re.search(r'\bsink\s*(=|!=|=~|!~)\s*"', query.expr), f"a PromQL query selects a sink: {query.expr}"
 
 
 # Alarms on silence: their metric is absent when nothing arrives, so missing data breaches.
@@ -1366,16 +1436,19 @@ def test_lambda_and_ecs_alarms_agree(cfn_lambda: dict[str, Any], cfn_ecs: dict[s
 
 
 def test_dashboard_imports_are_exported(
-    cfn_dashboard: dict[str, Any], cfn_main: dict[str, Any], cfn_lambda: dict[str, Any], cfn_ecs: dict[str, Any]
+    cfn_dashboard: dict[str, Any], cfn_main: dict[str, Any], cfn_lambda: dict[str, Any], cfn_ecs: dict[str, Any],
+    cfn_sqs: dict[str, Any],
 ) -> None:
     exports = {
         stack: {o["Export"]["Name"]["Fn::Sub"] for o in t["Outputs"].values() if "Export" in o}
-        for stack, t in (("Core", cfn_main), ("Lambda", cfn_lambda), ("Ecs", cfn_ecs))
+        for stack, t in (("Core", cfn_main), ("Lambda", cfn_lambda), ("Ecs", cfn_ecs), ("Sqs", cfn_sqs))
     }
     imports = re.findall(r'"Fn::ImportValue": \{"Fn::Sub": "\$\{(\w+)StackName\}(-\w+)"\}', json.dumps(cfn_dashboard))
-    assert len(imports) == 4, imports
+    assert len(imports) == 7, imports
     for stack, suffix in imports:
         assert "${AWS::StackName}" + suffix in exports[stack], f"{stack} stack does not export {suffix}"
     assert cfn_lambda["Outputs"]["FunctionName"]["Value"] == {"Ref": "Function"}
     assert cfn_ecs["Outputs"]["LoadBalancerFullName"]["Value"] == {"Fn::GetAtt": ["LoadBalancer", "LoadBalancerFullName"]}
     assert cfn_ecs["Outputs"]["TargetGroupFullName"]["Value"] == {"Fn::GetAtt": ["TargetGroup", "TargetGroupFullName"]}
+    assert cfn_sqs["Outputs"]["QueueName"]["Value"] == {"Fn::GetAtt": ["Queue", "QueueName"]}
+    assert cfn_sqs["Outputs"]["DeadLetterQueueName"]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
