@@ -120,23 +120,18 @@ impl SinkSettings {
                 #[cfg(feature = "sqs")]
                 sqs,
             } => {
-                let firehose: Arc<dyn RecordSink> = Arc::new(
-                    stripe_webhook_sink_firehose::FirehoseSink::from_env(
-                        config.clone(),
-                        region.clone(),
-                    )
+                // One AWS configuration (credentials, region, endpoint) for both clients.
+                let sdk = stripe_webhook_sink_firehose::load_sdk_config(region.clone())
                     .await
-                    .map_err(fail)?,
+                    .map_err(fail)?;
+                let firehose: Arc<dyn RecordSink> = Arc::new(
+                    stripe_webhook_sink_firehose::FirehoseSink::new(config.clone(), &sdk),
                 );
                 #[cfg(feature = "sqs")]
-                let queue: Option<Arc<dyn RecordSink>> = match sqs {
-                    Some(sqs) => Some(Arc::new(
-                        stripe_webhook_sink_sqs::SqsSink::from_env((**sqs).clone(), region.clone())
-                            .await
-                            .map_err(fail)?,
-                    )),
-                    None => None,
-                };
+                let queue: Option<Arc<dyn RecordSink>> = sqs.as_ref().map(|sqs| {
+                    Arc::new(stripe_webhook_sink_sqs::SqsSink::new((**sqs).clone(), &sdk))
+                        as Arc<dyn RecordSink>
+                });
                 #[cfg(not(feature = "sqs"))]
                 let queue: Option<Arc<dyn RecordSink>> = None;
                 match queue {

@@ -106,29 +106,35 @@ impl std::fmt::Debug for FirehoseSink {
     }
 }
 
+/// Loads `aws-config` once: the credential chain, `AWS_ENDPOINT_URL` honoured; `region`
+/// overrides the environment's region when given. One load serves every AWS client of a process
+/// (the Firehose sink and the SQS destination share it).
+///
+/// # Errors
+/// [`SinkErrorKind::Permanent`] when no region is configured.
+pub async fn load_sdk_config(region: Option<String>) -> Result<aws_config::SdkConfig, SinkError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(SinkError::new(
+            SinkErrorKind::Permanent,
+            "no AWS region configured: set AWS_REGION",
+        ));
+    }
+    Ok(sdk)
+}
+
 impl FirehoseSink {
-    /// Loads `aws-config` once (the credential chain, `AWS_ENDPOINT_URL` honoured; `region`
-    /// overrides the environment's region when given) and builds the clients. Fails
+    /// Loads `aws-config` ([`load_sdk_config`]) and builds the clients. Fails
     /// [`SinkErrorKind::Permanent`] when no region is configured.
     pub async fn from_env(
         config: FirehoseSinkConfig,
         region: Option<String>,
     ) -> Result<FirehoseSink, SinkError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let sdk = loader.load().await;
-        if sdk.region().is_none() {
-            return Err(SinkError::new(
-                SinkErrorKind::Permanent,
-                format!(
-                    "no AWS region configured for Firehose stream '{}': set AWS_REGION",
-                    config.stream_name
-                ),
-            ));
-        }
-        Ok(Self::new(config, &sdk))
+        Ok(Self::new(config, &load_sdk_config(region).await?))
     }
 
     /// Builds the clients from a given [`aws_config::SdkConfig`] (tests, Lambda init) with the sink's

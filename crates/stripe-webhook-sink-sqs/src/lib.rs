@@ -47,7 +47,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -80,29 +79,6 @@ impl std::fmt::Debug for SqsSink {
 }
 
 impl SqsSink {
-    /// Loads `aws-config` once (credential chain, `AWS_ENDPOINT_URL` honoured; `region` overrides
-    /// the environment's) and builds the sink. Fails [`SinkErrorKind::Permanent`] without a region.
-    pub async fn from_env(
-        config: SqsSinkConfig,
-        region: Option<String>,
-    ) -> Result<SqsSink, SinkError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let sdk = loader.load().await;
-        if sdk.region().is_none() {
-            return Err(SinkError::new(
-                SinkErrorKind::Permanent,
-                format!(
-                    "no AWS region configured for SQS queue '{}': set AWS_REGION",
-                    config.queue_url
-                ),
-            ));
-        }
-        Ok(Self::new(config, &sdk))
-    }
-
     /// Builds the clients from a given [`aws_config::SdkConfig`] and starts the dispatcher.
     ///
     /// # Panics
