@@ -739,12 +739,21 @@ mod tests {
             unreachable!()
         };
         assert_eq!(config.dir, PathBuf::from("./archive"));
-        let firehose = parse(&["--firehose-delivery-stream-name", "s"])
-            .unwrap()
-            .validate()
-            .unwrap();
-        assert_eq!(firehose.sink.kind(), SinkKind::Firehose);
-        assert!(refused(&["--sink", "firehose"]).contains("FIREHOSE_DELIVERY_STREAM_NAME"));
+        #[cfg(feature = "firehose")]
+        {
+            let firehose = parse(&["--firehose-delivery-stream-name", "s"])
+                .unwrap()
+                .validate()
+                .unwrap();
+            assert_eq!(firehose.sink.kind(), SinkKind::Firehose);
+            assert!(refused(&["--sink", "firehose"]).contains("FIREHOSE_DELIVERY_STREAM_NAME"));
+        }
+        // A file-only build refuses Firehose with a message rather than starting another sink.
+        #[cfg(not(feature = "firehose"))]
+        assert!(
+            refused(&["--firehose-delivery-stream-name", "s"])
+                .contains("without the `firehose` feature")
+        );
     }
 
     /// The Firehose flags' defaults are literals (the settings exist without the `firehose`
@@ -893,6 +902,7 @@ mod tests {
             let message = refused(&[flag, "0"]);
             assert!(message.starts_with(name), "{flag}: {message}");
         }
+        #[cfg(feature = "firehose")]
         for (flag, name) in [
             ("--firehose-deadline-ms", "FIREHOSE_DEADLINE_MS"),
             ("--firehose-max-in-flight", "FIREHOSE_MAX_IN_FLIGHT"),
