@@ -34,6 +34,28 @@ fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Archives `n` events (`body(0..n)`) in `archive` through the file sink, then seals them.
+fn archive_events(archive: &Path, n: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (sink, _) = FileSink::open(FileSinkConfig::new(archive)).await.unwrap();
+        for i in 0..n {
+            let record = encode(
+                Bytes::from(body(i)),
+                "t=1,v1=00",
+                ReceivedAt::now(),
+                &EnvelopeOptions::default(),
+            )
+            .unwrap();
+            sink.put(record).await.unwrap();
+        }
+        sink.shutdown().await.unwrap();
+    });
+}
+
 fn forward_cmd(archive: &Path, url: &str, start: &str) -> Command {
     let mut cmd = cli();
     cmd.env("ARCHIVE_DIR", archive)
@@ -59,26 +81,7 @@ fn stop(mut child: Child) {
 #[test]
 fn an_outage_longer_than_the_maximum_age_is_dead_lettered_and_redriven_by_the_cli() {
     let archive = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (sink, _) = FileSink::open(FileSinkConfig::new(archive.path()))
-            .await
-            .unwrap();
-        for i in 0..8 {
-            let record = encode(
-                Bytes::from(body(i)),
-                "t=1,v1=00",
-                ReceivedAt::now(),
-                &EnvelopeOptions::default(),
-            )
-            .unwrap();
-            sink.put(record).await.unwrap();
-        }
-        sink.shutdown().await.unwrap();
-    });
+    archive_events(archive.path(), 8);
     let down = Arc::new(AtomicBool::new(true));
     let is_down = Arc::clone(&down);
     let target = ForwardTarget::start(move |_| {
@@ -206,26 +209,7 @@ fn scrape(addr: &str) -> String {
 #[test]
 fn a_separate_forwarder_serves_its_metrics_on_the_address_it_is_given() {
     let archive = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (sink, _) = FileSink::open(FileSinkConfig::new(archive.path()))
-            .await
-            .unwrap();
-        for i in 0..3 {
-            let record = encode(
-                Bytes::from(body(i)),
-                "t=1,v1=00",
-                ReceivedAt::now(),
-                &EnvelopeOptions::default(),
-            )
-            .unwrap();
-            sink.put(record).await.unwrap();
-        }
-        sink.shutdown().await.unwrap();
-    });
+    archive_events(archive.path(), 3);
     let target = ForwardTarget::start(|_| Answer::status(200));
     let url = target.url();
     let id = stripe_webhook_forward::destination_id(&url).unwrap();
