@@ -318,12 +318,15 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server_binary() -> Path:
-    """The real stripe-webhook-server, built (debug) by cargo once per session."""
-    build = subprocess.run(
-        ["cargo", "build", "-p", SERVER_PACKAGE], cwd=ROOT, capture_output=True, text=True, timeout=1800
-    )
+    """The real stripe-webhook-server (debug), brought up to date once per session by `cargo test
+    --workspace --no-run`: the build ./scripts/test's Rust tests have just made, so there it compiles
+    nothing (`cargo build -p stripe-webhook-server` would resolve the server's features alone, unlike
+    the workspace's, and compile its whole dependency tree a second time). Run alone, it builds the
+    workspace's tests once."""
+    command = ["cargo", "test", "--workspace", "--no-run"]
+    build = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     if build.returncode != 0:
-        pytest.fail(f"`cargo build -p {SERVER_PACKAGE}` failed (exit {build.returncode}):\n{build.stderr[-6000:]}")
+        pytest.fail(f"`{' '.join(command)}` failed (exit {build.returncode}):\n{build.stderr[-6000:]}")
     meta = subprocess.run(
         ["cargo", "metadata", "--no-deps", "--format-version", "1"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,

@@ -1,6 +1,6 @@
 """The Athena DDL and example queries, run by DuckDB over an archive the REAL server wrote.
 
-The server (`cargo build -p stripe-webhook-server`, `SINK=file`) receives every fixture in
+The server (debug, conftest's `server_binary`; `SINK=file`) receives every fixture in
 fixtures/events/ signed with the pinned `stripe` SDK, some of them two or three times as Stripe
 retries; SIGTERM seals its segments to `.ndjson.gz`. DuckDB then gets a view with the table's
 qualified name (`stripe_webhooks.events`), whose columns come from create-table.sql, over

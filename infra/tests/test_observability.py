@@ -1,6 +1,6 @@
 """The dashboards, alert rules and alarms query what the code exports.
 
-The REAL server (`cargo build -p stripe-webhook-server`) runs twice with METRICS_ADDR on a free port:
+The REAL server (debug, conftest's `server_binary`) runs twice with METRICS_ADDR on a free port:
 on the file sink, and on the Firehose sink against the pinned moto_server behind a small fault proxy
 (a throttled PutRecordBatch, a call whose records all fail, an S3 AccessDenied on oversize/). It
 gets real traffic: signed webhooks accepted, refused for every reason the transport and the service

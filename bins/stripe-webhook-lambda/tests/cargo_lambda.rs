@@ -5,7 +5,7 @@
 //! as text, other content types base64) are answered 200 and archived byte-exact; a forged one 400.
 //! `cargo lambda invoke --data-file` sends an API Gateway REST (v1) event through the same emulator.
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};

@@ -2,7 +2,7 @@
 //! ALB with and without multi-value headers), text and base64 bodies, real signed Stripe bodies,
 //! and every refusal, through [`Function::handle`] into a memory sink.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

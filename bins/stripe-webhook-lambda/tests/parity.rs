@@ -4,7 +4,7 @@
 //! its own memory sink. Status, `content-type`, `allow`, `retry-after` and body must be equal; only
 //! hop-by-hop and framing headers (`connection`, `content-length`, `date`) may differ.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

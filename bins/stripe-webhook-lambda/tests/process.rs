@@ -1,7 +1,7 @@
 //! Process test: the real `bootstrap` binary against the testkit's Runtime API emulator, through
 //! several invocations of every event shape, with the file sink in a temporary directory.
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::path::Path;

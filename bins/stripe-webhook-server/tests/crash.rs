@@ -3,8 +3,8 @@
 //! archive (at least once), no record may be torn, and recovery reports what it cut.
 //!
 //! The kill times come from a seeded generator whose seed the test prints; `CRASH_SEED=<seed>
-//! cargo test -p stripe-webhook-server --test crash` replays them (the load's interleaving around
-//! them is the scheduler's).
+//! cargo test -p stripe-webhook-server --test integration crash::` replays them (the load's
+//! interleaving around them is the scheduler's).
 
 use std::collections::HashMap;
 use std::path::Path;

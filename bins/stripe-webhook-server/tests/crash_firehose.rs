@@ -13,8 +13,8 @@
 //! server can ever have seen was logged before the log was read.
 //!
 //! The random choices come from a seeded generator whose seed the test prints; `CRASH_SEED=<seed>
-//! cargo test -p stripe-webhook-server --test crash_firehose` replays them (the load's interleaving
-//! around them is the scheduler's).
+//! cargo test -p stripe-webhook-server --test integration crash_firehose::` replays them (the
+//! load's interleaving around them is the scheduler's).
 
 // The Firehose sink only: a file-only server (`--no-default-features`) refuses SINK=firehose.
 #![cfg(feature = "firehose")]

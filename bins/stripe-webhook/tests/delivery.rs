@@ -2,7 +2,7 @@
 //! target's `Retry-After` says, dedupe that keeps the first copy that can actually be sent, and
 //! `--checkpoint` only where a checkpoint means something.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime};
 

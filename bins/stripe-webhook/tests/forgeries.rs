@@ -3,7 +3,7 @@
 //! records that verify against the archive's own secret (unless told loudly not to check), to a
 //! target and with a secret given explicitly.
 
-mod common;
+use crate::common;
 
 use common::{
     cli, count, describe, failures, invoice_event, record, record_signed, run, secret_file, stdout,

@@ -2,7 +2,7 @@
 //! list, `forward dead-letters --redrive` delivers it, `forward status` reports it, and `forward
 //! cursor` refuses to move a running forwarder's cursor, then backfills once it is stopped.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -7,7 +7,7 @@
 // S3 archives: the `s3` feature (on by default).
 #![cfg(feature = "s3")]
 
-mod common;
+use crate::common;
 
 use aws_sdk_s3::types::StorageClass;
 use common::{count, describe, gzip, moto_s3, put, put_in_class, record, run_on as run, stdout};

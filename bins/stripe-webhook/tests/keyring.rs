@@ -4,7 +4,7 @@
 //! `verify` with the whole keyring proves every record, counting each entry's; with the retired
 //! entry removed, it names, from each record's own signing time, the entry it lacks.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! CLI's peak resident memory stays under a fixed bound (the dedupe sets of 100,000 ids
 //! included).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! reports nor fetches them again). A line that only looks like one (a v1 record that lost its
 //! `v`) is still a failure.
 
-mod common;
+use crate::common;
 
 use common::{
     cli, count, describe, invoice_event, now, record, run, stdout, text, with_created,

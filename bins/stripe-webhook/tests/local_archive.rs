@@ -2,7 +2,7 @@
 //! its filters, `stats`, `verify` (genuine and tampered copies), and `replay` into a second real
 //! server with a different secret, interrupted and resumed.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! 1 MiB of input) is one valid gzip file for every reader the README names: `zcat`, Python's
 //! `gzip`, DuckDB's `read_json`, and this CLI. The archive is written by the real server.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

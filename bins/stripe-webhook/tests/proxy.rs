@@ -7,7 +7,7 @@
 //! Everything listens on loopback, which the client does NOT exempt from proxying unless
 //! `NO_PROXY` says so (curl's rules, as `reqwest` applies them): these tests depend on that.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! followed by a second reconcile that finds nothing missing, with `verify`, `stats` and
 //! `replay` on the fetched records.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! Needs root (to run the server and the CLI as `nobody` with `setpriv`, as `./scripts/test`
 //! does); it fails, never skips, without it.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;

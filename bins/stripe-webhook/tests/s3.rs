@@ -4,7 +4,7 @@
 // S3 archives: the `s3` feature (on by default).
 #![cfg(feature = "s3")]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

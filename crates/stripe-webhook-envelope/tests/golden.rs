@@ -1,8 +1,8 @@
 //! Golden records: every fixture under `fixtures/events/` encoded with a fixed receipt time and
 //! signature header must equal the committed `tests/golden/<name>.ndjson`.
 //!
-//! Regenerate with `UPDATE_GOLDEN=1 cargo test -p stripe-webhook-envelope --test golden`, then
-//! review the diff. Independently of the goldens, each record is checked against the body with
+//! Regenerate with `UPDATE_GOLDEN=1 cargo test -p stripe-webhook-envelope --test integration
+//! golden::`, then review the diff. Independently of the goldens, each record is checked against the body with
 //! `serde_json`.
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The file sink end to end: durability, group commit, rotation, sealing, recovery, shutdown.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::sync::Arc;

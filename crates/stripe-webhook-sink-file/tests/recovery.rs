@@ -1,6 +1,6 @@
 //! Start-up recovery of orphaned segments, and sinks sharing one directory.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! The sink against the test kit's fault-injecting Firehose endpoint, through the real AWS SDK.
 //! Every scenario checks that no `Ok` was given for a record the endpoint did not accept.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

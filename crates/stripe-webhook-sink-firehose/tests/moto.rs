@@ -1,7 +1,7 @@
 //! The sink against `moto_server` (pinned `moto[server]`): the real SDK clients with an endpoint
 //! override, records read back from moto's S3 and compared byte for byte.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -229,6 +229,47 @@ pub fn unique_suffix() -> String {
 mod tests {
     use super::*;
 
+    /// A package with `autotests = false` has one integration-test binary, `tests/main.rs`, whose
+    /// modules are the files beside it: a file there that `main.rs` does not declare would never be
+    /// compiled or run, silently.
+    #[test]
+    fn every_integration_test_file_is_a_module_of_its_packages_one_binary() {
+        let root = workspace_root();
+        let mut checked = 0;
+        for group in ["bins", "crates"] {
+            for package in std::fs::read_dir(root.join(group)).expect("read the workspace") {
+                let dir = package.expect("a directory entry").path();
+                let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+                if !manifest.lines().any(|l| l.trim() == "autotests = false") {
+                    continue;
+                }
+                let main = std::fs::read_to_string(dir.join("tests/main.rs")).unwrap_or_else(|e| {
+                    panic!(
+                        "{}: autotests = false needs tests/main.rs: {e}",
+                        dir.display()
+                    )
+                });
+                for file in std::fs::read_dir(dir.join("tests")).expect("read tests/") {
+                    let path = file.expect("a directory entry").path();
+                    let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                        continue;
+                    };
+                    if path.extension().is_none_or(|e| e != "rs") || stem == "main" {
+                        continue;
+                    }
+                    assert!(
+                        main.lines().any(|l| l.trim() == format!("mod {stem};")),
+                        "{} is not declared in {} (`mod {stem};`): it would never run",
+                        path.display(),
+                        dir.join("tests/main.rs").display()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 30, "only {checked} integration-test files found");
+    }
+
     #[test]
     fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
         let ephemeral_low = ephemeral_low().expect("the kernel's ephemeral range");

@@ -79,20 +79,44 @@ pub fn count(o: &Output, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {label:?} in the summary:\n{}", describe(o)))
 }
 
-/// The real server binary, built once per test process (`cargo build -p stripe-webhook-server`).
+/// The real server binary, brought up to date once per test process by `cargo test --workspace
+/// --no-run`: the build `cargo test --workspace` (both tiers) has just made, so there it compiles
+/// nothing. (`cargo build -p stripe-webhook-server` would resolve the server's features alone,
+/// unlike the workspace's, and compile its whole dependency tree a second time; run alone, as in
+/// `cargo test -p stripe-webhook`, this builds the workspace's tests once.)
+///
+/// Cargo runs without the variables it set for this test process (this package's name, version
+/// and directories): build scripts such as ring's rerun when one of those changes
+/// (`rerun-if-env-changed`), and everything above them would be compiled again, twice (here, and
+/// back in the next plain cargo command).
 pub fn server_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = workspace_root();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "stripe-webhook-server"])
+        let mut command = Command::new(cargo);
+        for (name, _) in std::env::vars_os() {
+            let set_by_cargo_for_this_test = name.to_str().is_some_and(|name| {
+                name == "OUT_DIR"
+                    || name == "CARGO_CRATE_NAME"
+                    || name == "CARGO_PRIMARY_PACKAGE"
+                    || name == "CARGO_TARGET_TMPDIR"
+                    || ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_"]
+                        .iter()
+                        .any(|prefix| name.starts_with(prefix))
+            });
+            if set_by_cargo_for_this_test {
+                command.env_remove(name);
+            }
+        }
+        let status = command
+            .args(["test", "--workspace", "--no-run"])
             .current_dir(&root)
             .status()
-            .expect("run cargo build");
+            .expect("run cargo test --no-run");
         assert!(
             status.success(),
-            "cargo build -p stripe-webhook-server failed"
+            "cargo test --workspace --no-run (for the server binary) failed"
         );
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
