@@ -20,6 +20,7 @@ use stripe_webhook_metrics as m;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::background::Background;
 use crate::cursor::{Cursor, DestinationLock, SegmentCursor, state_dir};
 use crate::dead_letters::{self, DeadLetter};
 use crate::delivery::{Attempt, Sender};
@@ -537,11 +538,15 @@ async fn run_destination(
     let mut dirty = false;
     let mut last_store = Instant::now();
     let mut last_poll: Option<Instant> = None;
+    // The archive's file work, and the lag's, each on a thread of its own at the lowest CPU
+    // priority (crate::background): a long lag scan never holds back reading.
+    let files = Background::start("forward-files")?;
     let mut lag = status::LagTracker::new(
         archive_dir.clone(),
         dir.clone(),
         id.clone(),
         settings.types.clone(),
+        Background::start("forward-lag")?,
     );
     let label = id.clone();
     metrics::gauge!(m::FORWARD_DEAD_LETTERS, "destination" => label.clone())
@@ -557,7 +562,7 @@ async fn run_destination(
         if space > 0 && due {
             let mut taken = state.take().expect("state is back");
             let types = settings.types.clone();
-            let polled = tokio::task::spawn_blocking(move || {
+            let polled = files.run(move || {
                 taken.moved = false;
                 let records = taken.poll(space, &types);
                 (taken, records)
@@ -599,14 +604,15 @@ async fn run_destination(
         let window_full = stored_pending + since_store >= window;
         if dirty && (last_store.elapsed() >= STORE_EVERY || window_full) {
             let mut taken = state.take().expect("state is back");
-            let stored = tokio::task::spawn_blocking(move || {
-                let result = taken
-                    .snapshot()
-                    .and_then(|c| c.store(&taken.dir).map(|()| c));
-                (taken, result)
-            })
-            .await
-            .map_err(|e| format!("{id}: storing the cursor: {e}"))?;
+            let stored = files
+                .run(move || {
+                    let result = taken
+                        .snapshot()
+                        .and_then(|c| c.store(&taken.dir).map(|()| c));
+                    (taken, result)
+                })
+                .await
+                .map_err(|e| format!("{id}: storing the cursor: {e}"))?;
             state = Some(stored.0);
             match stored.1 {
                 Ok(cursor) => {
@@ -647,9 +653,9 @@ async fn run_destination(
     deliveries.abort_all();
     while deliveries.join_next().await.is_some() {}
     if let Some(mut state) = state {
-        let stored =
-            tokio::task::spawn_blocking(move || state.snapshot().and_then(|c| c.store(&state.dir)))
-                .await;
+        let stored = files
+            .run(move || state.snapshot().and_then(|c| c.store(&state.dir)))
+            .await;
         match stored {
             Ok(Ok(())) => tracing::info!(destination = %id, "forwarder stopped; cursor stored"),
             Ok(Err(e)) => {

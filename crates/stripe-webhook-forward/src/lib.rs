@@ -14,6 +14,7 @@
 //! must); each destination's state lives in `$ARCHIVE_DIR/forward/<destination-id>/`: its
 //! [`cursor`] (`cursor.json`), its dead-letter list (`dead-letters.ndjson`) and its `lock`.
 
+mod background;
 pub mod cursor;
 pub mod dead_letters;
 pub mod delivery;

@@ -12,6 +12,7 @@ use stripe_webhook_envelope::ReceivedAt;
 use stripe_webhook_envelope::read::ArchivedRecord;
 use stripe_webhook_metrics as m;
 
+use crate::background::Background;
 use crate::cursor::{Cursor, DestinationLock};
 use crate::dead_letters;
 use crate::glob::TypeFilter;
@@ -175,10 +176,18 @@ pub(crate) struct LagTracker {
     redriven: Option<u64>,
     /// What the last scan counted (with the running scan while one runs).
     cache: Option<LagCache>,
+    /// The thread scans run on (low priority, crate::background).
+    thread: Background,
 }
 
 impl LagTracker {
-    pub(crate) fn new(archive_dir: PathBuf, dir: PathBuf, id: String, types: TypeFilter) -> Self {
+    pub(crate) fn new(
+        archive_dir: PathBuf,
+        dir: PathBuf,
+        id: String,
+        types: TypeFilter,
+        thread: Background,
+    ) -> Self {
         Self {
             archive_dir,
             dir,
@@ -189,6 +198,7 @@ impl LagTracker {
             next_at: Instant::now(),
             redriven: None,
             cache: Some(LagCache::default()),
+            thread,
         }
     }
 
@@ -244,7 +254,7 @@ impl LagTracker {
             self.dir.clone(),
             self.types.clone(),
         );
-        tokio::task::spawn_blocking(move || {
+        let spawned = self.thread.spawn(move || {
             let started = Instant::now();
             let lag = lag(&archive_dir, &cursor, &types, &mut cache);
             let scan = (
@@ -256,6 +266,11 @@ impl LagTracker {
             );
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(scan);
         });
+        if let Err(e) = spawned {
+            tracing::warn!(destination = %self.id, error = %e, "measuring the lag failed");
+            self.running = None;
+            self.next_at = Instant::now() + Duration::from_secs(60);
+        }
     }
 }
 
