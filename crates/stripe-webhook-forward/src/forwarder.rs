@@ -408,11 +408,12 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     for dest in settings.destinations.clone() {
         // Built once, first: a destination that cannot get a client is a configuration error.
-        Sender::new(&dest.url, dest.secret.clone(), settings.timeout)
+        let sender = Sender::new(&dest.url, dest.secret.clone(), settings.timeout)
             .map_err(|e| format!("destination {}: {e}", dest.id))?;
         tasks.spawn(supervise(
             archive_dir.clone(),
             dest,
+            sender,
             Arc::clone(&settings),
             cancel.clone(),
         ));
@@ -425,23 +426,21 @@ pub async fn run(
 async fn supervise(
     archive_dir: PathBuf,
     dest: Destination,
+    sender: Sender,
     settings: Arc<ForwardSettings>,
     cancel: CancellationToken,
 ) {
     let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
-        let (archive_dir, dest_, settings_, cancel_) = (
+        // Each run shares the one client (and its connection pool).
+        let run = run_destination(
             archive_dir.clone(),
             dest.clone(),
+            sender.clone(),
             Arc::clone(&settings),
             cancel.clone(),
         );
-        let run = async move {
-            let sender = Sender::new(&dest_.url, dest_.secret.clone(), settings_.timeout)
-                .map_err(|e| format!("{}: {e}", dest_.id))?;
-            run_destination(archive_dir, dest_, sender, settings_, cancel_).await
-        };
         // A panic in the forwarder is an error like the others (restarted, not lost silently).
         let result = tokio::spawn(run)
             .await
