@@ -12,6 +12,8 @@ use std::sync::mpsc;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+const STOPPED: &str = "the forwarder's file thread stopped (a panic: see the log)";
+
 /// A thread running closures one at a time, in order; it ends when the last handle is dropped.
 #[derive(Clone, Debug)]
 pub(crate) struct Background {
@@ -43,9 +45,7 @@ impl Background {
     /// # Errors
     /// The thread has stopped (a job panicked).
     pub(crate) fn spawn(&self, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
-        self.jobs
-            .send(Box::new(f))
-            .map_err(|_| "the forwarder's file thread stopped (a panic: see the log)".to_owned())
+        self.jobs.send(Box::new(f)).map_err(|_| STOPPED.to_owned())
     }
 
     /// Runs `f` on the thread and waits for its result.
@@ -57,13 +57,10 @@ impl Background {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let stopped = || "the forwarder's file thread stopped (a panic: see the log)".to_owned();
-        self.jobs
-            .send(Box::new(move || {
-                let _ = tx.send(f());
-            }))
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())
+        self.spawn(move || {
+            let _ = tx.send(f());
+        })?;
+        rx.await.map_err(|_| STOPPED.to_owned())
     }
 }
 

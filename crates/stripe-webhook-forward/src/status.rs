@@ -169,8 +169,8 @@ pub fn lag(
 type Scan = (Duration, std::io::Result<Lag>, u64, u64, LagCache);
 
 /// Keeps a running forwarder's lag and dead-letter gauges current: a scan after each stored
-/// cursor, at most every few seconds and never taking more than a tenth of the time (a week of
-/// backlog is read again only that often).
+/// cursor, at most every few seconds and never taking more than a tenth of the time; each scan
+/// reads only what changed since the last ([`LagCache`]).
 pub(crate) struct LagTracker {
     archive_dir: PathBuf,
     dir: PathBuf,
