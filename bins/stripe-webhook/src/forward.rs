@@ -205,7 +205,7 @@ fn run(
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| Failure::Usage(format!("--metrics-addr {addr}: cannot listen: {e}")))?;
-        let bound = listener.local_addr().map_or(addr, |a| a);
+        let bound = listener.local_addr().unwrap_or(addr);
         tracing::info!(address = %bound, "metrics: GET /metrics (Prometheus text format)");
         stripe_webhook_forward::register_zeros(&settings.destinations);
         runtime.spawn(metrics_listener::serve(listener, handle));
