@@ -27,11 +27,6 @@ impl Background {
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                if let Err(e) = thread_priority::set_current_thread_priority(
-                    thread_priority::ThreadPriority::Min,
-                ) {
-                    tracing::debug!(error = ?e, "could not lower the forwarder thread's priority");
-                }
                 while let Ok(job) = rx.recv() {
                     job();
                 }
