@@ -1,12 +1,6 @@
-//! The forwarder's file work (reading the archive, storing its cursor, measuring its lag) on a
-//! thread of its own at the lowest CPU priority, as the file sink's sealer: forwarding is
-//! background work, so on a busy core it takes the idle time and never the webhooks' (a dead
-//! destination's backlog cost ingest 18 % of its throughput when this ran on tokio's blocking
-//! pool at normal priority). Under a sustained load that fills the core, forwarding and the lag
-//! gauges fall behind and catch up when the load drops; nothing is skipped.
-//!
-//! A dedicated thread rather than `spawn_blocking`: a pool thread's priority would stay lowered
-//! for whatever the process runs on it next (an unprivileged process cannot raise it back).
+//! The forwarder's file work (reading the archive, storing its cursor, measuring its lag) on
+//! threads of its own, off tokio's blocking pool, so a long lag scan never holds back reading.
+//! They run at normal priority: at the lowest, a loaded machine starved them (forwarding stalled).
 
 use std::sync::mpsc;
 
