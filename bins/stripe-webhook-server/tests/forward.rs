@@ -37,10 +37,30 @@ impl Rng {
     }
 }
 
-fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+/// Waits until `done`, failing only when `progress` (a count that grows as the forwarder works)
+/// stood still for `stall`: on a loaded machine the forwarder may be slow, but a stuck one fails
+/// here, with `diagnose()` in the message.
+fn wait_while_progressing(
+    stall: Duration,
+    what: &str,
+    mut progress: impl FnMut() -> (usize, bool),
+    diagnose: impl FnOnce() -> String,
+) {
+    let (mut last, mut since) = (usize::MAX, Instant::now());
+    loop {
+        let (count, done) = progress();
+        if done {
+            return;
+        }
+        if count != last {
+            (last, since) = (count, Instant::now());
+        }
+        if since.elapsed() >= stall {
+            panic!(
+                "waiting for {what}: no progress for {stall:?} (at {count})\n{}",
+                diagnose()
+            );
+        }
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -120,30 +140,58 @@ fn every_acknowledged_event_is_forwarded_through_target_faults_and_two_sigkills(
 
     let server = ServerProcess::start(bin, &envs);
     post_events(&server, 0, 40, seed, &mut acknowledged);
-    wait_until(Duration::from_secs(60), "deliveries under way", || {
-        target.received().len() >= 25
-    });
+    let no_diagnosis = String::new;
+    wait_while_progressing(
+        Duration::from_secs(60),
+        "deliveries under way",
+        || (target.received().len(), target.received().len() >= 25),
+        no_diagnosis,
+    );
     let _ = server.kill();
 
     let server = ServerProcess::start(bin, &envs);
     post_events(&server, 40, 40, seed, &mut acknowledged);
-    wait_until(Duration::from_secs(60), "more deliveries", || {
-        target.delivered().len() >= 50
-    });
+    wait_while_progressing(
+        Duration::from_secs(60),
+        "more deliveries",
+        || (target.received().len(), target.delivered().len() >= 50),
+        no_diagnosis,
+    );
     let _ = server.kill();
 
     let server = ServerProcess::start(bin, &envs);
     post_events(&server, 80, 40, seed, &mut acknowledged);
-    wait_until(
-        Duration::from_secs(180),
+    let missing = || {
+        let delivered: std::collections::HashSet<String> = target
+            .delivered()
+            .iter()
+            .filter_map(|r| r.header("stripe-webhook-event-id").map(str::to_owned))
+            .collect();
+        let mut missing: Vec<String> = acknowledged
+            .keys()
+            .filter(|id| !delivered.contains(*id))
+            .cloned()
+            .collect();
+        missing.sort();
+        missing
+    };
+    // Progress is every request the target sees (retries included): a forwarder that keeps
+    // trying is waited for; one that stopped fails within a minute, its state in the message.
+    wait_while_progressing(
+        Duration::from_secs(60),
         "every acknowledged event delivered",
+        || (target.received().len(), missing().is_empty()),
         || {
-            let delivered: std::collections::HashSet<String> = target
-                .delivered()
-                .iter()
-                .filter_map(|r| r.header("stripe-webhook-event-id").map(str::to_owned))
+            let cursors: Vec<String> = walk(archive.path())
+                .into_iter()
+                .filter(|p| p.ends_with("cursor.json"))
+                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
                 .collect();
-            acknowledged.keys().all(|id| delivered.contains(id))
+            format!(
+                "not delivered: {:?}\ncursor: {cursors:?}\nserver log:\n{}",
+                missing(),
+                server.logs()
+            )
         },
     );
     let (status, logs) = server.terminate();
@@ -228,6 +276,20 @@ fn every_acknowledged_event_is_forwarded_through_target_faults_and_two_sigkills(
             "the SDK's event is the delivered one"
         );
     }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Runs the server with `envs` (on any free port) expecting it to refuse to start: exit code 2,
