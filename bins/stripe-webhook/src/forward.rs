@@ -11,6 +11,8 @@
 //!   delivers them again (removing those delivered).
 //! - `forward cursor --destination D --to <RFC3339|now> --yes`: moves a cursor (refused while a
 //!   forwarder holds the destination).
+//! - `forward backfill --since T [--until T]`: delivers the records archived in that range to a
+//!   destination again, beside its forwarder (the cursor stays).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,25 @@ enum Sub {
         /// Attempts per dead letter during the re-drive.
         #[arg(long, default_value_t = 3)]
         attempts: u32,
+    },
+    /// Deliver every record archived in a time range to a destination again (its cursor stays;
+    /// may run beside its forwarder). Needs FORWARD_URL and FORWARD_SECRET.
+    Backfill {
+        /// The destination id (see `forward status`); needed when FORWARD_URL has several.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Records archived from this RFC 3339 time on (2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: String,
+        /// Records archived before this RFC 3339 time; default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Attempts per record; a record still failing goes to the dead-letter list.
+        #[arg(long, default_value_t = 5)]
+        attempts: u32,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Move a destination's cursor: it then forwards every record archived from that time on
     /// (earlier: a backfill; later: what lies between is skipped). Refused while a forwarder runs.
@@ -147,6 +168,21 @@ pub(crate) fn forward(cmd: ForwardCmd) -> Result<Outcome, Failure> {
                 list_dead_letters(&forward_dir(&dir).join(&chosen), json, id.as_deref())
             }
         }
+        Some(Sub::Backfill {
+            destination,
+            since,
+            until,
+            attempts,
+            json,
+        }) => backfill(
+            &runtime,
+            &dir,
+            &cmd.forward,
+            destination.as_deref(),
+            (&since, until.as_deref()),
+            attempts,
+            json,
+        ),
         Some(Sub::Cursor {
             destination,
             to,
@@ -210,6 +246,22 @@ fn run(
         stripe_webhook_forward::register_zeros(&settings.destinations);
         runtime.spawn(metrics_listener::serve(listener, handle));
     }
+    let cancel = stop_on_signal(runtime, "stopping: storing the cursors");
+    for d in &settings.destinations {
+        tracing::info!(destination = %d.id, "forwarding to this destination");
+    }
+    runtime
+        .block_on(stripe_webhook_forward::run(
+            archive_dir.to_path_buf(),
+            settings,
+            cancel,
+        ))
+        .map_err(Failure::Runtime)?;
+    Ok(Outcome::Clean)
+}
+
+/// A token cancelled at Ctrl-C or SIGTERM (logging `why`).
+fn stop_on_signal(runtime: &tokio::runtime::Runtime, why: &'static str) -> CancellationToken {
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     runtime.spawn(async move {
@@ -226,20 +278,108 @@ fn run(
             _ = tokio::signal::ctrl_c() => {}
             () = term => {}
         }
-        tracing::info!("stopping: storing the cursors");
+        tracing::info!("{why}");
         stop.cancel();
     });
-    for d in &settings.destinations {
-        tracing::info!(destination = %d.id, "forwarding to this destination");
+    cancel
+}
+
+/// `forward backfill`: the records archived in `[since, until)` delivered to one configured
+/// destination again.
+fn backfill(
+    runtime: &tokio::runtime::Runtime,
+    archive_dir: &Path,
+    args: &ForwardArgs,
+    destination: Option<&str>,
+    (since, until): (&str, Option<&str>),
+    attempts: u32,
+    json: bool,
+) -> Result<Outcome, Failure> {
+    let settings = validate(args)?;
+    let time = |flag: &str, text: &str| {
+        stripe_webhook_forward::settings::parse_rfc3339(text).ok_or_else(|| {
+            Failure::Usage(format!(
+                "{flag} must be an RFC 3339 time (2026-11-01T00:00:00Z), got {text:?}"
+            ))
+        })
+    };
+    let since = time("--since", since)?;
+    let until = match until {
+        Some(text) => time("--until", text)?,
+        None => ReceivedAt::now(),
+    };
+    if since >= until {
+        return Err(Failure::Usage(format!(
+            "the range is empty: --since {} is not before --until {}",
+            since.rfc3339_millis(),
+            until.rfc3339_millis()
+        )));
     }
-    runtime
-        .block_on(stripe_webhook_forward::run(
-            archive_dir.to_path_buf(),
-            settings,
+    let dest = match (destination, settings.destinations.as_slice()) {
+        (None, [one]) => one,
+        (None, many) => {
+            return Err(Failure::Usage(format!(
+                "several destinations in FORWARD_URL ({}): choose one with --destination",
+                many.iter().map(|d| d.id.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        (Some(id), all) => all.iter().find(|d| d.id == id).ok_or_else(|| {
+            Failure::Usage(format!(
+                "destination {id} is not in FORWARD_URL (its URL and FORWARD_SECRET are needed                  to sign)"
+            ))
+        })?,
+    };
+    if !archive_dir.join("webhooks").is_dir() {
+        return Err(Failure::Usage(format!(
+            "{} holds no archive (no webhooks/ directory): set ARCHIVE_DIR to the server's",
+            archive_dir.display()
+        )));
+    }
+    init_logging();
+    tracing::info!(destination = %dest.id, since = %since.rfc3339_millis(), until = %until.rfc3339_millis(), attempts, "backfill: delivering the records archived in [since, until)");
+    let cancel = stop_on_signal(runtime, "stopping the backfill");
+    let report = runtime
+        .block_on(stripe_webhook_forward::backfill(
+            archive_dir,
+            dest,
+            &settings,
+            (since, until),
+            attempts,
             cancel,
         ))
         .map_err(Failure::Runtime)?;
-    Ok(Outcome::Clean)
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        for id in &report.dead_lettered {
+            println!("DEAD_LETTERED {id}");
+        }
+        for why in &report.unread {
+            println!("UNREAD {why}");
+        }
+    }
+    eprintln!(
+        "backfill of {} [{}, {}): {} delivered, {} dead-lettered (`forward dead-letters --destination {} --redrive`), {} not read whole{}",
+        dest.id,
+        since.rfc3339_millis(),
+        until.rfc3339_millis(),
+        report.delivered,
+        report.dead_lettered.len(),
+        dest.id,
+        report.unread.len(),
+        if report.interrupted {
+            "; interrupted: run it again to deliver the rest (what was delivered is sent again)"
+        } else {
+            ""
+        }
+    );
+    Ok(if report.interrupted {
+        Outcome::Interrupted
+    } else if report.complete() {
+        Outcome::Clean
+    } else {
+        Outcome::Problems
+    })
 }
 
 /// Logs (`RUST_LOG`, default `info`) on stderr.

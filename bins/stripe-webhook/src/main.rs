@@ -16,7 +16,7 @@
 //!   Archive for a range of days; the readers name every object that needs one.
 //! - `forward` forwards every archived event of a local archive to the `FORWARD_URL` destinations
 //!   (a separate process beside the server), and shows and manages forwarding: `status`,
-//!   `dead-letters` (list, `--redrive`), `cursor` (docs/forwarding.md).
+//!   `dead-letters` (list, `--redrive`), `cursor`, `backfill` of a time range (docs/forwarding.md).
 //!
 //! ```text
 //! stripe-webhook cat ./archive --type 'invoice.*' --from 2026-11-01 | jq .id
@@ -116,7 +116,8 @@ enum Command {
     /// commands can read them once the restores complete.
     Restore(restore::RestoreArgs),
     /// Forward every archived event to the FORWARD_URL destinations (a separate process reading
-    /// the local archive), or show and manage forwarding: `status`, `dead-letters`, `cursor`.
+    /// the local archive), or show and manage forwarding: `status`, `dead-letters`, `cursor`,
+    /// `backfill`.
     Forward(forward::ForwardCmd),
 }
 

@@ -252,3 +252,50 @@ fn a_separate_forwarder_serves_its_metrics_on_the_address_it_is_given() {
     assert_eq!(target.delivered().len(), 3);
     stop(forwarder);
 }
+
+#[test]
+fn a_backfill_delivers_a_time_range_and_refuses_an_empty_one() {
+    let archive = tempfile::tempdir().unwrap();
+    let before = ReceivedAt::now();
+    archive_events(archive.path(), 5);
+    let target = ForwardTarget::start(|_| Answer::status(200));
+    let url = target.url();
+    let since = before.rfc3339_millis();
+    // No forwarder runs and no cursor exists: the backfill alone delivers the range.
+    let out = forward_cmd(archive.path(), &url, "now")
+        .args(["backfill", "--since", &since, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["delivered"], 5, "{report}");
+    assert_eq!(report["dead_lettered"], serde_json::json!([]));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("5 delivered, 0 dead-lettered"),
+        "{}",
+        describe(&out)
+    );
+    let mut got: Vec<Vec<u8>> = target.delivered().into_iter().map(|r| r.body).collect();
+    got.sort();
+    let mut want: Vec<Vec<u8>> = (0..5).map(|i| body(i).into_bytes()).collect();
+    want.sort();
+    assert_eq!(got, want, "byte-exact, each once");
+    // A range that ends before it starts is refused with what was given.
+    let empty = forward_cmd(archive.path(), &url, "now")
+        .args([
+            "backfill",
+            "--since",
+            &since,
+            "--until",
+            "2020-01-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(2), "{}", describe(&empty));
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("the range is empty"),
+        "{}",
+        describe(&empty)
+    );
+    assert_eq!(target.delivered().len(), 5);
+}

@@ -41,7 +41,8 @@ pub struct DeadLetter {
     pub event_type: String,
     /// When the event was archived (the record's `timestamp`).
     pub archived_at: String,
-    /// Why: `max_age` (retried for FORWARD_MAX_AGE), `no_body` (the record holds no exact body:
+    /// Why: `max_age` (retried for FORWARD_MAX_AGE), `attempts` (a backfill's `--attempts` all
+    /// failed), `no_body` (the record holds no exact body:
     /// an oversize pointer, raw off, a legacy line) or `unreadable` (not an envelope record).
     pub reason: String,
     /// The last HTTP status, if an answer came.

@@ -201,7 +201,7 @@ impl Scheduler {
 
 /// How a record ended.
 #[derive(Debug)]
-enum Finish {
+pub(crate) enum Finish {
     Delivered,
     DeadLettered,
 }
@@ -384,12 +384,22 @@ impl ArchiveState {
 }
 
 /// What delivery tasks share.
-struct Ctx {
-    dest: Destination,
-    dir: PathBuf,
-    sender: Sender,
-    max_age: Option<Duration>,
-    backoff: Backoff,
+pub(crate) struct Ctx {
+    pub(crate) dest: Destination,
+    /// The destination's state directory (its dead-letter list).
+    pub(crate) dir: PathBuf,
+    pub(crate) sender: Sender,
+    /// Retry until a record is this old (counted from when it was archived); `None`: forever.
+    pub(crate) max_age: Option<Duration>,
+    /// Or give up after this many attempts (a backfill's `--attempts`); `None`: no such limit.
+    pub(crate) attempts: Option<u32>,
+    pub(crate) backoff: Backoff,
+}
+
+/// The first retry's backoff ceiling (doubling up to `retry_max`): one place for the forwarder and
+/// a backfill.
+pub(crate) fn retry_backoff(retry_max: Duration) -> Backoff {
+    Backoff::new(FIRST_RETRY, retry_max)
 }
 
 /// Runs the forwarder of every destination until `cancel`. A destination whose forwarder stops on
@@ -525,7 +535,8 @@ async fn run_destination(
         dir: dir.clone(),
         sender,
         max_age: settings.max_age,
-        backoff: Backoff::new(FIRST_RETRY, settings.retry_max),
+        attempts: None,
+        backoff: retry_backoff(settings.retry_max),
     });
     let window = settings.concurrency * WINDOW_PER_CONCURRENCY;
     let mut scheduler = Scheduler::new(settings.order);
@@ -673,9 +684,13 @@ fn now_rfc3339() -> String {
 }
 
 /// Delivers one record: attempts until a 2xx, waiting out the backoff between them; past
-/// FORWARD_MAX_AGE (counted from when it was archived) appends it to the dead-letter list.
-/// `None` when cancelled first.
-async fn deliver(ctx: &Ctx, record: &Record, cancel: &CancellationToken) -> Option<Finish> {
+/// FORWARD_MAX_AGE (counted from when it was archived), or after a backfill's attempts, appends it
+/// to the dead-letter list. `None` when cancelled first.
+pub(crate) async fn deliver(
+    ctx: &Ctx,
+    record: &Record,
+    cancel: &CancellationToken,
+) -> Option<Finish> {
     let id = &ctx.dest.id;
     let label = || id.clone();
     let mut attempts = 0u32;
@@ -705,6 +720,9 @@ async fn deliver(ctx: &Ctx, record: &Record, cancel: &CancellationToken) -> Opti
                 _ => None,
             };
             last = Some(attempt);
+            if ctx.attempts.is_some_and(|limit| attempts >= limit) {
+                break;
+            }
             let wait = ctx.backoff.delay_honouring(attempts, retry_after);
             match ctx.max_age {
                 Some(max_age) => {
@@ -731,7 +749,11 @@ async fn deliver(ctx: &Ctx, record: &Record, cancel: &CancellationToken) -> Opti
             }
         }
     }
-    let reason = record.unsendable.unwrap_or("max_age");
+    let reason = record.unsendable.unwrap_or(if ctx.attempts.is_some() {
+        "attempts"
+    } else {
+        "max_age"
+    });
     let letter = DeadLetter {
         dead_lettered_at: now_rfc3339(),
         destination: id.clone(),
@@ -774,7 +796,9 @@ async fn deliver(ctx: &Ctx, record: &Record, cancel: &CancellationToken) -> Opti
 
 /// Whether `dir` is a destination directory (for listings).
 pub fn is_destination_dir(dir: &Path) -> bool {
-    dir.join(crate::cursor::CURSOR_FILE).exists() || dir.join(crate::cursor::LOCK_FILE).exists()
+    dir.join(crate::cursor::CURSOR_FILE).exists()
+        || dir.join(crate::cursor::LOCK_FILE).exists()
+        || dir.join(dead_letters::DEAD_LETTERS_FILE).exists()
 }
 
 #[cfg(test)]

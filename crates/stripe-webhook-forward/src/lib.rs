@@ -7,13 +7,14 @@
 //!   [`ForwardSettings`].
 //! - [`run`]: the forwarders of every destination, until cancelled; inside the server (a
 //!   background task beside the file sink) or as `stripe-webhook forward`.
-//! - [`redrive`], [`move_cursor`], [`status::destination_status`] and [`dead_letters`]: what the
-//!   CLI's `forward` subcommands do.
+//! - [`redrive`], [`move_cursor`], [`backfill`], [`status::destination_status`] and
+//!   [`dead_letters`]: what the CLI's `forward` subcommands do.
 //!
 //! The archive is the only input ([`segments`] reads it as docs/archive-layout.md says readers
 //! must); each destination's state lives in `$ARCHIVE_DIR/forward/<destination-id>/`: its
 //! [`cursor`] (`cursor.json`), its dead-letter list (`dead-letters.ndjson`) and its `lock`.
 
+pub mod backfill;
 mod background;
 pub mod cursor;
 pub mod dead_letters;
@@ -27,6 +28,7 @@ pub mod status;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use backfill::{BackfillReport, backfill};
 pub use forwarder::run;
 pub use settings::{
     Destination, ForwardArgs, ForwardConfigError, ForwardSettings, Order, Start, destination_id,

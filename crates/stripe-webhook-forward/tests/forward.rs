@@ -428,3 +428,94 @@ async fn a_forwarder_stopped_by_an_error_is_restarted_and_delivers_once_it_is_me
     run.await.unwrap().unwrap();
     sink.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_delivers_exactly_the_range_and_dead_letters_what_keeps_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, _) = FileSink::open(FileSinkConfig::new(dir.path()))
+        .await
+        .unwrap();
+    // Six records, a day apart (six partitions), the oldest five days ago.
+    const DAY: i64 = 86_400_000;
+    let now = ReceivedAt::now().unix_millis();
+    let at = |i: i64| ReceivedAt::from_unix_millis(now - (5 - i) * DAY);
+    for i in 0..6 {
+        let id = format!("evt_day_{i}");
+        let record = encode(
+            Bytes::from(body(&id, &format!("ch_{i}"))),
+            "t=1,v1=00",
+            at(i),
+            &EnvelopeOptions::default(),
+        )
+        .expect("encode");
+        sink.put(record).await.expect("archived");
+    }
+    // The target refuses one event for good.
+    let target = ForwardTarget::start(|r| {
+        if r.header("stripe-webhook-event-id") == Some("evt_day_3") {
+            Answer::status(500)
+        } else {
+            Answer::status(200)
+        }
+    });
+    let settings = settings(target.url(), Order::None, None);
+    let dest = settings.destinations[0].clone();
+    // [day 1, day 4): from the first record's exact time (inclusive) to the fourth's (exclusive).
+    let report = stripe_webhook_forward::backfill(
+        dir.path(),
+        &dest,
+        &settings,
+        (at(1), at(4)),
+        2,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.delivered, 2, "{report:?}");
+    assert_eq!(report.dead_lettered, ["evt_day_3"], "{report:?}");
+    assert!(
+        report.unread.is_empty() && !report.interrupted,
+        "{report:?}"
+    );
+    let mut delivered = ids(&target.delivered());
+    delivered.sort();
+    assert_eq!(delivered, ["evt_day_1", "evt_day_2"]);
+    // Each attempt is signed afresh with the destination's secret, over the exact body.
+    let secret = Secret::new(SECRET).unwrap();
+    let verifier = stripe_webhook_verify::Verifier::new(vec![secret]).unwrap();
+    for r in &target.delivered() {
+        assert_eq!(
+            r.body,
+            body(&event_id(r), &event_id(r).replace("evt_day_", "ch_")).as_bytes()
+        );
+        let header = r.header("stripe-signature");
+        verifier
+            .verify(&r.body, header, ReceivedAt::now().unix_millis() / 1000)
+            .expect("the forwarded signature verifies");
+    }
+    // Two attempts for the failing one, then its dead letter, re-drivable like the forwarder's.
+    let attempts = ids(&target.received())
+        .iter()
+        .filter(|id| *id == "evt_day_3")
+        .count();
+    assert_eq!(attempts, 2);
+    let state = dir.path().join("forward").join(&dest.id);
+    let letters: Vec<_> = dead_letters::list(&state)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].letter.id, "evt_day_3");
+    assert_eq!(letters[0].letter.reason, "attempts");
+    assert_eq!(letters[0].letter.attempts, 2);
+    assert_eq!(letters[0].letter.last_status, Some(500));
+    // The cursor was not touched: a backfill of a destination without one creates none.
+    assert!(!state.join(cursor::CURSOR_FILE).exists());
+    assert_eq!(
+        stripe_webhook_forward::destination_dirs(dir.path()),
+        vec![state.clone()],
+        "listed by `forward status` for its dead letter"
+    );
+    sink.shutdown().await.unwrap();
+}
