@@ -11,7 +11,6 @@
 
 use std::error::Error as _;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -120,8 +119,7 @@ impl Tls {
     /// # Errors
     /// An unreadable or empty CA file, or no usable system root at all.
     pub(crate) fn new(ca_file: Option<&Path>) -> Result<Tls, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_file {
+        let roots = match ca_file {
             Some(path) => {
                 let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
                     .and_then(Iterator::collect)
@@ -132,33 +130,18 @@ impl Tls {
                         path.display()
                     ));
                 }
+                let mut roots = rustls::RootCertStore::empty();
                 for cert in certs {
                     roots
                         .add(cert)
                         .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
                 }
+                roots
             }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                let (added, _) = roots.add_parsable_certificates(found.certs);
-                if added == 0 {
-                    let why = found
-                        .errors
-                        .first()
-                        .map_or_else(|| "none found".to_owned(), ToString::to_string);
-                    return Err(format!(
-                        "no usable CA certificate in the system's store ({why}): give --ca-file"
-                    ));
-                }
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            None => stripe_webhook_forward::delivery::system_roots()
+                .map_err(|why| format!("{why}: give --ca-file"))?,
+        };
+        let config = stripe_webhook_forward::delivery::client_tls_config(roots)?;
         Ok(Tls { config })
     }
 }

@@ -163,16 +163,37 @@ impl Sender {
 }
 
 fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let roots = system_roots()
+        .map_err(|why| format!("{why} for an https:// FORWARD_URL (set SSL_CERT_FILE)"))?;
+    client_tls_config(roots)
+}
+
+/// The system's CA certificates (`SSL_CERT_FILE`, `SSL_CERT_DIR`, else the platform's store).
+///
+/// # Errors
+/// No usable certificate at all, saying why.
+pub fn system_roots() -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     let (added, _) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err(
-            "no usable CA certificate in the system's store for an https:// FORWARD_URL (set \
-             SSL_CERT_FILE)"
-                .to_owned(),
-        );
+        let why = found
+            .errors
+            .first()
+            .map_or_else(|| "none found".to_owned(), ToString::to_string);
+        return Err(format!(
+            "no usable CA certificate in the system's store ({why})"
+        ));
     }
+    Ok(roots)
+}
+
+/// The project's one HTTPS client configuration (the forwarder's and the CLI's): rustls with
+/// ring, its safe default protocol versions, HTTP/1.1 by ALPN, servers verified against `roots`.
+///
+/// # Errors
+/// The provider refuses the protocol versions (not with ring's defaults).
+pub fn client_tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -13,6 +13,27 @@
 //! The archive is the only input ([`segments`] reads it as docs/archive-layout.md says readers
 //! must); each destination's state lives in `$ARCHIVE_DIR/forward/<destination-id>/`: its
 //! [`cursor`] (`cursor.json`), its dead-letter list (`dead-letters.ndjson`) and its `lock`.
+//!
+//! ```
+//! use stripe_webhook_forward::{destination_id, forward_dir, glob::TypeFilter};
+//!
+//! // A destination's id (its state directory's name): the host and a hash of the whole URL, so a
+//! // token in the URL never shows in paths, logs or metrics.
+//! let id = destination_id("https://app.example.com/hooks/stripe?token=sekrit")?;
+//! assert!(id.starts_with("app.example.com-") && !id.contains("sekrit"));
+//! let state = forward_dir(std::path::Path::new("/var/lib/archive")).join(&id);
+//! assert!(state.starts_with("/var/lib/archive/forward"));
+//!
+//! // FORWARD_TYPES: globs on the event type.
+//! let types = TypeFilter::parse("invoice.*,charge.succeeded")?;
+//! assert!(types.matches("invoice.paid") && !types.matches("charge.refunded"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+/// The README's example, compiled as a doctest so the README cannot drift from the crate.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod backfill;
 mod background;
