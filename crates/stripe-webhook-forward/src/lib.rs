@@ -85,11 +85,14 @@ pub fn destination_dirs(archive_dir: &Path) -> Vec<PathBuf> {
 /// first scrape shows them.
 pub fn register_zeros(destinations: &[Destination]) {
     for d in destinations {
-        for outcome in ["delivered", "dead_lettered", "redriven"] {
-            metrics::counter!(m::FORWARD_DELIVERIES_TOTAL, "destination" => d.id.clone(), "outcome" => outcome).increment(0);
-        }
-        for result in delivery::ATTEMPT_RESULTS {
-            metrics::counter!(m::FORWARD_ATTEMPTS_TOTAL, "destination" => d.id.clone(), "result" => *result).increment(0);
+        for (name, label) in [
+            (m::FORWARD_DELIVERIES_TOTAL, "outcome"),
+            (m::FORWARD_ATTEMPTS_TOTAL, "result"),
+        ] {
+            for value in m::known_values(name, label).unwrap_or_default() {
+                metrics::counter!(name, "destination" => d.id.clone(), label => *value)
+                    .increment(0);
+            }
         }
         metrics::gauge!(m::FORWARD_LAG_RECORDS, "destination" => d.id.clone()).set(0.0);
         metrics::gauge!(m::FORWARD_LAG_SECONDS, "destination" => d.id.clone()).set(0.0);

@@ -285,7 +285,8 @@ pub const VERIFICATION_REASONS: &[&str] = &[
 ];
 
 /// The values a counter's label takes where they are a closed set known in advance: the series
-/// [`register_zeros`] exports at 0. `None` for a label of an open set (AWS error codes).
+/// [`register_zeros`] exports at 0 (forwarding's, per destination, are registered by the
+/// forwarder). `None` for a label of an open set (AWS error codes).
 pub fn known_values(metric: &str, label: &str) -> Option<&'static [&'static str]> {
     Some(match (metric, label) {
         (REQUESTS_TOTAL, "outcome") => OUTCOMES,
@@ -303,6 +304,15 @@ pub fn known_values(metric: &str, label: &str) -> Option<&'static [&'static str]
         (FIREHOSE_THROTTLES_TOTAL, "scope") => &["call", "record"],
         (SQS_CALLS_TOTAL, "outcome") => &["ok", "partial", "throttled", "error", "timeout"],
         (FIREHOSE_OVERSIZE_TOTAL, "result") => &["ok", "error"],
+        (FORWARD_DELIVERIES_TOTAL, "outcome") => &["delivered", "dead_lettered", "redriven"],
+        (FORWARD_ATTEMPTS_TOTAL, "result") => &[
+            "ok",
+            "http_4xx",
+            "http_5xx",
+            "http_429",
+            "timeout",
+            "connect_error",
+        ],
         (FIREHOSE_PUT_ERRORS_TOTAL, "kind") => &[
             "overloaded",
             "timeout",
