@@ -17,13 +17,13 @@ use std::sync::Arc;
 
 use stripe_webhook_envelope::ReceivedAt;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cursor::state_dir;
 use crate::delivery::Sender;
 use crate::forwarder::{
-    Ctx, Finish, Record, Scheduler, WINDOW_PER_CONCURRENCY, admit, deliver, retry_backoff,
+    Ctx, Deliveries, Finish, Record, Scheduler, WINDOW_PER_CONCURRENCY, admit, retry_backoff,
+    start_ready,
 };
 use crate::glob::TypeFilter;
 use crate::segments::{self, SegmentReader};
@@ -84,20 +84,17 @@ pub async fn backfill(
         .spawn(move || read_range(&dir, since, until, &types, &records))
         .map_err(|e| format!("starting the reading thread: {e}"))?;
     let mut scheduler = Scheduler::new(settings.order);
-    let mut deliveries: JoinSet<(Arc<Record>, Option<Finish>)> = JoinSet::new();
+    let mut deliveries = Deliveries::new();
     let mut report = BackfillReport::default();
     let mut reading = true;
     let result = loop {
-        while deliveries.len() < settings.concurrency {
-            let Some(record) = scheduler.pop_ready() else {
-                break;
-            };
-            let (ctx, cancel) = (Arc::clone(&ctx), cancel.clone());
-            deliveries.spawn(async move {
-                let finish = deliver(&ctx, &record, &cancel).await;
-                (record, finish)
-            });
-        }
+        start_ready(
+            &mut scheduler,
+            &mut deliveries,
+            settings.concurrency,
+            &ctx,
+            &cancel,
+        );
         if !reading && deliveries.is_empty() && scheduler.is_empty() {
             break Ok(());
         }

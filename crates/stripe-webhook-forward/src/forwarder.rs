@@ -383,6 +383,29 @@ impl ArchiveState {
     }
 }
 
+/// Deliveries in flight: each ends with its record and how it finished (`None`: cancelled).
+pub(crate) type Deliveries = JoinSet<(Arc<Record>, Option<Finish>)>;
+
+/// Starts the records `scheduler` lets go, until `concurrency` deliveries are in flight.
+pub(crate) fn start_ready(
+    scheduler: &mut Scheduler,
+    deliveries: &mut Deliveries,
+    concurrency: usize,
+    ctx: &Arc<Ctx>,
+    cancel: &CancellationToken,
+) {
+    while deliveries.len() < concurrency {
+        let Some(record) = scheduler.pop_ready() else {
+            break;
+        };
+        let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
+        deliveries.spawn(async move {
+            let finish = deliver(&ctx, &record, &cancel).await;
+            (record, finish)
+        });
+    }
+}
+
 /// What delivery tasks share.
 pub(crate) struct Ctx {
     pub(crate) dest: Destination,
@@ -540,7 +563,7 @@ async fn run_destination(
     });
     let window = settings.concurrency * WINDOW_PER_CONCURRENCY;
     let mut scheduler = Scheduler::new(settings.order);
-    let mut deliveries: JoinSet<(Arc<Record>, Option<Finish>)> = JoinSet::new();
+    let mut deliveries = Deliveries::new();
     // Records that a crash now would send again: those the stored cursor lists as pending, plus
     // those read since it was stored.
     let mut stored_pending = 0usize;
@@ -600,16 +623,13 @@ async fn run_destination(
             }
         }
         // 2. Start deliveries up to the concurrency.
-        while deliveries.len() < settings.concurrency {
-            let Some(record) = scheduler.pop_ready() else {
-                break;
-            };
-            let (ctx, cancel) = (Arc::clone(&ctx), cancel.clone());
-            deliveries.spawn(async move {
-                let finish = deliver(&ctx, &record, &cancel).await;
-                (record, finish)
-            });
-        }
+        start_ready(
+            &mut scheduler,
+            &mut deliveries,
+            settings.concurrency,
+            &ctx,
+            &cancel,
+        );
         // 3. Store the cursor when finished deliveries wait for it.
         let window_full = stored_pending + since_store >= window;
         if dirty && (last_store.elapsed() >= STORE_EVERY || window_full) {
