@@ -1,12 +1,26 @@
 //! The forwarder's file work (reading the archive, storing its cursor, measuring its lag) on
 //! threads of its own, off tokio's blocking pool, so a long lag scan never holds back reading.
-//! They run at normal priority: at the lowest, a loaded machine starved them (forwarding stalled).
+//!
+//! Priorities, both measured: the reading thread runs at normal priority (at the lowest, a
+//! loaded 2-core test run starved it and deliveries stalled); the lag thread at the lowest, since
+//! at normal priority its scan of what is appended (the whole ingest rate) competed with the
+//! webhooks on a saturated core (p99 +2 ms in the pinned load bench). A starved lag scan only
+//! makes the gauge late; it catches up when the core has time.
 
 use std::sync::mpsc;
 
 type Job = Box<dyn FnOnce() + Send>;
 
 const STOPPED: &str = "the forwarder's file thread stopped (a panic: see the log)";
+
+/// A thread's CPU priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// As the rest of the process.
+    Normal,
+    /// The lowest (as the file sink's sealer): it runs when the core has nothing else to do.
+    Lowest,
+}
 
 /// A thread running closures one at a time, in order; it ends when the last handle is dropped.
 #[derive(Clone, Debug)]
@@ -15,12 +29,19 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    /// Starts the thread, named `name`.
-    pub(crate) fn start(name: &str) -> Result<Background, String> {
+    /// Starts the thread, named `name`, at `priority`.
+    pub(crate) fn start(name: &str, priority: Priority) -> Result<Background, String> {
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                if priority == Priority::Lowest
+                    && let Err(e) = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    )
+                {
+                    tracing::debug!(error = ?e, "could not lower the forwarder thread's priority");
+                }
                 while let Ok(job) = rx.recv() {
                     job();
                 }
@@ -59,7 +80,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_run_in_order_and_a_panic_is_an_error_not_a_hang() {
-        let bg = Background::start("test-bg").unwrap();
+        let bg = Background::start("test-bg", Priority::Lowest).unwrap();
         assert_eq!(bg.run(|| 1 + 1).await.unwrap(), 2);
         let name = bg
             .run(|| std::thread::current().name().map(str::to_owned))

@@ -20,7 +20,7 @@ use stripe_webhook_metrics as m;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::background::Background;
+use crate::background::{Background, Priority};
 use crate::cursor::{Cursor, DestinationLock, SegmentCursor, state_dir};
 use crate::dead_letters::{self, DeadLetter};
 use crate::delivery::{Attempt, Sender};
@@ -571,15 +571,15 @@ async fn run_destination(
     let mut dirty = false;
     let mut last_store = Instant::now();
     let mut last_poll: Option<Instant> = None;
-    // The archive's file work, and the lag's, each on a thread of its own at the lowest CPU
-    // priority (crate::background): a long lag scan never holds back reading.
-    let files = Background::start("forward-files")?;
+    // The archive's file work, and the lag's, each on a thread of its own (crate::background): a
+    // long lag scan never holds back reading, and only the lag's runs at the lowest priority.
+    let files = Background::start("forward-files", Priority::Normal)?;
     let mut lag = status::LagTracker::new(
         archive_dir.clone(),
         dir.clone(),
         id.clone(),
         settings.types.clone(),
-        Background::start("forward-lag")?,
+        Background::start("forward-lag", Priority::Lowest)?,
     );
     let label = id.clone();
     metrics::gauge!(m::FORWARD_DEAD_LETTERS, "destination" => label.clone())
