@@ -180,16 +180,6 @@ pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
         .collect()
 }
 
-/// What a `Retry-After` value asks for: delay-seconds, or an HTTP-date (zero once past).
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 /// Why a request got no answer.
 #[derive(Debug)]
 pub(crate) enum SendError {
@@ -310,7 +300,7 @@ impl Client {
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            .and_then(|v| stripe_webhook_backoff::parse_retry_after(v, SystemTime::now()));
         let max = self.max_body;
         let too_large = || SendError::Failed(format!("the response is larger than {max} bytes"));
         if response
@@ -388,32 +378,6 @@ mod tests {
         let err = Target::parse("ftp://example.com/").expect_err("ftp refused");
         assert!(err.contains("only http:// and https://"), "{err}");
         assert!(Target::parse("not a url").is_err());
-    }
-
-    #[test]
-    fn retry_after_in_seconds_or_as_an_http_date() {
-        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:40 GMT", now),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
-            Some(Duration::ZERO),
-            "a date in the past: retry now"
-        );
-        for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994"] {
-            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
-        }
-        assert_eq!(
-            parse_retry_after("99999999999999999999999", now),
-            Some(Duration::from_secs(u64::MAX))
-        );
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! assert_eq!(backoff.delay_honouring(1, Some(Duration::from_secs(5))), Duration::from_secs(5));
 //! ```
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// An exponential backoff with full jitter: see the [crate] documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,18 @@ impl Backoff {
     }
 }
 
+/// What a `Retry-After` header value asks for (RFC 9110): delay-seconds, or an HTTP-date (zero once
+/// it is past, relative to `now`). `None` for anything else, which callers treat as absent. One
+/// parser for every client of the workspace (the CLI's requests, forwarding).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +114,31 @@ mod tests {
             assert_eq!(b.delay_honouring(1, Some(MS(5_000))), MS(5_000));
             assert!(b.delay_honouring(1, None) <= MS(100));
         }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:40 GMT", now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past: retry now"
+        );
+        for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
     }
 }

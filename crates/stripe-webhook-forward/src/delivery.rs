@@ -133,7 +133,7 @@ impl Sender {
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            .and_then(|v| stripe_webhook_backoff::parse_retry_after(v, SystemTime::now()));
         // The answer must arrive whole within the timeout too (a 2xx whose body never ends is not
         // an acknowledgement); its content is not kept.
         match response.bytes().await {
@@ -206,16 +206,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// What a `Retry-After` value asks for: delay-seconds, or an HTTP-date (zero once past).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,12 +233,5 @@ mod tests {
                 .contains(&a.label())
             );
         }
-        let now = SystemTime::now();
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 }
