@@ -141,4 +141,27 @@ mod tests {
             Some(Duration::from_secs(u64::MAX))
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a server sends, the parser answers (no panic); delay-seconds are taken as
+        /// given, and an HTTP-date in the future is the whole seconds until it.
+        #[test]
+        fn any_retry_after_value_is_parsed_or_refused(
+            text in ".{0,40}",
+            secs in proptest::prelude::any::<u64>(),
+            ahead in 0u64..10_000_000,
+        ) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            let _ = parse_retry_after(&text, now);
+            proptest::prop_assert_eq!(
+                parse_retry_after(&secs.to_string(), now),
+                Some(Duration::from_secs(secs))
+            );
+            let date = httpdate::fmt_http_date(now + Duration::from_secs(ahead));
+            proptest::prop_assert_eq!(
+                parse_retry_after(&date, now),
+                Some(Duration::from_secs(ahead))
+            );
+        }
+    }
 }
