@@ -1,6 +1,6 @@
 //! The hyper front door of the Stripe webhook archive: listeners, connections, read limits and
 //! timeouts, signals. Everything the server answers comes from the service crate's
-//! [`App`](stripe_webhook_service::App); this crate only does the I/O around it.
+//! [`App`]; this crate only does the I/O around it.
 //!
 //! - [`ServerArgs`] (flags and environment) → [`ServerArgs::validate`] → [`ServerSettings`].
 //! - [`Listeners::bind`]: the public and the metrics listener, bound (port 0: the kernel picks).

@@ -7,7 +7,7 @@
 //!   [`ForwardSettings`].
 //! - [`run`]: the forwarders of every destination, until cancelled; inside the server (a
 //!   background task beside the file sink) or as `stripe-webhook forward`.
-//! - [`redrive`], [`move_cursor`], [`backfill`], [`status::destination_status`] and
+//! - [`redrive`], [`move_cursor`], [`backfill()`], [`status::destination_status`] and
 //!   [`dead_letters`]: what the CLI's `forward` subcommands do.
 //!
 //! The archive is the only input ([`segments`] reads it as docs/archive-layout.md says readers

@@ -1,5 +1,5 @@
 //! The durable file sink of the Stripe webhook archive: [`FileSink`], a
-//! [`RecordSink`](stripe_webhook_sink::RecordSink) that appends each record to an NDJSON segment
+//! [`RecordSink`] that appends each record to an NDJSON segment
 //! under `<ARCHIVE_DIR>/webhooks/year=YYYY/month=MM/day=DD/`, acknowledges it only once it is
 //! `fdatasync`ed under durable names, and seals segments to `.ndjson.gz` off the acknowledgement
 //! path.
