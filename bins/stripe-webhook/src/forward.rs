@@ -125,16 +125,7 @@ pub(crate) fn forward(cmd: ForwardCmd) -> Result<Outcome, Failure> {
             let chosen = choose(&dir, &cmd.forward, destination.as_deref())?;
             if redrive {
                 let settings = validate(&cmd.forward)?;
-                let dest = settings
-                    .destinations
-                    .iter()
-                    .find(|d| d.id == chosen)
-                    .ok_or_else(|| {
-                        Failure::Usage(format!(
-                            "--redrive: destination {chosen} is not in FORWARD_URL (its URL and \
-                             FORWARD_SECRET are needed to sign)"
-                        ))
-                    })?;
+                let dest = configured(&settings, &chosen, "--redrive")?;
                 let report = runtime
                     .block_on(stripe_webhook_forward::redrive(
                         &dir,
@@ -226,12 +217,7 @@ fn run(
     metrics_addr: Option<SocketAddr>,
 ) -> Result<Outcome, Failure> {
     let settings = validate(args)?;
-    if !archive_dir.join("webhooks").is_dir() {
-        return Err(Failure::Usage(format!(
-            "{} holds no archive (no webhooks/ directory): set ARCHIVE_DIR to the server's",
-            archive_dir.display()
-        )));
-    }
+    holds_an_archive(archive_dir)?;
     init_logging();
     if let Some(addr) = metrics_addr {
         use stripe_webhook_service::metrics_listener;
@@ -258,6 +244,35 @@ fn run(
         ))
         .map_err(Failure::Runtime)?;
     Ok(Outcome::Clean)
+}
+
+/// Refuses a directory the file sink never wrote to (a wrong ARCHIVE_DIR).
+fn holds_an_archive(archive_dir: &Path) -> Result<(), Failure> {
+    if archive_dir.join("webhooks").is_dir() {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "{} holds no archive (no webhooks/ directory): set ARCHIVE_DIR to the server's",
+        archive_dir.display()
+    )))
+}
+
+/// The destination `id` of FORWARD_URL, for a `command` that sends to it (its URL and secret sign).
+fn configured<'a>(
+    settings: &'a ForwardSettings,
+    id: &str,
+    command: &str,
+) -> Result<&'a stripe_webhook_forward::Destination, Failure> {
+    settings
+        .destinations
+        .iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "{command}: destination {id} is not in FORWARD_URL (its URL and FORWARD_SECRET \
+                 are needed to sign)"
+            ))
+        })
 }
 
 /// A token cancelled at Ctrl-C or SIGTERM (logging `why`).
@@ -320,21 +335,15 @@ fn backfill(
         (None, many) => {
             return Err(Failure::Usage(format!(
                 "several destinations in FORWARD_URL ({}): choose one with --destination",
-                many.iter().map(|d| d.id.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|d| d.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
-        (Some(id), all) => all.iter().find(|d| d.id == id).ok_or_else(|| {
-            Failure::Usage(format!(
-                "destination {id} is not in FORWARD_URL (its URL and FORWARD_SECRET are needed                  to sign)"
-            ))
-        })?,
+        (Some(id), _) => configured(&settings, id, "backfill")?,
     };
-    if !archive_dir.join("webhooks").is_dir() {
-        return Err(Failure::Usage(format!(
-            "{} holds no archive (no webhooks/ directory): set ARCHIVE_DIR to the server's",
-            archive_dir.display()
-        )));
-    }
+    holds_an_archive(archive_dir)?;
     init_logging();
     tracing::info!(destination = %dest.id, since = %since.rfc3339_millis(), until = %until.rfc3339_millis(), attempts, "backfill: delivering the records archived in [since, until)");
     let cancel = stop_on_signal(runtime, "stopping the backfill");
