@@ -50,7 +50,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let mut config = FirehoseSinkConfig::new("stripe-webhooks");
 //! config.oversize_bucket = Some("my-webhook-archive".to_owned());
-//! // In production: `FirehoseSink::from_env(config, None).await?`, then `sink.healthcheck().await?` once.
+//! // In production: `load_sdk_config(None).await?` for `sdk`, then `sink.healthcheck().await?` once.
 //! let sdk = aws_config::SdkConfig::builder()
 //!     .region(aws_config::Region::new("us-east-1"))
 //!     .behavior_version(aws_config::BehaviorVersion::latest())
@@ -128,17 +128,9 @@ pub async fn load_sdk_config(region: Option<String>) -> Result<aws_config::SdkCo
 }
 
 impl FirehoseSink {
-    /// Loads `aws-config` ([`load_sdk_config`]) and builds the clients. Fails
-    /// [`SinkErrorKind::Permanent`] when no region is configured.
-    pub async fn from_env(
-        config: FirehoseSinkConfig,
-        region: Option<String>,
-    ) -> Result<FirehoseSink, SinkError> {
-        Ok(Self::new(config, &load_sdk_config(region).await?))
-    }
-
-    /// Builds the clients from a given [`aws_config::SdkConfig`] (tests, Lambda init) with the sink's
-    /// retry and timeout configuration, and starts the dispatcher.
+    /// Builds the clients from an [`aws_config::SdkConfig`] ([`load_sdk_config`] in production,
+    /// a fixed one in tests) with the sink's retry and timeout configuration, and starts the
+    /// dispatcher.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
