@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cursor::state_dir;
 use crate::delivery::Sender;
 use crate::forwarder::{
-    Ctx, Deliveries, Finish, Record, Scheduler, WINDOW_PER_CONCURRENCY, admit, retry_backoff,
-    start_ready,
+    Ctx, Deliveries, Finish, GiveUp, Record, Scheduler, WINDOW_PER_CONCURRENCY, admit,
+    retry_backoff, start_ready,
 };
 use crate::glob::TypeFilter;
 use crate::segments::{self, SegmentReader};
@@ -71,8 +71,7 @@ pub async fn backfill(
         dest: dest.clone(),
         dir: state_dir(archive_dir, &id).map_err(|e| format!("{id}: state directory: {e}"))?,
         sender: Sender::new(&dest.url, dest.secret.clone(), settings.timeout)?,
-        max_age: None,
-        attempts: Some(attempts.max(1)),
+        give_up: GiveUp::AfterAttempts(attempts.max(1)),
         backoff: retry_backoff(settings.retry_max),
     });
     let window = settings.concurrency * WINDOW_PER_CONCURRENCY;

@@ -412,11 +412,28 @@ pub(crate) struct Ctx {
     /// The destination's state directory (its dead-letter list).
     pub(crate) dir: PathBuf,
     pub(crate) sender: Sender,
-    /// Retry until a record is this old (counted from when it was archived); `None`: forever.
-    pub(crate) max_age: Option<Duration>,
-    /// Or give up after this many attempts (a backfill's `--attempts`); `None`: no such limit.
-    pub(crate) attempts: Option<u32>,
+    pub(crate) give_up: GiveUp,
     pub(crate) backoff: Backoff,
+}
+
+/// When a delivery is given up, the record then going to the dead-letter list.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum GiveUp {
+    /// Once the record is older than this (FORWARD_MAX_AGE, counted from when it was archived),
+    /// after one last attempt; `None`: never.
+    AtAge(Option<Duration>),
+    /// After this many attempts (a backfill's `--attempts`).
+    AfterAttempts(u32),
+}
+
+impl GiveUp {
+    /// The dead letter's `reason`.
+    fn reason(self) -> &'static str {
+        match self {
+            GiveUp::AtAge(_) => "max_age",
+            GiveUp::AfterAttempts(_) => "attempts",
+        }
+    }
 }
 
 /// The first retry's backoff ceiling (doubling up to `retry_max`): one place for the forwarder and
@@ -557,8 +574,7 @@ async fn run_destination(
         dest,
         dir: dir.clone(),
         sender,
-        max_age: settings.max_age,
-        attempts: None,
+        give_up: GiveUp::AtAge(settings.max_age),
         backoff: retry_backoff(settings.retry_max),
     });
     let window = settings.concurrency * WINDOW_PER_CONCURRENCY;
@@ -740,12 +756,10 @@ pub(crate) async fn deliver(
                 _ => None,
             };
             last = Some(attempt);
-            if ctx.attempts.is_some_and(|limit| attempts >= limit) {
-                break;
-            }
             let wait = ctx.backoff.delay_honouring(attempts, retry_after);
-            match ctx.max_age {
-                Some(max_age) => {
+            let wait = match ctx.give_up {
+                GiveUp::AfterAttempts(limit) if attempts >= limit => break,
+                GiveUp::AtAge(Some(max_age)) => {
                     let age = Duration::from_millis(
                         u64::try_from(
                             ReceivedAt::now().unix_millis() - record.received_at.unix_millis(),
@@ -756,24 +770,17 @@ pub(crate) async fn deliver(
                         break;
                     }
                     // One last attempt when the age is reached, then the dead-letter list.
-                    let wait = wait.min(max_age - age);
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = cancel.cancelled() => return None,
-                    }
+                    wait.min(max_age - age)
                 }
-                None => tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = cancel.cancelled() => return None,
-                },
+                _ => wait,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return None,
             }
         }
     }
-    let reason = record.unsendable.unwrap_or(if ctx.attempts.is_some() {
-        "attempts"
-    } else {
-        "max_age"
-    });
+    let reason = record.unsendable.unwrap_or(ctx.give_up.reason());
     let letter = DeadLetter {
         dead_lettered_at: now_rfc3339(),
         destination: id.clone(),
