@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{cli, describe, stdout};
@@ -24,14 +24,6 @@ fn body(i: usize) -> String {
     format!(
         "{{\n  \"id\": \"evt_cli_{i}\",\n  \"object\": \"event\",\n  \"type\": \"invoice.paid\",\n  \"data\": {{\"object\": {{\"id\": \"in_{i}\"}}}}\n}}"
     )
-}
-
-fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 /// Archives `n` events (`body(0..n)`) in `archive` through the file sink, then seals them.
@@ -102,7 +94,7 @@ fn an_outage_longer_than_the_maximum_age_is_dead_lettered_and_redriven_by_the_cl
         .stderr(Stdio::null())
         .spawn()
         .expect("start forward");
-    wait_until(Duration::from_secs(60), "8 dead letters", || {
+    stripe_webhook_testkit::wait::until("8 dead letters", Duration::from_secs(60), || {
         dead_letters::count(&state) == 8
     });
 
@@ -120,7 +112,7 @@ fn an_outage_longer_than_the_maximum_age_is_dead_lettered_and_redriven_by_the_cl
 
     // Status: running, nothing left to forward, 8 dead letters (exit 1: there are dead letters).
     let mut status_line = serde_json::Value::Null;
-    wait_until(Duration::from_secs(20), "status with no lag", || {
+    stripe_webhook_testkit::wait::until("status with no lag", Duration::from_secs(20), || {
         let out = forward_cmd(archive.path(), &url, &start)
             .args(["status", "--json"])
             .output()
@@ -186,7 +178,7 @@ fn an_outage_longer_than_the_maximum_age_is_dead_lettered_and_redriven_by_the_cl
         .stderr(Stdio::null())
         .spawn()
         .expect("start forward");
-    wait_until(Duration::from_secs(60), "the backfill", || {
+    stripe_webhook_testkit::wait::until("the backfill", Duration::from_secs(60), || {
         target.delivered().len() == 16
     });
     stop(forwarder);
@@ -225,7 +217,7 @@ fn a_separate_forwarder_serves_its_metrics_on_the_address_it_is_given() {
         .expect("start forward");
     // The bound address is in the start-up log line (port 0: the kernel picked it).
     let mut addr = String::new();
-    wait_until(Duration::from_secs(30), "the metrics log line", || {
+    stripe_webhook_testkit::wait::until("the metrics log line", Duration::from_secs(30), || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let found = text
             .lines()
@@ -238,7 +230,7 @@ fn a_separate_forwarder_serves_its_metrics_on_the_address_it_is_given() {
     let delivered = format!(
         "stripe_webhook_forward_deliveries_total{{destination=\"{id}\",outcome=\"delivered\"}} 3"
     );
-    wait_until(Duration::from_secs(30), "3 deliveries counted", || {
+    stripe_webhook_testkit::wait::until("3 deliveries counted", Duration::from_secs(30), || {
         scrape(&addr).contains(&delivered)
     });
     let metrics = scrape(&addr);

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use stripe_webhook_envelope::{EnvelopeOptions, ReceivedAt, encode};
@@ -59,15 +59,6 @@ fn settings(url: String, order: Order, max_age: Option<Duration>) -> ForwardSett
     }
 }
 
-/// Polls `done` until it holds (every 20 ms), or panics after `timeout` with `what`.
-async fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn event_id(r: &ReceivedRequest) -> String {
     r.header("stripe-webhook-event-id")
         .unwrap_or("?")
@@ -118,14 +109,18 @@ async fn per_object_order_holds_back_only_the_failing_objects_later_events() {
         cancel.clone(),
     ));
     // Other objects flow while ch_A's first event fails.
-    wait_until(Duration::from_secs(30), "ch_B and ch_C delivered", || {
-        let done = ids(&target.delivered());
-        ["evt_b1", "evt_b2", "evt_c1"]
-            .iter()
-            .all(|id| done.contains(&(*id).to_owned()))
-    })
+    stripe_webhook_testkit::wait::until_async(
+        "ch_B and ch_C delivered",
+        Duration::from_secs(30),
+        || {
+            let done = ids(&target.delivered());
+            ["evt_b1", "evt_b2", "evt_c1"]
+                .iter()
+                .all(|id| done.contains(&(*id).to_owned()))
+        },
+    )
     .await;
-    wait_until(Duration::from_secs(30), "evt_a1 retried", || {
+    stripe_webhook_testkit::wait::until_async("evt_a1 retried", Duration::from_secs(30), || {
         ids(&target.received())
             .iter()
             .filter(|id| *id == "evt_a1")
@@ -142,7 +137,7 @@ async fn per_object_order_holds_back_only_the_failing_objects_later_events() {
     assert!(position(&done, "evt_b1") < position(&done, "evt_b2"));
     // The failing event goes through: its object's later events follow, in archive order.
     release.store(true, Ordering::SeqCst);
-    wait_until(Duration::from_secs(30), "ch_A delivered", || {
+    stripe_webhook_testkit::wait::until_async("ch_A delivered", Duration::from_secs(30), || {
         target.delivered().len() == 6
     })
     .await;
@@ -187,9 +182,9 @@ async fn a_long_outage_ends_in_dead_letters_that_a_redrive_delivers() {
         settings.clone(),
         cancel.clone(),
     ));
-    wait_until(
-        Duration::from_secs(60),
+    stripe_webhook_testkit::wait::until_async(
         "every record dead-lettered",
+        Duration::from_secs(60),
         || dead_letters::count(&state) == 12,
     )
     .await;
@@ -211,9 +206,9 @@ async fn a_long_outage_ends_in_dead_letters_that_a_redrive_delivers() {
         );
     }
     // The cursor moved past them: nothing is left to forward.
-    wait_until(
-        Duration::from_secs(10),
+    stripe_webhook_testkit::wait::until_async(
         "cursor past the dead letters",
+        Duration::from_secs(10),
         || {
             stripe_webhook_forward::status::destination_status(
                 dir.path(),
@@ -271,7 +266,7 @@ async fn a_restart_resumes_from_the_cursor_and_sealing_keeps_offsets() {
         settings.clone(),
         cancel.clone(),
     ));
-    wait_until(Duration::from_secs(30), "the first 20", || {
+    stripe_webhook_testkit::wait::until_async("the first 20", Duration::from_secs(30), || {
         target.delivered().len() == 20
     })
     .await;
@@ -294,7 +289,7 @@ async fn a_restart_resumes_from_the_cursor_and_sealing_keeps_offsets() {
         settings,
         cancel.clone(),
     ));
-    wait_until(Duration::from_secs(30), "the next 10", || {
+    stripe_webhook_testkit::wait::until_async("the next 10", Duration::from_secs(30), || {
         target.delivered().len() >= 30
     })
     .await;
@@ -363,16 +358,22 @@ async fn a_cursor_with_pending_records_sends_exactly_those_again_and_a_damaged_s
         settings,
         cancel.clone(),
     ));
-    wait_until(Duration::from_secs(30), "the two pending records", || {
-        target.delivered().len() >= 2
-    })
+    stripe_webhook_testkit::wait::until_async(
+        "the two pending records",
+        Duration::from_secs(30),
+        || target.delivered().len() >= 2,
+    )
     .await;
-    wait_until(Duration::from_secs(30), "the segment finished", || {
-        Cursor::load(&state)
-            .ok()
-            .flatten()
-            .is_some_and(|c| c.segment(&files[0].key).done)
-    })
+    stripe_webhook_testkit::wait::until_async(
+        "the segment finished",
+        Duration::from_secs(30),
+        || {
+            Cursor::load(&state)
+                .ok()
+                .flatten()
+                .is_some_and(|c| c.segment(&files[0].key).done)
+        },
+    )
     .await;
     cancel.cancel();
     run.await.unwrap().unwrap();
@@ -407,9 +408,14 @@ async fn a_forwarder_stopped_by_an_error_is_restarted_and_delivers_once_it_is_me
     ));
     // A try takes the destination's lock (creating its file) and, failing, releases it; a
     // forwarder that started would hold it for good.
-    wait_until(Duration::from_secs(30), "a first failed start", || {
-        state.join(cursor::LOCK_FILE).exists() && cursor::DestinationLock::holder(&state).is_none()
-    })
+    stripe_webhook_testkit::wait::until_async(
+        "a first failed start",
+        Duration::from_secs(30),
+        || {
+            state.join(cursor::LOCK_FILE).exists()
+                && cursor::DestinationLock::holder(&state).is_none()
+        },
+    )
     .await;
     assert!(
         !run.is_finished(),
@@ -418,9 +424,9 @@ async fn a_forwarder_stopped_by_an_error_is_restarted_and_delivers_once_it_is_me
     assert!(target.delivered().is_empty());
     // Mended (the operator moves the cursor): the next restart forwards both.
     std::fs::remove_file(&cursor).unwrap();
-    wait_until(
-        Duration::from_secs(30),
+    stripe_webhook_testkit::wait::until_async(
         "both events after the mend",
+        Duration::from_secs(30),
         || target.delivered().len() == 2,
     )
     .await;
