@@ -182,13 +182,13 @@ fn every_acknowledged_event_is_forwarded_through_target_faults_and_two_sigkills(
         "every acknowledged event delivered",
         || (target.received().len(), missing().is_empty()),
         || {
-            let cursors: Vec<String> = walk(archive.path())
-                .into_iter()
-                .filter(|p| p.ends_with("cursor.json"))
-                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-                .collect();
+            let id = stripe_webhook_forward::destination_id(&url).expect("destination id");
+            let cursor = stripe_webhook_forward::forward_dir(archive.path())
+                .join(id)
+                .join(stripe_webhook_forward::cursor::CURSOR_FILE);
+            let cursor = std::fs::read_to_string(cursor).unwrap_or_default();
             format!(
-                "not delivered: {:?}\ncursor: {cursors:?}\nserver log:\n{}",
+                "not delivered: {:?}\ncursor: {cursor}\nserver log:\n{}",
                 missing(),
                 server.logs()
             )
@@ -276,20 +276,6 @@ fn every_acknowledged_event_is_forwarded_through_target_faults_and_two_sigkills(
             "the SDK's event is the delivered one"
         );
     }
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Runs the server with `envs` (on any free port) expecting it to refuse to start: exit code 2,
